@@ -1,0 +1,173 @@
+// Package api holds Chaser's wire contract: the JSON request and response
+// bodies of the HTTP API. The server, the typed client, the CLI and the tests
+// all use these types, so the contract lives in one place.
+package api
+
+import "time"
+
+// Session types.
+const (
+	SessionTypeSandbox = "sandbox"
+)
+
+// Session statuses.
+const (
+	StatusStarting = "starting"
+	StatusRunning  = "running"
+	StatusStopping = "stopping"
+	StatusFailed   = "failed"
+)
+
+// Tiers.
+const (
+	TierFree = "free"
+	TierPaid = "paid"
+)
+
+// Session is one sandbox and its lifecycle.
+type Session struct {
+	ID          string    `json:"id"`
+	Type        string    `json:"type"`
+	Status      string    `json:"status"`
+	WorkspaceID *string   `json:"workspace_id"`
+	Image       string    `json:"image"`
+	Ephemeral   bool      `json:"ephemeral"`
+	Runtime     string    `json:"runtime"`
+	CreatedAt   time.Time `json:"created_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// CreateSessionRequest is the body of POST /v1/sessions.
+type CreateSessionRequest struct {
+	Type      string `json:"type"`
+	Ephemeral bool   `json:"ephemeral,omitempty"`
+	Image     string `json:"image,omitempty"`
+	Workspace string `json:"workspace,omitempty"`
+}
+
+// SessionList is the body of GET /v1/sessions.
+type SessionList struct {
+	Sessions []Session `json:"sessions"`
+}
+
+// ExecRequest is the body of POST /v1/exec and POST /v1/sessions/{id}/exec.
+// Background and Stream apply only to the session-scoped endpoint.
+type ExecRequest struct {
+	Command    string            `json:"command"`
+	Workspace  string            `json:"workspace,omitempty"`
+	Cwd        string            `json:"cwd,omitempty"`
+	Env        map[string]string `json:"env,omitempty"`
+	TimeoutMS  int64             `json:"timeout_ms,omitempty"`
+	Stdin      *string           `json:"stdin,omitempty"`
+	Background bool              `json:"background,omitempty"`
+	Stream     bool              `json:"stream,omitempty"`
+	// StdinOpen keeps a background command's stdin open for POST .../stdin.
+	// It defaults to true for background commands without Stdin.
+	StdinOpen *bool `json:"stdin_open,omitempty"`
+}
+
+// ExecResult is the answer of a synchronous exec.
+type ExecResult struct {
+	SessionID       string  `json:"session_id"`
+	WorkspaceID     *string `json:"workspace_id"`
+	CommandID       string  `json:"command_id"`
+	ExitCode        int     `json:"exit_code"`
+	Stdout          string  `json:"stdout"`
+	Stderr          string  `json:"stderr"`
+	DurationMS      int64   `json:"duration_ms"`
+	TimedOut        bool    `json:"timed_out"`
+	OutputTruncated bool    `json:"output_truncated,omitempty"`
+}
+
+// BackgroundStarted is the 202 answer of a background exec.
+type BackgroundStarted struct {
+	SessionID string `json:"session_id"`
+	CommandID string `json:"command_id"`
+}
+
+// Event is one line of an NDJSON exec stream. Type is "stdout", "stderr",
+// "exit" or "error". Data holds output; when it is not valid UTF-8 it is
+// base64 and Encoding is "base64", so binary output survives losslessly.
+type Event struct {
+	Type     string `json:"type"`
+	Data     string `json:"data,omitempty"`
+	Encoding string `json:"encoding,omitempty"`
+	ExitCode *int   `json:"exit_code,omitempty"`
+	TimedOut bool   `json:"timed_out,omitempty"`
+	Signal   string `json:"signal,omitempty"`
+	Message  string `json:"message,omitempty"`
+}
+
+// Command statuses.
+const (
+	CommandRunning = "running"
+	CommandExited  = "exited"
+)
+
+// Command describes a command run in a session.
+type Command struct {
+	ID         string     `json:"id"`
+	Command    string     `json:"command"`
+	Cwd        string     `json:"cwd"`
+	Status     string     `json:"status"`
+	PID        int        `json:"pid"`
+	ExitCode   *int       `json:"exit_code"`
+	Signal     string     `json:"signal,omitempty"`
+	TimedOut   bool       `json:"timed_out"`
+	Background bool       `json:"background"`
+	StartedAt  time.Time  `json:"started_at"`
+	ExitedAt   *time.Time `json:"exited_at,omitempty"`
+	OutputSize int64      `json:"output_size"`
+	// OutputStart is the offset of the oldest output still kept: output is
+	// bounded per command and the oldest bytes are dropped first.
+	OutputStart int64 `json:"output_start"`
+}
+
+// CommandList is the body of GET /v1/sessions/{id}/commands.
+type CommandList struct {
+	Commands []Command `json:"commands"`
+}
+
+// StdinRequest is the body of POST .../commands/{cid}/stdin. Data is text,
+// or base64 when Encoding is "base64". EOF closes stdin after Data.
+type StdinRequest struct {
+	Data     string `json:"data"`
+	Encoding string `json:"encoding,omitempty"`
+	EOF      bool   `json:"eof,omitempty"`
+}
+
+// SignalRequest is the body of POST .../commands/{cid}/signal: a name such as
+// "TERM", "SIGKILL" or "INT".
+type SignalRequest struct {
+	Signal string `json:"signal"`
+}
+
+// Account is an account as shown to its owner or an admin.
+type Account struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Tier      string    `json:"tier"`
+	Admin     bool      `json:"admin"`
+	CreatedAt time.Time `json:"created_at"`
+	// APIKey is set only in the answer that created the account: keys are
+	// stored hashed and cannot be shown again.
+	APIKey string `json:"api_key,omitempty"`
+}
+
+// CreateAccountRequest is the body of POST /v1/accounts (admin only).
+type CreateAccountRequest struct {
+	Name string `json:"name"`
+	Tier string `json:"tier"`
+}
+
+// ErrorBody is the body of every error answer.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail names the error class (a code such as "not_found") and says
+// what went wrong.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}

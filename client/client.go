@@ -1,0 +1,259 @@
+// Package client is the typed Go client of the Chaser API. The CLI, the MCP
+// bridge and the tests use it. Errors carry errdefs classes, so
+// errors.Is(err, errdefs.ErrNotFound) works on answers of the server.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/httpjson"
+)
+
+// DefaultURL is the API address used when CHASER_API_URL is not set.
+const DefaultURL = "http://127.0.0.1:8080"
+
+// Client calls one Chaser server with one API key.
+type Client struct {
+	BaseURL string
+	Key     string
+	HTTP    *http.Client
+}
+
+// New returns a client for baseURL authenticating with key.
+func New(baseURL, key string) *Client {
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Key: key, HTTP: &http.Client{}}
+}
+
+// FromEnv returns a client configured by CHASER_API_URL and CHASER_API_KEY.
+// Without CHASER_API_KEY it falls back to keyFile (the local server's
+// admin.key) when that is readable.
+func FromEnv(keyFile string) *Client {
+	u := os.Getenv("CHASER_API_URL")
+	if u == "" {
+		u = DefaultURL
+	}
+	key := os.Getenv("CHASER_API_KEY")
+	if key == "" && keyFile != "" {
+		if b, err := os.ReadFile(keyFile); err == nil {
+			key = strings.TrimSpace(string(b))
+		}
+	}
+	return New(u, key)
+}
+
+// Request sends a request with the key and returns the response when its
+// status is below 300; otherwise the error the server answered.
+func (c *Client) Request(ctx context.Context, method, path string, body io.Reader, contentType string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if c.Key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Key)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the Chaser server at %s (is `chaser serve` running? set CHASER_API_URL): %v: %w", c.BaseURL, err, errdefs.ErrUnavailable)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return nil, httpjson.ReadError(resp)
+	}
+	return resp, nil
+}
+
+// call sends in as JSON (when not nil) and decodes the answer into out
+// (when not nil).
+func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	ct := ""
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body, ct = bytes.NewReader(b), "application/json"
+	}
+	resp, err := c.Request(ctx, method, path, body, ct)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func sessionPath(id string, rest ...string) string {
+	p := "/v1/sessions/" + url.PathEscape(id)
+	for _, r := range rest {
+		p += "/" + r
+	}
+	return p
+}
+
+// Health checks GET /healthz.
+func (c *Client) Health(ctx context.Context) error {
+	return c.call(ctx, http.MethodGet, "/healthz", nil, nil)
+}
+
+// CreateAccount creates an account (admin only); the answer holds its key.
+func (c *Client) CreateAccount(ctx context.Context, req api.CreateAccountRequest) (api.Account, error) {
+	var a api.Account
+	err := c.call(ctx, http.MethodPost, "/v1/accounts", req, &a)
+	return a, err
+}
+
+// CreateSession creates a session.
+func (c *Client) CreateSession(ctx context.Context, req api.CreateSessionRequest) (api.Session, error) {
+	var s api.Session
+	err := c.call(ctx, http.MethodPost, "/v1/sessions", req, &s)
+	return s, err
+}
+
+// ListSessions lists the account's sessions.
+func (c *Client) ListSessions(ctx context.Context) ([]api.Session, error) {
+	var l api.SessionList
+	err := c.call(ctx, http.MethodGet, "/v1/sessions", nil, &l)
+	return l.Sessions, err
+}
+
+// GetSession returns a session.
+func (c *Client) GetSession(ctx context.Context, id string) (api.Session, error) {
+	var s api.Session
+	err := c.call(ctx, http.MethodGet, sessionPath(id), nil, &s)
+	return s, err
+}
+
+// DeleteSession destroys a session.
+func (c *Client) DeleteSession(ctx context.Context, id string) error {
+	return c.call(ctx, http.MethodDelete, sessionPath(id), nil, nil)
+}
+
+// Exec runs a command: in session id, or targetless (POST /v1/exec) when id
+// is empty.
+func (c *Client) Exec(ctx context.Context, id string, req api.ExecRequest) (api.ExecResult, error) {
+	var res api.ExecResult
+	p := "/v1/exec"
+	if id != "" {
+		p = sessionPath(id, "exec")
+	}
+	err := c.call(ctx, http.MethodPost, p, req, &res)
+	return res, err
+}
+
+// ExecStream runs a command in a session and calls fn for each event until
+// the exit event, which it returns.
+func (c *Client) ExecStream(ctx context.Context, id string, req api.ExecRequest, fn func(api.Event) error) (api.Event, error) {
+	req.Stream = true
+	b, err := json.Marshal(req)
+	if err != nil {
+		return api.Event{}, err
+	}
+	resp, err := c.Request(ctx, http.MethodPost, sessionPath(id, "exec"), bytes.NewReader(b), "application/json")
+	if err != nil {
+		return api.Event{}, err
+	}
+	defer resp.Body.Close()
+	return readEvents(resp.Body, fn)
+}
+
+// readEvents reads NDJSON events until the exit event.
+func readEvents(r io.Reader, fn func(api.Event) error) (api.Event, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var ev api.Event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return api.Event{}, fmt.Errorf("bad event from server: %w", err)
+		}
+		switch ev.Type {
+		case "exit":
+			return ev, nil
+		case "error":
+			return ev, errdefs.New(errdefs.ErrUnavailable, ev.Message)
+		}
+		if fn != nil {
+			if err := fn(ev); err != nil {
+				return ev, err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return api.Event{}, err
+	}
+	return api.Event{}, errdefs.New(errdefs.ErrUnavailable, "the stream ended before the command exited")
+}
+
+// StartBackground starts a background command and returns its id.
+func (c *Client) StartBackground(ctx context.Context, id string, req api.ExecRequest) (string, error) {
+	req.Background = true
+	var res api.BackgroundStarted
+	err := c.call(ctx, http.MethodPost, sessionPath(id, "exec"), req, &res)
+	return res.CommandID, err
+}
+
+// Commands lists a session's commands.
+func (c *Client) Commands(ctx context.Context, id string) ([]api.Command, error) {
+	var l api.CommandList
+	err := c.call(ctx, http.MethodGet, sessionPath(id, "commands"), nil, &l)
+	return l.Commands, err
+}
+
+// Command returns one command.
+func (c *Client) Command(ctx context.Context, id, cid string) (api.Command, error) {
+	var cmd api.Command
+	err := c.call(ctx, http.MethodGet, sessionPath(id, "commands", url.PathEscape(cid)), nil, &cmd)
+	return cmd, err
+}
+
+// Output opens a command's combined output from offset (raw bytes).
+func (c *Client) Output(ctx context.Context, id, cid string, offset int64, follow bool) (io.ReadCloser, error) {
+	q := url.Values{"offset": {strconv.FormatInt(offset, 10)}}
+	if follow {
+		q.Set("follow", "1")
+	}
+	resp, err := c.Request(ctx, http.MethodGet, sessionPath(id, "commands", url.PathEscape(cid), "output")+"?"+q.Encode(), nil, "")
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// Follow streams a command's events from its start and returns its exit
+// event.
+func (c *Client) Follow(ctx context.Context, id, cid string, fn func(api.Event) error) (api.Event, error) {
+	q := url.Values{"follow": {"1"}, "format": {"ndjson"}}
+	resp, err := c.Request(ctx, http.MethodGet, sessionPath(id, "commands", url.PathEscape(cid), "output")+"?"+q.Encode(), nil, "")
+	if err != nil {
+		return api.Event{}, err
+	}
+	defer resp.Body.Close()
+	return readEvents(resp.Body, fn)
+}
+
+// Stdin writes to a background command's stdin.
+func (c *Client) Stdin(ctx context.Context, id, cid string, req api.StdinRequest) error {
+	return c.call(ctx, http.MethodPost, sessionPath(id, "commands", url.PathEscape(cid), "stdin"), req, nil)
+}
+
+// Signal signals a command.
+func (c *Client) Signal(ctx context.Context, id, cid, signal string) error {
+	return c.call(ctx, http.MethodPost, sessionPath(id, "commands", url.PathEscape(cid), "signal"), api.SignalRequest{Signal: signal}, nil)
+}

@@ -1,0 +1,128 @@
+// Package account manages accounts and API keys: creation, the admin
+// account made on first start, and authentication of keys.
+//
+// A key reads "chaser_<id>_<secret>". The id is public and finds the stored
+// record; only the SHA-256 of the secret is stored, and it is compared in
+// constant time. Secrets are 160 random bits, so a fast hash is enough.
+package account
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/store"
+)
+
+// Service manages accounts.
+type Service struct {
+	store store.Store
+}
+
+// New returns an account service over st.
+func New(st store.Store) *Service { return &Service{store: st} }
+
+var enc = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+func random(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return enc.EncodeToString(b)
+}
+
+func hash(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+
+// Create creates an account and returns it with its API key (shown once).
+// Errors: ErrInvalidArgument for a bad name or tier, ErrAlreadyExists for a
+// taken name.
+func (s *Service) Create(ctx context.Context, name, tier string, admin bool) (api.Account, error) {
+	if !validName.MatchString(name) {
+		return api.Account{}, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("account name %q: use 1-63 letters, digits, '.', '_' or '-'", name))
+	}
+	if tier != api.TierFree && tier != api.TierPaid {
+		return api.Account{}, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("tier %q: use free or paid", tier))
+	}
+	a := store.Account{ID: "acc-" + random(10), Name: name, Tier: tier, Admin: admin, CreatedAt: time.Now().UTC()}
+	keyID, secret := random(5), random(20)
+	err := s.store.CreateAccount(ctx, a, store.APIKey{ID: keyID, AccountID: a.ID, Hash: hash(secret), CreatedAt: a.CreatedAt})
+	if errors.Is(err, errdefs.ErrAlreadyExists) {
+		return api.Account{}, errdefs.New(errdefs.ErrAlreadyExists, fmt.Sprintf("an account named %q already exists", name))
+	}
+	if err != nil {
+		return api.Account{}, err
+	}
+	out := ToAPI(a)
+	out.APIKey = "chaser_" + keyID + "_" + secret
+	return out, nil
+}
+
+// ToAPI converts a stored account to its wire form.
+func ToAPI(a store.Account) api.Account {
+	return api.Account{ID: a.ID, Name: a.Name, Tier: a.Tier, Admin: a.Admin, CreatedAt: a.CreatedAt}
+}
+
+// Authenticate returns the account of an API key, or ErrUnauthenticated.
+func (s *Service) Authenticate(ctx context.Context, key string) (store.Account, error) {
+	bad := errdefs.New(errdefs.ErrUnauthenticated, "invalid API key")
+	rest, ok := strings.CutPrefix(key, "chaser_")
+	if !ok {
+		return store.Account{}, bad
+	}
+	id, secret, ok := strings.Cut(rest, "_")
+	if !ok || id == "" || secret == "" {
+		return store.Account{}, bad
+	}
+	k, a, err := s.store.KeyByID(ctx, id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return store.Account{}, bad
+	}
+	if err != nil {
+		return store.Account{}, err
+	}
+	if subtle.ConstantTimeCompare([]byte(k.Hash), []byte(hash(secret))) != 1 {
+		return store.Account{}, bad
+	}
+	return a, nil
+}
+
+// Bootstrap creates the admin account (tier paid) when no account exists
+// yet and writes its key to keyPath with mode 0600. It reports whether it
+// created one.
+func (s *Service) Bootstrap(ctx context.Context, keyPath string) (bool, error) {
+	list, err := s.store.ListAccounts(ctx)
+	if err != nil {
+		return false, err
+	}
+	if len(list) > 0 {
+		return false, nil
+	}
+	a, err := s.Create(ctx, "admin", api.TierPaid, true)
+	if err != nil {
+		return false, err
+	}
+	tmp := keyPath + ".tmp"
+	if err := os.MkdirAll(filepath.Dir(keyPath), 0o700); err != nil {
+		return false, err
+	}
+	if err := os.WriteFile(tmp, []byte(a.APIKey+"\n"), 0o600); err != nil {
+		return false, err
+	}
+	return true, os.Rename(tmp, keyPath)
+}

@@ -1,0 +1,121 @@
+// Package agent is the program that runs inside every sandbox as its init
+// (PID 1). It serves plain HTTP/1.1 on a unix socket that the host created
+// and handed over as a file descriptor, so the sandbox never sees the host
+// path of the socket. Everything the server does inside a sandbox — exec,
+// and later PTYs, files and port dialling — goes through this API, which is
+// why it behaves the same under every runtime. Debug it with
+// `curl --unix-socket STATE/agent.sock http://agent/v1/health`.
+//
+// The agent must stay small: it imports the standard library, api, errdefs
+// and its own subpackages only (agent_test checks this).
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/chaserhq/chaser/internal/agent/process"
+)
+
+// Config configures an agent.
+type Config struct {
+	// Listener serves the API. Main takes it from an inherited fd.
+	Listener net.Listener
+	// Env is the base environment of every command; requests add to it.
+	Env []string
+	// ReapAll must be set when the agent is PID 1.
+	ReapAll bool
+	Log     *slog.Logger
+}
+
+// Agent serves the in-sandbox API.
+type Agent struct {
+	log     *slog.Logger
+	env     []string
+	shell   string
+	procs   *process.Manager
+	started time.Time
+}
+
+// New returns an agent. It picks bash as the shell when present, else sh.
+func New(cfg Config) *Agent {
+	shell := "/bin/sh"
+	for _, s := range []string{"/bin/bash", "/usr/bin/bash"} {
+		if fi, err := os.Stat(s); err == nil && fi.Mode()&0o111 != 0 {
+			shell = s
+			break
+		}
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Agent{
+		log:     log,
+		env:     cfg.Env,
+		shell:   shell,
+		procs:   process.NewManager(log, shell, cfg.ReapAll),
+		started: time.Now(),
+	}
+}
+
+// Serve answers requests on l until ctx ends, then kills every command.
+func (a *Agent) Serve(ctx context.Context, l net.Listener) error {
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		a.procs.KillAll()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	err := srv.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Main is the entry point of `chaser agent`. It serves on the listening
+// socket at fd 3 (passed by the runtime) or on socketPath when set.
+func Main(socketPath string) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var l net.Listener
+	var err error
+	if socketPath != "" {
+		_ = os.Remove(socketPath)
+		l, err = net.Listen("unix", socketPath)
+	} else {
+		f := os.NewFile(3, "agent-listener")
+		l, err = net.FileListener(f)
+		f.Close()
+	}
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	a := New(Config{Env: baseEnv(os.Environ()), ReapAll: os.Getpid() == 1, Log: log})
+	log.Info("agent serving", "pid", os.Getpid(), "shell", a.shell)
+	return a.Serve(ctx, l)
+}
+
+// baseEnv is the agent's own environment less its private variables.
+func baseEnv(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "CHASER_AGENT_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}

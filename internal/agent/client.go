@@ -1,0 +1,140 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/httpjson"
+)
+
+// Client talks to one sandbox's agent. The server holds one per sandbox.
+type Client struct {
+	hc *http.Client
+}
+
+// NewClient returns a client that reaches the agent through dial (the
+// runtime's connection to the sandbox).
+func NewClient(dial func(ctx context.Context) (net.Conn, error)) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dial(ctx)
+		},
+		MaxIdleConnsPerHost: 8,
+		DisableCompression:  true,
+	}
+	return &Client{hc: &http.Client{Transport: tr}}
+}
+
+// Close releases idle connections.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// Do sends a request to the agent; path is absolute ("/v1/health"). It
+// returns the response for any status; the caller closes the body.
+func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, header http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://agent"+path, body)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("sandbox agent unreachable: %v: %w", err, errdefs.ErrUnavailable)
+	}
+	return resp, nil
+}
+
+// call sends a JSON request and decodes a JSON answer into out (if not nil).
+func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	var h http.Header
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+		h = http.Header{"Content-Type": {"application/json"}}
+	}
+	resp, err := c.Do(ctx, method, path, body, h)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return httpjson.ReadError(resp)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// Health asks the agent whether it serves.
+func (c *Client) Health(ctx context.Context) (Health, error) {
+	var h Health
+	err := c.call(ctx, http.MethodGet, "/v1/health", nil, &h)
+	return h, err
+}
+
+// Start starts a command.
+func (c *Client) Start(ctx context.Context, req api.ExecRequest) (api.Command, error) {
+	var cmd api.Command
+	err := c.call(ctx, http.MethodPost, "/v1/processes", req, &cmd)
+	return cmd, err
+}
+
+// Commands lists the commands the agent remembers.
+func (c *Client) Commands(ctx context.Context) ([]api.Command, error) {
+	var l api.CommandList
+	err := c.call(ctx, http.MethodGet, "/v1/processes", nil, &l)
+	return l.Commands, err
+}
+
+// Command returns one command, or errdefs.ErrNotFound.
+func (c *Client) Command(ctx context.Context, id string) (api.Command, error) {
+	var cmd api.Command
+	err := c.call(ctx, http.MethodGet, "/v1/processes/"+url.PathEscape(id), nil, &cmd)
+	return cmd, err
+}
+
+// Output opens a command's output from offset; format is "raw" or "ndjson".
+// The caller closes the body.
+func (c *Client) Output(ctx context.Context, id string, offset int64, follow bool, format string) (*http.Response, error) {
+	q := url.Values{"offset": {strconv.FormatInt(offset, 10)}, "format": {format}}
+	if follow {
+		q.Set("follow", "1")
+	}
+	resp, err := c.Do(ctx, http.MethodGet, "/v1/processes/"+url.PathEscape(id)+"/output?"+q.Encode(), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return nil, httpjson.ReadError(resp)
+	}
+	return resp, nil
+}
+
+// Stdin writes to a command's stdin.
+func (c *Client) Stdin(ctx context.Context, id string, req api.StdinRequest) error {
+	return c.call(ctx, http.MethodPost, "/v1/processes/"+url.PathEscape(id)+"/stdin", req, nil)
+}
+
+// Signal signals a command's process group.
+func (c *Client) Signal(ctx context.Context, id, signal string) error {
+	return c.call(ctx, http.MethodPost, "/v1/processes/"+url.PathEscape(id)+"/signal", api.SignalRequest{Signal: signal}, nil)
+}

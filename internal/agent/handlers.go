@@ -1,0 +1,265 @@
+package agent
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/agent/process"
+	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/httpjson"
+)
+
+// Health is the answer of GET /v1/health.
+type Health struct {
+	Status   string `json:"status"`
+	PID      int    `json:"pid"`
+	Shell    string `json:"shell"`
+	UptimeMS int64  `json:"uptime_ms"`
+}
+
+// Handler returns the agent's HTTP API.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/health", a.health)
+	mux.HandleFunc("POST /v1/processes", a.startProcess)
+	mux.HandleFunc("GET /v1/processes", a.listProcesses)
+	mux.HandleFunc("GET /v1/processes/{id}", a.getProcess)
+	mux.HandleFunc("GET /v1/processes/{id}/output", a.output)
+	mux.HandleFunc("POST /v1/processes/{id}/stdin", a.stdin)
+	mux.HandleFunc("POST /v1/processes/{id}/signal", a.signal)
+	return mux
+}
+
+func (a *Agent) health(w http.ResponseWriter, r *http.Request) {
+	httpjson.Write(w, http.StatusOK, Health{
+		Status:   "ok",
+		PID:      os.Getpid(),
+		Shell:    a.shell,
+		UptimeMS: time.Since(a.started).Milliseconds(),
+	})
+}
+
+func (a *Agent) startProcess(w http.ResponseWriter, r *http.Request) {
+	var req api.ExecRequest
+	if err := httpjson.Decode(w, r, &req); err != nil {
+		httpjson.WriteError(w, err)
+		return
+	}
+	spec := process.Spec{
+		Command:    req.Command,
+		Cwd:        req.Cwd,
+		Env:        mergeEnv(a.env, req.Env),
+		Timeout:    time.Duration(req.TimeoutMS) * time.Millisecond,
+		Background: req.Background,
+	}
+	if req.Stdin != nil {
+		spec.Stdin = []byte(*req.Stdin)
+	}
+	if req.StdinOpen != nil {
+		spec.StdinOpen = *req.StdinOpen
+	}
+	p, err := a.procs.Start(spec)
+	if err != nil {
+		httpjson.WriteError(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusCreated, p.Info())
+}
+
+func (a *Agent) listProcesses(w http.ResponseWriter, r *http.Request) {
+	list := api.CommandList{Commands: []api.Command{}}
+	for _, p := range a.procs.List() {
+		list.Commands = append(list.Commands, p.Info())
+	}
+	httpjson.Write(w, http.StatusOK, list)
+}
+
+func (a *Agent) process(w http.ResponseWriter, r *http.Request) (*process.Process, bool) {
+	p, err := a.procs.Get(r.PathValue("id"))
+	if err != nil {
+		httpjson.WriteError(w, err)
+		return nil, false
+	}
+	return p, true
+}
+
+func (a *Agent) getProcess(w http.ResponseWriter, r *http.Request) {
+	if p, ok := a.process(w, r); ok {
+		httpjson.Write(w, http.StatusOK, p.Info())
+	}
+}
+
+// output streams a process's output from ?offset=N (default 0). With
+// ?follow=1 it keeps streaming until the process ends. ?format=ndjson gives
+// api.Event lines (stdout/stderr separated, an exit event last when the
+// process has ended); the default is the raw combined bytes.
+func (a *Agent) output(w http.ResponseWriter, r *http.Request) {
+	p, ok := a.process(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	var off int64
+	if s := q.Get("offset"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			httpjson.WriteError(w, errdefs.New(errdefs.ErrInvalidArgument, "offset must be a non-negative integer"))
+			return
+		}
+		off = n
+	}
+	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
+	ndjson := q.Get("format") == "ndjson"
+	switch q.Get("format") {
+	case "", "raw", "ndjson":
+	default:
+		httpjson.WriteError(w, errdefs.New(errdefs.ErrInvalidArgument, "format must be raw or ndjson"))
+		return
+	}
+	if ndjson {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+	} else {
+		w.Header().Set("Content-Type", "application/octet-stream")
+	}
+	start, _ := p.Output.Bounds()
+	w.Header().Set("X-Output-Start", strconv.FormatInt(start, 10))
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	for {
+		// Read Done before the output: if the process was done, the log
+		// was complete too, so nothing is missed before the exit event.
+		exited := p.Exited()
+		chunks, next, changed, _ := p.Output.Read(off)
+		off = next
+		for _, c := range chunks {
+			var err error
+			if ndjson {
+				err = enc.Encode(chunkEvent(c))
+			} else {
+				_, err = w.Write(c.Data)
+			}
+			if err != nil {
+				return
+			}
+		}
+		if exited {
+			if ndjson {
+				_ = enc.Encode(exitEvent(p.Info()))
+			}
+			return
+		}
+		if !follow {
+			return
+		}
+		_ = rc.Flush()
+		select {
+		case <-changed:
+		case <-p.Done():
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func chunkEvent(c process.Chunk) api.Event {
+	ev := api.Event{Type: c.Stream.String()}
+	if utf8.Valid(c.Data) {
+		ev.Data = string(c.Data)
+	} else {
+		ev.Data = base64.StdEncoding.EncodeToString(c.Data)
+		ev.Encoding = "base64"
+	}
+	return ev
+}
+
+func exitEvent(c api.Command) api.Event {
+	return api.Event{Type: "exit", ExitCode: c.ExitCode, TimedOut: c.TimedOut, Signal: c.Signal}
+}
+
+func (a *Agent) stdin(w http.ResponseWriter, r *http.Request) {
+	p, ok := a.process(w, r)
+	if !ok {
+		return
+	}
+	var req api.StdinRequest
+	if err := httpjson.Decode(w, r, &req); err != nil {
+		httpjson.WriteError(w, err)
+		return
+	}
+	data, err := DecodeData(req.Data, req.Encoding)
+	if err != nil {
+		httpjson.WriteError(w, err)
+		return
+	}
+	if err := p.WriteStdin(data, req.EOF); err != nil {
+		httpjson.WriteError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *Agent) signal(w http.ResponseWriter, r *http.Request) {
+	p, ok := a.process(w, r)
+	if !ok {
+		return
+	}
+	var req api.SignalRequest
+	if err := httpjson.Decode(w, r, &req); err != nil {
+		httpjson.WriteError(w, err)
+		return
+	}
+	sig, err := process.ParseSignal(req.Signal)
+	if err != nil {
+		httpjson.WriteError(w, err)
+		return
+	}
+	if err := p.Signal(sig); err != nil {
+		httpjson.WriteError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// DecodeData decodes text or base64 data of a request.
+func DecodeData(data, encoding string) ([]byte, error) {
+	switch encoding {
+	case "", "utf-8", "text":
+		return []byte(data), nil
+	case "base64":
+		b, err := base64.StdEncoding.DecodeString(data)
+		if err != nil {
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "data is not valid base64")
+		}
+		return b, nil
+	default:
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("unknown encoding %q (use base64 or leave it out)", encoding))
+	}
+}
+
+// mergeEnv returns base with the variables of extra set (replacing any of
+// the same name).
+func mergeEnv(base []string, extra map[string]string) []string {
+	if len(extra) == 0 {
+		return base
+	}
+	out := make([]string, 0, len(base)+len(extra))
+	for _, kv := range base {
+		name, _, _ := strings.Cut(kv, "=")
+		if _, ok := extra[name]; !ok {
+			out = append(out, kv)
+		}
+	}
+	for k, v := range extra {
+		out = append(out, k+"="+v)
+	}
+	return out
+}

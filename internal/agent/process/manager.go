@@ -1,0 +1,427 @@
+// Package process runs and tracks the commands of one sandbox: start under a
+// shell in their own process group, bounded output logs, stdin, signals,
+// timeouts, and reaping of every child (the agent is PID 1).
+package process
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/errdefs"
+)
+
+// Defaults of a Manager.
+const (
+	// DefaultOutputLimit is how many bytes of output are kept per command.
+	DefaultOutputLimit = 4 << 20
+	// DefaultKeepExited is how many exited commands are remembered.
+	DefaultKeepExited = 64
+	// drainGrace is how long output is still read after the command itself
+	// exited, for grandchildren that hold its pipes open (`sleep 100 &`).
+	drainGrace = 200 * time.Millisecond
+)
+
+// Spec says what to run.
+type Spec struct {
+	Command    string        // run as Shell -c Command
+	Argv       []string      // run directly instead, when set
+	Cwd        string        // absolute; must exist
+	Env        []string      // the whole environment
+	Timeout    time.Duration // 0: none; the whole process group is killed
+	Stdin      []byte        // written to stdin first
+	StdinOpen  bool          // keep stdin open after Stdin for WriteStdin
+	Background bool          // recorded for listings only
+}
+
+// Manager owns the processes of a sandbox.
+type Manager struct {
+	log         *slog.Logger
+	shell       string
+	outputLimit int
+	keepExited  int
+	reaper      *reaper
+
+	mu    sync.Mutex
+	procs map[string]*Process
+}
+
+// NewManager returns a manager. reapAll must be true when the agent is PID 1
+// (it then reaps every orphan); shell is used for Spec.Command.
+func NewManager(log *slog.Logger, shell string, reapAll bool) *Manager {
+	return &Manager{
+		log:         log,
+		shell:       shell,
+		outputLimit: DefaultOutputLimit,
+		keepExited:  DefaultKeepExited,
+		reaper:      newReaper(reapAll),
+		procs:       make(map[string]*Process),
+	}
+}
+
+// Process is one started command.
+type Process struct {
+	ID        string
+	Spec      Spec
+	PID       int
+	StartedAt time.Time
+	Output    *Output
+
+	stdinMu sync.Mutex
+	stdin   io.WriteCloser // nil once closed
+
+	done     chan struct{} // closed after exit and output drained
+	mu       sync.Mutex
+	status   syscall.WaitStatus
+	exitedAt time.Time
+	timedOut bool
+}
+
+// Start starts a command. It returns errdefs.ErrInvalidArgument when the
+// command is empty or cwd is not a directory.
+func (m *Manager) Start(spec Spec) (*Process, error) {
+	if strings.TrimSpace(spec.Command) == "" && len(spec.Argv) == 0 {
+		return nil, fmt.Errorf("command is empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if spec.Cwd == "" {
+		spec.Cwd = "/"
+	}
+	if fi, err := os.Stat(spec.Cwd); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("cwd %s is not a directory in the sandbox: %w", spec.Cwd, errdefs.ErrInvalidArgument)
+	}
+	argv := spec.Argv
+	if len(argv) == 0 {
+		argv = []string{m.shell, "-c", spec.Command}
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if len(spec.Argv) > 0 {
+		// exec.Command resolved argv[0] with the agent's PATH; resolve it
+		// with the command's own environment instead.
+		cmd.Path = lookPath(argv[0], spec.Env)
+		cmd.Err = nil
+	}
+	cmd.Dir = spec.Cwd
+	cmd.Env = spec.Env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+
+	p := &Process{
+		ID:        newID(),
+		Spec:      spec,
+		StartedAt: time.Now(),
+		Output:    NewOutput(m.outputLimit),
+		done:      make(chan struct{}),
+	}
+	p.Spec.Stdin = nil
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	var inW *os.File
+	if spec.StdinOpen || len(spec.Stdin) > 0 {
+		var inR *os.File
+		inR, inW, err = os.Pipe()
+		if err != nil {
+			outR.Close()
+			outW.Close()
+			errR.Close()
+			errW.Close()
+			return nil, err
+		}
+		cmd.Stdin = inR
+		defer inR.Close()
+	}
+
+	exited := make(chan struct{})
+	pid, err := m.reaper.start(func() (int, error) {
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		return cmd.Process.Pid, nil
+	}, func(ws syscall.WaitStatus) {
+		p.mu.Lock()
+		p.status = ws
+		p.exitedAt = time.Now()
+		p.mu.Unlock()
+		close(exited)
+	})
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		if inW != nil {
+			inW.Close()
+		}
+		return nil, fmt.Errorf("start %q: %w", argv[0], err)
+	}
+	p.PID = pid
+	if inW != nil {
+		p.stdin = inW
+		if len(spec.Stdin) > 0 || !spec.StdinOpen {
+			data, keepOpen := spec.Stdin, spec.StdinOpen
+			go func() {
+				_ = p.WriteStdin(data, !keepOpen)
+			}()
+		}
+	}
+
+	var timer *time.Timer
+	if spec.Timeout > 0 {
+		timer = time.AfterFunc(spec.Timeout, func() {
+			p.mu.Lock()
+			p.timedOut = true
+			p.mu.Unlock()
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		})
+	}
+
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go p.copyOut(&readers, outR, Stdout)
+	go p.copyOut(&readers, errR, Stderr)
+	go func() {
+		<-exited
+		if timer != nil {
+			timer.Stop()
+		}
+		drained := make(chan struct{})
+		go func() { readers.Wait(); close(drained) }()
+		select {
+		case <-drained:
+		case <-time.After(drainGrace):
+			// Grandchildren still hold the pipes: stop reading, the
+			// command itself is over.
+			outR.Close()
+			errR.Close()
+			<-drained
+		}
+		p.CloseStdin()
+		p.Output.Close()
+		close(p.done)
+		m.log.Debug("command exited", "command_id", p.ID, "pid", pid, "exit_code", p.exitCode())
+	}()
+
+	m.mu.Lock()
+	m.procs[p.ID] = p
+	m.pruneLocked()
+	m.mu.Unlock()
+	m.log.Debug("command started", "command_id", p.ID, "pid", pid)
+	return p, nil
+}
+
+func (p *Process) copyOut(wg *sync.WaitGroup, r *os.File, s Stream) {
+	defer wg.Done()
+	defer r.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			p.Output.Append(s, buf[:n])
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// pruneLocked forgets the oldest exited processes beyond keepExited.
+func (m *Manager) pruneLocked() {
+	var exited []*Process
+	for _, p := range m.procs {
+		if p.Exited() {
+			exited = append(exited, p)
+		}
+	}
+	if len(exited) <= m.keepExited {
+		return
+	}
+	sort.Slice(exited, func(i, j int) bool { return exited[i].StartedAt.Before(exited[j].StartedAt) })
+	for _, p := range exited[:len(exited)-m.keepExited] {
+		delete(m.procs, p.ID)
+	}
+}
+
+// Get returns a process, or errdefs.ErrNotFound.
+func (m *Manager) Get(id string) (*Process, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.procs[id]
+	if !ok {
+		return nil, fmt.Errorf("command %s: %w", id, errdefs.ErrNotFound)
+	}
+	return p, nil
+}
+
+// List returns all known processes, oldest first.
+func (m *Manager) List() []*Process {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ps := make([]*Process, 0, len(m.procs))
+	for _, p := range m.procs {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].StartedAt.Before(ps[j].StartedAt) })
+	return ps
+}
+
+// KillAll sends SIGKILL to the process group of every running process.
+func (m *Manager) KillAll() {
+	for _, p := range m.List() {
+		if !p.Exited() {
+			_ = syscall.Kill(-p.PID, syscall.SIGKILL)
+		}
+	}
+}
+
+// Done is closed when the process has exited and its output is complete.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Exited reports whether Done is closed.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Signal sends sig to the process group. It returns
+// errdefs.ErrFailedPrecondition when the process has exited.
+func (p *Process) Signal(sig syscall.Signal) error {
+	if p.Exited() {
+		return fmt.Errorf("command %s has exited: %w", p.ID, errdefs.ErrFailedPrecondition)
+	}
+	if err := syscall.Kill(-p.PID, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal command %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// WriteStdin writes data to stdin and closes it when eof is set. It returns
+// errdefs.ErrFailedPrecondition when stdin is closed.
+func (p *Process) WriteStdin(data []byte, eof bool) error {
+	p.stdinMu.Lock()
+	defer p.stdinMu.Unlock()
+	if p.stdin == nil {
+		return fmt.Errorf("stdin of command %s is closed: %w", p.ID, errdefs.ErrFailedPrecondition)
+	}
+	if len(data) > 0 {
+		if _, err := p.stdin.Write(data); err != nil {
+			p.stdin.Close()
+			p.stdin = nil
+			return fmt.Errorf("stdin of command %s: %v: %w", p.ID, err, errdefs.ErrFailedPrecondition)
+		}
+	}
+	if eof {
+		p.stdin.Close()
+		p.stdin = nil
+	}
+	return nil
+}
+
+// CloseStdin closes stdin if it is open.
+func (p *Process) CloseStdin() {
+	p.stdinMu.Lock()
+	defer p.stdinMu.Unlock()
+	if p.stdin != nil {
+		p.stdin.Close()
+		p.stdin = nil
+	}
+}
+
+func (p *Process) exitCode() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return exitCode(p.status)
+}
+
+func exitCode(ws syscall.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+// Info describes the process on the wire.
+func (p *Process) Info() api.Command {
+	start, end := p.Output.Bounds()
+	c := api.Command{
+		ID:          p.ID,
+		Command:     p.Spec.Command,
+		Cwd:         p.Spec.Cwd,
+		Status:      api.CommandRunning,
+		PID:         p.PID,
+		Background:  p.Spec.Background,
+		StartedAt:   p.StartedAt,
+		OutputSize:  end,
+		OutputStart: start,
+	}
+	if c.Command == "" {
+		c.Command = strings.Join(p.Spec.Argv, " ")
+	}
+	if p.Exited() {
+		p.mu.Lock()
+		code := exitCode(p.status)
+		c.Status = api.CommandExited
+		c.ExitCode = &code
+		if p.status.Signaled() {
+			c.Signal = SignalName(p.status.Signal())
+		}
+		c.TimedOut = p.timedOut
+		t := p.exitedAt
+		c.ExitedAt = &t
+		p.mu.Unlock()
+	}
+	return c
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+func newID() string {
+	b := make([]byte, 10)
+	_, _ = rand.Read(b)
+	return "c-" + idEncoding.EncodeToString(b)
+}
+
+// lookPath finds file in the PATH of env, or returns file unchanged.
+func lookPath(file string, env []string) string {
+	if strings.Contains(file, "/") {
+		return file
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range strings.Split(path, ":") {
+		if dir == "" {
+			continue
+		}
+		f := dir + "/" + file
+		if fi, err := os.Stat(f); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return f
+		}
+	}
+	return file
+}

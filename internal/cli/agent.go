@@ -1,0 +1,23 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/chaserhq/chaser/internal/agent"
+)
+
+// newAgent is the hidden command that runs inside every sandbox as its init.
+func newAgent() *cobra.Command {
+	var socket string
+	cmd := &cobra.Command{
+		Use:    "agent",
+		Short:  "Run the in-sandbox agent (started by the server)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return agent.Main(socket)
+		},
+	}
+	cmd.Flags().StringVar(&socket, "socket", "", "listen on this unix socket instead of the inherited fd 3")
+	return cmd
+}

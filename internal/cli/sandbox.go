@@ -1,0 +1,102 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chaserhq/chaser/api"
+)
+
+func newSandbox(e *env) *cobra.Command {
+	var req api.CreateSessionRequest
+	cmd := &cobra.Command{
+		Use:   "sandbox",
+		Short: "Create a sandbox session",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req.Type = api.SessionTypeSandbox
+			s, err := e.client().CreateSession(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(s)
+			}
+			fmt.Fprintf(e.stdout, "%s\n", s.ID)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&req.Ephemeral, "ephemeral", false, "a throwaway sandbox, bypassing workspace defaults")
+	cmd.Flags().StringVar(&req.Image, "image", "", "OCI image (default: the server's default image)")
+	cmd.Flags().StringVar(&req.Workspace, "workspace", "", "workspace to run on")
+	return cmd
+}
+
+func printSessions(w io.Writer, list []api.Session) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATUS\tIMAGE\tEPHEMERAL\tCREATED\tEXPIRES")
+	for _, s := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\n", s.ID, s.Status, s.Image, s.Ephemeral,
+			s.CreatedAt.Local().Format(time.DateTime), s.ExpiresAt.Local().Format(time.DateTime))
+	}
+	tw.Flush()
+}
+
+func newSessions(e *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "sessions", Short: "List, inspect and delete sessions"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List your sessions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			list, err := e.client().ListSessions(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(api.SessionList{Sessions: list})
+			}
+			printSessions(e.stdout, list)
+			return nil
+		},
+	}, &cobra.Command{
+		Use:   "get SESSION",
+		Short: "Show a session",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := e.client().GetSession(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(s)
+			}
+			printSessions(e.stdout, []api.Session{s})
+			return nil
+		},
+	}, &cobra.Command{
+		Use:   "delete SESSION...",
+		Short: "Destroy sessions and their sandboxes",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, id := range args {
+				if err := e.client().DeleteSession(cmd.Context(), id); err != nil {
+					return err
+				}
+				if e.json {
+					if err := e.printJSON(map[string]any{"id": id, "deleted": true}); err != nil {
+						return err
+					}
+				} else {
+					fmt.Fprintf(e.stdout, "deleted %s\n", id)
+				}
+			}
+			return nil
+		},
+	})
+	return cmd
+}

@@ -1,0 +1,38 @@
+package cli
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chaserhq/chaser/internal/daemon"
+)
+
+func newServe(e *env) *cobra.Command {
+	cfg := daemon.Defaults()
+	var debug bool
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Chaser server",
+		Long: `Run the Chaser server: the API, the sandboxes' control plane and data plane.
+On first start it creates an admin account and writes its API key to DATA_DIR/admin.key.
+Flags override CHASER_ADDR, CHASER_DATA_DIR, CHASER_RUNTIME and CHASER_DEFAULT_IMAGE.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			level := slog.LevelInfo
+			if debug {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			return daemon.Run(cmd.Context(), cfg, log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "address to listen on")
+	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "where the store, keys and sandboxes live")
+	f.StringVar(&cfg.Runtime, "runtime", cfg.Runtime, "isolation runtime: runc or runsc")
+	f.StringVar(&cfg.DefaultImage, "default-image", cfg.DefaultImage, "image of sessions that name none")
+	f.BoolVar(&debug, "debug", false, "log at debug level")
+	return cmd
+}

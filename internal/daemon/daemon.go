@@ -1,0 +1,166 @@
+// Package daemon wires and runs `chaser serve`: it loads and validates the
+// configuration, opens the store, sets up the runtime, the image store and
+// the services, recovers sandboxes left by a previous run, serves HTTP, and
+// shuts down gracefully.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/chaserhq/chaser/internal/account"
+	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/image"
+	"github.com/chaserhq/chaser/internal/runtime/oci"
+	"github.com/chaserhq/chaser/internal/sandbox"
+	"github.com/chaserhq/chaser/internal/server"
+	"github.com/chaserhq/chaser/internal/store/sqlite"
+)
+
+// Config is the whole configuration of the server. Flags override CHASER_*
+// environment variables, which override the defaults.
+type Config struct {
+	Addr         string // CHASER_ADDR
+	DataDir      string // CHASER_DATA_DIR
+	Runtime      string // CHASER_RUNTIME: runc or runsc
+	DefaultImage string // CHASER_DEFAULT_IMAGE
+}
+
+// DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
+func DefaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/chaser"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "chaser")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "share", "chaser")
+}
+
+// Defaults returns the configuration from the environment and defaults.
+func Defaults() Config {
+	env := func(k, def string) string {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+		return def
+	}
+	return Config{
+		Addr:         env("CHASER_ADDR", "127.0.0.1:8080"),
+		DataDir:      env("CHASER_DATA_DIR", DefaultDataDir()),
+		Runtime:      env("CHASER_RUNTIME", "runc"),
+		DefaultImage: env("CHASER_DEFAULT_IMAGE", image.HostRef),
+	}
+}
+
+// Validate checks the configuration before anything starts.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--addr %q: want HOST:PORT", c.Addr))
+	}
+	if c.Runtime != "runc" && c.Runtime != "runsc" {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--runtime %q: use runc or runsc", c.Runtime))
+	}
+	if c.DataDir == "" {
+		return errdefs.New(errdefs.ErrInvalidArgument, "--data-dir must not be empty")
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return err
+	}
+	c.DataDir = abs
+	if os.Geteuid() != 0 {
+		return errdefs.New(errdefs.ErrFailedPrecondition, "chaser serve must run as root: it mounts root filesystems and drives "+c.Runtime)
+	}
+	return nil
+}
+
+// Run serves until ctx ends, then destroys every sandbox and returns.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "chaser.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	accounts := account.New(st)
+	keyPath := filepath.Join(cfg.DataDir, "admin.key")
+	made, err := accounts.Bootstrap(ctx, keyPath)
+	if err != nil {
+		return fmt.Errorf("create admin account: %w", err)
+	}
+	if made {
+		log.Info("created the admin account; its API key is in "+keyPath, "key_file", keyPath)
+	}
+
+	rt, err := oci.New(oci.Config{
+		Binary:   cfg.Runtime,
+		StateDir: filepath.Join(cfg.DataDir, "sandboxes"),
+		RootDir:  filepath.Join(cfg.DataDir, cfg.Runtime),
+		Log:      log,
+	})
+	if err != nil {
+		return err
+	}
+	images, err := image.NewStore(filepath.Join(cfg.DataDir, "images"), log)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	sandboxes := sandbox.New(sandbox.Config{
+		Runtime: rt, Images: images, Store: st, AgentPath: self,
+		DefaultImage: cfg.DefaultImage, Log: log,
+	})
+	if err := sandboxes.Recover(ctx); err != nil {
+		log.Error("recovery left something behind", "err", err)
+	}
+
+	l, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: server.New(accounts, sandboxes, log), ReadHeaderTimeout: 30 * time.Second}
+	go sandboxes.RunReaper(ctx, 15*time.Second)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	log.Info("chaser serving", "addr", l.Addr().String(), "data_dir", cfg.DataDir, "runtime", rt.Name())
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	// Stop taking requests, give running ones a moment, cut long streams,
+	// then tear down every sandbox.
+	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := srv.Shutdown(hctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("http shutdown", "err", err)
+	}
+	hcancel()
+	srv.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := sandboxes.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,32 @@
+// Package oci runs sandboxes with an OCI runtime CLI (runc, or runsc for
+// gVisor) from a bundle whose config.json is built with
+// opencontainers/runtime-spec. It never creates namespaces or cgroups itself.
+//
+// Each sandbox has a state directory STATE/ID holding the bundle
+// (config.json, rootfs mount point), the generated /etc files, the agent's
+// log and the agent's socket. The socket is created here, on the host, and
+// its listening descriptor is passed into the sandbox (--preserve-fds), so
+// nothing inside the sandbox can see or replace the host path the server
+// dials.
+package oci
+
+import (
+	"log/slog"
+
+	"github.com/chaserhq/chaser/internal/runtime"
+)
+
+// Config configures a Runtime.
+type Config struct {
+	// Binary is the runtime CLI: "runc" (default) or "runsc".
+	Binary string
+	// StateDir holds one directory per sandbox.
+	StateDir string
+	// RootDir is the runtime CLI's own state (--root).
+	RootDir string
+	// CgroupParent is the cgroup under which sandboxes are placed.
+	CgroupParent string
+	Log          *slog.Logger
+}
+
+var _ runtime.Runtime = (*Runtime)(nil)

@@ -1,0 +1,357 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/runtime"
+)
+
+// Runtime drives an OCI runtime CLI.
+type Runtime struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New checks that the runtime binary exists and returns a Runtime. It
+// returns errdefs.ErrFailedPrecondition, with what to install, if it does
+// not.
+func New(cfg Config) (*Runtime, error) {
+	if cfg.Binary == "" {
+		cfg.Binary = "runc"
+	}
+	if cfg.CgroupParent == "" {
+		cfg.CgroupParent = "chaser"
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	path, err := exec.LookPath(cfg.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("runtime %q is not installed (apt-get install -y %s): %w", cfg.Binary, cfg.Binary, errdefs.ErrFailedPrecondition)
+	}
+	cfg.Binary = path
+	for _, d := range []string{cfg.StateDir, cfg.RootDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	return &Runtime{cfg: cfg, log: cfg.Log.With("component", "runtime/oci", "runtime", filepath.Base(path))}, nil
+}
+
+// Name implements runtime.Runtime.
+func (r *Runtime) Name() string { return filepath.Base(r.cfg.Binary) }
+
+func (r *Runtime) dir(id string) string { return filepath.Join(r.cfg.StateDir, id) }
+
+func (r *Runtime) socketPath(id string) string { return filepath.Join(r.dir(id), "agent.sock") }
+
+// run runs the runtime CLI and returns its stdout; stderr becomes the error.
+func (r *Runtime) run(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, r.cfg.Binary, append([]string{"--root", r.cfg.RootDir}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.Bytes(), fmt.Errorf("%s %s: %v: %s", r.Name(), args[0], err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.Bytes(), nil
+}
+
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Create implements runtime.Runtime.
+func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
+	if !validID(s.ID) {
+		return fmt.Errorf("sandbox id %q: %w", s.ID, errdefs.ErrInvalidArgument)
+	}
+	if len(s.Rootfs.Overlays) == 0 || s.Rootfs.Overlays[0].Target != "/" {
+		return fmt.Errorf("sandbox %s: rootfs needs an overlay at /: %w", s.ID, errdefs.ErrInvalidArgument)
+	}
+	dir := r.dir(s.ID)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("sandbox %s: %w", s.ID, errdefs.ErrAlreadyExists)
+		}
+		return err
+	}
+	// Whatever fails from here on, release what was made. The sandbox's
+	// life is not the request's: cleanup gets its own context.
+	defer func() {
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if derr := r.Delete(cctx, s.ID); derr != nil {
+				r.log.Error("cleanup after failed create", "sandbox", s.ID, "err", derr)
+			}
+		}
+	}()
+	if s.Rootfs.UpperDir == "" {
+		s.Rootfs.UpperDir = filepath.Join(dir, "upper")
+	}
+	for _, o := range s.Rootfs.Overlays {
+		u, w := overlayDirs(s.Rootfs.UpperDir, o)
+		if err := os.MkdirAll(u, 0o755); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(w, 0o700); err != nil {
+			return err
+		}
+	}
+	if err := writeEtc(filepath.Join(dir, "etc"), s.Hostname); err != nil {
+		return err
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("overlay", rootfs, "overlay", 0, overlayData(s.Rootfs.UpperDir, s.Rootfs.Overlays[0])); err != nil {
+		return fmt.Errorf("mount rootfs of %s: %w", s.ID, err)
+	}
+	spec, err := bundleSpec(s, dir, r.cfg.CgroupParent)
+	if err != nil {
+		return err
+	}
+	cfg, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o600); err != nil {
+		return err
+	}
+
+	// The agent's socket: made here, handed over as fd 3.
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: r.socketPath(s.ID), Net: "unix"})
+	if err != nil {
+		return err
+	}
+	l.SetUnlinkOnClose(false)
+	lf, err := l.File()
+	l.Close()
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+
+	cmd := exec.CommandContext(ctx, r.cfg.Binary, "--root", r.cfg.RootDir, "run", "--detach",
+		"--bundle", dir, "--pid-file", filepath.Join(dir, "pid"), "--preserve-fds", "1", s.ID)
+	cmd.ExtraFiles = []*os.File{lf}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s run %s: %v: %s", r.Name(), s.ID, err, tail(filepath.Join(dir, "agent.log")))
+	}
+	r.log.Debug("sandbox started", "sandbox", s.ID, "took", time.Since(start))
+	return nil
+}
+
+// tail returns the last lines of a log file, for error messages.
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// writeEtc writes the per-sandbox files bind-mounted over /etc.
+func writeEtc(dir, hostname string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	files := map[string]string{
+		"hostname":    hostname + "\n",
+		"hosts":       "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n",
+		"resolv.conf": "# Chaser sandbox: loopback-only network, no DNS.\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Delete implements runtime.Runtime. The order matters: kill every process
+// of the sandbox first (the runtime's delete --force does kill + wait +
+// cgroup removal), then unmount the rootfs nothing uses any more, then
+// remove the state.
+func (r *Runtime) Delete(ctx context.Context, id string) error {
+	if !validID(id) {
+		return fmt.Errorf("sandbox id %q: %w", id, errdefs.ErrInvalidArgument)
+	}
+	var errs []error
+	if _, err := r.run(ctx, "delete", "--force", id); err != nil && !notExist(err) {
+		errs = append(errs, err)
+	}
+	dir := r.dir(id)
+	rootfs := filepath.Join(dir, "rootfs")
+	for {
+		err := unix.Unmount(rootfs, 0)
+		if err == nil {
+			continue // stacked mounts: unmount until none is left
+		}
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			break // not a mount point (any more)
+		}
+		if errors.Is(err, unix.EBUSY) {
+			if derr := unix.Unmount(rootfs, unix.MNT_DETACH); derr == nil {
+				continue
+			}
+		}
+		errs = append(errs, fmt.Errorf("unmount %s: %w", rootfs, err))
+		break
+	}
+	if len(errs) == 0 {
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func notExist(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "does not exist") || strings.Contains(s, "not found") || strings.Contains(s, "no such file")
+}
+
+type runcState struct {
+	ID     string `json:"id"`
+	Pid    int    `json:"pid"`
+	Status string `json:"status"`
+}
+
+func toInstance(st runcState) runtime.Instance {
+	in := runtime.Instance{ID: st.ID, PID: st.Pid, State: runtime.Stopped}
+	if st.Status == "running" {
+		in.State = runtime.Running
+	}
+	return in
+}
+
+// State implements runtime.Runtime.
+func (r *Runtime) State(ctx context.Context, id string) (runtime.Instance, error) {
+	if !validID(id) {
+		return runtime.Instance{}, fmt.Errorf("sandbox %q: %w", id, errdefs.ErrNotFound)
+	}
+	out, err := r.run(ctx, "state", id)
+	if err != nil {
+		if notExist(err) {
+			if _, serr := os.Stat(r.dir(id)); serr == nil {
+				return runtime.Instance{ID: id, State: runtime.Stopped}, nil
+			}
+			return runtime.Instance{}, fmt.Errorf("sandbox %s: %w", id, errdefs.ErrNotFound)
+		}
+		return runtime.Instance{}, err
+	}
+	var st runcState
+	if err := json.Unmarshal(out, &st); err != nil {
+		return runtime.Instance{}, fmt.Errorf("%s state %s: %w", r.Name(), id, err)
+	}
+	return toInstance(st), nil
+}
+
+// List implements runtime.Runtime: the runtime's containers plus state
+// directories left without one.
+func (r *Runtime) List(ctx context.Context) ([]runtime.Instance, error) {
+	out, err := r.run(ctx, "list", "--format", "json")
+	if err != nil {
+		return nil, err
+	}
+	var sts []runcState
+	if len(bytes.TrimSpace(out)) > 0 && string(bytes.TrimSpace(out)) != "null" {
+		if err := json.Unmarshal(out, &sts); err != nil {
+			return nil, fmt.Errorf("%s list: %w", r.Name(), err)
+		}
+	}
+	seen := map[string]bool{}
+	var list []runtime.Instance
+	for _, st := range sts {
+		seen[st.ID] = true
+		list = append(list, toInstance(st))
+	}
+	entries, err := os.ReadDir(r.cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if e.IsDir() && validID(e.Name()) && !seen[e.Name()] {
+			list = append(list, runtime.Instance{ID: e.Name(), State: runtime.Stopped})
+		}
+	}
+	return list, nil
+}
+
+// Dial implements runtime.Runtime.
+func (r *Runtime) Dial(ctx context.Context, id string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", r.socketPath(id))
+	if err != nil {
+		return nil, fmt.Errorf("sandbox %s agent: %v: %w", id, err, errdefs.ErrUnavailable)
+	}
+	return c, nil
+}
+
+// Stats implements runtime.Runtime from the runtime's cgroup statistics.
+func (r *Runtime) Stats(ctx context.Context, id string) (runtime.Stats, error) {
+	out, err := r.run(ctx, "events", "--stats", id)
+	if err != nil {
+		if notExist(err) {
+			return runtime.Stats{}, fmt.Errorf("sandbox %s: %w", id, errdefs.ErrNotFound)
+		}
+		return runtime.Stats{}, err
+	}
+	var ev struct {
+		Data struct {
+			Memory struct {
+				Usage struct {
+					Usage int64 `json:"usage"`
+				} `json:"usage"`
+			} `json:"memory"`
+			Pids struct {
+				Current int64 `json:"current"`
+			} `json:"pids"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(out, &ev); err != nil {
+		return runtime.Stats{}, fmt.Errorf("%s events %s: %w", r.Name(), id, err)
+	}
+	return runtime.Stats{MemoryBytes: ev.Data.Memory.Usage.Usage, Pids: ev.Data.Pids.Current}, nil
+}
+
+// PID returns the host pid of the sandbox's init, from its pid file.
+func (r *Runtime) PID(id string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(r.dir(id), "pid"))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}

@@ -1,0 +1,36 @@
+//go:build !linux
+
+package oci
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/runtime"
+)
+
+// Runtime is not available outside Linux.
+type Runtime struct{}
+
+// New returns errdefs.ErrNotImplemented: OCI runtimes need Linux.
+func New(cfg Config) (*Runtime, error) {
+	return nil, fmt.Errorf("the %s runtime needs Linux: %w", cfg.Binary, errdefs.ErrNotImplemented)
+}
+
+func (r *Runtime) Name() string                               { return "oci" }
+func (r *Runtime) Create(context.Context, runtime.Spec) error { return errdefs.ErrNotImplemented }
+func (r *Runtime) Delete(context.Context, string) error       { return errdefs.ErrNotImplemented }
+func (r *Runtime) List(context.Context) ([]runtime.Instance, error) {
+	return nil, errdefs.ErrNotImplemented
+}
+func (r *Runtime) Dial(context.Context, string) (net.Conn, error) {
+	return nil, errdefs.ErrNotImplemented
+}
+func (r *Runtime) State(context.Context, string) (runtime.Instance, error) {
+	return runtime.Instance{}, errdefs.ErrNotImplemented
+}
+func (r *Runtime) Stats(context.Context, string) (runtime.Stats, error) {
+	return runtime.Stats{}, errdefs.ErrNotImplemented
+}

@@ -1,0 +1,127 @@
+package oci
+
+import (
+	"path/filepath"
+	"strings"
+
+	"github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/chaserhq/chaser/internal/runtime"
+)
+
+// agentDir is where the agent binary appears inside every sandbox.
+const agentDir = "/.chaser"
+
+// AgentBinary is the sandbox path of the agent.
+const AgentBinary = agentDir + "/agent"
+
+// defaultCaps is the runtime's default capability set (Docker's).
+var defaultCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+var maskedPaths = []string{
+	"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+	"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+	"/sys/firmware", "/sys/devices/virtual/powercap",
+}
+
+var readonlyPaths = []string{
+	"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+}
+
+// overlayDirs returns the writable and work directories of overlay o
+// inside upper.
+func overlayDirs(upper string, o runtime.Overlay) (upperDir, workDir string) {
+	name := "root"
+	if o.Target != "/" {
+		name = strings.ReplaceAll(strings.Trim(o.Target, "/"), "/", "_")
+	}
+	return filepath.Join(upper, name, "upper"), filepath.Join(upper, name, "work")
+}
+
+func overlayData(upper string, o runtime.Overlay) string {
+	u, w := overlayDirs(upper, o)
+	return "lowerdir=" + strings.Join(o.Lower, ":") + ",upperdir=" + u + ",workdir=" + w
+}
+
+// bundleSpec builds the OCI config of a sandbox. dir is its state directory
+// (holding the generated /etc files).
+func bundleSpec(s runtime.Spec, dir, cgroupParent string) (*specs.Spec, error) {
+	caps := append([]string(nil), defaultCaps...)
+	spec := &specs.Spec{
+		Version: "1.0.2",
+		Process: &specs.Process{
+			User:            specs.User{UID: 0, GID: 0},
+			Args:            []string{AgentBinary, "agent"},
+			Env:             s.Env,
+			Cwd:             "/",
+			NoNewPrivileges: true,
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: caps, Effective: caps, Permitted: caps,
+			},
+		},
+		Root:     &specs.Root{Path: "rootfs"},
+		Hostname: s.Hostname,
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+			{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+		},
+		Linux: &specs.Linux{
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace},
+			},
+			CgroupsPath:   filepath.Join("/", cgroupParent, s.ID),
+			Resources:     resources(s.Limits),
+			MaskedPaths:   maskedPaths,
+			ReadonlyPaths: readonlyPaths,
+		},
+	}
+	for _, o := range s.Rootfs.Overlays[1:] {
+		spec.Mounts = append(spec.Mounts, specs.Mount{
+			Destination: o.Target, Type: "overlay", Source: "overlay",
+			Options: []string{overlayData(s.Rootfs.UpperDir, o)},
+		})
+	}
+	spec.Mounts = append(spec.Mounts,
+		specs.Mount{Destination: AgentBinary, Type: "bind", Source: s.AgentPath, Options: []string{"rbind", "ro", "nosuid", "nodev"}},
+		specs.Mount{Destination: "/etc/hostname", Type: "bind", Source: filepath.Join(dir, "etc", "hostname"), Options: []string{"bind", "ro"}},
+		specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: filepath.Join(dir, "etc", "hosts"), Options: []string{"bind", "ro"}},
+		specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: filepath.Join(dir, "etc", "resolv.conf"), Options: []string{"bind", "ro"}},
+	)
+	sc, err := seccomp.GetDefaultProfile(spec)
+	if err != nil {
+		return nil, err
+	}
+	spec.Linux.Seccomp = sc
+	return spec, nil
+}
+
+func resources(l runtime.Limits) *specs.LinuxResources {
+	r := &specs.LinuxResources{
+		Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+	}
+	if l.MemoryBytes > 0 {
+		m := l.MemoryBytes
+		r.Memory = &specs.LinuxMemory{Limit: &m}
+	}
+	if l.MilliCPUs > 0 {
+		period := uint64(100000)
+		quota := l.MilliCPUs * int64(period) / 1000
+		r.CPU = &specs.LinuxCPU{Period: &period, Quota: &quota}
+	}
+	if l.Pids > 0 {
+		p := l.Pids
+		r.Pids = &specs.LinuxPids{Limit: &p}
+	}
+	return r
+}

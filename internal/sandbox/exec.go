@@ -1,0 +1,196 @@
+package sandbox
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/agent"
+	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/store"
+)
+
+// Exec limits.
+const (
+	// DefaultCwd is where commands run unless told otherwise.
+	DefaultCwd = "/workspace"
+	// MaxTimeout bounds timeout_ms.
+	MaxTimeout = 24 * time.Hour
+	// MaxSyncOutput bounds stdout and stderr of a synchronous exec answer,
+	// each; beyond it output is dropped and output_truncated is set.
+	MaxSyncOutput = 4 << 20
+)
+
+// validateExec checks an exec request and fills in defaults.
+func validateExec(req *api.ExecRequest) error {
+	if strings.TrimSpace(req.Command) == "" {
+		return errdefs.New(errdefs.ErrInvalidArgument, `"command" is required`)
+	}
+	if req.Cwd == "" {
+		req.Cwd = DefaultCwd
+	}
+	if !path.IsAbs(req.Cwd) {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("cwd %q must be an absolute path", req.Cwd))
+	}
+	if req.TimeoutMS < 0 || time.Duration(req.TimeoutMS)*time.Millisecond > MaxTimeout {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("timeout_ms must be between 0 (none) and %d", MaxTimeout.Milliseconds()))
+	}
+	for k := range req.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("env name %q is not valid", k))
+		}
+	}
+	if req.Background && req.Stream {
+		return errdefs.New(errdefs.ErrInvalidArgument, "background and stream cannot be used together")
+	}
+	return nil
+}
+
+// Start starts a command in one of the account's sessions and returns it.
+func (s *Service) Start(ctx context.Context, acct store.Account, id string, req api.ExecRequest) (api.Command, error) {
+	if err := validateExec(&req); err != nil {
+		return api.Command{}, err
+	}
+	c, _, err := s.Agent(ctx, acct, id)
+	if err != nil {
+		return api.Command{}, err
+	}
+	if req.Background && req.Stdin == nil && req.StdinOpen == nil {
+		open := true
+		req.StdinOpen = &open
+	}
+	return c.Start(ctx, req)
+}
+
+// Run starts a command in a session and calls emit for each output event,
+// then for the exit event, in order. If ctx ends first (the client went
+// away), the command's process group is killed: a foreground command does
+// not outlive its caller. Background commands use Start instead.
+func (s *Service) Run(ctx context.Context, acct store.Account, id string, req api.ExecRequest, emit func(api.Event) error) (api.Command, error) {
+	req.Background = false
+	cmd, err := s.Start(ctx, acct, id, req)
+	if err != nil {
+		return cmd, err
+	}
+	c, _, err := s.Agent(ctx, acct, id)
+	if err != nil {
+		return cmd, err
+	}
+	err = follow(ctx, c, cmd.ID, emit)
+	if err != nil {
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = c.Signal(kctx, cmd.ID, "KILL")
+		cancel()
+	}
+	return cmd, err
+}
+
+// follow streams a command's events from its start until its exit event.
+func follow(ctx context.Context, c *agent.Client, cid string, emit func(api.Event) error) error {
+	resp, err := c.Output(ctx, cid, 0, true, "ndjson")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var ev api.Event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return fmt.Errorf("agent event: %w", err)
+		}
+		if err := emit(ev); err != nil {
+			return err
+		}
+		if ev.Type == "exit" {
+			return nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("sandbox agent ended the output of %s early: %w", cid, errdefs.ErrUnavailable)
+}
+
+// Exec runs a command to completion in a session and collects its output.
+func (s *Service) Exec(ctx context.Context, acct store.Account, id string, req api.ExecRequest) (api.ExecResult, error) {
+	start := time.Now()
+	res := api.ExecResult{SessionID: id}
+	var stdout, stderr strings.Builder
+	cmd, err := s.Run(ctx, acct, id, req, func(ev api.Event) error {
+		var buf *strings.Builder
+		switch ev.Type {
+		case "stdout":
+			buf = &stdout
+		case "stderr":
+			buf = &stderr
+		case "exit":
+			if ev.ExitCode != nil {
+				res.ExitCode = *ev.ExitCode
+			}
+			res.TimedOut = ev.TimedOut
+			return nil
+		default:
+			return nil
+		}
+		data := ev.Data
+		if ev.Encoding == "base64" {
+			b, err := base64.StdEncoding.DecodeString(ev.Data)
+			if err != nil {
+				return err
+			}
+			data = string(b)
+		}
+		if room := MaxSyncOutput - buf.Len(); len(data) > room {
+			data = data[:max(room, 0)]
+			res.OutputTruncated = true
+		}
+		buf.WriteString(data)
+		return nil
+	})
+	res.CommandID = cmd.ID
+	if err != nil {
+		return res, err
+	}
+	res.Stdout, res.Stderr = stdout.String(), stderr.String()
+	res.DurationMS = time.Since(start).Milliseconds()
+	if x, err := s.session(ctx, acct, id); err == nil {
+		res.WorkspaceID = x.WorkspaceID
+	}
+	return res, nil
+}
+
+// ExecTargetless runs a command for POST /v1/exec: in a fresh ephemeral
+// sandbox that is destroyed afterwards.
+func (s *Service) ExecTargetless(ctx context.Context, acct store.Account, req api.ExecRequest) (api.ExecResult, error) {
+	if req.Background || req.Stream {
+		return api.ExecResult{}, errdefs.New(errdefs.ErrInvalidArgument, "background and stream need a session: create one (POST /v1/sessions) and use POST /v1/sessions/{id}/exec")
+	}
+	if err := validateExec(&req); err != nil {
+		return api.ExecResult{}, err
+	}
+	if req.Workspace != "" {
+		return api.ExecResult{}, errdefs.New(errdefs.ErrNotImplemented, "workspaces are not available yet")
+	}
+	sess, err := s.Create(ctx, acct, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Ephemeral: true})
+	if err != nil {
+		return api.ExecResult{}, err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := s.destroy(dctx, sess.ID); err != nil {
+			s.log.Error("destroy ephemeral exec sandbox", "session_id", sess.ID, "err", err)
+		}
+	}()
+	return s.Exec(ctx, acct, sess.ID, req)
+}

@@ -1,0 +1,432 @@
+// Package sandbox is the domain service: the lifecycle of sessions and their
+// sandboxes (create, inspect, delete, expire, recover after a crash), tier
+// limits, and command execution through each sandbox's agent. The HTTP and
+// CLI front ends are thin adapters over it.
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/agent"
+	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/image"
+	"github.com/chaserhq/chaser/internal/runtime"
+	"github.com/chaserhq/chaser/internal/store"
+)
+
+// TierLimits are the limits of one account tier.
+type TierLimits struct {
+	// MaxSandboxes is how many sessions an account may have at once.
+	MaxSandboxes int
+	// Resources bound each sandbox.
+	Resources runtime.Limits
+	// TTL is how long a session lives at most.
+	TTL time.Duration
+}
+
+// DefaultTiers are the limits used unless configured otherwise.
+var DefaultTiers = map[string]TierLimits{
+	api.TierFree: {MaxSandboxes: 3, TTL: 30 * time.Minute,
+		Resources: runtime.Limits{MemoryBytes: 512 << 20, MilliCPUs: 1000, Pids: 256}},
+	api.TierPaid: {MaxSandboxes: 20, TTL: 8 * time.Hour,
+		Resources: runtime.Limits{MemoryBytes: 2 << 30, MilliCPUs: 2000, Pids: 1024}},
+}
+
+// Config configures a Service.
+type Config struct {
+	Runtime runtime.Runtime
+	Images  *image.Store
+	Store   store.Store
+	// AgentPath is the host path of the binary that runs as the agent.
+	AgentPath    string
+	DefaultImage string
+	Tiers        map[string]TierLimits
+	Log          *slog.Logger
+}
+
+// Service manages sessions.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+
+	mu   sync.Mutex
+	live map[string]*agent.Client // running sandboxes by session id
+	// creating counts sessions being created per account, so that
+	// concurrent creates cannot exceed the tier's limit.
+	creating map[string]int
+}
+
+// New returns a service. Call Recover before serving requests.
+func New(cfg Config) *Service {
+	if cfg.Tiers == nil {
+		cfg.Tiers = DefaultTiers
+	}
+	if cfg.DefaultImage == "" {
+		cfg.DefaultImage = image.HostRef
+	}
+	return &Service{
+		cfg:      cfg,
+		log:      cfg.Log.With("component", "sandbox"),
+		live:     make(map[string]*agent.Client),
+		creating: make(map[string]int),
+	}
+}
+
+// RuntimeName names the isolation runtime.
+func (s *Service) RuntimeName() string { return s.cfg.Runtime.Name() }
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// NewID returns a random identifier with the given prefix. Identifiers are
+// DNS labels ([a-z0-9-]) so they can be hostnames and host-style URLs.
+func NewID(prefix string) string {
+	b := make([]byte, 10)
+	_, _ = rand.Read(b)
+	return prefix + "-" + idEncoding.EncodeToString(b)
+}
+
+func toAPI(x store.Session) api.Session {
+	return api.Session{
+		ID: x.ID, Type: x.Type, Status: x.Status, WorkspaceID: x.WorkspaceID, Image: x.Image,
+		Ephemeral: x.Ephemeral, Runtime: x.Runtime, CreatedAt: x.CreatedAt, ExpiresAt: x.ExpiresAt,
+	}
+}
+
+func (s *Service) tier(acct store.Account) TierLimits {
+	if t, ok := s.cfg.Tiers[acct.Tier]; ok {
+		return t
+	}
+	return s.cfg.Tiers[api.TierFree]
+}
+
+// Create creates a session and its sandbox, and returns when the agent
+// answers. Errors: ErrInvalidArgument for a bad request,
+// ErrResourceExhausted when the tier's sandbox limit is reached.
+func (s *Service) Create(ctx context.Context, acct store.Account, req api.CreateSessionRequest) (api.Session, error) {
+	if req.Type == "" {
+		req.Type = api.SessionTypeSandbox
+	}
+	if req.Type != api.SessionTypeSandbox {
+		return api.Session{}, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("unknown session type %q (use %q)", req.Type, api.SessionTypeSandbox))
+	}
+	if req.Workspace != "" && req.Image != "" {
+		return api.Session{}, errdefs.New(errdefs.ErrInvalidArgument, "workspace and image cannot be used together: a workspace fixes its image when it is created")
+	}
+	if req.Workspace != "" {
+		return api.Session{}, errdefs.New(errdefs.ErrNotImplemented, "workspaces are not available yet")
+	}
+	ref := req.Image
+	if ref == "" {
+		ref = s.cfg.DefaultImage
+	}
+	img, err := s.cfg.Images.Resolve(ctx, ref)
+	if err != nil {
+		return api.Session{}, err
+	}
+	tier := s.tier(acct)
+	release, err := s.reserve(ctx, acct, tier)
+	if err != nil {
+		return api.Session{}, err
+	}
+	defer release()
+
+	now := time.Now().UTC()
+	sess := store.Session{
+		ID: NewID("s"), AccountID: acct.ID, Type: req.Type, Status: api.StatusStarting,
+		Image: img.Ref, Runtime: s.cfg.Runtime.Name(), Ephemeral: true,
+		CreatedAt: now, ExpiresAt: now.Add(tier.TTL),
+	}
+	if err := s.cfg.Store.CreateSession(ctx, sess); err != nil {
+		return api.Session{}, err
+	}
+	// The sandbox outlives this request: a client that goes away mid-create
+	// finds its session listed, or gone if creation failed.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if err := s.start(bctx, sess, img, tier); err != nil {
+		if derr := s.cfg.Store.DeleteSession(bctx, sess.ID); derr != nil {
+			s.log.Error("forget failed session", "session_id", sess.ID, "err", derr)
+		}
+		return api.Session{}, fmt.Errorf("create sandbox: %w", err)
+	}
+	sess.Status = api.StatusRunning
+	if err := s.cfg.Store.UpdateSessionStatus(bctx, sess.ID, sess.Status); err != nil {
+		s.destroy(bctx, sess.ID)
+		return api.Session{}, err
+	}
+	s.log.Info("session created", "session_id", sess.ID, "account", acct.ID, "image", img.Ref)
+	return toAPI(sess), nil
+}
+
+// reserve counts a session being created against the account's limit.
+func (s *Service) reserve(ctx context.Context, acct store.Account, tier TierLimits) (release func(), err error) {
+	list, err := s.cfg.Store.ListSessions(ctx, acct.ID)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(list) + s.creating[acct.ID]; n >= tier.MaxSandboxes {
+		return nil, errdefs.New(errdefs.ErrResourceExhausted, fmt.Sprintf(
+			"account %s has %d sandboxes, the most its %s tier allows; delete one (chaser sessions delete ID) and retry", acct.Name, n, acct.Tier))
+	}
+	s.creating[acct.ID]++
+	return func() {
+		s.mu.Lock()
+		s.creating[acct.ID]--
+		s.mu.Unlock()
+	}, nil
+}
+
+func (s *Service) start(ctx context.Context, sess store.Session, img *image.Image, tier TierLimits) error {
+	ws := ""
+	if sess.WorkspaceID != nil {
+		ws = *sess.WorkspaceID
+	}
+	env := append(append([]string(nil), img.Env...),
+		"HOSTNAME="+sess.ID,
+		"CHASER=1",
+		"CHASER_SESSION_ID="+sess.ID,
+		"CHASER_WORKSPACE_ID="+ws,
+		"CHASER_IMAGE="+img.Ref,
+		"CHASER_RUNTIME="+s.cfg.Runtime.Name(),
+	)
+	spec := runtime.Spec{
+		ID: sess.ID, Hostname: sess.ID, Env: env, Limits: tier.Resources, AgentPath: s.cfg.AgentPath,
+		Rootfs: runtime.Rootfs{Overlays: img.Overlays},
+	}
+	if err := s.cfg.Runtime.Create(ctx, spec); err != nil {
+		return err
+	}
+	c := s.client(sess.ID)
+	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := c.Health(hctx); err != nil {
+		c.Close()
+		s.destroyRuntime(ctx, sess.ID)
+		return fmt.Errorf("sandbox %s: agent did not answer: %w", sess.ID, err)
+	}
+	s.mu.Lock()
+	s.live[sess.ID] = c
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Service) client(id string) *agent.Client {
+	return agent.NewClient(func(ctx context.Context) (net.Conn, error) {
+		return s.cfg.Runtime.Dial(ctx, id)
+	})
+}
+
+// session returns the account's session, or ErrNotFound — also when it
+// belongs to another account, so ids of others are not disclosed.
+func (s *Service) session(ctx context.Context, acct store.Account, id string) (store.Session, error) {
+	x, err := s.cfg.Store.GetSession(ctx, id)
+	if err != nil || x.AccountID != acct.ID {
+		if err == nil || errors.Is(err, errdefs.ErrNotFound) {
+			return store.Session{}, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("session %s not found", id))
+		}
+		return store.Session{}, err
+	}
+	return x, nil
+}
+
+// Get returns one of the account's sessions, or ErrNotFound.
+func (s *Service) Get(ctx context.Context, acct store.Account, id string) (api.Session, error) {
+	x, err := s.session(ctx, acct, id)
+	if err != nil {
+		return api.Session{}, err
+	}
+	return toAPI(x), nil
+}
+
+// List returns the account's sessions.
+func (s *Service) List(ctx context.Context, acct store.Account) ([]api.Session, error) {
+	list, err := s.cfg.Store.ListSessions(ctx, acct.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Session, 0, len(list))
+	for _, x := range list {
+		out = append(out, toAPI(x))
+	}
+	return out, nil
+}
+
+// Delete destroys one of the account's sessions and its sandbox.
+func (s *Service) Delete(ctx context.Context, acct store.Account, id string) error {
+	x, err := s.session(ctx, acct, id)
+	if err != nil {
+		return err
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	return s.destroy(dctx, x.ID)
+}
+
+// Agent returns the agent of one of the account's running sessions.
+func (s *Service) Agent(ctx context.Context, acct store.Account, id string) (*agent.Client, store.Session, error) {
+	x, err := s.session(ctx, acct, id)
+	if err != nil {
+		return nil, x, err
+	}
+	s.mu.Lock()
+	c := s.live[x.ID]
+	s.mu.Unlock()
+	if c == nil || x.Status != api.StatusRunning {
+		return nil, x, errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("session %s is %s, not running", x.ID, x.Status))
+	}
+	return c, x, nil
+}
+
+// destroy releases a session's sandbox and forgets the session. The store
+// row goes last, so a crash midway leaves a record that recovery finishes.
+func (s *Service) destroy(ctx context.Context, id string) error {
+	if err := s.cfg.Store.UpdateSessionStatus(ctx, id, api.StatusStopping); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return err
+	}
+	if err := s.destroyRuntime(ctx, id); err != nil {
+		return err
+	}
+	if err := s.cfg.Store.DeleteSession(ctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return err
+	}
+	s.log.Info("session deleted", "session_id", id)
+	return nil
+}
+
+func (s *Service) destroyRuntime(ctx context.Context, id string) error {
+	s.mu.Lock()
+	c := s.live[id]
+	delete(s.live, id)
+	s.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+	if err := s.cfg.Runtime.Delete(ctx, id); err != nil {
+		return fmt.Errorf("delete sandbox %s: %w", id, err)
+	}
+	return nil
+}
+
+// Recover reconciles the store with the runtime after a start: running
+// sandboxes of known sessions are attached again, everything else — dead
+// sandboxes, sandboxes without a session, sessions without a sandbox — is
+// released.
+func (s *Service) Recover(ctx context.Context) error {
+	sessions, err := s.cfg.Store.ListSessions(ctx, "")
+	if err != nil {
+		return err
+	}
+	instances, err := s.cfg.Runtime.List(ctx)
+	if err != nil {
+		return err
+	}
+	running := map[string]bool{}
+	for _, in := range instances {
+		if in.State == runtime.Running {
+			running[in.ID] = true
+		}
+	}
+	known := map[string]bool{}
+	var errs []error
+	for _, x := range sessions {
+		known[x.ID] = true
+		if x.Status == api.StatusRunning && running[x.ID] {
+			c := s.client(x.ID)
+			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, herr := c.Health(hctx)
+			cancel()
+			if herr == nil {
+				s.mu.Lock()
+				s.live[x.ID] = c
+				s.mu.Unlock()
+				s.log.Info("session recovered", "session_id", x.ID)
+				continue
+			}
+			c.Close()
+			s.log.Warn("agent of recovered session does not answer", "session_id", x.ID, "err", herr)
+		}
+		s.log.Info("releasing session left from before", "session_id", x.ID, "status", x.Status)
+		if err := s.destroy(ctx, x.ID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, in := range instances {
+		if !known[in.ID] {
+			s.log.Info("releasing sandbox without a session", "sandbox", in.ID)
+			if err := s.cfg.Runtime.Delete(ctx, in.ID); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Shutdown destroys every sandbox (graceful stop of the server). Session
+// records go with them: ephemeral sessions leave nothing behind.
+func (s *Service) Shutdown(ctx context.Context) error {
+	list, err := s.cfg.Store.ListSessions(ctx, "")
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, len(list))
+	for _, x := range list {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errc <- s.destroy(ctx, x.ID)
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	var errs []error
+	for err := range errc {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Reap destroys sessions past their expiry. Run it periodically.
+func (s *Service) Reap(ctx context.Context) {
+	list, err := s.cfg.Store.ListSessions(ctx, "")
+	if err != nil {
+		s.log.Error("reap: list sessions", "err", err)
+		return
+	}
+	now := time.Now()
+	for _, x := range list {
+		if now.After(x.ExpiresAt) && x.Status == api.StatusRunning {
+			s.log.Info("session expired", "session_id", x.ID)
+			if err := s.destroy(ctx, x.ID); err != nil {
+				s.log.Error("reap", "session_id", x.ID, "err", err)
+			}
+		}
+	}
+}
+
+// RunReaper calls Reap every interval until ctx ends.
+func (s *Service) RunReaper(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.Reap(ctx)
+		}
+	}
+}

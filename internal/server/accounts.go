@@ -1,0 +1,31 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/account"
+	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/store"
+)
+
+func (s *Server) createAccount(w http.ResponseWriter, r *http.Request, acct store.Account) {
+	if !acct.Admin {
+		writeError(w, r, errdefs.New(errdefs.ErrPermissionDenied, "only an admin account can create accounts"))
+		return
+	}
+	var req api.CreateAccountRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	a, err := s.accounts.Create(r.Context(), req.Name, req.Tier, false)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, a)
+}
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request, acct store.Account) {
+	writeJSON(w, http.StatusOK, account.ToAPI(acct))
+}

@@ -1,0 +1,163 @@
+// Package server is the HTTP front end of Chaser: routing, authentication,
+// and one file per resource translating between the wire contract (api)
+// and the domain services. Business rules live in the services; this
+// package maps errdefs classes to status codes (errors.go) and nothing more.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/chaserhq/chaser/internal/account"
+	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/sandbox"
+	"github.com/chaserhq/chaser/internal/store"
+)
+
+// Server serves the HTTP API.
+type Server struct {
+	accounts  *account.Service
+	sandboxes *sandbox.Service
+	log       *slog.Logger
+	mux       *http.ServeMux
+}
+
+// New returns the API server.
+func New(accounts *account.Service, sandboxes *sandbox.Service, log *slog.Logger) *Server {
+	s := &Server{accounts: accounts, sandboxes: sandboxes, log: log.With("component", "server"), mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+
+	s.handle("POST /v1/accounts", s.createAccount)
+	s.handle("GET /v1/account", s.whoami)
+
+	s.handle("POST /v1/sessions", s.createSession)
+	s.handle("GET /v1/sessions", s.listSessions)
+	s.handle("GET /v1/sessions/{id}", s.getSession)
+	s.handle("DELETE /v1/sessions/{id}", s.deleteSession)
+
+	s.handle("POST /v1/exec", s.execTargetless)
+	s.handle("POST /v1/sessions/{id}/exec", s.execInSession)
+	s.handle("GET /v1/sessions/{id}/commands", s.listCommands)
+	s.handle("GET /v1/sessions/{id}/commands/{cid}", s.getCommand)
+	s.handle("GET /v1/sessions/{id}/commands/{cid}/output", s.commandOutput)
+	s.handle("POST /v1/sessions/{id}/commands/{cid}/stdin", s.commandStdin)
+	s.handle("POST /v1/sessions/{id}/commands/{cid}/signal", s.commandSignal)
+
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
+	})
+}
+
+// authedHandler is a handler of an authenticated route.
+type authedHandler func(w http.ResponseWriter, r *http.Request, acct store.Account)
+
+// handle registers an authenticated route.
+func (s *Server) handle(pattern string, h authedHandler) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		acct, err := s.authenticate(r)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="chaser"`)
+			writeError(w, r, err)
+			return
+		}
+		logAttrs(r).account = acct.ID
+		h(w, r, acct)
+	})
+}
+
+// authenticate reads the Bearer key of a request.
+func (s *Server) authenticate(r *http.Request) (store.Account, error) {
+	h := r.Header.Get("Authorization")
+	scheme, key, ok := strings.Cut(h, " ")
+	if h == "" {
+		return store.Account{}, errdefs.New(errdefs.ErrUnauthenticated, "missing API key: send Authorization: Bearer <key>")
+	}
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return store.Account{}, errdefs.New(errdefs.ErrUnauthenticated, "Authorization must be: Bearer <key>")
+	}
+	return s.accounts.Authenticate(r.Context(), strings.TrimSpace(key))
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "runtime": s.sandboxes.RuntimeName()})
+}
+
+type ctxKey struct{}
+
+// reqAttrs are filled in by handlers for the access log.
+type reqAttrs struct {
+	account string
+	session string
+}
+
+func logAttrs(r *http.Request) *reqAttrs {
+	if a, ok := r.Context().Value(ctxKey{}).(*reqAttrs); ok {
+		return a
+	}
+	return &reqAttrs{}
+}
+
+// statusWriter records the status for the access log. It passes Flush and
+// Hijack through (streaming answers and WebSockets).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ServeHTTP adds a request id, an access log line and panic recovery.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rid := r.Header.Get("X-Request-Id")
+	if rid == "" || len(rid) > 64 {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		rid = hex.EncodeToString(b)
+	}
+	w.Header().Set("X-Request-Id", rid)
+	attrs := &reqAttrs{}
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, attrs))
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("panic", "request_id", rid, "panic", p, "stack", string(debug.Stack()))
+			if sw.status == 0 {
+				writeError(sw, r, fmt.Errorf("internal error (request %s): %w", rid, errdefs.ErrInternal))
+			}
+		}
+		s.log.Info("request", "request_id", rid, "method", r.Method, "path", r.URL.Path,
+			"status", sw.status, "ms", time.Since(start).Milliseconds(),
+			"account", attrs.account, "session_id", r.PathValue("id"))
+	}()
+	s.mux.ServeHTTP(sw, r)
+}

@@ -1,0 +1,47 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/store"
+)
+
+func (s *Server) createSession(w http.ResponseWriter, r *http.Request, acct store.Account) {
+	var req api.CreateSessionRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	sess, err := s.sandboxes.Create(r.Context(), acct, req)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, sess)
+}
+
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, acct store.Account) {
+	list, err := s.sandboxes.List(r.Context(), acct)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.SessionList{Sessions: list})
+}
+
+func (s *Server) getSession(w http.ResponseWriter, r *http.Request, acct store.Account) {
+	sess, err := s.sandboxes.Get(r.Context(), acct, r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sess)
+}
+
+func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request, acct store.Account) {
+	if err := s.sandboxes.Delete(r.Context(), acct, r.PathValue("id")); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

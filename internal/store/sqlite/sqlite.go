@@ -1,0 +1,265 @@
+// Package sqlite is the embedded store: one SQLite file (modernc.org/sqlite,
+// no cgo) with numbered schema migrations applied at open.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/store"
+)
+
+// migrations are applied in order; never edit one that has shipped, add one.
+var migrations = []string{
+	`CREATE TABLE accounts (
+		id         TEXT PRIMARY KEY,
+		name       TEXT NOT NULL UNIQUE,
+		tier       TEXT NOT NULL,
+		admin      INTEGER NOT NULL DEFAULT 0,
+		created_at INTEGER NOT NULL
+	);
+	CREATE TABLE api_keys (
+		id         TEXT PRIMARY KEY,
+		hash       TEXT NOT NULL,
+		account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+		created_at INTEGER NOT NULL
+	);
+	CREATE TABLE sessions (
+		id           TEXT PRIMARY KEY,
+		account_id   TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+		type         TEXT NOT NULL,
+		status       TEXT NOT NULL,
+		image        TEXT NOT NULL,
+		runtime      TEXT NOT NULL,
+		workspace_id TEXT,
+		ephemeral    INTEGER NOT NULL,
+		created_at   INTEGER NOT NULL,
+		expires_at   INTEGER NOT NULL
+	);
+	CREATE INDEX sessions_account ON sessions(account_id);`,
+}
+
+// Store is a store.Store backed by a SQLite file.
+type Store struct {
+	db   *sql.DB
+	path string
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database at path and migrates it.
+func Open(ctx context.Context, path string) (*Store, error) {
+	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	// One writer at a time is SQLite's model; a single connection also
+	// keeps the pragmas above in force.
+	db.SetMaxOpenConns(1)
+	s := &Store{db: db, path: path}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)`); err != nil {
+		return err
+	}
+	var have int
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+		return err
+	}
+	if have > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this binary knows (%d)", have, len(migrations))
+	}
+	for v := have + 1; v <= len(migrations); v++ {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version) VALUES (?)`, v); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func isUnique(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// CreateAccount implements store.Store.
+func (s *Store) CreateAccount(ctx context.Context, a store.Account, key store.APIKey) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO accounts(id, name, tier, admin, created_at) VALUES (?,?,?,?,?)`,
+		a.ID, a.Name, a.Tier, a.Admin, a.CreatedAt.UnixNano()); err != nil {
+		if isUnique(err) {
+			return fmt.Errorf("account %q: %w", a.Name, errdefs.ErrAlreadyExists)
+		}
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO api_keys(id, hash, account_id, created_at) VALUES (?,?,?,?)`,
+		key.ID, key.Hash, a.ID, a.CreatedAt.UnixNano()); err != nil {
+		if isUnique(err) {
+			return fmt.Errorf("api key %s: %w", key.ID, errdefs.ErrAlreadyExists)
+		}
+		return err
+	}
+	return tx.Commit()
+}
+
+const accountCols = `a.id, a.name, a.tier, a.admin, a.created_at`
+
+func scanAccount(row interface{ Scan(...any) error }) (store.Account, error) {
+	var a store.Account
+	var created int64
+	err := row.Scan(&a.ID, &a.Name, &a.Tier, &a.Admin, &created)
+	a.CreatedAt = time.Unix(0, created).UTC()
+	return a, err
+}
+
+// KeyByID implements store.Store.
+func (s *Store) KeyByID(ctx context.Context, keyID string) (store.APIKey, store.Account, error) {
+	var k store.APIKey
+	var a store.Account
+	var kcreated, acreated int64
+	err := s.db.QueryRowContext(ctx,
+		`SELECT k.id, k.hash, k.account_id, k.created_at, `+accountCols+` FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = ?`, keyID).
+		Scan(&k.ID, &k.Hash, &k.AccountID, &kcreated, &a.ID, &a.Name, &a.Tier, &a.Admin, &acreated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return k, a, fmt.Errorf("api key %s: %w", keyID, errdefs.ErrNotFound)
+	}
+	k.CreatedAt = time.Unix(0, kcreated).UTC()
+	a.CreatedAt = time.Unix(0, acreated).UTC()
+	return k, a, err
+}
+
+// ListAccounts implements store.Store.
+func (s *Store) ListAccounts(ctx context.Context) ([]store.Account, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+accountCols+` FROM accounts a ORDER BY a.created_at, a.id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Account
+	for rows.Next() {
+		a, err := scanAccount(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+const sessionCols = `id, account_id, type, status, image, runtime, workspace_id, ephemeral, created_at, expires_at`
+
+func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
+	var x store.Session
+	var ws sql.NullString
+	var created, expires int64
+	err := row.Scan(&x.ID, &x.AccountID, &x.Type, &x.Status, &x.Image, &x.Runtime, &ws, &x.Ephemeral, &created, &expires)
+	if ws.Valid {
+		x.WorkspaceID = &ws.String
+	}
+	x.CreatedAt = time.Unix(0, created).UTC()
+	x.ExpiresAt = time.Unix(0, expires).UTC()
+	return x, err
+}
+
+// CreateSession implements store.Store.
+func (s *Store) CreateSession(ctx context.Context, x store.Session) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?)`,
+		x.ID, x.AccountID, x.Type, x.Status, x.Image, x.Runtime, x.WorkspaceID, x.Ephemeral,
+		x.CreatedAt.UnixNano(), x.ExpiresAt.UnixNano())
+	if isUnique(err) {
+		return fmt.Errorf("session %s: %w", x.ID, errdefs.ErrAlreadyExists)
+	}
+	return err
+}
+
+// GetSession implements store.Store.
+func (s *Store) GetSession(ctx context.Context, id string) (store.Session, error) {
+	x, err := scanSession(s.db.QueryRowContext(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return x, fmt.Errorf("session %s: %w", id, errdefs.ErrNotFound)
+	}
+	return x, err
+}
+
+// ListSessions implements store.Store.
+func (s *Store) ListSessions(ctx context.Context, accountID string) ([]store.Session, error) {
+	q := `SELECT ` + sessionCols + ` FROM sessions`
+	var args []any
+	if accountID != "" {
+		q += ` WHERE account_id = ?`
+		args = append(args, accountID)
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY created_at, id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []store.Session{}
+	for rows.Next() {
+		x, err := scanSession(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, x)
+	}
+	return out, rows.Err()
+}
+
+// UpdateSessionStatus implements store.Store.
+func (s *Store) UpdateSessionStatus(ctx context.Context, id, status string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE sessions SET status = ? WHERE id = ?`, status, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("session %s: %w", id, errdefs.ErrNotFound)
+	}
+	return nil
+}
+
+// DeleteSession implements store.Store.
+func (s *Store) DeleteSession(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE id = ?`, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("session %s: %w", id, errdefs.ErrNotFound)
+	}
+	return nil
+}

@@ -1,0 +1,112 @@
+// Package storetest is the conformance suite every store.Store passes.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/store"
+)
+
+// Run runs the suite against stores made by newStore (a fresh, empty store
+// per call).
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	t.Run("Accounts", func(t *testing.T) { testAccounts(t, newStore(t)) })
+	t.Run("Sessions", func(t *testing.T) { testSessions(t, newStore(t)) })
+}
+
+func testAccounts(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	a := store.Account{ID: "acc-1", Name: "alice", Tier: "paid", Admin: true, CreatedAt: now}
+	if err := s.CreateAccount(ctx, a, store.APIKey{ID: "k-a", Hash: "hash-a"}); err != nil {
+		t.Fatal(err)
+	}
+	dup := store.Account{ID: "acc-2", Name: "alice", Tier: "free", CreatedAt: now}
+	if err := s.CreateAccount(ctx, dup, store.APIKey{ID: "k-b", Hash: "hash-b"}); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("duplicate name: got %v, want ErrAlreadyExists", err)
+	}
+	key, got, err := s.KeyByID(ctx, "k-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key.Hash != "hash-a" || key.AccountID != a.ID {
+		t.Fatalf("KeyByID key = %+v", key)
+	}
+	if got.ID != a.ID || got.Name != a.Name || got.Tier != a.Tier || !got.Admin || !got.CreatedAt.Equal(now) {
+		t.Fatalf("AccountByKeyHash = %+v, want %+v", got, a)
+	}
+	if _, _, err := s.KeyByID(ctx, "k-b"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("key of refused account: got %v, want ErrNotFound", err)
+	}
+	b := store.Account{ID: "acc-3", Name: "bob", Tier: "free", CreatedAt: now.Add(time.Second)}
+	if err := s.CreateAccount(ctx, b, store.APIKey{ID: "k-c", Hash: "hash-c"}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.ListAccounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || all[0].ID != "acc-1" || all[1].ID != "acc-3" {
+		t.Fatalf("ListAccounts = %+v", all)
+	}
+}
+
+func testSessions(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	for i, name := range []string{"a", "b"} {
+		if err := s.CreateAccount(ctx, store.Account{ID: "acc-" + name, Name: name, Tier: "free", CreatedAt: now}, store.APIKey{ID: "k-" + name, Hash: "h"}); err != nil {
+			t.Fatal(i, err)
+		}
+	}
+	ws := "ws-1"
+	s1 := store.Session{ID: "s-1", AccountID: "acc-a", Type: "sandbox", Status: "running", Image: "host", Runtime: "runc",
+		Ephemeral: true, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	s2 := s1
+	s2.ID, s2.AccountID, s2.WorkspaceID, s2.Ephemeral, s2.CreatedAt = "s-2", "acc-b", &ws, false, now.Add(time.Second)
+	for _, x := range []store.Session{s1, s2} {
+		if err := s.CreateSession(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CreateSession(ctx, s1); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("duplicate session: got %v", err)
+	}
+	got, err := s.GetSession(ctx, "s-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.WorkspaceID == nil || *got.WorkspaceID != ws || got.Ephemeral || !got.ExpiresAt.Equal(now.Add(time.Hour)) || got.AccountID != "acc-b" {
+		t.Fatalf("GetSession = %+v", got)
+	}
+	mine, err := s.ListSessions(ctx, "acc-a")
+	if err != nil || len(mine) != 1 || mine[0].ID != "s-1" || mine[0].WorkspaceID != nil {
+		t.Fatalf("ListSessions(acc-a) = %+v, %v", mine, err)
+	}
+	all, err := s.ListSessions(ctx, "")
+	if err != nil || len(all) != 2 {
+		t.Fatalf("ListSessions(all) = %+v, %v", all, err)
+	}
+	if err := s.UpdateSessionStatus(ctx, "s-1", "stopping"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetSession(ctx, "s-1"); got.Status != "stopping" {
+		t.Fatalf("status = %q", got.Status)
+	}
+	if err := s.UpdateSessionStatus(ctx, "nope", "x"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("update missing: %v", err)
+	}
+	if err := s.DeleteSession(ctx, "s-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetSession(ctx, "s-1"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("get deleted: %v", err)
+	}
+	if err := s.DeleteSession(ctx, "s-1"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("delete twice: %v", err)
+	}
+}
