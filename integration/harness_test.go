@@ -1,0 +1,328 @@
+// Package integration holds black-box tests: they build the chaser binary
+// once, start real servers with real runc sandboxes, and drive them through
+// the CLI and the HTTP API as a user would. They need root (CI runs as
+// root); without it they skip with a message. Without runc they fail.
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/client"
+)
+
+// binary is the chaser binary built for this test run.
+var binary string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Println("integration: skipping: these tests need root (they run runc and mount overlays)")
+		os.Exit(0)
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		fmt.Println("integration: runc is not installed: apt-get install -y runc")
+		os.Exit(1)
+	}
+	dir, err := os.MkdirTemp("", "chaser-it-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "chaser")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/chaser")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Println("integration: build failed:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if shared != nil {
+		shared.stop()
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// Server is a running `chaser serve`.
+type Server struct {
+	URL      string
+	Addr     string
+	DataDir  string
+	AdminKey string
+	cmd      *exec.Cmd
+	log      *bytes.Buffer
+	logMu    *sync.Mutex
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func freeAddr(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startServer starts a server on dataDir (a new one when empty) and waits
+// until it answers. The caller stops it (t.Cleanup does for newServer).
+func startServer(t testing.TB, dataDir string, args ...string) *Server {
+	t.Helper()
+	if dataDir == "" {
+		var err error
+		dataDir, err = os.MkdirTemp("", "chaser-data-")
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := freeAddr(t)
+	s := &Server{URL: "http://" + addr, Addr: addr, DataDir: dataDir, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	s.cmd = exec.Command(binary, append([]string{"serve", "--addr", addr, "--data-dir", dataDir}, args...)...)
+	s.cmd.Stdout = lockedWriter{s.logMu, s.log}
+	s.cmd.Stderr = lockedWriter{s.logMu, s.log}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(s.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			s.cmd.Process.Kill()
+			t.Fatalf("server did not start:\n%s", s.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	key, err := os.ReadFile(filepath.Join(dataDir, "admin.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AdminKey = strings.TrimSpace(string(key))
+	return s
+}
+
+// newServer starts a server of the test's own, stopped (SIGTERM) and
+// removed at the end of the test.
+func newServer(t *testing.T, args ...string) *Server {
+	s := startServer(t, "", args...)
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			t.Logf("server log:\n%s", s.Log())
+		}
+		os.RemoveAll(s.DataDir)
+	})
+	return s
+}
+
+var (
+	shared     *Server
+	sharedOnce sync.Once
+)
+
+// sharedServer is one server for the tests that need nothing special. Each
+// test makes its own account on it.
+func sharedServer(t *testing.T) *Server {
+	sharedOnce.Do(func() { shared = startServer(t, "") })
+	if shared == nil {
+		t.Fatal("shared server did not start")
+	}
+	return shared
+}
+
+// Log returns what the server printed so far.
+func (s *Server) Log() string {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	return s.log.String()
+}
+
+// stop sends SIGTERM and waits for the server to exit.
+func (s *Server) stop() error {
+	if s.cmd.ProcessState != nil {
+		return nil
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(90 * time.Second):
+		s.cmd.Process.Kill()
+		return fmt.Errorf("server did not stop within 90s")
+	}
+}
+
+// kill sends SIGKILL, like a crash.
+func (s *Server) kill() {
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+}
+
+// Client returns an API client with key.
+func (s *Server) Client(key string) *client.Client { return client.New(s.URL, key) }
+
+// account creates an account of tier on s and returns its key.
+func (s *Server) account(t *testing.T, tier string) string {
+	t.Helper()
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	name = fmt.Sprintf("%s-%d", name, time.Now().UnixNano()%1e9)
+	a, err := s.Client(s.AdminKey).CreateAccount(context.Background(), api.CreateAccountRequest{Name: name, Tier: tier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.APIKey
+}
+
+// Result is the outcome of a CLI run.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// cli runs the chaser binary against s with key; stdin may be nil.
+func (s *Server) cli(t *testing.T, key string, stdin io.Reader, args ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), "CHASER_API_URL="+s.URL, "CHASER_API_KEY="+key)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = &out, &errb, stdin
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("chaser %v: %v", args, err)
+		}
+		code = ee.ExitCode()
+	}
+	return Result{Stdout: out.String(), Stderr: errb.String(), Code: code}
+}
+
+// do sends an API request with key (none when empty) and a raw body.
+func (s *Server) do(t *testing.T, key, method, path string, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, s.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// decodeJSON unmarshals b into v or fails the test.
+func decodeJSON(t *testing.T, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("decode %q: %v", b, err)
+	}
+}
+
+// expectError checks an error answer: status and JSON error code.
+func expectError(t *testing.T, status int, body []byte, wantStatus int, wantCode string) {
+	t.Helper()
+	var e api.ErrorBody
+	if err := json.Unmarshal(body, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
+		t.Fatalf("status %d: body %q is not a JSON error", status, body)
+	}
+	if status != wantStatus || e.Error.Code != wantCode {
+		t.Fatalf("got %d %s (%s), want %d %s", status, e.Error.Code, e.Error.Message, wantStatus, wantCode)
+	}
+}
+
+// sandbox creates an ephemeral session with key and deletes it at the end.
+func (s *Server) sandbox(t *testing.T, key string) string {
+	t.Helper()
+	c := s.Client(key)
+	sess, err := c.CreateSession(t.Context(), api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.DeleteSession(context.Background(), sess.ID) })
+	return sess.ID
+}
+
+// hostMounts returns the lines of the host's mount table under dir.
+func hostMounts(t *testing.T, dir string) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), dir) {
+			out = append(out, sc.Text())
+		}
+	}
+	return out
+}
+
+// leaks lists what remains on the host of sandbox id: mounts, cgroups,
+// runtime state, state directory, processes.
+func (s *Server) leaks(t *testing.T, id string) []string {
+	var left []string
+	for _, m := range hostMounts(t, id) {
+		left = append(left, "mount: "+m)
+	}
+	cgs, _ := filepath.Glob("/sys/fs/cgroup/*/chaser/" + id)
+	for _, c := range cgs {
+		left = append(left, "cgroup: "+c)
+	}
+	for _, p := range []string{filepath.Join(s.DataDir, "sandboxes", id), filepath.Join(s.DataDir, "runc", id)} {
+		if _, err := os.Stat(p); err == nil {
+			left = append(left, "state: "+p)
+		}
+	}
+	out, _ := exec.Command("pgrep", "-f", id).Output()
+	if len(bytes.TrimSpace(out)) > 0 {
+		left = append(left, "processes: "+strings.Fields(string(out))[0])
+	}
+	return left
+}
