@@ -42,6 +42,7 @@ type Agent struct {
 	env     []string
 	shell   string
 	procs   *process.Manager
+	terms   *terminals
 	started time.Time
 }
 
@@ -63,6 +64,7 @@ func New(cfg Config) *Agent {
 		env:     cfg.Env,
 		shell:   shell,
 		procs:   process.NewManager(log, shell, cfg.ReapAll),
+		terms:   newTerminals(log.With("component", "pty")),
 		started: time.Now(),
 	}
 }

@@ -35,6 +35,8 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/processes/{id}/output", a.output)
 	mux.HandleFunc("POST /v1/processes/{id}/stdin", a.stdin)
 	mux.HandleFunc("POST /v1/processes/{id}/signal", a.signal)
+	mux.HandleFunc("GET /v1/pty", a.ptyHandler)
+	mux.HandleFunc("POST /v1/self-test", a.selfTest)
 	return mux
 }
 
