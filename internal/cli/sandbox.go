@@ -98,5 +98,6 @@ func newSessions(e *env) *cobra.Command {
 			return nil
 		},
 	})
+	cmd.AddCommand(newSelfTest(e))
 	return cmd
 }

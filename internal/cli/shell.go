@@ -14,21 +14,24 @@ import (
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/client"
-	"github.com/chaserhq/chaser/internal/errdefs"
 )
 
 func newShell(e *env) *cobra.Command {
 	var command, cwd string
 	cmd := &cobra.Command{
 		Use:   "shell [SESSION] [-c COMMAND]",
-		Short: "Run a command (or, later, an interactive shell) in a sandbox",
-		Long: `Run COMMAND in SESSION, streaming its output; chaser exits with its exit code.
-Piped standard input is passed through. Without SESSION a fresh ephemeral
-sandbox is made for the command and destroyed afterwards.`,
+		Short: "Open an interactive shell in a sandbox, or run a command with -c",
+		Long: `Without -c: an interactive shell on a terminal in SESSION (raw mode, window
+size follows the local terminal, Ctrl-C/Ctrl-Z/Ctrl-D go to the remote shell);
+chaser exits with the shell's exit code. With piped input the remote shell reads
+it as a script.
+With -c: run COMMAND in SESSION, streaming its output; chaser exits with its
+exit code. Piped standard input is passed through.
+Without SESSION a fresh ephemeral sandbox is made and destroyed afterwards.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if command == "" {
-				return errdefs.New(errdefs.ErrNotImplemented, "interactive shells are not available yet; run a command with -c")
+				return runShell(cmd.Context(), e, args, cwd)
 			}
 			c := e.client()
 			ctx := cmd.Context()
