@@ -502,6 +502,9 @@ func (t *terminal) serve(c *websocket.Conn, offset int64) {
 			t.detach(at, delivered)
 			return
 		}
+		if closed {
+			continue // nothing more will come: close on the next round
+		}
 		select {
 		case <-changed:
 		case <-ctx.Done():

@@ -164,6 +164,9 @@ func TestExecModeAndHumanMode(t *testing.T) {
 	if !strings.Contains(out, "45 123") || !strings.Contains(out, "tty") || *exit.Code != 3 {
 		t.Fatalf("exec: output %q exit %+v", out, exit)
 	}
+	if _, _, err := w.c.Read(t.Context()); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+		t.Fatalf("after exit: %v, want a normal close", err)
+	}
 
 	h := dialPTY(t, base, url.Values{"cwd": {"/"}})
 	// Type once the shell shows its prompt, as a person would.
