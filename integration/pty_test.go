@@ -184,7 +184,7 @@ func TestPTYAgentMode(t *testing.T) {
 		{"greet again; ls --color=always /nonexistent-dir; echo $TERM", "hi again\nls: cannot access '/nonexistent-dir': No such file or directory\ndumb\n", "/tmp/d", 0},
 		{"echo $CHASER:$CHASER_SESSION_ID", "1:" + id + "\n", "/tmp/d", 0},
 		{"printf '\\033[1;32mgreen\\033[0m'; exit_code() { return 9; }; exit_code", "green", "/tmp/d", 9},
-		{"echo it's broken'", "", "/tmp/d", 2},
+		{"echo 'unterminated", "", "/tmp/d", 2},
 	} {
 		w.run(st.cmd)
 		out, done := w.until("done")
@@ -481,8 +481,10 @@ func TestShellInTmux(t *testing.T) {
 	key := s.account(t, "free")
 	id := s.sandbox(t, key)
 	env := "CHASER_API_URL=" + s.URL + " CHASER_API_KEY=" + key
-	// The outer shell prints the CLI's exit code and stays for capture.
-	tm := newTmux(t, 100, 30, "env "+env+" "+binary+" shell "+id+"; echo CLI-EXIT=$?; sleep 600")
+	// The outer shell prints the CLI's exit code and whether the local
+	// terminal is back in cooked mode with echo, then stays for capture.
+	tm := newTmux(t, 100, 30, "env "+env+" "+binary+" shell "+id+"; echo CLI-EXIT=$?; "+
+		"stty -a | grep -q ' icanon ' && stty -a | grep -q ' echo ' && echo TTY-RESTORED; sleep 600")
 	tm.waitFor("#")
 	tm.send("stty size; echo $CHASER_SESSION_ID", "Enter")
 	tm.waitFor("30 100")
@@ -502,9 +504,7 @@ func TestShellInTmux(t *testing.T) {
 
 	tm.send("exit 7", "Enter")
 	tm.waitFor("CLI-EXIT=7")
-	// The local terminal is restored (cooked mode, echo on).
-	tm.send("stty -a | grep -o ' icanon\\| echo ' | tr -d ' ' | sort | tr '\\n' +", "Enter")
-	tm.waitFor("echo+icanon+")
+	tm.waitFor("TTY-RESTORED")
 }
 
 func TestShellInTmuxEphemeral(t *testing.T) {
