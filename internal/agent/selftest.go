@@ -130,6 +130,10 @@ func (a *Agent) probeTool(ctx context.Context, name string, args []string) api.T
 		t.Error = err.Error()
 		return t
 	}
+	defer func() {
+		<-p.Done()
+		a.procs.Forget(p.ID)
+	}()
 	select {
 	case <-p.Done():
 	case <-ctx.Done():

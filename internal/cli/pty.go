@@ -100,10 +100,18 @@ func interactive(ctx context.Context, c *client.Client, id, cwd string, in *os.F
 	winch := make(chan os.Signal, 1)
 	signal.Notify(winch, syscall.SIGWINCH)
 	defer signal.Stop(winch)
+	// A closed terminal window sends SIGHUP: end cleanly so the local
+	// terminal is restored and an ephemeral sandbox is destroyed.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
+				return
+			case <-hup:
+				cancel()
 				return
 			case <-winch:
 				if w, h, err := term.GetSize(sizeFd); err == nil {
