@@ -148,7 +148,9 @@ func (a *Agent) startTerminal(o PTYOptions, cwd string) (*terminal, error) {
 	if t.scripts != nil {
 		// Close the inherited fd 3 so commands cannot read the script;
 		// a trapped SIGINT (Ctrl-C) stops the command, not the shell.
-		t.scripts <- []byte("exec 3<&-\ntrap : INT\n")
+		// Aliases expand only in interactive shells unless asked for
+		// (bash); sh has no shopt, hence the silenced error.
+		t.scripts <- []byte("exec 3<&-\ntrap : INT\nshopt -s expand_aliases 2>/dev/null\n")
 		go t.writeScripts()
 	}
 	ts.mu.Lock()

@@ -111,6 +111,8 @@ func TestAgentModeKeepsStateAndReportsDone(t *testing.T) {
 		{"if then", "", 2, "/tmp"}, // a syntax error does not end the shell
 		{"echo 'multi\nline'; (exit 7)", "multi\nline\n", 7, "/tmp"},
 		{"test -t 0 && echo tty; echo $TERM", "tty\ndumb\n", 0, "/tmp"},
+		{"alias hi='echo alias works'", "", 0, "/tmp"},
+		{"hi", "alias works\n", 0, "/tmp"},
 	}
 	for i, s := range steps {
 		w.send(api.PTYMessage{Type: api.PTYRun, Command: s.cmd, ID: string(rune('a' + i))})
