@@ -70,7 +70,7 @@ func printSelfTest(w io.Writer, st api.SelfTest) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, t := range st.Tools {
 		if t.Found {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", t.Name, orDash(t.Version), t.Path)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", t.Name, t.Path, orDash(clip(t.Version, 60)))
 		} else {
 			fmt.Fprintf(tw, "  %s\tabsent\t%s\n", t.Name, t.Error)
 		}
@@ -79,6 +79,15 @@ func printSelfTest(w io.Writer, st api.SelfTest) {
 }
 
 var chaserMarkerNames = []string{"CHASER", "CHASER_SESSION_ID", "CHASER_WORKSPACE_ID", "CHASER_IMAGE", "CHASER_RUNTIME"}
+
+// clip shortens s to n runes (curl's version line lists every library).
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
 
 func orDash(s string) string {
 	if s == "" {
