@@ -143,8 +143,17 @@ func TestAgentModeQueuesInOrder(t *testing.T) {
 		}
 	}
 	// Ctrl-C stops the running command, not the shell.
-	w.send(api.PTYMessage{Type: api.PTYRun, Command: "sleep 30", ID: "s"})
-	time.Sleep(300 * time.Millisecond)
+	w.send(api.PTYMessage{Type: api.PTYRun, Command: "echo started; sleep 30", ID: "s"})
+	for {
+		typ, data, err := w.c.Read(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ == websocket.MessageBinary && strings.Contains(string(data), "started") {
+			break
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // from echo to sleep
 	if err := w.c.Write(t.Context(), websocket.MessageBinary, []byte{3}); err != nil {
 		t.Fatal(err)
 	}
