@@ -153,8 +153,10 @@ func TestPTYHumanMode(t *testing.T) {
 	w.untilOutput("40 120")
 
 	// Ctrl-C reaches the foreground job; the shell survives it.
-	w.keys("sleep 100\r")
-	time.Sleep(500 * time.Millisecond)
+	// The quotes keep the typed line's echo from matching the output.
+	w.keys("echo sl''eeping; sleep 100\r")
+	w.untilOutput("sleeping\r\n")
+	time.Sleep(200 * time.Millisecond)
 	w.keys("\x03")
 	w.keys("echo rc=$?\r")
 	w.untilOutput("rc=130")
@@ -496,8 +498,9 @@ func TestShellInTmux(t *testing.T) {
 	tm.waitFor("40 120")
 
 	// Ctrl-C interrupts the remote foreground command, not the CLI.
-	tm.send("sleep 100", "Enter")
-	time.Sleep(700 * time.Millisecond)
+	tm.send("echo sl''eeping; sleep 100", "Enter")
+	tm.waitFor("\nsleeping")
+	time.Sleep(200 * time.Millisecond)
 	tm.send("C-c")
 	tm.send("echo after-$?", "Enter")
 	tm.waitFor("after-130")
