@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -544,4 +545,52 @@ func TestShellPipedAndCommand(t *testing.T) {
 	if r.Code != 6 || r.Stdout != "via-c\n" {
 		t.Fatalf("-c: %+v", r)
 	}
+}
+
+// TestShellSurvivesServerRestart: the terminal lives in the sandbox's
+// agent, so a `chaser shell` whose server is killed (SIGKILL) and
+// restarted reconnects to the same shell, with its state, and resumes.
+func TestShellSurvivesServerRestart(t *testing.T) {
+	s := newServer(t)
+	key := s.account(t, "free")
+	id := s.sandbox(t, key)
+	env := "CHASER_API_URL=" + s.URL + " CHASER_API_KEY=" + key
+	tm := newTmux(t, 100, 30, "env "+env+" "+binary+" shell "+id+"; echo CLI-EXIT=$?; sleep 600")
+	tm.waitFor("#")
+	tm.send("X=survivor; echo set-$X", "Enter")
+	tm.waitFor("set-survivor")
+
+	s.kill()
+	// The same address and data directory, as an operator's restart.
+	s2 := &Server{URL: s.URL, Addr: s.Addr, DataDir: s.DataDir, AdminKey: s.AdminKey, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	s2.cmd = exec.Command(binary, "serve", "--addr", s.Addr, "--data-dir", s.DataDir)
+	s2.cmd.Stdout = lockedWriter{s2.logMu, s2.log}
+	s2.cmd.Stderr = lockedWriter{s2.logMu, s2.log}
+	if err := s2.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s2.stop()
+		if t.Failed() {
+			t.Logf("restarted server log:\n%s", s2.Log())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if resp, err := http.Get(s.URL + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not restart:\n%s", s2.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The CLI retries every second; keys typed while it is away are
+	// lost, as on a frozen ssh session, so type once it is back.
+	time.Sleep(2500 * time.Millisecond)
+	tm.send("echo $X-still-here", "Enter")
+	tm.waitFor("survivor-still-here")
+	tm.send("exit 4", "Enter")
+	tm.waitFor("CLI-EXIT=4")
 }
