@@ -23,28 +23,36 @@ import (
 // (`echo 'ls' | chaser shell`), preferring bash like terminals do.
 const stdinShell = `if command -v bash >/dev/null 2>&1; then exec bash -s; else exec sh -s; fi`
 
+// shellTarget returns the session of `chaser shell [SESSION]`: SESSION, or
+// a fresh ephemeral sandbox that release destroys.
+func shellTarget(ctx context.Context, e *env, c *client.Client, args []string) (id string, release func(), err error) {
+	if len(args) == 1 {
+		return args[0], func() {}, nil
+	}
+	s, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Ephemeral: true})
+	if err != nil {
+		return "", nil, err
+	}
+	return s.ID, func() {
+		// The sandbox must go even when ctx ended (Ctrl-C, SIGTERM).
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := c.DeleteSession(dctx, s.ID); err != nil {
+			fmt.Fprintf(e.stderr, "chaser: delete sandbox %s: %v\n", s.ID, err)
+		}
+	}, nil
+}
+
 // runShell is `chaser shell [SESSION]` without -c: an interactive terminal
 // when stdin is one, else the remote shell reading the piped input.
 // Without SESSION it runs in a fresh ephemeral sandbox destroyed at the end.
 func runShell(ctx context.Context, e *env, args []string, cwd string) error {
 	c := e.client()
-	id := ""
-	if len(args) == 1 {
-		id = args[0]
-	} else {
-		s, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Ephemeral: true})
-		if err != nil {
-			return err
-		}
-		id = s.ID
-		defer func() {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			defer cancel()
-			if err := c.DeleteSession(dctx, id); err != nil {
-				fmt.Fprintf(e.stderr, "chaser: delete sandbox %s: %v\n", id, err)
-			}
-		}()
+	id, release, err := shellTarget(ctx, e, c, args)
+	if err != nil {
+		return err
 	}
+	defer release()
 	in, ok := e.stdin.(*os.File)
 	if !ok || !term.IsTerminal(int(in.Fd())) {
 		code, err := runRemote(ctx, c, id, api.ExecRequest{Command: stdinShell, Cwd: cwd}, e.stdin, e.stdout, e.stderr)

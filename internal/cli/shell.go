@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"time"
@@ -35,23 +34,11 @@ Without SESSION a fresh ephemeral sandbox is made and destroyed afterwards.`,
 			}
 			c := e.client()
 			ctx := cmd.Context()
-			id := ""
-			if len(args) == 1 {
-				id = args[0]
-			} else {
-				s, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Ephemeral: true})
-				if err != nil {
-					return err
-				}
-				id = s.ID
-				defer func() {
-					dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-					defer cancel()
-					if err := c.DeleteSession(dctx, id); err != nil {
-						fmt.Fprintf(e.stderr, "chaser: delete sandbox %s: %v\n", id, err)
-					}
-				}()
+			id, release, err := shellTarget(ctx, e, c, args)
+			if err != nil {
+				return err
 			}
+			defer release()
 			req := api.ExecRequest{Command: command, Cwd: cwd}
 			code, err := runRemote(ctx, c, id, req, e.stdin, e.stdout, e.stderr)
 			if err != nil {
