@@ -16,7 +16,7 @@ const (
 	PTYOpen   = "open"   // server → client, first frame of every connection
 	PTYResize = "resize" // client → server
 	PTYRun    = "run"    // client → server, agent mode
-	PTYSignal = "signal" // client → server: signal the foreground process group
+	PTYSignal = "signal" // client → server: signal the foreground job (agent mode: the shell's commands)
 	PTYDone   = "done"   // server → client, agent mode: a command finished
 	PTYExit   = "exit"   // server → client, just before a normal close
 	PTYError  = "error"  // server → client, before closing on bad input

@@ -252,6 +252,13 @@ func (t *terminal) run(m api.PTYMessage) error {
 	if strings.ContainsRune(m.Command, 0) {
 		return errdefs.New(errdefs.ErrInvalidArgument, "command must not contain NUL bytes")
 	}
+	select {
+	case <-t.tty.Exited():
+		// Nobody would read the command: refuse it rather than queue
+		// it forever.
+		return errdefs.New(errdefs.ErrFailedPrecondition, "the shell has exited")
+	default:
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.queue) >= maxQueue {
@@ -558,6 +565,11 @@ func (t *terminal) handleInput(typ websocket.MessageType, data []byte) error {
 		sig, err := process.ParseSignal(m.Signal)
 		if err != nil {
 			return err
+		}
+		if t.mode == api.PTYModeAgent {
+			// The agent-mode shell must survive: signal its commands.
+			t.tty.SignalCommands(sig)
+			return nil
 		}
 		_ = t.tty.SignalForeground(sig)
 		return nil

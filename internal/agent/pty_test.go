@@ -161,6 +161,13 @@ func TestAgentModeQueuesInOrder(t *testing.T) {
 	if *done.ExitCode != 130 {
 		t.Fatalf("interrupted sleep: exit %d, want 130", *done.ExitCode)
 	}
+	// So does a signal message, e.g. TERM to the foreground group.
+	w.send(api.PTYMessage{Type: api.PTYRun, Command: "sleep 30"})
+	time.Sleep(300 * time.Millisecond)
+	w.send(api.PTYMessage{Type: api.PTYSignal, Signal: "TERM"})
+	if _, done = w.until(isType(api.PTYDone)); *done.ExitCode != 143 {
+		t.Fatalf("terminated sleep: exit %d, want 143", *done.ExitCode)
+	}
 	w.send(api.PTYMessage{Type: api.PTYRun, Command: "exit 4"})
 	_, exit := w.until(isType(api.PTYExit))
 	if exit.Code == nil || *exit.Code != 4 {

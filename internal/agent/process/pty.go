@@ -142,6 +142,17 @@ func (t *TTY) SignalForeground(sig syscall.Signal) error {
 	return nil
 }
 
+// SignalCommands sends sig to every process of the session but its leader:
+// the commands a non-interactive shell runs share its process group, and
+// signalling that group would hit the shell too.
+func (t *TTY) SignalCommands(sig syscall.Signal) {
+	for _, pid := range sessionMembers(t.PID) {
+		if pid != t.PID {
+			_ = syscall.Kill(pid, sig)
+		}
+	}
+}
+
 // Kill ends the whole session: SIGHUP first (what closing a terminal does,
 // so shells can save history), SIGKILL to everything left after a moment.
 // Job-control jobs run in process groups of their own but stay in the
