@@ -506,6 +506,15 @@ func TestShellInTmux(t *testing.T) {
 	tm.send("echo after-$?", "Enter")
 	tm.waitFor("after-130")
 
+	// Ctrl-Z stops it: job control works in the remote shell.
+	tm.send("echo sus''pending; sleep 50", "Enter")
+	tm.waitFor("\nsuspending")
+	time.Sleep(200 * time.Millisecond)
+	tm.send("C-z")
+	tm.waitFor("Stopped")
+	tm.send("kill -9 %1; jobs; echo jobs-done", "Enter")
+	tm.waitFor("\njobs-done")
+
 	tm.send("exit 7", "Enter")
 	tm.waitFor("CLI-EXIT=7")
 	tm.waitFor("TTY-RESTORED")
@@ -522,7 +531,8 @@ func TestShellInTmuxEphemeral(t *testing.T) {
 		t.Fatalf("sessions while the shell runs: %+v %v", list, err)
 	}
 	eph := list[0].ID
-	tm.send("echo $CHASER_SESSION_ID; exit", "Enter")
+	// Ctrl-D at the prompt ends the remote shell like a local one.
+	tm.send("C-d")
 	tm.waitFor("CLI-EXIT=0")
 	list, err = s.Client(key).ListSessions(t.Context())
 	if err != nil || len(list) != 0 {
