@@ -69,6 +69,18 @@ func (ts *terminals) get(id string) (*terminal, error) {
 	return t, nil
 }
 
+// checkRoom returns errdefs.ErrResourceExhausted when the sandbox has
+// MaxTerminals terminals.
+func (ts *terminals) checkRoom() error {
+	ts.mu.Lock()
+	n := len(ts.m)
+	ts.mu.Unlock()
+	if n >= MaxTerminals {
+		return errdefs.New(errdefs.ErrResourceExhausted, fmt.Sprintf("this sandbox has %d terminals, the most allowed; close one (a dropped one ends %s after its connection)", n, PTYGrace))
+	}
+	return nil
+}
+
 func (ts *terminals) remove(t *terminal) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -111,11 +123,8 @@ type attachment struct{ cancel context.CancelCauseFunc }
 // startTerminal starts the shell of a new terminal.
 func (a *Agent) startTerminal(o PTYOptions, cwd string) (*terminal, error) {
 	ts := a.terms
-	ts.mu.Lock()
-	n := len(ts.m)
-	ts.mu.Unlock()
-	if n >= MaxTerminals {
-		return nil, errdefs.New(errdefs.ErrResourceExhausted, fmt.Sprintf("this sandbox has %d terminals, the most allowed; close one", n))
+	if err := ts.checkRoom(); err != nil {
+		return nil, err
 	}
 	t := &terminal{id: "p-" + randHex(10), mode: o.Mode, out: newFrameLog(ts.buffer), owner: ts}
 	t.log = ts.log.With("pty_id", t.id, "mode", o.Mode)
@@ -410,6 +419,12 @@ func (a *Agent) ptyHandler(w http.ResponseWriter, r *http.Request) {
 		}
 		if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
 			httpjson.WriteError(w, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("cwd %s is not a directory in the sandbox", cwd)))
+			return
+		}
+		// Checked again when the terminal starts; here so that the
+		// common case is a 429 before the upgrade.
+		if err := a.terms.checkRoom(); err != nil {
+			httpjson.WriteError(w, err)
 			return
 		}
 	}

@@ -259,6 +259,17 @@ func TestReconnectReplaysMissedOutput(t *testing.T) {
 	}
 }
 
+func TestTerminalLimit(t *testing.T) {
+	_, base := newTestAgent(t)
+	for range MaxTerminals {
+		dialPTY(t, base, url.Values{"mode": {"agent"}})
+	}
+	_, resp, err := websocket.Dial(t.Context(), base+"?mode=agent", nil)
+	if err == nil || resp == nil || resp.StatusCode != 429 {
+		t.Fatalf("terminal %d: %v %v, want 429", MaxTerminals+1, resp, err)
+	}
+}
+
 func TestBadControlFrames(t *testing.T) {
 	_, base := newTestAgent(t)
 	for _, tc := range []struct{ name, frame, want string }{
