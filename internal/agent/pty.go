@@ -159,7 +159,9 @@ func (a *Agent) startTerminal(o PTYOptions, cwd string) (*terminal, error) {
 		// a trapped SIGINT (Ctrl-C) stops the command, not the shell.
 		// Aliases expand only in interactive shells unless asked for
 		// (bash); sh has no shopt, hence the silenced error.
-		t.scripts <- []byte("exec 3<&-\ntrap : INT\nshopt -s expand_aliases 2>/dev/null\n")
+		// fd 9 keeps the terminal for the end markers even when a
+		// command redirects the shell's stdout for good (exec >file).
+		t.scripts <- []byte("exec 3<&- 9>&1\ntrap : INT\nshopt -s expand_aliases 2>/dev/null\n")
 		go t.writeScripts()
 	}
 	ts.mu.Lock()
@@ -296,7 +298,7 @@ func (t *terminal) startNextLocked() {
 // exit code and the working directory.
 func agentScript(command, nonce string) []byte {
 	quoted := "'" + strings.ReplaceAll(command, "'", `'\''`) + "'"
-	return []byte("command eval " + quoted + "\nprintf '\\000%s;%d;%s\\000' " + nonce + ` "$?" "$PWD"` + "\n")
+	return []byte("command eval " + quoted + "\nprintf '\\000%s;%d;%s\\000' " + nonce + ` "$?" "$PWD" >&9` + "\n")
 }
 
 // input types bytes on the terminal.

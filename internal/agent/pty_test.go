@@ -113,6 +113,9 @@ func TestAgentModeKeepsStateAndReportsDone(t *testing.T) {
 		{"test -t 0 && echo tty; echo $TERM", "tty\ndumb\n", 0, "/tmp"},
 		{"alias hi='echo alias works'", "", 0, "/tmp"},
 		{"hi", "alias works\n", 0, "/tmp"},
+		{"exec >/dev/null", "", 0, "/tmp"},
+		{"echo hidden", "", 0, "/tmp"},
+		{"exec >/dev/tty; echo back", "back\n", 0, "/tmp"},
 	}
 	for i, s := range steps {
 		w.send(api.PTYMessage{Type: api.PTYRun, Command: s.cmd, ID: string(rune('a' + i))})
