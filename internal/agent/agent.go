@@ -2,12 +2,13 @@
 // (PID 1). It serves plain HTTP/1.1 on a unix socket that the host created
 // and handed over as a file descriptor, so the sandbox never sees the host
 // path of the socket. Everything the server does inside a sandbox — exec,
-// and later PTYs, files and port dialling — goes through this API, which is
+// PTYs (pty.go), and later files and port dialling — goes through this API, which is
 // why it behaves the same under every runtime. Debug it with
 // `curl --unix-socket STATE/agent.sock http://agent/v1/health`.
 //
-// The agent must stay small: it imports the standard library, api, errdefs
-// and its own subpackages only (agent_test checks this).
+// The agent must stay small: it imports the standard library, api, errdefs,
+// httpjson, its own subpackages, creack/pty and coder/websocket only
+// (imports_test.go checks this).
 package agent
 
 import (
