@@ -31,6 +31,7 @@ type Config struct {
 	DataDir      string // CHASER_DATA_DIR
 	Runtime      string // CHASER_RUNTIME: runc or runsc
 	DefaultImage string // CHASER_DEFAULT_IMAGE
+	Domain       string // CHASER_DOMAIN: host-style forwarding on {session}.{Domain}; off when empty
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -58,6 +59,7 @@ func Defaults() Config {
 		DataDir:      env("CHASER_DATA_DIR", DefaultDataDir()),
 		Runtime:      env("CHASER_RUNTIME", "runc"),
 		DefaultImage: env("CHASER_DEFAULT_IMAGE", image.HostRef),
+		Domain:       os.Getenv("CHASER_DOMAIN"),
 	}
 }
 
@@ -68,6 +70,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime != "runc" && c.Runtime != "runsc" {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--runtime %q: use runc or runsc", c.Runtime))
+	}
+	if err := validateDomain(c.Domain); err != nil {
+		return err
 	}
 	if c.DataDir == "" {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--data-dir must not be empty")
@@ -136,7 +141,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: server.New(accounts, sandboxes, log), ReadHeaderTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: server.New(accounts, sandboxes, log).WithDomain(cfg.Domain), ReadHeaderTimeout: 30 * time.Second}
 	go sandboxes.RunReaper(ctx, 15*time.Second)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()

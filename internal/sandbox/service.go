@@ -63,6 +63,7 @@ type Service struct {
 	// creating counts sessions being created per account, so that
 	// concurrent creates cannot exceed the tier's limit.
 	creating map[string]int
+	ports    portTable // public ports of running sessions
 }
 
 // New returns a service. Call Recover before serving requests.
@@ -309,6 +310,7 @@ func (s *Service) destroyRuntime(ctx context.Context, id string) error {
 	c := s.live[id]
 	delete(s.live, id)
 	s.mu.Unlock()
+	s.ports.forget(id)
 	if c != nil {
 		c.Close()
 	}
