@@ -5,17 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/httpjson"
+	"github.com/chaserhq/chaser/internal/splice"
 )
 
 // UpgradeTCP is the Upgrade token of GET /v1/ports/{port}/dial: after the
@@ -95,7 +94,7 @@ func (a *Agent) dial(w http.ResponseWriter, r *http.Request) {
 	}
 	// The hijacked connection has no deadlines left by the server; bytes
 	// the caller sent right after the request sit in brw.Reader.
-	Splice(conn, &bufferedConn{Conn: hj, r: brw.Reader})
+	splice.Conns(conn, &bufferedConn{Conn: hj, r: brw.Reader})
 }
 
 // bufferedConn is a connection whose first bytes were already read into r.
@@ -107,37 +106,4 @@ type bufferedConn struct {
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // CloseWrite passes half-closes through when the connection supports it.
-func (c *bufferedConn) CloseWrite() error { return closeWrite(c.Conn) }
-
-func closeWrite(c net.Conn) error {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Close()
-}
-
-// Splice copies bytes both ways between a and b. When one side ends its
-// stream, the other side's write half is closed (a TCP half-close), so
-// protocols that send, shut down and then read the answer work. It returns
-// when both directions are done, with both connections closed.
-func Splice(a, b net.Conn) {
-	var wg sync.WaitGroup
-	wg.Add(2)
-	cp := func(dst, src net.Conn) {
-		defer wg.Done()
-		buf := make([]byte, 32<<10)
-		_, err := io.CopyBuffer(struct{ io.Writer }{dst}, src, buf)
-		if err != nil {
-			// A broken side ends both directions.
-			a.Close()
-			b.Close()
-			return
-		}
-		_ = closeWrite(dst)
-	}
-	go cp(a, b)
-	go cp(b, a)
-	wg.Wait()
-	a.Close()
-	b.Close()
-}
+func (c *bufferedConn) CloseWrite() error { return splice.CloseWrite(c.Conn) }

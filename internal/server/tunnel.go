@@ -6,6 +6,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/chaserhq/chaser/internal/agent"
+	"github.com/chaserhq/chaser/internal/splice"
 	"github.com/chaserhq/chaser/internal/store"
 )
 
@@ -35,5 +36,5 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, acct store.Accou
 	}
 	ws.SetReadLimit(tunnelReadLimit)
 	// The hijacked connection keeps r.Context() alive until we return.
-	agent.Splice(websocket.NetConn(r.Context(), ws, websocket.MessageBinary), conn)
+	splice.Conns(websocket.NetConn(r.Context(), ws, websocket.MessageBinary), conn)
 }
