@@ -65,7 +65,13 @@ func newForwarder(s *Server) *forwarder {
 		DisableCompression:  true, // pass the app's encoding through untouched
 	}
 	f.proxy = &httputil.ReverseProxy{
-		Rewrite:        func(*httputil.ProxyRequest) {}, // done in serve, which knows the prefix
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			// serve prepared the request; ReverseProxy drops these three
+			// before Rewrite, so they are put back.
+			for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+				pr.Out.Header[h] = pr.In.Header[h]
+			}
+		},
 		Transport:      tr,
 		FlushInterval:  -1, // stream: server-sent events, long polls, chunked output
 		ModifyResponse: rewriteResponse,
