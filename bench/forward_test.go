@@ -6,7 +6,8 @@
 // BenchmarkForward compares one small HTTP request to a server inside a
 // sandbox reached three ways: directly from inside the sandbox (a Python
 // keep-alive client run in the sandbox), through the path-style forward
-// URL, and through `chaser forward`. Each reports req/s and p50 latency.
+// URL (with the owner's key, and without one on a public port), and
+// through `chaser forward`. Each reports req/s and p50 latency.
 package bench
 
 import (
@@ -276,6 +277,15 @@ func BenchmarkForward(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("path-style/conns=%d", conc), func(b *testing.B) {
 			report(b, outside(b, path, e.key, per(b), conc))
+		})
+		// The same URL without credentials (a public port) shows what the
+		// per-request key check costs.
+		b.Run(fmt.Sprintf("path-style-public/conns=%d", conc), func(b *testing.B) {
+			if _, err := c.SetPortPublic(b.Context(), e.id, appPort, true); err != nil {
+				b.Fatal(err)
+			}
+			defer c.SetPortPublic(context.Background(), e.id, appPort, false)
+			report(b, outside(b, path, "", per(b), conc))
 		})
 		b.Run(fmt.Sprintf("chaser-forward/conns=%d", conc), func(b *testing.B) {
 			report(b, outside(b, local, "", per(b), conc))

@@ -364,9 +364,14 @@ type forwardProc struct {
 
 func startForward(t *testing.T, s *Server, key string, args ...string) *forwardProc {
 	t.Helper()
+	return startForwardEnv(t, s, key, nil, args...)
+}
+
+func startForwardEnv(t *testing.T, s *Server, key string, env []string, args ...string) *forwardProc {
+	t.Helper()
 	f := &forwardProc{stderr: &strings.Builder{}}
 	f.cmd = exec.Command(binary, append([]string{"forward", "--json"}, args...)...)
-	f.cmd.Env = append(os.Environ(), "CHASER_API_URL="+s.URL, "CHASER_API_KEY="+key)
+	f.cmd.Env = append(append(os.Environ(), "CHASER_API_URL="+s.URL, "CHASER_API_KEY="+key), env...)
 	f.cmd.Stderr = lockedWriter{&sync.Mutex{}, f.stderr}
 	out, err := f.cmd.StdoutPipe()
 	if err != nil {
@@ -465,6 +470,32 @@ func testForwardCLI(t *testing.T, s *Server, key, id string) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		stopForward(t, f)
+	})
+	t.Run("taken local port and --open without a browser", func(t *testing.T) {
+		// The default local port is the guest port: hold it (unless
+		// something on this host already does).
+		takenPort := appPort
+		if taken, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", appPort)); err == nil {
+			defer taken.Close()
+		}
+		// No xdg-open on PATH: the URL is printed instead.
+		f := startForwardEnv(t, s, key, []string{"PATH=" + t.TempDir()}, "--open", id, strconv.Itoa(appPort))
+		if f.info.LocalPort == takenPort || f.info.LocalPort == 0 {
+			t.Fatalf("listened on %d although %d is taken", f.info.LocalPort, takenPort)
+		}
+		resp, err := http.Get(f.info.URL + "hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "hello" {
+			t.Fatalf("through the fallback port: %q", b)
+		}
+		stopForward(t, f)
+		if !strings.Contains(f.stderr.String(), "Open "+f.info.URL) || !strings.Contains(f.stderr.String(), "is taken") {
+			t.Errorf("stderr %q does not say which URL to open and that the port was taken", f.stderr.String())
+		}
 	})
 	t.Run("unknown session", func(t *testing.T) {
 		r := s.cli(t, key, nil, "forward", "s-doesnotexist", "80", "0")

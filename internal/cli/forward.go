@@ -57,6 +57,7 @@ when that one is taken; the address is printed. Ctrl-C stops forwarding.`,
 			}
 			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(local)))
 			if err != nil && !explicit {
+				fmt.Fprintf(e.stderr, "chaser: local port %d is taken; using a free one\n", local)
 				l, err = net.Listen("tcp", "127.0.0.1:0")
 			}
 			if err != nil {
@@ -68,7 +69,7 @@ when that one is taken; the address is printed. Ctrl-C stops forwarding.`,
 			if e.json {
 				_ = e.printJSON(info)
 			} else {
-				fmt.Fprintf(e.stdout, "Forwarding %s -> %s port %d (Ctrl-C to stop)\n", info.LocalAddr, id, guest)
+				fmt.Fprintf(e.stdout, "Forwarding %s -> %s port %d (%s for HTTP; Ctrl-C to stop)\n", info.LocalAddr, id, guest, info.URL)
 			}
 			if open {
 				openBrowser(e, info.URL)
