@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/chaserhq/chaser/api"
@@ -72,8 +73,11 @@ func newForwarder(s *Server) *forwarder {
 				pr.Out.Header[h] = pr.In.Header[h]
 			}
 		},
-		Transport:      tr,
-		FlushInterval:  -1, // stream: server-sent events, long polls, chunked output
+		Transport: tr,
+		// FlushInterval stays 0: ReverseProxy already flushes at once for
+		// answers of unknown length (chunked, long polls) and server-sent
+		// events; flushing answers of known length only adds syscalls.
+		BufferPool:     bufferPool{},
 		ModifyResponse: rewriteResponse,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			writeForwardError(w, r, err)
@@ -344,6 +348,14 @@ func setForwarded(h http.Header, r *http.Request, prefix string) {
 	h.Set("X-Forwarded-Prefix", prefix)
 	h.Del("Forwarded")
 }
+
+// bufferPool recycles the proxy's copy buffers, one per request otherwise.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { return make([]byte, 32<<10) }}
+
+func (bufferPool) Get() []byte  { return buffers.Get().([]byte) }
+func (bufferPool) Put(b []byte) { buffers.Put(b) } // boxing the slice header costs far less than 32 KiB
 
 type prefixKey struct{}
 
