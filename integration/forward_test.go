@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -221,6 +222,19 @@ func TestForward(t *testing.T) {
 		if loc := resp.Header.Get("Location"); loc != fmt.Sprintf("/forward/%d/hello", appPort) {
 			t.Errorf("host-style Location %q", loc)
 		}
+		ws, _, err := websocket.Dial(t.Context(), fmt.Sprintf("ws://%s/forward/%d/ws", s.Addr, appPort), &websocket.DialOptions{
+			Host: host, HTTPHeader: http.Header{"Authorization": {"Bearer " + key}},
+		})
+		if err != nil {
+			t.Fatalf("host-style WebSocket: %v", err)
+		}
+		if err := ws.Write(t.Context(), websocket.MessageBinary, []byte{0, 1, 2}); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := ws.Read(t.Context()); err != nil || string(got) != "echo:\x00\x01\x02" {
+			t.Fatalf("host-style WebSocket echo %q %v", got, err)
+		}
+		ws.Close(websocket.StatusNormalClosure, "")
 		// Another domain is not ours.
 		resp, body = fwd(t, s, "GET", id+".example.org", fmt.Sprintf("/forward/%d/hello", appPort), key, nil)
 		expectError(t, resp.StatusCode, []byte(body), 404, "not_found")
@@ -349,6 +363,42 @@ func TestForward(t *testing.T) {
 	t.Run("chaser forward", func(t *testing.T) {
 		startInSandbox(t, s, key, id, "echo.py", echoPort)
 		testForwardCLI(t, s, key, id)
+	})
+	t.Run("deleting the session ends its connections", func(t *testing.T) {
+		ws, _, err := websocket.Dial(t.Context(), "ws://"+s.Addr+base+"/ws", &websocket.DialOptions{
+			HTTPHeader: http.Header{"Authorization": {"Bearer " + key}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.CloseNow()
+		f := startForward(t, s, key, id, strconv.Itoa(echoPort), "0")
+		raw, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", f.info.LocalPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		raw.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.ReadFull(raw, make([]byte, 5)); err != nil { // "echo:"
+			t.Fatal(err)
+		}
+		if err := s.Client(key).DeleteSession(t.Context(), id); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+		defer cancel()
+		if _, _, err := ws.Read(ctx); err == nil || ctx.Err() != nil {
+			t.Errorf("WebSocket still open after the session was deleted: %v", err)
+		}
+		if _, err := io.Copy(io.Discard, raw); err != nil {
+			t.Errorf("forwarded TCP connection not ended after the session was deleted: %v", err)
+		}
+		resp, body := fwd(t, s, "GET", "", base+"/hello", key, nil)
+		expectError(t, resp.StatusCode, []byte(body), 404, "not_found")
+		stopForward(t, f) // before the leak check: its command line names the session
+		if left := s.leaks(t, id); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+		}
 	})
 }
 
