@@ -313,6 +313,12 @@ func TestForward(t *testing.T) {
 		// Authorization passes through to it.
 		resp, body = fwd(t, s, "GET", "", base+"/hello", other, nil)
 		wantStatus(t, resp, body, 200)
+		// A stranger's ?token= on a public port earns no cookie.
+		resp, body = fwd(t, s, "GET", "", base+"/hello?token="+other, "", nil)
+		wantStatus(t, resp, body, 200)
+		if len(resp.Cookies()) != 0 {
+			t.Errorf("another account got a cookie for the session: %v", resp.Cookies())
+		}
 		resp, body = fwd(t, s, "GET", "", base+"/headers", "app-token", nil)
 		wantStatus(t, resp, body, 200)
 		if !strings.Contains(body, `"authorization": "Bearer app-token"`) {

@@ -92,8 +92,10 @@ func (a *Agent) dial(w http.ResponseWriter, r *http.Request) {
 		hj.Close()
 		return
 	}
-	// The hijacked connection has no deadlines left by the server; bytes
-	// the caller sent right after the request sit in brw.Reader.
+	// A hijacked connection may keep the server's read deadline; a
+	// tunnel may idle for hours. Bytes the caller sent right after the
+	// request sit in brw.Reader.
+	_ = hj.SetDeadline(time.Time{})
 	splice.Conns(conn, &bufferedConn{Conn: hj, r: brw.Reader})
 }
 

@@ -160,7 +160,7 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, id, portStr, p
 	q := r.URL.Query()
 	token := q.Get("token")
 	q.Del("token")
-	allowed, stripAuth, err := f.authorize(r, id, port, token)
+	acc, err := f.authorize(r, id, port, token)
 	if err != nil {
 		if errors.Is(err, errdefs.ErrUnauthenticated) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="chaser"`)
@@ -168,11 +168,11 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, id, portStr, p
 		writeError(w, r, err)
 		return
 	}
-	if !allowed {
+	if !acc.allowed {
 		writeError(w, r, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("session %s not found", id)))
 		return
 	}
-	if token != "" {
+	if token != "" && acc.owner {
 		http.SetCookie(w, &http.Cookie{
 			Name: forwardCookie, Value: f.sign(id, time.Now().Add(cookieTTL)), Path: cookiePath,
 			MaxAge: int(cookieTTL.Seconds()), HttpOnly: true, Secure: scheme(r) == "https", SameSite: http.SameSiteLaxMode,
@@ -199,17 +199,28 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, id, portStr, p
 	// X-Forwarded-Host and X-Forwarded-Prefix.
 	out.Host = "localhost:" + strconv.Itoa(port)
 	dropCookie(out.Header, forwardCookie)
-	if stripAuth {
+	if acc.stripAuth {
 		out.Header.Del("Authorization")
 	}
 	setForwarded(out.Header, r, prefix)
 	f.proxy.ServeHTTP(w, out.WithContext(context.WithValue(out.Context(), prefixKey{}, prefixInfo{prefix: prefix, port: port})))
 }
 
-// authorize decides whether r may reach port of session id. allowed false
-// means "not found" (another account's session). stripAuth says the
-// Authorization header was a Chaser key and must not reach the app.
-func (f *forwarder) authorize(r *http.Request, id string, port int, token string) (allowed, stripAuth bool, err error) {
+// access is the outcome of authorize.
+type access struct {
+	// allowed false means "not found": another account's session, or one
+	// that does not run.
+	allowed bool
+	// owner says the credential was the session owner's key; only then
+	// does ?token= earn a cookie (a stranger on a public port gets none).
+	owner bool
+	// stripAuth says the Authorization header was a Chaser key and must
+	// not reach the app.
+	stripAuth bool
+}
+
+// authorize decides whether r may reach port of session id.
+func (f *forwarder) authorize(r *http.Request, id string, port int, token string) (access, error) {
 	ctx := r.Context()
 	owns := func(key string) (bool, error) {
 		acct, err := f.s.accounts.Authenticate(ctx, key)
@@ -223,29 +234,29 @@ func (f *forwarder) authorize(r *http.Request, id string, port int, token string
 	if token != "" {
 		ok, err := owns(token)
 		if err != nil {
-			return false, false, err
+			return access{}, err
 		}
-		return ok || public, false, nil
+		return access{allowed: ok || public, owner: ok}, nil
 	}
 	if scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 		ok, err := owns(strings.TrimSpace(key))
 		switch {
 		case err == nil:
-			return ok || public, true, nil
+			return access{allowed: ok || public, owner: ok, stripAuth: true}, nil
 		case public && errors.Is(err, errdefs.ErrUnauthenticated):
 			// Not a Chaser key: the app's own credential, passed on.
-			return true, false, nil
+			return access{allowed: true}, nil
 		default:
-			return false, false, err
+			return access{}, err
 		}
 	}
 	if c, err := r.Cookie(forwardCookie); err == nil && f.verify(c.Value, id) {
-		return f.s.sandboxes.Running(id), false, nil
+		return access{allowed: f.s.sandboxes.Running(id)}, nil
 	}
 	if public {
-		return f.s.sandboxes.Running(id), false, nil
+		return access{allowed: f.s.sandboxes.Running(id)}, nil
 	}
-	return false, false, errdefs.New(errdefs.ErrUnauthenticated,
+	return access{}, errdefs.New(errdefs.ErrUnauthenticated,
 		"this forwarded port needs the session owner's API key: send Authorization: Bearer KEY, or open the URL once with ?token=KEY; the owner can make it public with PUT /v1/sessions/"+id+"/ports/"+strconv.Itoa(port))
 }
 
