@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chaserhq/chaser/internal/account"
+	"github.com/chaserhq/chaser/internal/agent/fs"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
 	"github.com/chaserhq/chaser/internal/runtime/oci"
@@ -31,6 +32,7 @@ type Config struct {
 	DataDir      string // CHASER_DATA_DIR
 	Runtime      string // CHASER_RUNTIME: runc or runsc
 	DefaultImage string // CHASER_DEFAULT_IMAGE
+	MaxFileSize  Size   // CHASER_MAX_FILE_SIZE: bytes per upload or download
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -58,6 +60,7 @@ func Defaults() Config {
 		DataDir:      env("CHASER_DATA_DIR", DefaultDataDir()),
 		Runtime:      env("CHASER_RUNTIME", "runc"),
 		DefaultImage: env("CHASER_DEFAULT_IMAGE", image.HostRef),
+		MaxFileSize:  sizeEnv("CHASER_MAX_FILE_SIZE", Size(fs.DefaultMaxFileSize)),
 	}
 }
 
@@ -68,6 +71,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime != "runc" && c.Runtime != "runsc" {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--runtime %q: use runc or runsc", c.Runtime))
+	}
+	if c.MaxFileSize <= 0 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "--max-file-size / CHASER_MAX_FILE_SIZE: want a positive size such as 16MB")
 	}
 	if c.DataDir == "" {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--data-dir must not be empty")
@@ -127,6 +133,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	sandboxes := sandbox.New(sandbox.Config{
 		Runtime: rt, Images: images, Store: st, AgentPath: self,
 		DefaultImage: cfg.DefaultImage, Log: log,
+		MaxFileSize: int64(cfg.MaxFileSize),
 	})
 	if err := sandboxes.Recover(ctx); err != nil {
 		log.Error("recovery left something behind", "err", err)

@@ -50,6 +50,7 @@ type Config struct {
 	AgentPath    string
 	DefaultImage string
 	Tiers        map[string]TierLimits
+	MaxFileSize  int64 // bytes per upload or download; 0: fs.DefaultMaxFileSize
 	Log          *slog.Logger
 }
 

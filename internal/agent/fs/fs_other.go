@@ -19,7 +19,9 @@ func Write(ctx context.Context, p string, r io.Reader, o WriteOptions) (api.File
 }
 
 // Open is implemented on Linux only.
-func Open(p string, max int64) (*os.File, api.FileInfo, error) { return nil, api.FileInfo{}, errNotLinux }
+func Open(p string, max int64) (*os.File, api.FileInfo, error) {
+	return nil, api.FileInfo{}, errNotLinux
+}
 
 // Stat is implemented on Linux only.
 func Stat(p string) (api.FileInfo, error) { return api.FileInfo{}, errNotLinux }
