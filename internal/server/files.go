@@ -63,7 +63,10 @@ func (i idleReader) Read(p []byte) (int, error) {
 func (s *Server) upload(w http.ResponseWriter, r *http.Request, acct store.Account) {
 	id := r.PathValue("id")
 	q := r.URL.Query()
-	body := idleReader{r: r.Body, rc: http.NewResponseController(w)}
+	rc := http.NewResponseController(w)
+	body := idleReader{r: r.Body, rc: rc}
+	// The deadline would outlive the request on a kept-alive connection.
+	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var (
 		info api.FileInfo
