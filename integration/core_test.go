@@ -497,3 +497,23 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestHealthAndMetrics checks the unauthenticated operator endpoints.
+func TestHealthAndMetrics(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "free")
+	s.sandbox(t, key)
+	code, body := s.do(t, "", "GET", "/healthz", "")
+	if code != 200 || !strings.Contains(string(body), `"status":"ok"`) {
+		t.Fatalf("healthz: %d %s", code, body)
+	}
+	code, body = s.do(t, "", "GET", "/metrics", "")
+	if code != 200 {
+		t.Fatalf("metrics: %d", code)
+	}
+	for _, want := range []string{"chaser_sandboxes_running ", "chaser_sandbox_create_seconds_count ", `chaser_http_requests_total{code="201",route="POST /v1/sessions"}`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}

@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 install_deps
 CGO_ENABLED=0 go build -o bin/chaser ./cmd/chaser
-echo "chaser: built bin/chaser; starting the server (admin key: /var/lib/chaser/admin.key)"
+echo "chaser: built bin/chaser; starting the server"
 exec ./bin/chaser serve "$@"

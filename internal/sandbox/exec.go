@@ -65,6 +65,14 @@ func (s *Service) Start(ctx context.Context, acct store.Account, id string, req 
 		open := true
 		req.StdinOpen = &open
 	}
+	kind := "sync"
+	switch {
+	case req.Background:
+		kind = "background"
+	case req.Stream:
+		kind = "stream"
+	}
+	s.cfg.Metrics.Commands.WithLabelValues(kind).Inc()
 	return c.Start(ctx, req)
 }
 

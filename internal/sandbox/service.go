@@ -19,6 +19,7 @@ import (
 	"github.com/chaserhq/chaser/internal/agent"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
+	"github.com/chaserhq/chaser/internal/metrics"
 	"github.com/chaserhq/chaser/internal/runtime"
 	"github.com/chaserhq/chaser/internal/store"
 )
@@ -51,6 +52,8 @@ type Config struct {
 	DefaultImage string
 	Tiers        map[string]TierLimits
 	Log          *slog.Logger
+	// Metrics is updated by the service; nil makes a private set.
+	Metrics *metrics.Metrics
 }
 
 // Service manages sessions.
@@ -73,12 +76,23 @@ func New(cfg Config) *Service {
 	if cfg.DefaultImage == "" {
 		cfg.DefaultImage = image.HostRef
 	}
-	return &Service{
+	s := &Service{
 		cfg:      cfg,
 		log:      cfg.Log.With("component", "sandbox"),
 		live:     make(map[string]*agent.Client),
 		creating: make(map[string]int),
 	}
+	if s.cfg.Metrics == nil {
+		s.cfg.Metrics = metrics.New(s.Running)
+	}
+	return s
+}
+
+// Running returns how many sandboxes run now.
+func (s *Service) Running() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return float64(len(s.live))
 }
 
 // RuntimeName names the isolation runtime.
@@ -152,12 +166,15 @@ func (s *Service) Create(ctx context.Context, acct store.Account, req api.Create
 	// finds its session listed, or gone if creation failed.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
+	begin := time.Now()
 	if err := s.start(bctx, sess, img, tier); err != nil {
+		s.cfg.Metrics.SandboxFailures.Inc()
 		if derr := s.cfg.Store.DeleteSession(bctx, sess.ID); derr != nil {
 			s.log.Error("forget failed session", "session_id", sess.ID, "err", derr)
 		}
 		return api.Session{}, fmt.Errorf("create sandbox: %w", err)
 	}
+	s.cfg.Metrics.SandboxCreate.Observe(time.Since(begin).Seconds())
 	sess.Status = api.StatusRunning
 	if err := s.cfg.Store.UpdateSessionStatus(bctx, sess.ID, sess.Status); err != nil {
 		s.destroy(bctx, sess.ID)
@@ -300,6 +317,7 @@ func (s *Service) destroy(ctx context.Context, id string) error {
 	if err := s.cfg.Store.DeleteSession(ctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return err
 	}
+	s.cfg.Metrics.SandboxDeletes.Inc()
 	s.log.Info("session deleted", "session_id", id)
 	return nil
 }
