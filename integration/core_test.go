@@ -65,8 +65,9 @@ func TestQuickstart(t *testing.T) {
 		t.Fatalf("left behind after delete: %v", left)
 	}
 
-	// Targetless: a fresh sandbox for the command, gone afterwards.
-	r = s.cli(t, key, nil, "shell", "-c", "echo $CHASER_SESSION_ID")
+	// Targetless and ephemeral: a fresh sandbox for the command, gone
+	// afterwards.
+	r = s.cli(t, key, nil, "shell", "--ephemeral", "-c", "echo $CHASER_SESSION_ID")
 	id := strings.TrimSpace(r.Stdout)
 	if r.Code != 0 || !strings.HasPrefix(id, "s-") {
 		t.Fatalf("targetless shell: %d %q %q", r.Code, r.Stdout, r.Stderr)

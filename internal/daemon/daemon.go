@@ -129,7 +129,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	m := metrics.New(func() float64 { return sandboxes.Running() })
 	sandboxes = sandbox.New(sandbox.Config{
 		Runtime: rt, Images: images, Store: st, AgentPath: self,
-		DefaultImage: cfg.DefaultImage, Log: log, Metrics: m,
+		DefaultImage: cfg.DefaultImage, WorkspaceDir: filepath.Join(cfg.DataDir, "workspaces"), Log: log, Metrics: m,
 	})
 	if err := sandboxes.Recover(ctx); err != nil {
 		log.Error("recovery left something behind", "err", err)

@@ -51,6 +51,13 @@ func (s *Server) routes() {
 	s.handle("GET /v1/sessions/{id}", s.getSession)
 	s.handle("DELETE /v1/sessions/{id}", s.deleteSession)
 
+	s.handle("POST /v1/workspaces", s.createWorkspace)
+	s.handle("GET /v1/workspaces", s.listWorkspaces)
+	s.handle("GET /v1/workspaces/{name}", s.getWorkspace)
+	s.handle("DELETE /v1/workspaces/{name}", s.deleteWorkspace)
+	s.handle("PUT /v1/defaults/{type}", s.setDefault)
+	s.handle("GET /v1/defaults/{type}", s.getDefault)
+
 	s.handle("POST /v1/exec", s.execTargetless)
 	s.handle("POST /v1/sessions/{id}/exec", s.execInSession)
 	s.handle("GET /v1/sessions/{id}/commands", s.listCommands)
