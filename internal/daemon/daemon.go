@@ -19,6 +19,7 @@ import (
 	"github.com/chaserhq/chaser/internal/agent/fs"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
+	"github.com/chaserhq/chaser/internal/metrics"
 	"github.com/chaserhq/chaser/internal/runtime/oci"
 	"github.com/chaserhq/chaser/internal/sandbox"
 	"github.com/chaserhq/chaser/internal/server"
@@ -130,9 +131,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	sandboxes := sandbox.New(sandbox.Config{
+	var sandboxes *sandbox.Service
+	m := metrics.New(func() float64 { return sandboxes.Running() })
+	sandboxes = sandbox.New(sandbox.Config{
 		Runtime: rt, Images: images, Store: st, AgentPath: self,
-		DefaultImage: cfg.DefaultImage, Log: log,
+		DefaultImage: cfg.DefaultImage, WorkspaceDir: filepath.Join(cfg.DataDir, "workspaces"), Log: log, Metrics: m,
 		MaxFileSize: int64(cfg.MaxFileSize),
 	})
 	if err := sandboxes.Recover(ctx); err != nil {
@@ -143,7 +146,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: server.New(accounts, sandboxes, log), ReadHeaderTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: server.New(accounts, sandboxes, m, log), ReadHeaderTimeout: 30 * time.Second}
 	go sandboxes.RunReaper(ctx, 15*time.Second)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
