@@ -345,7 +345,7 @@ func TestFilesCLI(t *testing.T) {
 
 	// Errors say what went wrong; nothing is written locally.
 	r = s.cli(t, key, nil, "download", id, "/workspace/missing", filepath.Join(dir, "missing"))
-	if r.Code != 1 || !strings.Contains(r.Stderr, "/workspace/missing") {
+	if r.Code != 1 || !strings.Contains(r.Stderr, "/workspace/missing") || strings.Contains(r.Stderr, "sessions list") {
 		t.Fatalf("missing: %+v", r)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "missing")); err == nil {
