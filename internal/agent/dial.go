@@ -12,9 +12,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chaserhq/chaser/internal/agent/splice"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/httpjson"
-	"github.com/chaserhq/chaser/internal/splice"
 )
 
 // UpgradeTCP is the Upgrade token of GET /v1/ports/{port}/dial: after the

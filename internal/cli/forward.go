@@ -14,9 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chaserhq/chaser/client"
+	"github.com/chaserhq/chaser/internal/agent/splice"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/httpjson"
-	"github.com/chaserhq/chaser/internal/splice"
 )
 
 // forwardInfo is what `chaser forward --json` prints once it listens.

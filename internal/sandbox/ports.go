@@ -127,8 +127,8 @@ func (s *Service) DialPortTrusted(ctx context.Context, id string, port int) (net
 	return c.DialPort(ctx, port)
 }
 
-// Running reports whether session id has a running sandbox.
-func (s *Service) Running(id string) bool {
+// IsRunning reports whether session id has a running sandbox.
+func (s *Service) IsRunning(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.live[id] != nil

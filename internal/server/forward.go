@@ -251,10 +251,10 @@ func (f *forwarder) authorize(r *http.Request, id string, port int, token string
 		}
 	}
 	if c, err := r.Cookie(forwardCookie); err == nil && f.verify(c.Value, id) {
-		return access{allowed: f.s.sandboxes.Running(id)}, nil
+		return access{allowed: f.s.sandboxes.IsRunning(id)}, nil
 	}
 	if public {
-		return access{allowed: f.s.sandboxes.Running(id)}, nil
+		return access{allowed: f.s.sandboxes.IsRunning(id)}, nil
 	}
 	return access{}, errdefs.New(errdefs.ErrUnauthenticated,
 		"this forwarded port needs the session owner's API key: send Authorization: Bearer KEY, or open the URL once with ?token=KEY; the owner can make it public with PUT /v1/sessions/"+id+"/ports/"+strconv.Itoa(port))

@@ -6,7 +6,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/chaserhq/chaser/internal/agent"
-	"github.com/chaserhq/chaser/internal/splice"
+	"github.com/chaserhq/chaser/internal/agent/splice"
 	"github.com/chaserhq/chaser/internal/store"
 )
 
