@@ -1,13 +1,11 @@
-// Package bench measures Chaser against the bare alternatives on the same
-// machine in one run. Run with root:
+// BenchmarkForward compares one small HTTP request to a server inside a
+// sandbox reached three ways in one run: directly from inside the sandbox
+// (a Python keep-alive client run in the sandbox), through the path-style
+// forward URL (with the owner's key, and without one on a public port), and
+// through `chaser forward`. Each reports req/s and p50 latency. Run as root:
 //
 //	go test ./bench/ -run '^$' -bench Forward -benchtime 2000x
-//
-// BenchmarkForward compares one small HTTP request to a server inside a
-// sandbox reached three ways: directly from inside the sandbox (a Python
-// keep-alive client run in the sandbox), through the path-style forward
-// URL (with the owner's key, and without one on a public port), and
-// through `chaser forward`. Each reports req/s and p50 latency.
+
 package bench
 
 import (
@@ -15,153 +13,79 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/client"
+	"github.com/chaserhq/chaser/internal/testserver"
 )
 
 const appPort = 8000
 
-// env is one server with one sandbox running the test app, shared by the
-// sub-benchmarks so they measure the same thing in the same run.
-type env struct {
-	binary, url, key, id string
-	dir                  string
-	server               *exec.Cmd
-	forward              *exec.Cmd
-	localPort            int
+// forwardEnv is one sandbox running the test app and a `chaser forward` to
+// it, shared by the sub-benchmarks so they measure the same thing in the
+// same run.
+type forwardEnv struct {
+	url, key, id string
+	localPort    int
 }
 
-var (
-	once   sync.Once
-	shared *env
-	setErr error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if shared != nil {
-		shared.stop()
-	}
-	os.Exit(code)
-}
-
-func (e *env) stop() {
-	if e.forward != nil {
-		e.forward.Process.Signal(os.Interrupt)
-		e.forward.Wait()
-	}
-	if e.server != nil {
-		c := client.New(e.url, e.key)
-		c.DeleteSession(context.Background(), e.id)
-		e.server.Process.Signal(os.Interrupt)
-		e.server.Wait()
-	}
-	os.RemoveAll(e.dir)
-}
-
-func setup(b *testing.B) *env {
-	if os.Geteuid() != 0 {
-		b.Skip("bench: needs root (runs runc sandboxes)")
-	}
-	once.Do(func() { shared, setErr = start() })
-	if setErr != nil {
-		b.Fatal(setErr)
-	}
-	return shared
-}
-
-func start() (*env, error) {
-	dir, err := os.MkdirTemp("", "chaser-bench-")
+func setupForward(b *testing.B) *forwardEnv {
+	s, c := server(b)
+	e := &forwardEnv{url: s.URL, key: s.AdminKey}
+	ctx := b.Context()
+	sess, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Ephemeral: true})
 	if err != nil {
-		return nil, err
+		b.Fatal(err)
 	}
-	e := &env{dir: dir, binary: filepath.Join(dir, "chaser")}
-	build := exec.Command("go", "build", "-o", e.binary, "../cmd/chaser")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build: %v\n%s", err, out)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	e.id = sess.ID
+	app, err := os.ReadFile("../integration/testdata/fwdapp.py")
 	if err != nil {
-		return nil, err
+		b.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	e.url = "http://" + addr
-	data := filepath.Join(dir, "data")
-	e.server = exec.Command(e.binary, "serve", "--addr", addr, "--data-dir", data)
-	if err := e.server.Start(); err != nil {
-		return nil, err
-	}
-	for i := 0; ; i++ {
-		if resp, err := http.Get(e.url + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 200 {
-			return nil, fmt.Errorf("server did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	key, err := os.ReadFile(filepath.Join(data, "admin.key"))
-	if err != nil {
-		return nil, err
-	}
-	e.key = strings.TrimSpace(string(key))
-	ctx := context.Background()
-	c := client.New(e.url, e.key)
-	s, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Ephemeral: true})
-	if err != nil {
-		return nil, err
-	}
-	e.id = s.ID
-	for name, content := range map[string]string{"fwdapp.py": "", "client.py": clientPy} {
-		if content == "" {
-			b, err := os.ReadFile("../integration/testdata/" + name)
-			if err != nil {
-				return nil, err
-			}
-			content = string(b)
-		}
+	for name, content := range map[string]string{"fwdapp.py": string(app), "client.py": clientPy} {
 		if _, err := c.Exec(ctx, e.id, api.ExecRequest{Command: "cat > /tmp/" + name, Stdin: &content}); err != nil {
-			return nil, err
+			b.Fatal(err)
 		}
 	}
 	if _, err := c.StartBackground(ctx, e.id, api.ExecRequest{Command: fmt.Sprintf("exec python3 /tmp/fwdapp.py %d", appPort)}); err != nil {
-		return nil, err
+		b.Fatal(err)
 	}
 	// Warm up and wait for the app: one request from inside.
 	if _, err := inside(ctx, c, e.id, 1, 1); err != nil {
-		return nil, err
+		b.Fatal(err)
 	}
-	e.forward = exec.Command(e.binary, "forward", "--json", e.id, fmt.Sprint(appPort), "0")
-	e.forward.Env = append(os.Environ(), "CHASER_API_URL="+e.url, "CHASER_API_KEY="+e.key)
-	out, err := e.forward.StdoutPipe()
+	bin, err := testserver.Binary()
 	if err != nil {
-		return nil, err
+		b.Fatal(err)
 	}
-	if err := e.forward.Start(); err != nil {
-		return nil, err
+	fwd := exec.Command(bin, "forward", "--json", e.id, fmt.Sprint(appPort), "0")
+	fwd.Env = append(os.Environ(), "CHASER_API_URL="+e.url, "CHASER_API_KEY="+e.key)
+	out, err := fwd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
 	}
+	if err := fwd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		fwd.Process.Signal(os.Interrupt)
+		fwd.Wait()
+	})
 	var info struct {
 		LocalPort int `json:"local_port"`
 	}
 	if err := json.NewDecoder(out).Decode(&info); err != nil {
-		return nil, fmt.Errorf("chaser forward: %w", err)
+		b.Fatalf("chaser forward: %v", err)
 	}
 	e.localPort = info.LocalPort
-	return e, nil
+	return e
 }
 
 // clientPy runs n keep-alive GETs on each of c connections from inside the
@@ -262,7 +186,7 @@ func report(b *testing.B, r result) {
 }
 
 func BenchmarkForward(b *testing.B) {
-	e := setup(b)
+	e := setupForward(b)
 	path := fmt.Sprintf("%s/s/%s/forward/%d/hello", e.url, e.id, appPort)
 	local := fmt.Sprintf("http://127.0.0.1:%d/hello", e.localPort)
 	c := client.New(e.url, e.key)
