@@ -144,9 +144,13 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, id, portStr, p
 		writeError(w, r, err)
 		return
 	}
-	rest := strings.TrimPrefix(r.URL.EscapedPath(), prefix)
-	if rest == r.URL.EscapedPath() { // the client escaped the prefix itself
-		rest = "/" + r.PathValue("rest")
+	// rest is the path the app sees, kept in the client's own escaping.
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), prefix)
+	if !ok { // the client escaped the prefix itself: fall back to the decoded path
+		rest = (&url.URL{Path: "/" + r.PathValue("rest")}).EscapedPath()
+		if r.PathValue("rest") == "" && !strings.HasSuffix(r.URL.Path, "/") {
+			rest = ""
+		}
 	}
 	if rest == "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		// Relative links of the app only resolve under a trailing slash.
