@@ -91,6 +91,7 @@ func newRoot(e *env) *cobra.Command {
 		newAccounts(e),
 		newWorkspaces(e),
 		newUpload(e), newDownload(e),
+		newMCP(e),
 	)
 	return root
 }
