@@ -15,7 +15,7 @@ import (
 
 type rpcAnswer struct {
 	Result *struct {
-		IsError           bool `json:"isError"`
+		IsError           bool                    `json:"isError"`
 		Content           []struct{ Text string } `json:"content"`
 		StructuredContent struct {
 			SessionID   string  `json:"session_id"`
@@ -161,11 +161,11 @@ x = 1 &lt; 2
 
 	// Tool errors name the failing operation and change nothing after it.
 	for args, want := range map[string]string{
-		`<apply_edit path="/workspace/app/main.py"><search>nope</search><replace>x</replace></apply_edit>`:    "apply_edit /workspace/app/main.py failed: edit 1: search text not found",
+		`<apply_edit path="/workspace/app/main.py"><search>nope</search><replace>x</replace></apply_edit>`:                                                                                                                                       "apply_edit /workspace/app/main.py failed: edit 1: search text not found",
 		`<write_file path="/workspace/app/x">1</write_file><apply_edit path="/workspace/app/x"><search>1</search><replace>2</replace></apply_edit><apply_edit path="/workspace/app/main.py"><search>"</search><replace>'</replace></apply_edit>`: "operations 1-2 succeeded",
-		`<read_file path="/workspace/none"/>`: "read_file /workspace/none failed",
+		`<read_file path="/workspace/none"/>`:       "read_file /workspace/none failed",
 		`<read_file path="/workspace/app/main.py">`: "malformed xml",
-		`<read_file path="relative"/>`: "read_file relative failed",
+		`<read_file path="relative"/>`:              "read_file relative failed",
 	} {
 		res, out := call(map[string]any{"xml": args})
 		if !res.IsError || !strings.Contains(out, want) {
@@ -175,8 +175,8 @@ x = 1 &lt; 2
 	for args, want := range map[string]string{
 		`{}`: "exactly one of command",
 		`{"command":"true","xml":"<list_files path=\"/\"/>"}`: "exactly one of command",
-		`{"command":"true","workspace":"nope"}`:                "paid",
-		`{"command":"true","session_id":"s-nope"}`:             "not found",
+		`{"command":"true","workspace":"nope"}`:               "paid",
+		`{"command":"true","session_id":"s-nope"}`:            "not found",
 	} {
 		var m map[string]any
 		json.Unmarshal([]byte(args), &m)
