@@ -518,3 +518,26 @@ func TestHealthAndMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleReaping checks that an unused session ends after the idle timeout
+// while one running a command stays.
+func TestIdleReaping(t *testing.T) {
+	s := newServer(t, "--idle-timeout", "1s", "--reap-interval", "200ms")
+	key := s.account(t, "free")
+	c := s.Client(key)
+	idle := s.sandbox(t, key)
+	busy := s.sandbox(t, key)
+	if _, err := c.StartBackground(t.Context(), busy, api.ExecRequest{Command: "sleep 60"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		_, err := c.GetSession(t.Context(), idle)
+		return err != nil
+	})
+	if left := s.leaks(t, idle); len(left) > 0 {
+		t.Fatalf("idle session left: %v", left)
+	}
+	if _, err := c.GetSession(t.Context(), busy); err != nil {
+		t.Fatalf("session running a command was reaped: %v", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -34,6 +35,12 @@ type Config struct {
 	Runtime      string // CHASER_RUNTIME: runc or runsc
 	DefaultImage string // CHASER_DEFAULT_IMAGE
 	MaxFileSize  Size   // CHASER_MAX_FILE_SIZE: bytes per upload or download
+	// IdleTimeout, when set, replaces every tier's idle timeout
+	// (CHASER_IDLE_TIMEOUT, e.g. 10m; negative disables idle reaping).
+	IdleTimeout time.Duration
+	// ReapInterval is how often expired and idle sessions are looked for
+	// (CHASER_REAP_INTERVAL).
+	ReapInterval time.Duration
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -62,7 +69,26 @@ func Defaults() Config {
 		Runtime:      env("CHASER_RUNTIME", "runc"),
 		DefaultImage: env("CHASER_DEFAULT_IMAGE", image.HostRef),
 		MaxFileSize:  sizeEnv("CHASER_MAX_FILE_SIZE", Size(fs.DefaultMaxFileSize)),
+		IdleTimeout:  durationEnv("CHASER_IDLE_TIMEOUT", 0),
+		ReapInterval: durationEnv("CHASER_REAP_INTERVAL", 15*time.Second),
 	}
+}
+
+// badDuration marks an environment value that is not a duration, for
+// Validate to report.
+const badDuration = time.Duration(math.MinInt64)
+
+// durationEnv reads a duration such as "10m".
+func durationEnv(k string, def time.Duration) time.Duration {
+	v := os.Getenv(k)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return badDuration
+	}
+	return d
 }
 
 // Validate checks the configuration before anything starts.
@@ -75,6 +101,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxFileSize <= 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--max-file-size / CHASER_MAX_FILE_SIZE: want a positive size such as 16MB")
+	}
+	if c.IdleTimeout == badDuration {
+		return errdefs.New(errdefs.ErrInvalidArgument, "CHASER_IDLE_TIMEOUT is not a duration (e.g. 10m)")
+	}
+	if c.ReapInterval <= 0 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "--reap-interval (CHASER_REAP_INTERVAL) must be a positive duration")
 	}
 	if c.DataDir == "" {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--data-dir must not be empty")
@@ -133,10 +165,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	var sandboxes *sandbox.Service
 	m := metrics.New(func() float64 { return sandboxes.Running() })
+	tiers := map[string]sandbox.TierLimits{}
+	for name, t := range sandbox.DefaultTiers {
+		if cfg.IdleTimeout != 0 {
+			t.IdleTimeout = max(cfg.IdleTimeout, 0)
+		}
+		tiers[name] = t
+	}
 	sandboxes = sandbox.New(sandbox.Config{
 		Runtime: rt, Images: images, Store: st, AgentPath: self,
 		DefaultImage: cfg.DefaultImage, WorkspaceDir: filepath.Join(cfg.DataDir, "workspaces"), Log: log, Metrics: m,
-		MaxFileSize: int64(cfg.MaxFileSize),
+		MaxFileSize: int64(cfg.MaxFileSize), Tiers: tiers,
 	})
 	if err := sandboxes.Recover(ctx); err != nil {
 		log.Error("recovery left something behind", "err", err)
@@ -147,7 +186,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	srv := &http.Server{Handler: server.New(accounts, sandboxes, m, log), ReadHeaderTimeout: 30 * time.Second}
-	go sandboxes.RunReaper(ctx, 15*time.Second)
+	go sandboxes.RunReaper(ctx, cfg.ReapInterval)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	log.Info("chaser serving", "addr", l.Addr().String(), "data_dir", cfg.DataDir, "runtime", rt.Name())
