@@ -88,6 +88,7 @@ func newRoot(e *env) *cobra.Command {
 		newSessions(e),
 		newShell(e),
 		newAccounts(e),
+		newImages(e),
 	)
 	return root
 }

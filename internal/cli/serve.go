@@ -17,7 +17,8 @@ func newServe(e *env) *cobra.Command {
 		Short: "Run the Chaser server",
 		Long: `Run the Chaser server: the API, the sandboxes' control plane and data plane.
 On first start it creates an admin account and writes its API key to DATA_DIR/admin.key.
-Flags override CHASER_ADDR, CHASER_DATA_DIR, CHASER_RUNTIME and CHASER_DEFAULT_IMAGE.`,
+Flags override CHASER_ADDR, CHASER_DATA_DIR, CHASER_RUNTIME, CHASER_DEFAULT_IMAGE and
+CHASER_INSECURE_REGISTRIES (comma-separated).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			level := slog.LevelInfo
@@ -33,6 +34,7 @@ Flags override CHASER_ADDR, CHASER_DATA_DIR, CHASER_RUNTIME and CHASER_DEFAULT_I
 	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "where the store, keys and sandboxes live")
 	f.StringVar(&cfg.Runtime, "runtime", cfg.Runtime, "isolation runtime: runc or runsc")
 	f.StringVar(&cfg.DefaultImage, "default-image", cfg.DefaultImage, "image of sessions that name none")
+	f.StringArrayVar(&cfg.InsecureRegistries, "insecure-registry", cfg.InsecureRegistries, "registry HOST:PORT that may be reached over plain HTTP (repeatable)")
 	f.BoolVar(&debug, "debug", false, "log at debug level")
 	return cmd
 }

@@ -31,6 +31,9 @@ type Config struct {
 	DataDir      string // CHASER_DATA_DIR
 	Runtime      string // CHASER_RUNTIME: runc or runsc
 	DefaultImage string // CHASER_DEFAULT_IMAGE
+	// InsecureRegistries may be reached over plain HTTP (HOST or
+	// HOST:PORT). CHASER_INSECURE_REGISTRIES: comma-separated.
+	InsecureRegistries []string
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -54,10 +57,11 @@ func Defaults() Config {
 		return def
 	}
 	return Config{
-		Addr:         env("CHASER_ADDR", "127.0.0.1:8080"),
-		DataDir:      env("CHASER_DATA_DIR", DefaultDataDir()),
-		Runtime:      env("CHASER_RUNTIME", "runc"),
-		DefaultImage: env("CHASER_DEFAULT_IMAGE", image.HostRef),
+		Addr:               env("CHASER_ADDR", "127.0.0.1:8080"),
+		DataDir:            env("CHASER_DATA_DIR", DefaultDataDir()),
+		Runtime:            env("CHASER_RUNTIME", "runc"),
+		DefaultImage:       env("CHASER_DEFAULT_IMAGE", image.HostRef),
+		InsecureRegistries: splitList(os.Getenv("CHASER_INSECURE_REGISTRIES")),
 	}
 }
 
@@ -68,6 +72,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime != "runc" && c.Runtime != "runsc" {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--runtime %q: use runc or runsc", c.Runtime))
+	}
+	if err := validateRegistries(c.InsecureRegistries); err != nil {
+		return err
 	}
 	if c.DataDir == "" {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--data-dir must not be empty")
@@ -116,7 +123,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	images, err := image.NewStore(filepath.Join(cfg.DataDir, "images"), log)
+	images, err := image.NewStore(filepath.Join(cfg.DataDir, "images"), log, image.WithInsecureRegistries(cfg.InsecureRegistries))
 	if err != nil {
 		return err
 	}
@@ -138,6 +145,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	srv := &http.Server{Handler: server.New(accounts, sandboxes, log), ReadHeaderTimeout: 30 * time.Second}
 	go sandboxes.RunReaper(ctx, 15*time.Second)
+	go images.RunGC(ctx, 10*time.Minute)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	log.Info("chaser serving", "addr", l.Addr().String(), "data_dir", cfg.DataDir, "runtime", rt.Name())

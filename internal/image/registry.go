@@ -1,0 +1,102 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	goruntime "runtime"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/chaserhq/chaser/internal/errdefs"
+)
+
+// parseRef parses an image reference. Registries listed as insecure get a
+// reference that goes over plain HTTP.
+func (s *Store) parseRef(ref string) (name.Reference, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf(
+			"image reference %q is malformed (%v); write it as [REGISTRY/]REPOSITORY[:TAG|@DIGEST], e.g. ghcr.io/example/dev:latest", ref, err))
+	}
+	if s.insecure[r.Context().RegistryStr()] {
+		r, err = name.ParseReference(ref, name.Insecure)
+		if err != nil {
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("image reference %q: %v", ref, err))
+		}
+	}
+	return r, nil
+}
+
+// Platform is the platform images are pulled for: linux on the host's
+// architecture.
+func Platform() v1.Platform { return v1.Platform{OS: "linux", Architecture: goruntime.GOARCH} }
+
+// remoteOptions are the options of every registry call. Retries are few
+// and short: a create waits on them, and an unreachable registry should be
+// reported in seconds, not a minute.
+func (s *Store) remoteOptions(ctx context.Context) []remote.Option {
+	return []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(s.keychain),
+		remote.WithPlatform(Platform()),
+		remote.WithRetryBackoff(remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}),
+		remote.WithUserAgent("chaser"),
+	}
+}
+
+// registryError turns an error of a registry call into an error of the
+// right class that names the image and the registry.
+func registryError(ref name.Reference, err error) error {
+	reg := ref.Context().RegistryStr()
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		for _, d := range terr.Errors {
+			switch d.Code {
+			case transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode, transport.BlobUnknownErrorCode:
+				return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("image %s not found: registry %s has no such repository or tag", ref, reg))
+			case transport.UnauthorizedErrorCode, transport.DeniedErrorCode:
+				return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf(
+					"image %s not found or access denied by registry %s; if it is private, log in as the server's user (docker login %s) and retry", ref, reg, reg))
+			case transport.TooManyRequestsErrorCode:
+				return errdefs.New(errdefs.ErrUnavailable, fmt.Sprintf("registry %s is rate-limiting pulls of %s; retry later", reg, ref))
+			}
+		}
+		switch {
+		case terr.StatusCode == 404:
+			return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("image %s not found in registry %s", ref, reg))
+		case terr.StatusCode == 401 || terr.StatusCode == 403:
+			return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf(
+				"image %s not found or access denied by registry %s; if it is private, log in as the server's user (docker login %s) and retry", ref, reg, reg))
+		case terr.StatusCode >= 500 || terr.StatusCode == 429:
+			return errdefs.New(errdefs.ErrUnavailable, fmt.Sprintf("registry %s failed to serve %s: %v", reg, ref, err))
+		}
+		return fmt.Errorf("registry %s, image %s: %v: %w", reg, ref, err, errdefs.ErrUnavailable)
+	}
+	if isVerifyError(err) {
+		return fmt.Errorf("image %s from registry %s: %v: %w", ref, reg, err, errdefs.ErrUnprocessable)
+	}
+	var nerr net.Error
+	var uerr *url.Error
+	var operr *net.OpError
+	if errors.As(err, &nerr) || errors.As(err, &uerr) || errors.As(err, &operr) ||
+		errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "connection refused") {
+		return errdefs.New(errdefs.ErrUnavailable, fmt.Sprintf(
+			"registry %s is unreachable while pulling %s: %v (check the address; for a plain-HTTP registry start the server with --insecure-registry %s)", reg, ref, err, reg))
+	}
+	return fmt.Errorf("pull %s from registry %s: %w", ref, reg, err)
+}
+
+// isVerifyError reports whether err is go-containerregistry's refusal of
+// content whose digest or size does not match its descriptor (its error
+// type is internal, so it is known by its text).
+func isVerifyError(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "error verifying")
+}
