@@ -293,6 +293,11 @@ func (s *Store) fetchLayer(ctx context.Context, r name.Reference, l v1.Layer, d,
 			_, uerr = io.Copy(io.Discard, br)
 		}
 	}
+	if uerr != nil && cr.err == nil {
+		// Bad content may just be a corrupted download: read the rest of
+		// the blob so its digest check can say so.
+		_, _ = io.Copy(io.Discard, br)
+	}
 	if cr.err != nil {
 		return registryError(r, cr.err)
 	}

@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // state is the OCI cache's index, kept in one small JSON file rewritten
@@ -102,15 +100,4 @@ func (s *Store) saveLocked() error {
 func (s *Store) newLayerIDLocked() string {
 	s.state.NextLayer++
 	return strconv.FormatInt(s.state.NextLayer, 36)
-}
-
-// syncDir flushes the file system holding dir, so an unpacked layer is on
-// disk before the state names it (one syncfs instead of an fsync per file).
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return unix.Syncfs(int(f.Fd()))
 }

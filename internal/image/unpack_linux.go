@@ -292,3 +292,14 @@ func fsetXattrs(f *os.File, hdr *tar.Header) error {
 	}
 	return nil
 }
+
+// syncDir flushes the file system holding dir, so an unpacked layer is on
+// disk before the state names it (one syncfs instead of an fsync per file).
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}

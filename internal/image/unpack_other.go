@@ -19,3 +19,8 @@ type UnpackStats struct {
 func Unpack(r io.Reader, dir string) (UnpackStats, error) {
 	return UnpackStats{}, fmt.Errorf("unpacking image layers needs Linux: %w", errdefs.ErrNotImplemented)
 }
+
+func syncDir(dir string) error { return nil }
+
+// opaqueXattr is overlayfs's opaque-directory marker (Linux only).
+const opaqueXattr = "trusted.overlay.opaque"
