@@ -193,12 +193,29 @@ func TestImageRunAndReuse(t *testing.T) {
 			t.Errorf("error does not name the registry: %s", b)
 		}
 	})
-	for _, id := range []string{sess.ID} {
-		s.Client(key).DeleteSession(t.Context(), id)
-		if left := s.leaks(t, id); len(left) > 0 {
-			t.Errorf("left behind: %v", left)
-		}
+	s.Client(key).DeleteSession(t.Context(), sess.ID)
+	if left := s.leaks(t, sess.ID); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
 	}
+
+	t.Run("cache survives a restart; --default-image can be an OCI image", func(t *testing.T) {
+		if err := s.stop(); err != nil {
+			t.Fatal(err)
+		}
+		s2 := startServer(t, s.DataDir, "--insecure-registry", f.reg.Host, "--default-image", f.ref)
+		t.Cleanup(func() { s2.stop() })
+		sess, err := s2.Client(key).CreateSession(t.Context(), api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
+		if err != nil {
+			t.Fatalf("create with the default image, registry gone: %v", err)
+		}
+		defer s2.Client(key).DeleteSession(context.Background(), sess.ID)
+		if sess.Image != f.ref {
+			t.Errorf("session image %q, want the default %q", sess.Image, f.ref)
+		}
+		if out := run(t, s2, key, sess.ID, "pwd; ls /opt/app"); out != "/srv/app\nnew" {
+			t.Errorf("got %q", out)
+		}
+	})
 }
 
 func TestImageUser(t *testing.T) {

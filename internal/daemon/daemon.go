@@ -73,6 +73,9 @@ func (c *Config) Validate() error {
 	if c.Runtime != "runc" && c.Runtime != "runsc" {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--runtime %q: use runc or runsc", c.Runtime))
 	}
+	if err := image.CheckRef(c.DefaultImage); err != nil {
+		return fmt.Errorf("--default-image: %w", err)
+	}
 	if err := validateRegistries(c.InsecureRegistries); err != nil {
 		return err
 	}

@@ -386,11 +386,20 @@ func (s *Store) lease(ref string) (*Image, error) {
 	}
 	ids := make([]string, 0, len(rec.Layers))
 	lower := make([]string, 0, len(rec.Layers))
+	seen := map[string]bool{}
 	for i := len(rec.Layers) - 1; i >= 0; i-- { // overlay wants the topmost first
 		l := s.state.Layers[rec.Layers[i]]
 		if l == nil {
 			return nil, fmt.Errorf("image %s: layer %s is not in the cache: %w", ref, rec.Layers[i], errdefs.ErrInternal)
 		}
+		// A layer repeated in an image (old builders' empty layers) is
+		// stacked once, at its topmost place: overlayfs refuses the same
+		// lower directory twice, and the topmost copy already re-applies
+		// everything the lower copies would.
+		if seen[l.ID] {
+			continue
+		}
+		seen[l.ID] = true
 		ids = append(ids, l.ID)
 		lower = append(lower, s.layerDir(l.ID))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	goruntime "runtime"
 	"strings"
@@ -49,7 +50,33 @@ func (s *Store) remoteOptions(ctx context.Context) []remote.Option {
 		remote.WithPlatform(Platform()),
 		remote.WithRetryBackoff(remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}),
 		remote.WithUserAgent("chaser"),
+		remote.WithTransport(&plainHTTPGuard{base: remote.DefaultTransport, insecure: s.insecure}),
 	}
+}
+
+// plainHTTPGuard refuses plain-HTTP requests except to loopback addresses
+// and registries listed with --insecure-registry. go-containerregistry on
+// its own also falls back to HTTP for private (RFC 1918) addresses, which
+// would let anyone on such a network serve unverified manifests; Docker
+// does not do that either.
+type plainHTTPGuard struct {
+	base     http.RoundTripper
+	insecure map[string]bool
+}
+
+func (g *plainHTTPGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" && !g.insecure[req.URL.Host] && !isLoopback(req.URL.Hostname()) {
+		return nil, fmt.Errorf("plain HTTP to %s refused: it is not listed with --insecure-registry", req.URL.Host)
+	}
+	return g.base.RoundTrip(req)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // registryError turns an error of a registry call into an error of the
@@ -99,4 +126,14 @@ func registryError(ref name.Reference, err error) error {
 // type is internal, so it is known by its text).
 func isVerifyError(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "error verifying")
+}
+
+// CheckRef reports whether ref is "host" or a well-formed OCI reference,
+// returning ErrInvalidArgument otherwise. It does not contact a registry.
+func CheckRef(ref string) error {
+	if ref == HostRef {
+		return nil
+	}
+	_, err := (&Store{}).parseRef(ref)
+	return err
 }
