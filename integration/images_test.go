@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -390,4 +391,48 @@ func TestImageConcurrentPullsAndGC(t *testing.T) {
 	if out := run(t, s, key, ids[0], "cat /opt/keep/file"); out != "kept" {
 		t.Errorf("running sandbox after GC: %q", out)
 	}
+}
+
+// TestImagePullProgress runs the CLI on a terminal (script(1) gives it a
+// pty): a create that pulls draws a progress bar; --json stays quiet.
+func TestImagePullProgress(t *testing.T) {
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Fatal("script(1) is needed to give the CLI a terminal: apt-get install -y util-linux")
+	}
+	reg := imagetest.StartRegistry(t)
+	base := imagetest.BusyboxLayer(t)
+	ref := reg.Push(t, "test/progress:v1", imagetest.Image(t, v1.Config{}, base))
+	ref2 := reg.Push(t, "test/progress:v2", imagetest.Image(t, v1.Config{}, base,
+		imagetest.Layer(t, imagetest.Entry{Name: "etc/v2", Body: []byte("2")})))
+	s := newServer(t, "--insecure-registry", reg.Host)
+	key := s.account(t, "paid")
+
+	onTerminal := func(args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), "script", "-qec", binary+" "+strings.Join(args, " "), "/dev/null")
+		cmd.Env = append(os.Environ(), "CHASER_API_URL="+s.URL, "CHASER_API_KEY="+key)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("chaser %v on a terminal: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	out := onTerminal("sandbox", "--ephemeral", "--image", ref)
+	t.Logf("terminal output: %q", out)
+	if !strings.Contains(out, "pulling "+ref) || !strings.Contains(out, "2/2 layers") && !strings.Contains(out, "1/1 layers") {
+		t.Errorf("no progress bar on a terminal:\n%q", out)
+	}
+	id := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+	if !strings.HasPrefix(id, "s-") {
+		t.Fatalf("last line is not a session id: %q", out)
+	}
+	t.Cleanup(func() { s.Client(key).DeleteSession(context.Background(), id) })
+
+	out = onTerminal("sandbox", "--ephemeral", "--image", ref2, "--json")
+	if strings.Contains(out, "pulling") {
+		t.Errorf("--json printed progress:\n%q", out)
+	}
+	var sess api.Session
+	decodeJSON(t, []byte(strings.ReplaceAll(out, "\r\n", "\n")), &sess)
+	t.Cleanup(func() { s.Client(key).DeleteSession(context.Background(), sess.ID) })
 }

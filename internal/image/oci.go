@@ -118,7 +118,12 @@ func (s *Store) pull(ctx context.Context, r name.Reference, opts PullOptions) (*
 			if res.Err != nil {
 				return nil, res.Err
 			}
-			return res.Val.(*imageRecord), nil
+			rec := res.Val.(*imageRecord)
+			if opts.Progress != nil {
+				// A pull may end before the first tick: report it whole.
+				opts.Progress(s.doneEvent(rec))
+			}
+			return rec, nil
 		case <-ctx.Done():
 			return nil, fmt.Errorf("waiting for the pull of %s: %w (it goes on in the background)", key, ctx.Err())
 		case <-tick.C:
@@ -440,6 +445,20 @@ func (s *Store) lease(ref string) (*Image, error) {
 		img.Env = append([]string{defaultPath}, img.Env...)
 	}
 	return img, nil
+}
+
+// doneEvent is the progress event of a finished pull.
+func (s *Store) doneEvent(rec *imageRecord) api.PullEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ev := api.PullEvent{Type: "progress", Layers: len(rec.Layers), LayersDone: len(rec.Layers)}
+	for _, d := range rec.Layers {
+		if l := s.state.Layers[d]; l != nil {
+			ev.Total += l.Compressed
+		}
+	}
+	ev.Current = ev.Total
+	return ev
 }
 
 // infoLocked describes a record for the API. s.mu must be held.
