@@ -104,6 +104,8 @@ func (s *Store) pull(ctx context.Context, r name.Reference, opts PullOptions) (*
 		start := time.Now()
 		rec, err := s.fetchImage(pctx, r, prog)
 		if err != nil {
+			// Logged as well as returned: the pull outlives its waiters,
+			// who may all have gone.
 			s.log.Warn("pull failed", "image", key, "err", err)
 			return nil, err
 		}
