@@ -436,3 +436,35 @@ func TestImagePullProgress(t *testing.T) {
 	decodeJSON(t, []byte(strings.ReplaceAll(out, "\r\n", "\n")), &sess)
 	t.Cleanup(func() { s.Client(key).DeleteSession(context.Background(), sess.ID) })
 }
+
+// TestImageRegistryGoneMidPull breaks a layer download off halfway: the
+// create fails as unavailable, naming the registry, and leaves nothing; once
+// the registry answers again the same create works.
+func TestImageRegistryGoneMidPull(t *testing.T) {
+	reg := imagetest.StartRegistry(t)
+	base := imagetest.BusyboxLayer(t)
+	ref := reg.Push(t, "test/cut:v1", imagetest.Image(t, v1.Config{}, base))
+	reg.CutOnce(imagetest.LayerDigest(t, base), 200<<10)
+	s := newServer(t, "--insecure-registry", reg.Host)
+	key := s.account(t, "paid")
+
+	status, b, _ := createWithImage(t, s, key, ref)
+	expectError(t, status, b, 503, "unavailable")
+	t.Logf("%s", b)
+	if !strings.Contains(string(b), reg.Host) {
+		t.Errorf("error does not name the registry: %s", b)
+	}
+	if layers, tmp := cacheDirs(t, s); len(layers)+len(tmp) != 0 {
+		t.Errorf("left behind: layers %v, tmp %v", layers, tmp)
+	}
+	if list, _ := s.Client(key).ListImages(t.Context()); len(list) != 0 {
+		t.Errorf("image cached after a broken pull: %v", list)
+	}
+	status, b, id := createWithImage(t, s, key, ref)
+	if status != 201 {
+		t.Fatalf("create after the registry came back: %d %s", status, b)
+	}
+	if out := run(t, s, key, id, "busybox echo back"); out != "back" {
+		t.Errorf("got %q", out)
+	}
+}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	goruntime "runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -109,6 +111,10 @@ func registryError(ref name.Reference, err error) error {
 	}
 	if isVerifyError(err) {
 		return fmt.Errorf("image %s from registry %s: %v: %w", ref, reg, err, errdefs.ErrUnprocessable)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return errdefs.New(errdefs.ErrUnavailable, fmt.Sprintf(
+			"registry %s stopped answering in the middle of pulling %s (%v); nothing was kept, retry when it is back", reg, ref, err))
 	}
 	var nerr net.Error
 	var uerr *url.Error

@@ -40,23 +40,43 @@ type Registry struct {
 	mu       sync.Mutex
 	requests []string        // "METHOD PATH" of every request
 	corrupt  map[string]bool // blob digests served with a flipped byte
+	cut      map[string]int  // blob digests whose next GET breaks off after n bytes
 }
 
 // StartRegistry starts a registry, stopped at the end of the test.
 func StartRegistry(t testing.TB) *Registry {
 	t.Helper()
-	r := &Registry{corrupt: map[string]bool{}}
+	r := &Registry{corrupt: map[string]bool{}, cut: map[string]int{}}
 	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		r.requests = append(r.requests, req.Method+" "+req.URL.Path)
-		bad := false
+		bad, cutAt := false, -1
 		for d := range r.corrupt {
 			if req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/blobs/"+d) {
 				bad = true
 			}
 		}
+		for d, n := range r.cut {
+			if req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/blobs/"+d) {
+				cutAt = n
+				delete(r.cut, d)
+			}
+		}
 		r.mu.Unlock()
+		if cutAt >= 0 {
+			// The registry goes away mid-download: send the headers and
+			// the first bytes, then drop the connection.
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			w.Write(rec.Body.Bytes()[:min(cutAt, rec.Body.Len())])
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler)
+		}
 		if bad {
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
@@ -109,6 +129,14 @@ func (r *Registry) Corrupt(digest string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.corrupt[digest] = true
+}
+
+// CutOnce makes the next GET of blob digest break off after n bytes, as
+// if the registry went away in the middle of a download.
+func (r *Registry) CutOnce(digest string, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cut[digest] = n
 }
 
 // Entry is one tar entry of a layer.
