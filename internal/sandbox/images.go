@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"path"
 	"strings"
 
 	"github.com/chaserhq/chaser/internal/agent"
@@ -19,6 +20,8 @@ func imageEnv(img *image.Image) []string {
 	if cwd == "" {
 		cwd = DefaultCwd
 	}
+	// The image spec wants it absolute; Docker reads a relative one from /.
+	cwd = path.Join("/", cwd)
 	env := []string{agent.EnvCwd + "=" + cwd}
 	if img.UID != 0 || img.GID != 0 || len(img.Groups) > 0 {
 		env = append(env, agent.EnvUser+"="+agent.FormatUser(img.UID, img.GID, img.Groups))
