@@ -197,6 +197,11 @@ func classify(name string, err error) error {
 	if strings.Contains(err.Error(), "path escapes from parent") || errors.Is(err, unix.ELOOP) {
 		return fmt.Errorf("layer entry %s leaves the layer root through a symlink: %w", name, errdefs.ErrUnprocessable)
 	}
+	// The layer started empty: a clash with what exists comes from the
+	// layer's own entries.
+	if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("layer entry %s lies under a path the layer has as a file: %w", name, errdefs.ErrUnprocessable)
+	}
 	return fmt.Errorf("layer entry %s: %w", name, err)
 }
 
@@ -246,8 +251,12 @@ func mknod(root *os.Root, parent, base string, mode uint32, dev int) error {
 // refuses a target outside the root; a target that is itself a symlink is
 // linked as the symlink, never followed.
 func linkInRoot(root *os.Root, target, name string) error {
-	if _, err := root.Lstat(target); err != nil {
+	fi, err := root.Lstat(target)
+	if err != nil {
 		return fmt.Errorf("layer entry %s: hard link target %s is not in this layer: %w", name, target, errdefs.ErrUnprocessable)
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("layer entry %s: hard link to directory %s: %w", name, target, errdefs.ErrUnprocessable)
 	}
 	if err := root.Link(target, name); err != nil {
 		return classify(name, err)

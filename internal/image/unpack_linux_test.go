@@ -171,6 +171,12 @@ func TestUnpackRefuses(t *testing.T) {
 		{"char device", []tarEntry{{name: "dev/mem", typ: tar.TypeChar, major: 1}}},
 		{"char device 0:0", []tarEntry{{name: "etc/gone", typ: tar.TypeChar}}},
 		{"block device", []tarEntry{{name: "dev/sda", typ: tar.TypeBlock, major: 8}}},
+		{"hardlink to a directory", []tarEntry{
+			{name: "d/", typ: tar.TypeDir, mode: 0o755},
+			{name: "l", typ: tar.TypeLink, link: "d"}}},
+		{"file under a file", []tarEntry{
+			{name: "f", typ: tar.TypeReg, body: "x"},
+			{name: "f/g", typ: tar.TypeReg, body: "y"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			base := t.TempDir()
