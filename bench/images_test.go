@@ -1,5 +1,3 @@
-// Package bench holds benchmarks of Chaser against real runtimes; they need
-// root and runc, and skip with a message without root.
 package bench
 
 import (
@@ -9,13 +7,9 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,79 +19,24 @@ import (
 	"github.com/chaserhq/chaser/client"
 	"github.com/chaserhq/chaser/internal/image"
 	"github.com/chaserhq/chaser/internal/image/imagetest"
+	"github.com/chaserhq/chaser/internal/testserver"
 )
 
-var (
-	imageBinOnce sync.Once
-	imageBin     string
-	imageBinErr  error
-)
-
-// imageBinary builds the static chaser binary once per run.
-func imageBinary(b *testing.B) string {
+// imageServer starts `chaser serve` with args on a fresh data dir and
+// returns an admin client; it stops and removes everything at the end.
+func imageServer(b *testing.B, args ...string) *client.Client {
 	if os.Geteuid() != 0 {
 		b.Skip("skipping: image benchmarks need root (runc, overlay mounts); CI runs as root")
 	}
-	imageBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "chaser-bench-")
-		if err != nil {
-			imageBinErr = err
-			return
-		}
-		imageBin = filepath.Join(dir, "chaser")
-		cmd := exec.Command("go", "build", "-o", imageBin, "../cmd/chaser")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			imageBinErr = fmt.Errorf("build: %v: %s", err, out)
-		}
-	})
-	if imageBinErr != nil {
-		b.Fatal(imageBinErr)
-	}
-	return imageBin
-}
-
-// imageServer starts `chaser serve` on a fresh data dir and returns an
-// admin client; it stops and removes everything at the end.
-func imageServer(b *testing.B, args ...string) *client.Client {
-	bin := imageBinary(b)
-	dir, err := os.MkdirTemp("", "chaser-bench-data-")
+	s, err := testserver.Start("", args...)
 	if err != nil {
-		b.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	var log bytes.Buffer
-	cmd := exec.Command(bin, append([]string{"serve", "--addr", addr, "--data-dir", dir}, args...)...)
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-		os.RemoveAll(dir)
+		s.Stop()
+		os.RemoveAll(s.DataDir)
 	})
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("server did not start: %s", log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	key, err := os.ReadFile(filepath.Join(dir, "admin.key"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	return client.New("http://"+addr, strings.TrimSpace(string(key)))
+	return client.New(s.URL, s.AdminKey)
 }
 
 // randomLayer is a layer of n files of size bytes of random (incompressible)
@@ -130,6 +69,9 @@ func benchImages(b *testing.B, reg *imagetest.Registry) map[string]string {
 // running `true` in it: cold (pull, verify, unpack, start: the cache is
 // emptied before each round) and warm (cached layers).
 func BenchmarkImageCreate(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("skipping: image benchmarks need root (runc, overlay mounts); CI runs as root")
+	}
 	reg := imagetest.StartRegistry(b)
 	refs := benchImages(b, reg)
 	c := imageServer(b, "--insecure-registry", reg.Host)

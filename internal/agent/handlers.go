@@ -35,6 +35,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/processes/{id}/output", a.output)
 	mux.HandleFunc("POST /v1/processes/{id}/stdin", a.stdin)
 	mux.HandleFunc("POST /v1/processes/{id}/signal", a.signal)
+	a.fileRoutes(mux)
 	return mux
 }
 

@@ -69,7 +69,7 @@ func hint(err error) string {
 		return "\n  set CHASER_API_KEY (the admin key is in the server's data dir: admin.key)"
 	case errors.Is(err, errdefs.ErrNotFound) && strings.HasPrefix(httpjson.Message(err), "image "):
 		return "\n  check the image reference; cached images: chaser images list"
-	case errors.Is(err, errdefs.ErrNotFound):
+	case errors.Is(err, errdefs.ErrNotFound) && strings.HasPrefix(httpjson.Message(err), "session "):
 		return "\n  list your sessions with: chaser sessions list"
 	}
 	return ""
@@ -91,6 +91,8 @@ func newRoot(e *env) *cobra.Command {
 		newSessions(e),
 		newShell(e),
 		newAccounts(e),
+		newWorkspaces(e),
+		newUpload(e), newDownload(e),
 		newImages(e),
 	)
 	return root

@@ -34,6 +34,7 @@ CHASER_INSECURE_REGISTRIES (comma-separated).`,
 	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "where the store, keys and sandboxes live")
 	f.StringVar(&cfg.Runtime, "runtime", cfg.Runtime, "isolation runtime: runc or runsc")
 	f.StringVar(&cfg.DefaultImage, "default-image", cfg.DefaultImage, "image of sessions that name none")
+	f.Var(&cfg.MaxFileSize, "max-file-size", "largest file per upload or download, e.g. 16MB or 1GiB (env CHASER_MAX_FILE_SIZE)")
 	f.StringArrayVar(&cfg.InsecureRegistries, "insecure-registry", cfg.InsecureRegistries, "registry HOST:PORT that may be reached over plain HTTP (repeatable)")
 	f.BoolVar(&debug, "debug", false, "log at debug level")
 	return cmd

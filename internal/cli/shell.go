@@ -19,12 +19,15 @@ import (
 
 func newShell(e *env) *cobra.Command {
 	var command, cwd string
+	var ephemeral bool
 	cmd := &cobra.Command{
 		Use:   "shell [SESSION] [-c COMMAND]",
 		Short: "Run a command (or, later, an interactive shell) in a sandbox",
 		Long: `Run COMMAND in SESSION, streaming its output; chaser exits with its exit code.
-Piped standard input is passed through. Without SESSION a fresh ephemeral
-sandbox is made for the command and destroyed afterwards.`,
+Piped standard input is passed through. Without SESSION the command runs
+where a targetless request goes: a fresh ephemeral sandbox, destroyed
+afterwards (free accounts, or --ephemeral), or the account's default
+workspace (paid accounts).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if command == "" {
@@ -36,12 +39,15 @@ sandbox is made for the command and destroyed afterwards.`,
 			if len(args) == 1 {
 				id = args[0]
 			} else {
-				s, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Ephemeral: true})
+				s, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Ephemeral: ephemeral})
 				if err != nil {
 					return err
 				}
 				id = s.ID
 				defer func() {
+					if !s.Ephemeral {
+						return // a workspace's session stays
+					}
 					dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 					defer cancel()
 					if err := c.DeleteSession(dctx, id); err != nil {
@@ -62,6 +68,7 @@ sandbox is made for the command and destroyed afterwards.`,
 	}
 	cmd.Flags().StringVarP(&command, "command", "c", "", "command to run (under sh -c; bash when present)")
 	cmd.Flags().StringVar(&cwd, "cwd", "", "working directory (default /workspace)")
+	cmd.Flags().BoolVar(&ephemeral, "ephemeral", false, "without SESSION: use a throwaway sandbox even on a paid account")
 	return cmd
 }
 

@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/chaserhq/chaser/internal/account"
+	"github.com/chaserhq/chaser/internal/agent/fs"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
+	"github.com/chaserhq/chaser/internal/metrics"
 	"github.com/chaserhq/chaser/internal/runtime/oci"
 	"github.com/chaserhq/chaser/internal/sandbox"
 	"github.com/chaserhq/chaser/internal/server"
@@ -31,6 +33,7 @@ type Config struct {
 	DataDir      string // CHASER_DATA_DIR
 	Runtime      string // CHASER_RUNTIME: runc or runsc
 	DefaultImage string // CHASER_DEFAULT_IMAGE
+	MaxFileSize  Size   // CHASER_MAX_FILE_SIZE: bytes per upload or download
 	// InsecureRegistries may be reached over plain HTTP (HOST or
 	// HOST:PORT). CHASER_INSECURE_REGISTRIES: comma-separated.
 	InsecureRegistries []string
@@ -61,6 +64,7 @@ func Defaults() Config {
 		DataDir:            env("CHASER_DATA_DIR", DefaultDataDir()),
 		Runtime:            env("CHASER_RUNTIME", "runc"),
 		DefaultImage:       env("CHASER_DEFAULT_IMAGE", image.HostRef),
+		MaxFileSize:        sizeEnv("CHASER_MAX_FILE_SIZE", Size(fs.DefaultMaxFileSize)),
 		InsecureRegistries: splitList(os.Getenv("CHASER_INSECURE_REGISTRIES")),
 	}
 }
@@ -72,6 +76,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime != "runc" && c.Runtime != "runsc" {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--runtime %q: use runc or runsc", c.Runtime))
+	}
+	if c.MaxFileSize <= 0 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "--max-file-size / CHASER_MAX_FILE_SIZE: want a positive size such as 16MB")
 	}
 	if err := image.CheckRef(c.DefaultImage); err != nil {
 		return fmt.Errorf("--default-image: %w", err)
@@ -134,9 +141,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	sandboxes := sandbox.New(sandbox.Config{
+	var sandboxes *sandbox.Service
+	m := metrics.New(func() float64 { return sandboxes.Running() })
+	sandboxes = sandbox.New(sandbox.Config{
 		Runtime: rt, Images: images, Store: st, AgentPath: self,
-		DefaultImage: cfg.DefaultImage, Log: log,
+		DefaultImage: cfg.DefaultImage, WorkspaceDir: filepath.Join(cfg.DataDir, "workspaces"), Log: log, Metrics: m,
+		MaxFileSize: int64(cfg.MaxFileSize),
 	})
 	if err := sandboxes.Recover(ctx); err != nil {
 		log.Error("recovery left something behind", "err", err)
@@ -146,7 +156,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: server.New(accounts, sandboxes, log), ReadHeaderTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: server.New(accounts, sandboxes, m, log), ReadHeaderTimeout: 30 * time.Second}
 	go sandboxes.RunReaper(ctx, 15*time.Second)
 	go images.RunGC(ctx, 10*time.Minute)
 	errc := make(chan error, 1)
