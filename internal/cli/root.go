@@ -94,6 +94,7 @@ func newRoot(e *env) *cobra.Command {
 		newWorkspaces(e),
 		newUpload(e), newDownload(e),
 		newImages(e),
+		newMCP(e),
 	)
 	return root
 }
