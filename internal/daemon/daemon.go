@@ -41,6 +41,9 @@ type Config struct {
 	// ReapInterval is how often expired and idle sessions are looked for
 	// (CHASER_REAP_INTERVAL).
 	ReapInterval time.Duration
+	// InsecureRegistries may be reached over plain HTTP (HOST or
+	// HOST:PORT). CHASER_INSECURE_REGISTRIES: comma-separated.
+	InsecureRegistries []string
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -64,13 +67,14 @@ func Defaults() Config {
 		return def
 	}
 	return Config{
-		Addr:         env("CHASER_ADDR", "127.0.0.1:8080"),
-		DataDir:      env("CHASER_DATA_DIR", DefaultDataDir()),
-		Runtime:      env("CHASER_RUNTIME", "runc"),
-		DefaultImage: env("CHASER_DEFAULT_IMAGE", image.HostRef),
-		MaxFileSize:  sizeEnv("CHASER_MAX_FILE_SIZE", Size(fs.DefaultMaxFileSize)),
-		IdleTimeout:  durationEnv("CHASER_IDLE_TIMEOUT", 0),
-		ReapInterval: durationEnv("CHASER_REAP_INTERVAL", 15*time.Second),
+		Addr:               env("CHASER_ADDR", "127.0.0.1:8080"),
+		DataDir:            env("CHASER_DATA_DIR", DefaultDataDir()),
+		Runtime:            env("CHASER_RUNTIME", "runc"),
+		DefaultImage:       env("CHASER_DEFAULT_IMAGE", image.HostRef),
+		MaxFileSize:        sizeEnv("CHASER_MAX_FILE_SIZE", Size(fs.DefaultMaxFileSize)),
+		IdleTimeout:        durationEnv("CHASER_IDLE_TIMEOUT", 0),
+		ReapInterval:       durationEnv("CHASER_REAP_INTERVAL", 15*time.Second),
+		InsecureRegistries: splitList(os.Getenv("CHASER_INSECURE_REGISTRIES")),
 	}
 }
 
@@ -107,6 +111,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ReapInterval <= 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--reap-interval (CHASER_REAP_INTERVAL) must be a positive duration")
+	}
+	if err := image.CheckRef(c.DefaultImage); err != nil {
+		return fmt.Errorf("--default-image: %w", err)
+	}
+	if err := validateRegistries(c.InsecureRegistries); err != nil {
+		return err
 	}
 	if c.DataDir == "" {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--data-dir must not be empty")
@@ -155,7 +165,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	images, err := image.NewStore(filepath.Join(cfg.DataDir, "images"), log)
+	images, err := image.NewStore(filepath.Join(cfg.DataDir, "images"), log, image.WithInsecureRegistries(cfg.InsecureRegistries))
 	if err != nil {
 		return err
 	}
@@ -187,6 +197,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	srv := &http.Server{Handler: server.New(accounts, sandboxes, m, log), ReadHeaderTimeout: 30 * time.Second}
 	go sandboxes.RunReaper(ctx, cfg.ReapInterval)
+	go images.RunGC(ctx, 10*time.Minute)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	log.Info("chaser serving", "addr", l.Addr().String(), "data_dir", cfg.DataDir, "runtime", rt.Name())

@@ -187,6 +187,9 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	if err != nil {
 		return api.Session{}, err
 	}
+	// The lease keeps the image's layers from GC until the rootfs is
+	// mounted (or creation failed).
+	defer img.Release()
 	tier := s.tier(acct)
 	release, err := s.reserve(ctx, acct, tier)
 	if err != nil {
@@ -262,7 +265,7 @@ func (s *Service) start(ctx context.Context, sess store.Session, img *image.Imag
 	if sess.WorkspaceID != nil {
 		ws = *sess.WorkspaceID
 	}
-	env := append(append([]string(nil), img.Env...),
+	env := append(append(append([]string(nil), img.Env...), imageEnv(img)...),
 		"HOSTNAME="+sess.ID,
 		"CHASER=1",
 		"CHASER_SESSION_ID="+sess.ID,
