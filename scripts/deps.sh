@@ -6,6 +6,7 @@ install_deps() {
   command -v runc >/dev/null || need+=(runc)
   command -v tmux >/dev/null || need+=(tmux)
   command -v curl >/dev/null || need+=(curl)
+  [ -x /bin/busybox ] || need+=(busybox-static)   # base layer of the image tests
   if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

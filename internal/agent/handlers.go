@@ -55,7 +55,11 @@ func (a *Agent) startProcess(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, err)
 		return
 	}
+	if req.Cwd == "" {
+		req.Cwd = a.cwd
+	}
 	spec := process.Spec{
+		Credential: a.cred,
 		Command:    req.Command,
 		Cwd:        req.Cwd,
 		Env:        mergeEnv(a.env, req.Env),

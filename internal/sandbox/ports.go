@@ -6,6 +6,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/internal/errdefs"
@@ -116,10 +117,15 @@ func (s *Service) DialPort(ctx context.Context, acct store.Account, id string, p
 
 // DialPortTrusted connects to a port of a running session without an
 // account check. Only callers that already checked access (an owner's
-// credential, a signed cookie, or a public port) may use it.
+// credential, a signed cookie, or a public port) may use it. A new
+// connection counts as use, so a session reached only through its
+// forwards is not reaped as idle.
 func (s *Service) DialPortTrusted(ctx context.Context, id string, port int) (net.Conn, error) {
 	s.mu.Lock()
 	c := s.live[id]
+	if c != nil {
+		s.used[id] = time.Now()
+	}
 	s.mu.Unlock()
 	if c == nil {
 		return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("session %s not found or not running", id))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/chaserhq/chaser/internal/account"
 	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/mcp"
 	"github.com/chaserhq/chaser/internal/metrics"
 	"github.com/chaserhq/chaser/internal/sandbox"
 	"github.com/chaserhq/chaser/internal/store"
@@ -28,6 +29,7 @@ type Server struct {
 	accounts  *account.Service
 	sandboxes *sandbox.Service
 	metrics   *metrics.Metrics
+	mcp       *mcp.Server
 	log       *slog.Logger
 	mux       *http.ServeMux
 	fwd       *forwarder
@@ -36,6 +38,7 @@ type Server struct {
 // New returns the API server.
 func New(accounts *account.Service, sandboxes *sandbox.Service, m *metrics.Metrics, log *slog.Logger) *Server {
 	s := &Server{accounts: accounts, sandboxes: sandboxes, metrics: m, log: log.With("component", "server"), mux: http.NewServeMux()}
+	s.mcp = mcp.New(sandboxes, log)
 	s.routes()
 	return s
 }
@@ -60,6 +63,9 @@ func (s *Server) routes() {
 	s.handle("GET /v1/defaults/{type}", s.getDefault)
 
 	s.handle("POST /v1/exec", s.execTargetless)
+	for _, method := range []string{"POST", "GET", "DELETE"} {
+		s.handle(method+" /v1/mcp", s.mcp.ServeHTTP)
+	}
 	s.handle("POST /v1/sessions/{id}/exec", s.execInSession)
 	s.handle("GET /v1/sessions/{id}/commands", s.listCommands)
 	s.handle("GET /v1/sessions/{id}/commands/{cid}", s.getCommand)
@@ -68,6 +74,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/sessions/{id}/commands/{cid}/signal", s.commandSignal)
 	s.fileRoutes()
 
+	s.imageRoutes()
 	s.fwd = newForwarder(s)
 	s.mux.HandleFunc("/s/{id}/forward/{port}", s.fwd.pathStyle)
 	s.mux.HandleFunc("/s/{id}/forward/{port}/{rest...}", s.fwd.pathStyle)
