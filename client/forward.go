@@ -13,11 +13,8 @@ import (
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/httpjson"
+	"github.com/chaserhq/chaser/internal/tunnel"
 )
-
-// TunnelReadLimit bounds one message read from a tunnel; the server writes
-// at most 32 KiB per message.
-const TunnelReadLimit = 1 << 20
 
 // SetPortPublic makes a port of a session public (reachable through its
 // forward URLs without credentials) or private.
@@ -42,8 +39,9 @@ func (c *Client) Ports(ctx context.Context, id string) ([]api.Port, error) {
 }
 
 // Tunnel opens a raw TCP connection to 127.0.0.1:port inside session id,
-// carried by the WebSocket GET /v1/sessions/{id}/tunnel/{port}. The
-// connection lives until it is closed or ctx ends. Errors keep the
+// carried by the WebSocket GET /v1/sessions/{id}/tunnel/{port} (format:
+// package tunnel; CloseWrite half-closes). The connection lives until it
+// is closed or ctx ends. Errors keep the
 // server's class: ErrUnavailable when nothing listens on the port,
 // ErrNotFound for an unknown session, ErrInvalidArgument for a bad port.
 func (c *Client) Tunnel(ctx context.Context, id string, port int) (net.Conn, error) {
@@ -62,6 +60,5 @@ func (c *Client) Tunnel(ctx context.Context, id string, port int) (net.Conn, err
 		}
 		return nil, fmt.Errorf("cannot open a tunnel through %s: %v: %w", c.BaseURL, err, errdefs.ErrUnavailable)
 	}
-	ws.SetReadLimit(TunnelReadLimit)
-	return websocket.NetConn(ctx, ws, websocket.MessageBinary), nil
+	return tunnel.New(ctx, ws), nil
 }

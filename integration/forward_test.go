@@ -493,11 +493,16 @@ func testForwardCLI(t *testing.T, s *Server, key, id string) {
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(20 * time.Second))
 				msg := strings.Repeat(fmt.Sprintf("conn %d;", i), 20000) // ~160 KB, many messages
-				go c.Write([]byte(msg))
-				want := "echo:" + msg
-				got := make([]byte, len(want))
-				if _, err := io.ReadFull(c, got); err != nil || string(got) != want {
-					t.Errorf("conn %d: echo of %d bytes broken: %v", i, len(got), err)
+				go func() {
+					c.Write([]byte(msg))
+					// Half-close: the echo server answers until EOF and
+					// then closes, so the reply ends only if the
+					// half-close travelled through the tunnel.
+					c.(*net.TCPConn).CloseWrite()
+				}()
+				got, err := io.ReadAll(c)
+				if err != nil || string(got) != "echo:"+msg {
+					t.Errorf("conn %d: echo of %d bytes (want %d) broken: %v", i, len(got), len(msg)+5, err)
 				}
 			}()
 		}

@@ -8,15 +8,12 @@ import (
 	"github.com/chaserhq/chaser/internal/agent"
 	"github.com/chaserhq/chaser/internal/agent/splice"
 	"github.com/chaserhq/chaser/internal/store"
+	"github.com/chaserhq/chaser/internal/tunnel"
 )
 
-// tunnelReadLimit bounds one WebSocket message of a tunnel. Clients write
-// at most 32 KiB per message; the margin is for other clients.
-const tunnelReadLimit = 1 << 20
-
-// tunnel serves GET /v1/sessions/{id}/tunnel/{port}: a WebSocket whose
-// binary messages are the raw bytes of one TCP connection to the port
-// inside the sandbox (what `chaser forward` uses). The port is dialled
+// tunnel serves GET /v1/sessions/{id}/tunnel/{port}: a WebSocket carrying
+// one TCP connection to the port inside the sandbox in the tunnel package's
+// format (what `chaser forward` uses). The port is dialled
 // before the upgrade, so "nothing listening" is a plain 502 answer.
 func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, acct store.Account) {
 	port, err := agent.ParsePort(r.PathValue("port"))
@@ -34,7 +31,6 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request, acct store.Accou
 		conn.Close() // Accept has answered the client
 		return
 	}
-	ws.SetReadLimit(tunnelReadLimit)
 	// The hijacked connection keeps r.Context() alive until we return.
-	splice.Conns(websocket.NetConn(r.Context(), ws, websocket.MessageBinary), conn)
+	splice.Conns(tunnel.New(r.Context(), ws), conn)
 }
