@@ -53,8 +53,11 @@ type SessionList struct {
 // ExecRequest is the body of POST /v1/exec and POST /v1/sessions/{id}/exec.
 // Background and Stream apply only to the session-scoped endpoint.
 type ExecRequest struct {
-	Command    string            `json:"command"`
-	Workspace  string            `json:"workspace,omitempty"`
+	Command   string `json:"command"`
+	Workspace string `json:"workspace,omitempty"`
+	// Ephemeral makes POST /v1/exec use a fresh throwaway sandbox even
+	// when the account has a default workspace.
+	Ephemeral  bool              `json:"ephemeral,omitempty"`
 	Cwd        string            `json:"cwd,omitempty"`
 	Env        map[string]string `json:"env,omitempty"`
 	TimeoutMS  int64             `json:"timeout_ms,omitempty"`

@@ -2,13 +2,13 @@
 // (PID 1). It serves plain HTTP/1.1 on a unix socket that the host created
 // and handed over as a file descriptor, so the sandbox never sees the host
 // path of the socket. Everything the server does inside a sandbox — exec,
-// PTYs (pty.go), and later files and port dialling — goes through this API, which is
+// PTYs, files and port dialling — goes through this API, which is
 // why it behaves the same under every runtime. Debug it with
 // `curl --unix-socket STATE/agent.sock http://agent/v1/health`.
 //
 // The agent must stay small: it imports the standard library, api, errdefs,
-// httpjson, its own subpackages, creack/pty and coder/websocket only
-// (imports_test.go checks this).
+// httpjson, its own subpackages and a few small libraries (creack/pty,
+// coder/websocket, x/sys) only (TestImportsStaySmall checks this).
 package agent
 
 import (
@@ -34,7 +34,11 @@ type Config struct {
 	Env []string
 	// ReapAll must be set when the agent is PID 1.
 	ReapAll bool
-	Log     *slog.Logger
+	// Cwd is the default working directory of commands (DefaultCwd when
+	// empty); Credential, when set, is who they run as (else root).
+	Cwd        string
+	Credential *syscall.Credential
+	Log        *slog.Logger
 }
 
 // Agent serves the in-sandbox API.
@@ -45,6 +49,8 @@ type Agent struct {
 	procs   *process.Manager
 	terms   *terminals
 	started time.Time
+	cwd     string
+	cred    *syscall.Credential
 }
 
 // New returns an agent. It picks bash as the shell when present, else sh.
@@ -60,6 +66,9 @@ func New(cfg Config) *Agent {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Cwd == "" {
+		cfg.Cwd = DefaultCwd
+	}
 	return &Agent{
 		log:     log,
 		env:     cfg.Env,
@@ -67,6 +76,8 @@ func New(cfg Config) *Agent {
 		procs:   process.NewManager(log, shell, cfg.ReapAll),
 		terms:   newTerminals(log.With("component", "pty")),
 		started: time.Now(),
+		cwd:     cfg.Cwd,
+		cred:    cfg.Credential,
 	}
 }
 
@@ -106,8 +117,15 @@ func Main(socketPath string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	a := New(Config{Env: baseEnv(os.Environ()), ReapAll: os.Getpid() == 1, Log: log})
-	log.Info("agent serving", "pid", os.Getpid(), "shell", a.shell)
+	cred, err := parseUser(os.Getenv(EnvUser))
+	if err != nil {
+		return err
+	}
+	a := New(Config{Env: baseEnv(os.Environ()), ReapAll: os.Getpid() == 1, Cwd: os.Getenv(EnvCwd), Credential: cred, Log: log})
+	if err := prepareCwd(a.cwd, cred); err != nil {
+		log.Warn("default working directory", "dir", a.cwd, "err", err)
+	}
+	log.Info("agent serving", "pid", os.Getpid(), "shell", a.shell, "cwd", a.cwd)
 	return a.Serve(ctx, l)
 }
 

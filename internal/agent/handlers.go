@@ -35,6 +35,8 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/processes/{id}/output", a.output)
 	mux.HandleFunc("POST /v1/processes/{id}/stdin", a.stdin)
 	mux.HandleFunc("POST /v1/processes/{id}/signal", a.signal)
+	a.fileRoutes(mux)
+	mux.HandleFunc("GET /v1/ports/{port}/dial", a.dial)
 	mux.HandleFunc("GET /v1/pty", a.ptyHandler)
 	mux.HandleFunc("POST /v1/self-test", a.selfTest)
 	return mux
@@ -55,7 +57,11 @@ func (a *Agent) startProcess(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, err)
 		return
 	}
+	if req.Cwd == "" {
+		req.Cwd = a.cwd
+	}
 	spec := process.Spec{
+		Credential: a.cred,
 		Command:    req.Command,
 		Cwd:        req.Cwd,
 		Env:        mergeEnv(a.env, req.Env),

@@ -24,14 +24,18 @@ import (
 const stdinShell = `if command -v bash >/dev/null 2>&1; then exec bash -s; else exec sh -s; fi`
 
 // shellTarget returns the session of `chaser shell [SESSION]`: SESSION, or
-// a fresh ephemeral sandbox that release destroys.
-func shellTarget(ctx context.Context, e *env, c *client.Client, args []string) (id string, release func(), err error) {
+// where a targetless request goes (a fresh ephemeral sandbox that release
+// destroys, or a paid account's default workspace, which stays).
+func shellTarget(ctx context.Context, e *env, c *client.Client, args []string, ephemeral bool) (id string, release func(), err error) {
 	if len(args) == 1 {
 		return args[0], func() {}, nil
 	}
-	s, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Ephemeral: true})
+	s, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Ephemeral: ephemeral})
 	if err != nil {
 		return "", nil, err
+	}
+	if !s.Ephemeral {
+		return s.ID, func() {}, nil // a workspace's session stays
 	}
 	return s.ID, func() {
 		// The sandbox must go even when ctx ended (Ctrl-C, SIGTERM).
@@ -45,10 +49,10 @@ func shellTarget(ctx context.Context, e *env, c *client.Client, args []string) (
 
 // runShell is `chaser shell [SESSION]` without -c: an interactive terminal
 // when stdin is one, else the remote shell reading the piped input.
-// Without SESSION it runs in a fresh ephemeral sandbox destroyed at the end.
-func runShell(ctx context.Context, e *env, args []string, cwd string) error {
+// Without SESSION it runs where a targetless request goes (shellTarget).
+func runShell(ctx context.Context, e *env, args []string, cwd string, ephemeral bool) error {
 	c := e.client()
-	id, release, err := shellTarget(ctx, e, c, args)
+	id, release, err := shellTarget(ctx, e, c, args, ephemeral)
 	if err != nil {
 		return err
 	}

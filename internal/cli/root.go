@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -66,7 +67,9 @@ func hint(err error) string {
 	switch {
 	case errors.Is(err, errdefs.ErrUnauthenticated):
 		return "\n  set CHASER_API_KEY (the admin key is in the server's data dir: admin.key)"
-	case errors.Is(err, errdefs.ErrNotFound):
+	case errors.Is(err, errdefs.ErrNotFound) && strings.HasPrefix(httpjson.Message(err), "image "):
+		return "\n  check the image reference; cached images: chaser images list"
+	case errors.Is(err, errdefs.ErrNotFound) && strings.HasPrefix(httpjson.Message(err), "session "):
 		return "\n  list your sessions with: chaser sessions list"
 	}
 	return ""
@@ -88,6 +91,11 @@ func newRoot(e *env) *cobra.Command {
 		newSessions(e),
 		newShell(e),
 		newAccounts(e),
+		newWorkspaces(e),
+		newUpload(e), newDownload(e),
+		newImages(e),
+		newMCP(e),
+		newForward(e),
 	)
 	return root
 }

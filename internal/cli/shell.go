@@ -17,6 +17,7 @@ import (
 
 func newShell(e *env) *cobra.Command {
 	var command, cwd string
+	var ephemeral bool
 	cmd := &cobra.Command{
 		Use:   "shell [SESSION] [-c COMMAND]",
 		Short: "Open an interactive shell in a sandbox, or run a command with -c",
@@ -26,15 +27,17 @@ chaser exits with the shell's exit code. With piped input the remote shell reads
 it as a script.
 With -c: run COMMAND in SESSION, streaming its output; chaser exits with its
 exit code. Piped standard input is passed through.
-Without SESSION a fresh ephemeral sandbox is made and destroyed afterwards.`,
+Without SESSION the shell or command runs where a targetless request goes: a
+fresh ephemeral sandbox, destroyed afterwards (free accounts, or --ephemeral),
+or the account's default workspace (paid accounts).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if command == "" {
-				return runShell(cmd.Context(), e, args, cwd)
+				return runShell(cmd.Context(), e, args, cwd, ephemeral)
 			}
 			c := e.client()
 			ctx := cmd.Context()
-			id, release, err := shellTarget(ctx, e, c, args)
+			id, release, err := shellTarget(ctx, e, c, args, ephemeral)
 			if err != nil {
 				return err
 			}
@@ -52,6 +55,7 @@ Without SESSION a fresh ephemeral sandbox is made and destroyed afterwards.`,
 	}
 	cmd.Flags().StringVarP(&command, "command", "c", "", "command to run (under sh -c; bash when present)")
 	cmd.Flags().StringVar(&cwd, "cwd", "", "working directory (default /workspace)")
+	cmd.Flags().BoolVar(&ephemeral, "ephemeral", false, "without SESSION: use a throwaway sandbox even on a paid account")
 	return cmd
 }
 

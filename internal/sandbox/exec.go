@@ -18,7 +18,9 @@ import (
 
 // Exec limits.
 const (
-	// DefaultCwd is where commands run unless told otherwise.
+	// DefaultCwd is where commands run unless told otherwise and the image
+	// names no WorkingDir. The agent applies the default (it knows the
+	// image's), so requests without cwd reach it empty.
 	DefaultCwd = "/workspace"
 	// MaxTimeout bounds timeout_ms.
 	MaxTimeout = 24 * time.Hour
@@ -32,10 +34,7 @@ func validateExec(req *api.ExecRequest) error {
 	if strings.TrimSpace(req.Command) == "" {
 		return errdefs.New(errdefs.ErrInvalidArgument, `"command" is required`)
 	}
-	if req.Cwd == "" {
-		req.Cwd = DefaultCwd
-	}
-	if !path.IsAbs(req.Cwd) {
+	if req.Cwd != "" && !path.IsAbs(req.Cwd) {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("cwd %q must be an absolute path", req.Cwd))
 	}
 	if req.TimeoutMS < 0 || time.Duration(req.TimeoutMS)*time.Millisecond > MaxTimeout {
@@ -65,6 +64,14 @@ func (s *Service) Start(ctx context.Context, acct store.Account, id string, req 
 		open := true
 		req.StdinOpen = &open
 	}
+	kind := "sync"
+	switch {
+	case req.Background:
+		kind = "background"
+	case req.Stream:
+		kind = "stream"
+	}
+	s.cfg.Metrics.Commands.WithLabelValues(kind).Inc()
 	return c.Start(ctx, req)
 }
 
@@ -169,8 +176,9 @@ func (s *Service) Exec(ctx context.Context, acct store.Account, id string, req a
 	return res, nil
 }
 
-// ExecTargetless runs a command for POST /v1/exec: in a fresh ephemeral
-// sandbox that is destroyed afterwards.
+// ExecTargetless runs a command for POST /v1/exec, in the session the
+// request resolves to (see Create): a throwaway sandbox, destroyed
+// afterwards, or a workspace's session, which stays.
 func (s *Service) ExecTargetless(ctx context.Context, acct store.Account, req api.ExecRequest) (api.ExecResult, error) {
 	if req.Background || req.Stream {
 		return api.ExecResult{}, errdefs.New(errdefs.ErrInvalidArgument, "background and stream need a session: create one (POST /v1/sessions) and use POST /v1/sessions/{id}/exec")
@@ -178,19 +186,19 @@ func (s *Service) ExecTargetless(ctx context.Context, acct store.Account, req ap
 	if err := validateExec(&req); err != nil {
 		return api.ExecResult{}, err
 	}
-	if req.Workspace != "" {
-		return api.ExecResult{}, errdefs.New(errdefs.ErrNotImplemented, "workspaces are not available yet")
-	}
-	sess, err := s.Create(ctx, acct, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Ephemeral: true})
+	sess, _, err := s.Create(ctx, acct, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Workspace: req.Workspace, Ephemeral: req.Ephemeral})
 	if err != nil {
 		return api.ExecResult{}, err
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		if err := s.destroy(dctx, sess.ID); err != nil {
-			s.log.Error("destroy ephemeral exec sandbox", "session_id", sess.ID, "err", err)
-		}
-	}()
+	if sess.Ephemeral {
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := s.destroy(dctx, sess.ID); err != nil {
+				s.log.Error("destroy ephemeral exec sandbox", "session_id", sess.ID, "err", err)
+			}
+		}()
+	}
+	req.Workspace, req.Ephemeral = "", false
 	return s.Exec(ctx, acct, sess.ID, req)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/chaserhq/chaser/internal/agent"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
+	"github.com/chaserhq/chaser/internal/metrics"
 	"github.com/chaserhq/chaser/internal/runtime"
 	"github.com/chaserhq/chaser/internal/store"
 )
@@ -31,13 +32,16 @@ type TierLimits struct {
 	Resources runtime.Limits
 	// TTL is how long a session lives at most.
 	TTL time.Duration
+	// IdleTimeout ends a session nobody used for this long: no API call
+	// reached it and no command runs in it. Zero disables it.
+	IdleTimeout time.Duration
 }
 
 // DefaultTiers are the limits used unless configured otherwise.
 var DefaultTiers = map[string]TierLimits{
-	api.TierFree: {MaxSandboxes: 3, TTL: 30 * time.Minute,
+	api.TierFree: {MaxSandboxes: 3, TTL: 30 * time.Minute, IdleTimeout: 10 * time.Minute,
 		Resources: runtime.Limits{MemoryBytes: 512 << 20, MilliCPUs: 1000, Pids: 256}},
-	api.TierPaid: {MaxSandboxes: 20, TTL: 8 * time.Hour,
+	api.TierPaid: {MaxSandboxes: 20, TTL: 8 * time.Hour, IdleTimeout: time.Hour,
 		Resources: runtime.Limits{MemoryBytes: 2 << 30, MilliCPUs: 2000, Pids: 1024}},
 }
 
@@ -49,8 +53,13 @@ type Config struct {
 	// AgentPath is the host path of the binary that runs as the agent.
 	AgentPath    string
 	DefaultImage string
+	// WorkspaceDir holds one directory per workspace: its writable layer.
+	WorkspaceDir string
 	Tiers        map[string]TierLimits
+	MaxFileSize  int64 // bytes per upload or download; 0: fs.DefaultMaxFileSize
 	Log          *slog.Logger
+	// Metrics is updated by the service; nil makes a private set.
+	Metrics *metrics.Metrics
 }
 
 // Service manages sessions.
@@ -63,6 +72,11 @@ type Service struct {
 	// creating counts sessions being created per account, so that
 	// concurrent creates cannot exceed the tier's limit.
 	creating map[string]int
+	// wsLocks serialize finding-or-starting the session of a workspace.
+	wsLocks map[string]*sync.Mutex
+	// used is when each running session was last reached through Agent.
+	used  map[string]time.Time
+	ports portTable // public ports of running sessions
 }
 
 // New returns a service. Call Recover before serving requests.
@@ -73,12 +87,25 @@ func New(cfg Config) *Service {
 	if cfg.DefaultImage == "" {
 		cfg.DefaultImage = image.HostRef
 	}
-	return &Service{
+	s := &Service{
 		cfg:      cfg,
 		log:      cfg.Log.With("component", "sandbox"),
 		live:     make(map[string]*agent.Client),
 		creating: make(map[string]int),
+		wsLocks:  make(map[string]*sync.Mutex),
+		used:     make(map[string]time.Time),
 	}
+	if s.cfg.Metrics == nil {
+		s.cfg.Metrics = metrics.New(s.Running)
+	}
+	return s
+}
+
+// Running returns how many sandboxes run now.
+func (s *Service) Running() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return float64(len(s.live))
 }
 
 // RuntimeName names the isolation runtime.
@@ -108,23 +135,52 @@ func (s *Service) tier(acct store.Account) TierLimits {
 	return s.cfg.Tiers[api.TierFree]
 }
 
-// Create creates a session and its sandbox, and returns when the agent
-// answers. Errors: ErrInvalidArgument for a bad request,
-// ErrResourceExhausted when the tier's sandbox limit is reached.
-func (s *Service) Create(ctx context.Context, acct store.Account, req api.CreateSessionRequest) (api.Session, error) {
+// Create finds or creates the session a request asks for — the one
+// resolver of targets shared by the HTTP API, /v1/exec, the CLI and MCP:
+//
+//   - ephemeral, or an image without a workspace: a fresh throwaway sandbox;
+//   - a workspace: the session running on it, or a new one;
+//   - neither: free accounts get a throwaway sandbox, paid accounts their
+//     default workspace for the session type (made on first use).
+//
+// It reports whether it created a session. Errors: ErrInvalidArgument for a
+// bad request, ErrNotFound for an unknown workspace, ErrPermissionDenied for
+// workspaces on the free tier, ErrResourceExhausted when the tier's sandbox
+// limit is reached.
+func (s *Service) Create(ctx context.Context, acct store.Account, req api.CreateSessionRequest) (api.Session, bool, error) {
 	if req.Type == "" {
 		req.Type = api.SessionTypeSandbox
 	}
 	if req.Type != api.SessionTypeSandbox {
-		return api.Session{}, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("unknown session type %q (use %q)", req.Type, api.SessionTypeSandbox))
+		return api.Session{}, false, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("unknown session type %q (use %q)", req.Type, api.SessionTypeSandbox))
 	}
 	if req.Workspace != "" && req.Image != "" {
-		return api.Session{}, errdefs.New(errdefs.ErrInvalidArgument, "workspace and image cannot be used together: a workspace fixes its image when it is created")
+		return api.Session{}, false, errdefs.New(errdefs.ErrInvalidArgument, "workspace and image cannot be used together: a workspace fixes its image when it is created")
 	}
+	if req.Workspace != "" && req.Ephemeral {
+		return api.Session{}, false, errdefs.New(errdefs.ErrInvalidArgument, "workspace and ephemeral cannot be used together")
+	}
+	if req.Workspace == "" && (req.Ephemeral || req.Image != "" || acct.Tier != api.TierPaid) {
+		sess, err := s.create(ctx, acct, req.Type, req.Image, nil)
+		return sess, err == nil, err
+	}
+	var ws store.Workspace
+	var err error
 	if req.Workspace != "" {
-		return api.Session{}, errdefs.New(errdefs.ErrNotImplemented, "workspaces are not available yet")
+		ws, err = s.workspace(ctx, acct, req.Workspace)
+	} else {
+		ws, err = s.defaultWorkspace(ctx, acct, req.Type)
 	}
-	ref := req.Image
+	if err != nil {
+		return api.Session{}, false, err
+	}
+	return s.onWorkspace(ctx, acct, ws)
+}
+
+// create creates a session and its sandbox on image ref (the default image
+// when empty), on workspace ws when not nil, and returns when the agent
+// answers.
+func (s *Service) create(ctx context.Context, acct store.Account, typ, ref string, ws *store.Workspace) (api.Session, error) {
 	if ref == "" {
 		ref = s.cfg.DefaultImage
 	}
@@ -132,6 +188,9 @@ func (s *Service) Create(ctx context.Context, acct store.Account, req api.Create
 	if err != nil {
 		return api.Session{}, err
 	}
+	// The lease keeps the image's layers from GC until the rootfs is
+	// mounted (or creation failed).
+	defer img.Release()
 	tier := s.tier(acct)
 	release, err := s.reserve(ctx, acct, tier)
 	if err != nil {
@@ -141,9 +200,14 @@ func (s *Service) Create(ctx context.Context, acct store.Account, req api.Create
 
 	now := time.Now().UTC()
 	sess := store.Session{
-		ID: NewID("s"), AccountID: acct.ID, Type: req.Type, Status: api.StatusStarting,
-		Image: img.Ref, Runtime: s.cfg.Runtime.Name(), Ephemeral: true,
+		ID: NewID("s"), AccountID: acct.ID, Type: typ, Status: api.StatusStarting,
+		Image: img.Ref, Runtime: s.cfg.Runtime.Name(), Ephemeral: ws == nil,
 		CreatedAt: now, ExpiresAt: now.Add(tier.TTL),
+	}
+	upper := ""
+	if ws != nil {
+		sess.WorkspaceID = &ws.ID
+		upper = s.workspaceDir(ws.ID)
 	}
 	if err := s.cfg.Store.CreateSession(ctx, sess); err != nil {
 		return api.Session{}, err
@@ -152,19 +216,29 @@ func (s *Service) Create(ctx context.Context, acct store.Account, req api.Create
 	// finds its session listed, or gone if creation failed.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	if err := s.start(bctx, sess, img, tier); err != nil {
+	begin := time.Now()
+	if err := s.start(bctx, sess, img, tier, upper); err != nil {
+		s.cfg.Metrics.SandboxFailures.Inc()
 		if derr := s.cfg.Store.DeleteSession(bctx, sess.ID); derr != nil {
 			s.log.Error("forget failed session", "session_id", sess.ID, "err", derr)
 		}
 		return api.Session{}, fmt.Errorf("create sandbox: %w", err)
 	}
+	s.cfg.Metrics.SandboxCreate.Observe(time.Since(begin).Seconds())
 	sess.Status = api.StatusRunning
 	if err := s.cfg.Store.UpdateSessionStatus(bctx, sess.ID, sess.Status); err != nil {
 		s.destroy(bctx, sess.ID)
 		return api.Session{}, err
 	}
-	s.log.Info("session created", "session_id", sess.ID, "account", acct.ID, "image", img.Ref)
+	s.log.Info("session created", "session_id", sess.ID, "account", acct.ID, "image", img.Ref, "workspace_id", ptr(sess.WorkspaceID))
 	return toAPI(sess), nil
+}
+
+func ptr(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // reserve counts a session being created against the account's limit.
@@ -187,12 +261,12 @@ func (s *Service) reserve(ctx context.Context, acct store.Account, tier TierLimi
 	}, nil
 }
 
-func (s *Service) start(ctx context.Context, sess store.Session, img *image.Image, tier TierLimits) error {
+func (s *Service) start(ctx context.Context, sess store.Session, img *image.Image, tier TierLimits, upper string) error {
 	ws := ""
 	if sess.WorkspaceID != nil {
 		ws = *sess.WorkspaceID
 	}
-	env := append(append([]string(nil), img.Env...),
+	env := append(append(append([]string(nil), img.Env...), imageEnv(img)...),
 		"HOSTNAME="+sess.ID,
 		"CHASER=1",
 		"CHASER_SESSION_ID="+sess.ID,
@@ -202,7 +276,7 @@ func (s *Service) start(ctx context.Context, sess store.Session, img *image.Imag
 	)
 	spec := runtime.Spec{
 		ID: sess.ID, Hostname: sess.ID, Env: env, Limits: tier.Resources, AgentPath: s.cfg.AgentPath,
-		Rootfs: runtime.Rootfs{Overlays: img.Overlays},
+		Rootfs: runtime.Rootfs{Overlays: img.Overlays, UpperDir: upper},
 	}
 	if err := s.cfg.Runtime.Create(ctx, spec); err != nil {
 		return err
@@ -217,6 +291,7 @@ func (s *Service) start(ctx context.Context, sess store.Session, img *image.Imag
 	}
 	s.mu.Lock()
 	s.live[sess.ID] = c
+	s.used[sess.ID] = time.Now()
 	s.mu.Unlock()
 	return nil
 }
@@ -281,6 +356,9 @@ func (s *Service) Agent(ctx context.Context, acct store.Account, id string) (*ag
 	}
 	s.mu.Lock()
 	c := s.live[x.ID]
+	if c != nil {
+		s.used[x.ID] = time.Now()
+	}
 	s.mu.Unlock()
 	if c == nil || x.Status != api.StatusRunning {
 		return nil, x, errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("session %s is %s, not running", x.ID, x.Status))
@@ -300,6 +378,7 @@ func (s *Service) destroy(ctx context.Context, id string) error {
 	if err := s.cfg.Store.DeleteSession(ctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return err
 	}
+	s.cfg.Metrics.SandboxDeletes.Inc()
 	s.log.Info("session deleted", "session_id", id)
 	return nil
 }
@@ -308,7 +387,9 @@ func (s *Service) destroyRuntime(ctx context.Context, id string) error {
 	s.mu.Lock()
 	c := s.live[id]
 	delete(s.live, id)
+	delete(s.used, id)
 	s.mu.Unlock()
+	s.ports.forget(id)
 	if c != nil {
 		c.Close()
 	}
@@ -349,6 +430,7 @@ func (s *Service) Recover(ctx context.Context) error {
 			if herr == nil {
 				s.mu.Lock()
 				s.live[x.ID] = c
+				s.used[x.ID] = time.Now()
 				s.mu.Unlock()
 				s.log.Info("session recovered", "session_id", x.ID)
 				continue
@@ -360,6 +442,9 @@ func (s *Service) Recover(ctx context.Context) error {
 		if err := s.destroy(ctx, x.ID); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := s.removeOrphanWorkspaces(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	for _, in := range instances {
 		if !known[in.ID] {
@@ -399,22 +484,65 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Reap destroys sessions past their expiry. Run it periodically.
+// Reap destroys sessions past their expiry, and idle ones: not reached
+// through the API for the tier's IdleTimeout and running no command.
+// Run it periodically.
 func (s *Service) Reap(ctx context.Context) {
 	list, err := s.cfg.Store.ListSessions(ctx, "")
 	if err != nil {
 		s.log.Error("reap: list sessions", "err", err)
 		return
 	}
-	now := time.Now()
-	for _, x := range list {
-		if now.After(x.ExpiresAt) && x.Status == api.StatusRunning {
-			s.log.Info("session expired", "session_id", x.ID)
-			if err := s.destroy(ctx, x.ID); err != nil {
-				s.log.Error("reap", "session_id", x.ID, "err", err)
-			}
+	accounts := map[string]store.Account{}
+	if all, err := s.cfg.Store.ListAccounts(ctx); err == nil {
+		for _, a := range all {
+			accounts[a.ID] = a
 		}
 	}
+	now := time.Now()
+	for _, x := range list {
+		if x.Status != api.StatusRunning {
+			continue
+		}
+		why := ""
+		if now.After(x.ExpiresAt) {
+			why = "expired"
+		} else if s.idle(ctx, x, s.tier(accounts[x.AccountID]).IdleTimeout, now) {
+			why = "idle"
+		}
+		if why == "" {
+			continue
+		}
+		s.log.Info("reaping session", "session_id", x.ID, "reason", why)
+		if err := s.destroy(ctx, x.ID); err != nil {
+			s.log.Error("reap", "session_id", x.ID, "err", err)
+		}
+	}
+}
+
+// idle tells whether session x went unused for timeout and runs nothing.
+func (s *Service) idle(ctx context.Context, x store.Session, timeout time.Duration, now time.Time) bool {
+	if timeout <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	c, last := s.live[x.ID], s.used[x.ID]
+	s.mu.Unlock()
+	if c == nil || now.Sub(last) < timeout {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cmds, err := c.Commands(cctx)
+	if err != nil {
+		return false // unsure: leave it to the TTL
+	}
+	for _, cmd := range cmds {
+		if cmd.Status == api.CommandRunning {
+			return false
+		}
+	}
+	return true
 }
 
 // RunReaper calls Reap every interval until ctx ends.

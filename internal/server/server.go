@@ -12,11 +12,14 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/chaserhq/chaser/internal/account"
 	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/mcp"
+	"github.com/chaserhq/chaser/internal/metrics"
 	"github.com/chaserhq/chaser/internal/sandbox"
 	"github.com/chaserhq/chaser/internal/store"
 )
@@ -25,19 +28,24 @@ import (
 type Server struct {
 	accounts  *account.Service
 	sandboxes *sandbox.Service
+	metrics   *metrics.Metrics
+	mcp       *mcp.Server
 	log       *slog.Logger
 	mux       *http.ServeMux
+	fwd       *forwarder
 }
 
 // New returns the API server.
-func New(accounts *account.Service, sandboxes *sandbox.Service, log *slog.Logger) *Server {
-	s := &Server{accounts: accounts, sandboxes: sandboxes, log: log.With("component", "server"), mux: http.NewServeMux()}
+func New(accounts *account.Service, sandboxes *sandbox.Service, m *metrics.Metrics, log *slog.Logger) *Server {
+	s := &Server{accounts: accounts, sandboxes: sandboxes, metrics: m, log: log.With("component", "server"), mux: http.NewServeMux()}
+	s.mcp = mcp.New(sandboxes, log)
 	s.routes()
 	return s
 }
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.Handle("GET /metrics", s.metrics.Handler())
 
 	s.handle("POST /v1/accounts", s.createAccount)
 	s.handle("GET /v1/account", s.whoami)
@@ -47,13 +55,35 @@ func (s *Server) routes() {
 	s.handle("GET /v1/sessions/{id}", s.getSession)
 	s.handle("DELETE /v1/sessions/{id}", s.deleteSession)
 
+	s.handle("POST /v1/workspaces", s.createWorkspace)
+	s.handle("GET /v1/workspaces", s.listWorkspaces)
+	s.handle("GET /v1/workspaces/{name}", s.getWorkspace)
+	s.handle("DELETE /v1/workspaces/{name}", s.deleteWorkspace)
+	s.handle("PUT /v1/defaults/{type}", s.setDefault)
+	s.handle("GET /v1/defaults/{type}", s.getDefault)
+
 	s.handle("POST /v1/exec", s.execTargetless)
+	for _, method := range []string{"POST", "GET", "DELETE"} {
+		s.handle(method+" /v1/mcp", s.mcp.ServeHTTP)
+	}
 	s.handle("POST /v1/sessions/{id}/exec", s.execInSession)
 	s.handle("GET /v1/sessions/{id}/commands", s.listCommands)
 	s.handle("GET /v1/sessions/{id}/commands/{cid}", s.getCommand)
 	s.handle("GET /v1/sessions/{id}/commands/{cid}/output", s.commandOutput)
 	s.handle("POST /v1/sessions/{id}/commands/{cid}/stdin", s.commandStdin)
 	s.handle("POST /v1/sessions/{id}/commands/{cid}/signal", s.commandSignal)
+	s.fileRoutes()
+
+	s.imageRoutes()
+	s.fwd = newForwarder(s)
+	s.mux.HandleFunc("/s/{id}/forward/{port}", s.fwd.pathStyle)
+	s.mux.HandleFunc("/s/{id}/forward/{port}/{rest...}", s.fwd.pathStyle)
+	s.mux.HandleFunc("/forward/{port}", s.fwd.hostStyle)
+	s.mux.HandleFunc("/forward/{port}/{rest...}", s.fwd.hostStyle)
+	s.handle("GET /v1/sessions/{id}/tunnel/{port}", s.tunnel)
+	s.handle("GET /v1/sessions/{id}/ports", s.listPorts)
+	s.handle("GET /v1/sessions/{id}/ports/{port}", s.getPort)
+	s.handle("PUT /v1/sessions/{id}/ports/{port}", s.setPort)
 	s.mux.HandleFunc("GET /v1/sessions/{id}/pty", s.ptyAuth)
 	s.handle("POST /v1/sessions/{id}/self-test", s.selfTest)
 
@@ -157,6 +187,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				writeError(sw, r, fmt.Errorf("internal error (request %s): %w", rid, errdefs.ErrInternal))
 			}
 		}
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		s.metrics.Requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
+		s.metrics.RequestDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		s.log.Info("request", "request_id", rid, "method", r.Method, "path", r.URL.Path,
 			"status", sw.status, "ms", time.Since(start).Milliseconds(),
 			"account", attrs.account, "session_id", r.PathValue("id"))

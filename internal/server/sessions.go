@@ -12,12 +12,16 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request, acct stor
 	if !decode(w, r, &req) {
 		return
 	}
-	sess, err := s.sandboxes.Create(r.Context(), acct, req)
+	sess, created, err := s.sandboxes.Create(r.Context(), acct, req)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, sess)
+	status := http.StatusCreated
+	if !created {
+		status = http.StatusOK // the workspace's running session
+	}
+	writeJSON(w, status, sess)
 }
 
 func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, acct store.Account) {

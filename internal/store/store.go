@@ -41,6 +41,17 @@ type Session struct {
 	ExpiresAt   time.Time
 }
 
+// Workspace is a persistent writable layer that sessions run on, one at a
+// time.
+type Workspace struct {
+	ID          string
+	AccountID   string
+	Name        string
+	SessionType string
+	Image       string
+	CreatedAt   time.Time
+}
+
 // Store persists the control plane's state. Methods return
 // errdefs.ErrNotFound for missing records and errdefs.ErrAlreadyExists for
 // duplicates.
@@ -53,6 +64,8 @@ type Store interface {
 	// ListAccounts returns every account, oldest first.
 	ListAccounts(ctx context.Context) ([]Account, error)
 
+	// CreateSession refuses (ErrAlreadyExists) a second session on the
+	// same workspace: at most one session runs on a workspace.
 	CreateSession(ctx context.Context, s Session) error
 	GetSession(ctx context.Context, id string) (Session, error)
 	// ListSessions returns an account's sessions, oldest first; all
@@ -60,6 +73,22 @@ type Store interface {
 	ListSessions(ctx context.Context, accountID string) ([]Session, error)
 	UpdateSessionStatus(ctx context.Context, id, status string) error
 	DeleteSession(ctx context.Context, id string) error
+
+	CreateWorkspace(ctx context.Context, w Workspace) error
+	// GetWorkspace finds an account's workspace by name.
+	GetWorkspace(ctx context.Context, accountID, name string) (Workspace, error)
+	GetWorkspaceByID(ctx context.Context, id string) (Workspace, error)
+	// ListWorkspaces returns an account's workspaces (all when accountID
+	// is empty), oldest first.
+	ListWorkspaces(ctx context.Context, accountID string) ([]Workspace, error)
+	// DeleteWorkspace deletes a workspace and any default pointing at it.
+	DeleteWorkspace(ctx context.Context, id string) error
+	// SetDefault makes a workspace the account's default for its session
+	// type.
+	SetDefault(ctx context.Context, accountID, sessionType, workspaceID string) error
+	// GetDefault returns the id of the account's default workspace for a
+	// session type, or ErrNotFound.
+	GetDefault(ctx context.Context, accountID, sessionType string) (string, error)
 
 	Close() error
 }

@@ -44,6 +44,22 @@ var migrations = []string{
 		expires_at   INTEGER NOT NULL
 	);
 	CREATE INDEX sessions_account ON sessions(account_id);`,
+	`CREATE TABLE workspaces (
+		id           TEXT PRIMARY KEY,
+		account_id   TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+		name         TEXT NOT NULL,
+		session_type TEXT NOT NULL,
+		image        TEXT NOT NULL,
+		created_at   INTEGER NOT NULL,
+		UNIQUE (account_id, name)
+	);
+	CREATE TABLE defaults (
+		account_id   TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+		session_type TEXT NOT NULL,
+		workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+		PRIMARY KEY (account_id, session_type)
+	);
+	CREATE UNIQUE INDEX sessions_one_per_workspace ON sessions(workspace_id) WHERE workspace_id IS NOT NULL;`,
 }
 
 // Store is a store.Store backed by a SQLite file.
@@ -262,4 +278,97 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 		return fmt.Errorf("session %s: %w", id, errdefs.ErrNotFound)
 	}
 	return nil
+}
+
+const workspaceCols = `id, account_id, name, session_type, image, created_at`
+
+func scanWorkspace(row interface{ Scan(...any) error }) (store.Workspace, error) {
+	var w store.Workspace
+	var created int64
+	err := row.Scan(&w.ID, &w.AccountID, &w.Name, &w.SessionType, &w.Image, &created)
+	w.CreatedAt = time.Unix(0, created).UTC()
+	return w, err
+}
+
+// CreateWorkspace implements store.Store.
+func (s *Store) CreateWorkspace(ctx context.Context, w store.Workspace) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO workspaces(`+workspaceCols+`) VALUES (?,?,?,?,?,?)`,
+		w.ID, w.AccountID, w.Name, w.SessionType, w.Image, w.CreatedAt.UnixNano())
+	if isUnique(err) {
+		return fmt.Errorf("workspace %q: %w", w.Name, errdefs.ErrAlreadyExists)
+	}
+	return err
+}
+
+func (s *Store) getWorkspace(ctx context.Context, what, where string, args ...any) (store.Workspace, error) {
+	w, err := scanWorkspace(s.db.QueryRowContext(ctx, `SELECT `+workspaceCols+` FROM workspaces WHERE `+where, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return w, fmt.Errorf("workspace %s: %w", what, errdefs.ErrNotFound)
+	}
+	return w, err
+}
+
+// GetWorkspace implements store.Store.
+func (s *Store) GetWorkspace(ctx context.Context, accountID, name string) (store.Workspace, error) {
+	return s.getWorkspace(ctx, name, `account_id = ? AND name = ?`, accountID, name)
+}
+
+// GetWorkspaceByID implements store.Store.
+func (s *Store) GetWorkspaceByID(ctx context.Context, id string) (store.Workspace, error) {
+	return s.getWorkspace(ctx, id, `id = ?`, id)
+}
+
+// ListWorkspaces implements store.Store.
+func (s *Store) ListWorkspaces(ctx context.Context, accountID string) ([]store.Workspace, error) {
+	q := `SELECT ` + workspaceCols + ` FROM workspaces`
+	var args []any
+	if accountID != "" {
+		q += ` WHERE account_id = ?`
+		args = append(args, accountID)
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY created_at, id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []store.Workspace{}
+	for rows.Next() {
+		w, err := scanWorkspace(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}
+
+// DeleteWorkspace implements store.Store.
+func (s *Store) DeleteWorkspace(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM workspaces WHERE id = ?`, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("workspace %s: %w", id, errdefs.ErrNotFound)
+	}
+	return nil
+}
+
+// SetDefault implements store.Store.
+func (s *Store) SetDefault(ctx context.Context, accountID, sessionType, workspaceID string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO defaults(account_id, session_type, workspace_id) VALUES (?,?,?)
+		ON CONFLICT(account_id, session_type) DO UPDATE SET workspace_id = excluded.workspace_id`,
+		accountID, sessionType, workspaceID)
+	return err
+}
+
+// GetDefault implements store.Store.
+func (s *Store) GetDefault(ctx context.Context, accountID, sessionType string) (string, error) {
+	var id string
+	err := s.db.QueryRowContext(ctx, `SELECT workspace_id FROM defaults WHERE account_id = ? AND session_type = ?`,
+		accountID, sessionType).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("default %s workspace: %w", sessionType, errdefs.ErrNotFound)
+	}
+	return id, err
 }

@@ -16,6 +16,7 @@ import (
 func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Accounts", func(t *testing.T) { testAccounts(t, newStore(t)) })
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, newStore(t)) })
+	t.Run("Workspaces", func(t *testing.T) { testWorkspaces(t, newStore(t)) })
 }
 
 func testAccounts(t *testing.T, s store.Store) {
@@ -107,6 +108,77 @@ func testSessions(t *testing.T, s store.Store) {
 		t.Fatalf("get deleted: %v", err)
 	}
 	if err := s.DeleteSession(ctx, "s-1"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("delete twice: %v", err)
+	}
+}
+
+func testWorkspaces(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	for _, name := range []string{"a", "b"} {
+		if err := s.CreateAccount(ctx, store.Account{ID: "acc-" + name, Name: name, Tier: "paid", CreatedAt: now}, store.APIKey{ID: "k-" + name, Hash: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := store.Workspace{ID: "ws-1", AccountID: "acc-a", Name: "dev", SessionType: "sandbox", Image: "host", CreatedAt: now}
+	if err := s.CreateWorkspace(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	dup := w
+	dup.ID = "ws-2"
+	if err := s.CreateWorkspace(ctx, dup); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	other := w
+	other.ID, other.AccountID = "ws-3", "acc-b"
+	if err := s.CreateWorkspace(ctx, other); err != nil {
+		t.Fatalf("same name, other account: %v", err)
+	}
+	got, err := s.GetWorkspace(ctx, "acc-a", "dev")
+	if err != nil || got != w {
+		t.Fatalf("GetWorkspace = %+v, %v", got, err)
+	}
+	if _, err := s.GetWorkspace(ctx, "acc-a", "nope"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("missing workspace: %v", err)
+	}
+	if got, err := s.GetWorkspaceByID(ctx, "ws-3"); err != nil || got.AccountID != "acc-b" {
+		t.Fatalf("GetWorkspaceByID = %+v, %v", got, err)
+	}
+	if l, err := s.ListWorkspaces(ctx, "acc-a"); err != nil || len(l) != 1 {
+		t.Fatalf("ListWorkspaces = %+v, %v", l, err)
+	}
+
+	// One session per workspace.
+	ws := "ws-1"
+	sess := store.Session{ID: "s-1", AccountID: "acc-a", Type: "sandbox", Status: "running", Image: "host", Runtime: "runc",
+		WorkspaceID: &ws, CreatedAt: now, ExpiresAt: now}
+	if err := s.CreateSession(ctx, sess); err != nil {
+		t.Fatal(err)
+	}
+	sess.ID = "s-2"
+	if err := s.CreateSession(ctx, sess); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("second session on a workspace: %v", err)
+	}
+
+	if _, err := s.GetDefault(ctx, "acc-a", "sandbox"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("GetDefault before set: %v", err)
+	}
+	if err := s.SetDefault(ctx, "acc-a", "sandbox", "ws-1"); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := s.GetDefault(ctx, "acc-a", "sandbox"); err != nil || id != "ws-1" {
+		t.Fatalf("GetDefault = %q, %v", id, err)
+	}
+	if err := s.DeleteSession(ctx, "s-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteWorkspace(ctx, "ws-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetDefault(ctx, "acc-a", "sandbox"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("default survives its workspace: %v", err)
+	}
+	if err := s.DeleteWorkspace(ctx, "ws-1"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("delete twice: %v", err)
 	}
 }

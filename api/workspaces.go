@@ -1,0 +1,39 @@
+package api
+
+import "time"
+
+// Workspace is a persistent writable layer — /workspace, installed
+// packages, dotfiles: everything a sandbox changes — that sessions run on,
+// one at a time. Its image is fixed when it is created.
+type Workspace struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	SessionType string    `json:"session_type"`
+	Image       string    `json:"image"`
+	CreatedAt   time.Time `json:"created_at"`
+	// Default tells whether this is the account's default workspace for
+	// its session type.
+	Default bool `json:"default"`
+	// SessionID is the session running on the workspace, if any.
+	SessionID *string `json:"session_id"`
+	// SizeBytes is the disk space the workspace's files take.
+	SizeBytes int64 `json:"size_bytes"`
+}
+
+// CreateWorkspaceRequest is the body of POST /v1/workspaces.
+type CreateWorkspaceRequest struct {
+	Name        string `json:"name"`
+	SessionType string `json:"session_type,omitempty"`
+	Image       string `json:"image,omitempty"`
+}
+
+// WorkspaceList is the body of GET /v1/workspaces.
+type WorkspaceList struct {
+	Workspaces []Workspace `json:"workspaces"`
+}
+
+// DefaultWorkspace is the body of PUT and GET /v1/defaults/{session_type}.
+type DefaultWorkspace struct {
+	SessionType string `json:"session_type,omitempty"`
+	Workspace   string `json:"workspace"`
+}

@@ -1,0 +1,191 @@
+// Package bench holds Chaser's benchmarks. Each compares Chaser with the bare
+// runtime on the same machine in the same run, so ratios mean something on
+// a noisy host: run them with `sudo go test ./bench -run '^$' -bench . -benchtime 20x`
+// (or bench/run.sh, which prints the ratios).
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/client"
+	"github.com/chaserhq/chaser/internal/testserver"
+)
+
+func server(b *testing.B) (*testserver.Server, *client.Client) {
+	b.Helper()
+	if os.Geteuid() != 0 {
+		b.Skip("skipping: benchmarks run real sandboxes and need root")
+	}
+	s, err := testserver.Start("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		s.Stop()
+		os.RemoveAll(s.DataDir)
+	})
+	return s, client.New(s.URL, s.AdminKey)
+}
+
+func runc(dataDir string, args ...string) *exec.Cmd {
+	return exec.Command("runc", append([]string{"--root", filepath.Join(dataDir, "runc")}, args...)...)
+}
+
+// bareBundle makes a runc bundle with the same config and rootfs as a
+// running Chaser sandbox, but running argv instead of the agent.
+func bareBundle(b *testing.B, s *testserver.Server, sandboxID string, argv ...string) string {
+	src := filepath.Join(s.DataDir, "sandboxes", sandboxID)
+	raw, err := os.ReadFile(filepath.Join(src, "config.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		b.Fatal(err)
+	}
+	proc := spec["process"].(map[string]any)
+	proc["args"] = argv
+	spec["root"] = map[string]any{"path": filepath.Join(src, "rootfs")}
+	linux := spec["linux"].(map[string]any)
+	linux["cgroupsPath"] = "/chaser-bench/bare"
+	dir := b.TempDir()
+	out, _ := json.Marshal(spec)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), out, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
+
+// BenchmarkCreate measures creating a sandbox and running its first
+// command, against `runc run` of the same rootfs and config.
+func BenchmarkCreate(b *testing.B) {
+	s, c := server(b)
+	ctx := context.Background()
+	b.Run("chaser-create+exec", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			sess, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res, err := c.Exec(ctx, sess.ID, api.ExecRequest{Command: "true"}); err != nil || res.ExitCode != 0 {
+				b.Fatal(res, err)
+			}
+			b.StopTimer()
+			if err := c.DeleteSession(ctx, sess.ID); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+	ref, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bundle := bareBundle(b, s, ref.ID, "/usr/bin/true")
+	b.Run("runc-run", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			cmd := runc(s.DataDir, "run", "--bundle", bundle, fmt.Sprintf("bare-%d", i))
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("runc run: %v %s", err, out)
+			}
+		}
+	})
+	b.Run("chaser-delete", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			sess, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if err := c.DeleteSession(ctx, sess.ID); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkExec measures one exec round trip of `true` through the API
+// (HTTP → server → agent), against `runc exec` into the same sandbox.
+func BenchmarkExec(b *testing.B) {
+	s, c := server(b)
+	ctx := context.Background()
+	sess, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("chaser-exec", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if res, err := c.Exec(ctx, sess.ID, api.ExecRequest{Command: "true"}); err != nil || res.ExitCode != 0 {
+				b.Fatal(res, err)
+			}
+		}
+	})
+	b.Run("runc-exec", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if out, err := runc(s.DataDir, "exec", sess.ID, "/usr/bin/true").CombinedOutput(); err != nil {
+				b.Fatalf("runc exec: %v %s", err, out)
+			}
+		}
+	})
+}
+
+// BenchmarkIdleMemory creates sandboxes and reports what an idle one costs:
+// the agent's RSS and the sandbox cgroup's memory use.
+func BenchmarkIdleMemory(b *testing.B) {
+	s, c := server(b)
+	ctx := context.Background()
+	const n = 10
+	var ids []string
+	for i := 0; i < n; i++ {
+		sess, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, sess.ID)
+	}
+	for i := 0; i < b.N; i++ {
+		var rss, anon, cg int64
+		for _, id := range ids {
+			pidb, err := os.ReadFile(filepath.Join(s.DataDir, "sandboxes", id, "pid"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			pid := strings.TrimSpace(string(pidb))
+			rss += statusKB(b, pid, "VmRSS") * 1024
+			anon += statusKB(b, pid, "RssAnon") * 1024
+			u, err := os.ReadFile("/sys/fs/cgroup/memory/chaser/" + id + "/memory.usage_in_bytes")
+			if err == nil {
+				v, _ := strconv.ParseInt(strings.TrimSpace(string(u)), 10, 64)
+				cg += v
+			}
+		}
+		b.ReportMetric(float64(rss)/n/(1<<20), "agent-RSS-MB/sandbox")
+		b.ReportMetric(float64(anon)/n/(1<<20), "agent-anon-MB/sandbox")
+		b.ReportMetric(float64(cg)/n/(1<<20), "cgroup-MB/sandbox")
+	}
+}
+
+func statusKB(b *testing.B, pid, field string) int64 {
+	raw, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	b.Fatalf("no %s in /proc/%s/status", field, pid)
+	return 0
+}

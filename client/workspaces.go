@@ -1,0 +1,52 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"github.com/chaserhq/chaser/api"
+)
+
+// CreateWorkspace creates a workspace (paid accounts).
+func (c *Client) CreateWorkspace(ctx context.Context, req api.CreateWorkspaceRequest) (api.Workspace, error) {
+	var w api.Workspace
+	err := c.call(ctx, http.MethodPost, "/v1/workspaces", req, &w)
+	return w, err
+}
+
+// ListWorkspaces lists the account's workspaces.
+func (c *Client) ListWorkspaces(ctx context.Context) ([]api.Workspace, error) {
+	var l api.WorkspaceList
+	err := c.call(ctx, http.MethodGet, "/v1/workspaces", nil, &l)
+	return l.Workspaces, err
+}
+
+// GetWorkspace returns a workspace by name.
+func (c *Client) GetWorkspace(ctx context.Context, name string) (api.Workspace, error) {
+	var w api.Workspace
+	err := c.call(ctx, http.MethodGet, "/v1/workspaces/"+url.PathEscape(name), nil, &w)
+	return w, err
+}
+
+// DeleteWorkspace deletes a workspace and its data; force stops a session
+// running on it first.
+func (c *Client) DeleteWorkspace(ctx context.Context, name string, force bool) error {
+	p := "/v1/workspaces/" + url.PathEscape(name)
+	if force {
+		p += "?force=true"
+	}
+	return c.call(ctx, http.MethodDelete, p, nil, nil)
+}
+
+// SetDefault makes a workspace the default for a session type.
+func (c *Client) SetDefault(ctx context.Context, sessionType, workspace string) error {
+	return c.call(ctx, http.MethodPut, "/v1/defaults/"+url.PathEscape(sessionType), api.DefaultWorkspace{Workspace: workspace}, nil)
+}
+
+// GetDefault returns the default workspace of a session type.
+func (c *Client) GetDefault(ctx context.Context, sessionType string) (api.Workspace, error) {
+	var w api.Workspace
+	err := c.call(ctx, http.MethodGet, "/v1/defaults/"+url.PathEscape(sessionType), nil, &w)
+	return w, err
+}

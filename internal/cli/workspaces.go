@@ -1,0 +1,159 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/errdefs"
+)
+
+func newWorkspaces(e *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "workspaces", Short: "Manage persistent workspaces (paid accounts)"}
+	var req api.CreateWorkspaceRequest
+	create := &cobra.Command{
+		Use:   "create --name NAME [--session-type sandbox] [--image REF]",
+		Short: "Create a workspace; its image is fixed from now on",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			w, err := e.client().CreateWorkspace(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(w)
+			}
+			fmt.Fprintf(e.stdout, "created workspace %s (%s)\n", w.Name, w.ID)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&req.Name, "name", "", "workspace name")
+	create.Flags().StringVar(&req.SessionType, "session-type", api.SessionTypeSandbox, "session type")
+	create.Flags().StringVar(&req.Image, "image", "", "image (default: the server's default image)")
+	_ = create.MarkFlagRequired("name")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List workspaces",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := e.client().ListWorkspaces(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(api.WorkspaceList{Workspaces: l})
+			}
+			printWorkspaces(e.stdout, l)
+			return nil
+		},
+	}
+	get := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show a workspace",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			w, err := e.client().GetWorkspace(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(w)
+			}
+			printWorkspaces(e.stdout, []api.Workspace{w})
+			return nil
+		},
+	}
+	var force bool
+	del := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a workspace and all its data",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := e.client().DeleteWorkspace(cmd.Context(), args[0], force); err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(map[string]any{"name": args[0], "deleted": true})
+			}
+			fmt.Fprintf(e.stdout, "deleted workspace %s\n", args[0])
+			return nil
+		},
+	}
+	del.Flags().BoolVar(&force, "force", false, "stop a session running on the workspace first")
+
+	cmd.AddCommand(create, list, get, del, newDefault(e))
+	return cmd
+}
+
+func newDefault(e *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "default", Short: "The default workspace of a session type (used by targetless requests)"}
+	var sandbox bool
+	sessionType := func() (string, error) {
+		if !sandbox {
+			return "", errdefs.New(errdefs.ErrInvalidArgument, "say which session type: --sandbox")
+		}
+		return api.SessionTypeSandbox, nil
+	}
+	set := &cobra.Command{
+		Use:   "set NAME --sandbox",
+		Short: "Make NAME the default workspace",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			typ, err := sessionType()
+			if err != nil {
+				return err
+			}
+			if err := e.client().SetDefault(cmd.Context(), typ, args[0]); err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(api.DefaultWorkspace{SessionType: typ, Workspace: args[0]})
+			}
+			fmt.Fprintf(e.stdout, "default %s workspace: %s\n", typ, args[0])
+			return nil
+		},
+	}
+	get := &cobra.Command{
+		Use:   "get --sandbox",
+		Short: "Show the default workspace",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			typ, err := sessionType()
+			if err != nil {
+				return err
+			}
+			w, err := e.client().GetDefault(cmd.Context(), typ)
+			if err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(w)
+			}
+			printWorkspaces(e.stdout, []api.Workspace{w})
+			return nil
+		},
+	}
+	for _, c := range []*cobra.Command{set, get} {
+		c.Flags().BoolVar(&sandbox, "sandbox", false, "the default for sandbox sessions")
+	}
+	cmd.AddCommand(set, get)
+	return cmd
+}
+
+func printWorkspaces(w io.Writer, list []api.Workspace) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tID\tIMAGE\tDEFAULT\tSESSION\tSIZE\tCREATED")
+	for _, x := range list {
+		sess := "-"
+		if x.SessionID != nil {
+			sess = *x.SessionID
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%d\t%s\n", x.Name, x.ID, x.Image, x.Default, sess, x.SizeBytes, x.CreatedAt.Local().Format(time.DateTime))
+	}
+	tw.Flush()
+}

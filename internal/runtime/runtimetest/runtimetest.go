@@ -1,0 +1,215 @@
+// Package runtimetest is the conformance suite every runtime.Runtime passes:
+// lifecycle, the agent connection, recovery listing and complete release of
+// what a sandbox held.
+package runtimetest
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/agent"
+	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/image"
+	"github.com/chaserhq/chaser/internal/runtime"
+	"github.com/chaserhq/chaser/internal/testserver"
+)
+
+// AgentBinary builds the chaser binary (static) once per test process.
+func AgentBinary(t *testing.T) string {
+	bin, err := testserver.Binary()
+	if err != nil {
+		t.Fatalf("build chaser: %v", err)
+	}
+	return bin
+}
+
+// Factory returns a fresh runtime and the directory that holds all of its
+// state (checked for leftovers).
+type Factory func(t *testing.T) (rt runtime.Runtime, stateDir string)
+
+// Run runs the suite.
+func Run(t *testing.T, newRuntime Factory) {
+	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, newRuntime) })
+	t.Run("FailedCreateLeavesNothing", func(t *testing.T) { testFailedCreate(t, newRuntime) })
+	t.Run("Remnants", func(t *testing.T) { testRemnants(t, newRuntime) })
+}
+
+func spec(t *testing.T, id string) runtime.Spec {
+	imgs, err := image.NewStore(t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := imgs.Resolve(t.Context(), image.HostRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runtime.Spec{
+		ID: id, Hostname: id, AgentPath: AgentBinary(t),
+		Env:    append(img.Env, "CHASER=1"),
+		Limits: runtime.Limits{MemoryBytes: 256 << 20, MilliCPUs: 500, Pids: 128},
+		Rootfs: runtime.Rootfs{Overlays: img.Overlays},
+	}
+}
+
+func mountsUnder(dir string) []string {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, dir) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func testLifecycle(t *testing.T, newRuntime Factory) {
+	rt, state := newRuntime(t)
+	ctx := t.Context()
+	id := "rt-life"
+	if err := rt.Create(ctx, spec(t, id)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Delete(context.Background(), id) })
+	if err := rt.Create(ctx, spec(t, id)); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("second Create = %v, want ErrAlreadyExists", err)
+	}
+	in, err := rt.State(ctx, id)
+	if err != nil || in.State != runtime.Running {
+		t.Fatalf("State = %+v, %v", in, err)
+	}
+	c := agent.NewClient(func(ctx context.Context) (net.Conn, error) { return rt.Dial(ctx, id) })
+	defer c.Close()
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	h, err := c.Health(hctx)
+	if err != nil || h.PID != 1 {
+		t.Fatalf("agent health = %+v, %v (the agent must be PID 1)", h, err)
+	}
+	cmd, err := c.Start(ctx, api.ExecRequest{Command: "hostname; echo $CHASER", Cwd: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Output(ctx, cmd.ID, 0, true, "raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	buf := make([]byte, 512)
+	for {
+		n, err := resp.Body.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	resp.Body.Close()
+	if out.String() != id+"\n1\n" {
+		t.Fatalf("hostname; echo $CHASER = %q", out.String())
+	}
+	list, err := rt.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, in := range list {
+		found = found || in.ID == id && in.State == runtime.Running
+	}
+	if !found {
+		t.Fatalf("List = %+v lacks %s", list, id)
+	}
+	st, err := rt.Stats(ctx, id)
+	if err != nil || st.MemoryBytes <= 0 {
+		t.Fatalf("Stats = %+v, %v", st, err)
+	}
+
+	if err := rt.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.State(ctx, id); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("State after Delete = %v, want ErrNotFound", err)
+	}
+	if m := mountsUnder(state); len(m) > 0 {
+		t.Fatalf("mounts left after Delete: %v", m)
+	}
+	if cgs, _ := filepath.Glob("/sys/fs/cgroup/*/*/" + id); len(cgs) > 0 {
+		t.Fatalf("cgroups left after Delete: %v", cgs)
+	}
+	if err := rt.Delete(ctx, id); err != nil {
+		t.Fatalf("second Delete = %v, want nil", err)
+	}
+}
+
+func testFailedCreate(t *testing.T, newRuntime Factory) {
+	rt, state := newRuntime(t)
+	s := spec(t, "rt-fail")
+	s.AgentPath = "/does/not/exist"
+	if err := rt.Create(t.Context(), s); err == nil {
+		rt.Delete(context.Background(), s.ID)
+		t.Fatal("Create with a missing agent binary succeeded")
+	}
+	if m := mountsUnder(state); len(m) > 0 {
+		t.Fatalf("mounts left after a failed Create: %v", m)
+	}
+	if _, err := rt.State(t.Context(), s.ID); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("State after failed Create = %v, want ErrNotFound", err)
+	}
+	bad := spec(t, "Bad_ID")
+	if err := rt.Create(t.Context(), bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("Create(bad id) = %v", err)
+	}
+}
+
+// testRemnants checks that a sandbox whose processes died (as after a host
+// crash) is listed so recovery can find it, and that Delete releases it.
+func testRemnants(t *testing.T, newRuntime Factory) {
+	rt, state := newRuntime(t)
+	ctx := t.Context()
+	id := "rt-remnant"
+	if err := rt.Create(ctx, spec(t, id)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Delete(context.Background(), id) })
+	in, err := rt.State(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := os.FindProcess(in.PID); err == nil {
+		p.Kill()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		in, err = rt.State(ctx, id)
+		if err == nil && in.State == runtime.Stopped {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("State after kill = %+v, %v; want Stopped", in, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	list, err := rt.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, in := range list {
+		found = found || in.ID == id
+	}
+	if !found {
+		t.Fatalf("dead sandbox not listed: %+v", list)
+	}
+	if err := rt.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if m := mountsUnder(state); len(m) > 0 {
+		t.Fatalf("mounts left: %v", m)
+	}
+}

@@ -1,0 +1,130 @@
+// Package testserver builds the chaser binary and runs real servers for
+// benchmarks (and tests outside the integration package).
+package testserver
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// Binary builds the static chaser binary once per process and returns its
+// path.
+func Binary() (string, error) {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "chaser-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "chaser")
+		cmd := exec.Command("go", "build", "-o", binary, "github.com/chaserhq/chaser/cmd/chaser")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	return binary, buildErr
+}
+
+// Server is a running `chaser serve`.
+type Server struct {
+	URL, Addr, DataDir, AdminKey string
+	Cmd                          *exec.Cmd
+	mu                           sync.Mutex
+	log                          bytes.Buffer
+}
+
+type logWriter struct{ s *Server }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	return w.s.log.Write(p)
+}
+
+// Log returns what the server printed.
+func (s *Server) Log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log.String()
+}
+
+// Start starts a server on a free loopback port with data in dataDir (a new
+// temporary directory when empty) and waits until it answers.
+func Start(dataDir string, args ...string) (*Server, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	if dataDir == "" {
+		if dataDir, err = os.MkdirTemp("", "chaser-data-"); err != nil {
+			return nil, err
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	s := &Server{URL: "http://" + addr, Addr: addr, DataDir: dataDir}
+	s.Cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--data-dir", dataDir}, args...)...)
+	s.Cmd.Stdout, s.Cmd.Stderr = logWriter{s}, logWriter{s}
+	if err := s.Cmd.Start(); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(s.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			s.Cmd.Process.Kill()
+			s.Cmd.Wait()
+			return nil, fmt.Errorf("server did not start:\n%s", s.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	key, err := os.ReadFile(filepath.Join(dataDir, "admin.key"))
+	if err != nil {
+		return nil, err
+	}
+	s.AdminKey = strings.TrimSpace(string(key))
+	return s, nil
+}
+
+// Stop stops the server gracefully (SIGTERM) and waits for it.
+func (s *Server) Stop() error {
+	if s.Cmd.ProcessState != nil {
+		return nil
+	}
+	s.Cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- s.Cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(90 * time.Second):
+		s.Cmd.Process.Kill()
+		return fmt.Errorf("server did not stop within 90s")
+	}
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what Chaser needs on a Debian machine (runc; Go to build) and runs
+# the server on its embedded defaults: SQLite in /var/lib/chaser, runc, the
+# built-in host image, 127.0.0.1:8080. Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/deps.sh
+. scripts/deps.sh
+install_deps
+CGO_ENABLED=0 go build -o bin/chaser ./cmd/chaser
+echo "chaser: built bin/chaser; starting the server"
+exec ./bin/chaser serve "$@"
