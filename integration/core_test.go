@@ -520,7 +520,7 @@ func TestHealthAndMetrics(t *testing.T) {
 }
 
 // TestIdleReaping checks that an unused session ends after the idle timeout
-// while one running a command stays.
+// while one running a command, and one with an open terminal, stay.
 func TestIdleReaping(t *testing.T) {
 	s := newServer(t, "--idle-timeout", "1s", "--reap-interval", "200ms")
 	key := s.account(t, "free")
@@ -530,6 +530,12 @@ func TestIdleReaping(t *testing.T) {
 	if _, err := c.StartBackground(t.Context(), busy, api.ExecRequest{Command: "sleep 60"}); err != nil {
 		t.Fatal(err)
 	}
+	typing := s.sandbox(t, key)
+	pty, err := c.DialPTY(t.Context(), typing, client.PTYOptions{Mode: "agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pty.Close()
 	waitFor(t, func() bool {
 		_, err := c.GetSession(t.Context(), idle)
 		return err != nil
@@ -539,5 +545,8 @@ func TestIdleReaping(t *testing.T) {
 	}
 	if _, err := c.GetSession(t.Context(), busy); err != nil {
 		t.Fatalf("session running a command was reaped: %v", err)
+	}
+	if _, err := c.GetSession(t.Context(), typing); err != nil {
+		t.Fatalf("session with an open terminal was reaped: %v", err)
 	}
 }

@@ -23,6 +23,9 @@ type Health struct {
 	PID      int    `json:"pid"`
 	Shell    string `json:"shell"`
 	UptimeMS int64  `json:"uptime_ms"`
+	// Terminals counts open terminals (also those in their reconnect
+	// grace): a sandbox with one is in use.
+	Terminals int `json:"terminals"`
 }
 
 // Handler returns the agent's HTTP API.
@@ -44,10 +47,11 @@ func (a *Agent) Handler() http.Handler {
 
 func (a *Agent) health(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, Health{
-		Status:   "ok",
-		PID:      os.Getpid(),
-		Shell:    a.shell,
-		UptimeMS: time.Since(a.started).Milliseconds(),
+		Status:    "ok",
+		PID:       os.Getpid(),
+		Shell:     a.shell,
+		UptimeMS:  time.Since(a.started).Milliseconds(),
+		Terminals: a.terms.count(),
 	})
 }
 

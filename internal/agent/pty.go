@@ -81,6 +81,13 @@ func (ts *terminals) checkRoom() error {
 	return nil
 }
 
+// count returns how many terminals the sandbox has.
+func (ts *terminals) count() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return len(ts.m)
+}
+
 func (ts *terminals) remove(t *terminal) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()

@@ -485,7 +485,8 @@ func (s *Service) Shutdown(ctx context.Context) error {
 }
 
 // Reap destroys sessions past their expiry, and idle ones: not reached
-// through the API for the tier's IdleTimeout and running no command.
+// through the API for the tier's IdleTimeout, running no command and
+// holding no terminal.
 // Run it periodically.
 func (s *Service) Reap(ctx context.Context) {
 	list, err := s.cfg.Store.ListSessions(ctx, "")
@@ -520,7 +521,8 @@ func (s *Service) Reap(ctx context.Context) {
 	}
 }
 
-// idle tells whether session x went unused for timeout and runs nothing.
+// idle tells whether session x went unused for timeout and runs nothing:
+// no command and no terminal.
 func (s *Service) idle(ctx context.Context, x store.Session, timeout time.Duration, now time.Time) bool {
 	if timeout <= 0 {
 		return false
@@ -542,7 +544,8 @@ func (s *Service) idle(ctx context.Context, x store.Session, timeout time.Durati
 			return false
 		}
 	}
-	return true
+	h, err := c.Health(cctx)
+	return err == nil && h.Terminals == 0
 }
 
 // RunReaper calls Reap every interval until ctx ends.
