@@ -36,6 +36,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/processes/{id}/stdin", a.stdin)
 	mux.HandleFunc("POST /v1/processes/{id}/signal", a.signal)
 	a.fileRoutes(mux)
+	a.syncRoutes(mux)
 	return mux
 }
 

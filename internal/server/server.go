@@ -72,6 +72,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/sessions/{id}/commands/{cid}/stdin", s.commandStdin)
 	s.handle("POST /v1/sessions/{id}/commands/{cid}/signal", s.commandSignal)
 	s.fileRoutes()
+	s.syncRoutes()
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
