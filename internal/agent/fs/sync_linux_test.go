@@ -63,7 +63,7 @@ func TestExtractWritesTreeAndRefusesEscapes(t *testing.T) {
 	outside := filepath.Join(base, "outside")
 	os.Mkdir(outside, 0o755)
 	os.MkdirAll(root, 0o755)
-	os.Symlink(outside, filepath.Join(root, "escape"))     // symlinked parent pointing outside
+	os.Symlink(outside, filepath.Join(root, "escape"))      // symlinked parent pointing outside
 	os.Symlink("../outside", filepath.Join(root, "rel-up")) // relative, outside too
 	res, err := Extract(t.Context(), root, archive(t,
 		entry{name: "src/", typ: tar.TypeDir, mode: 0o750},
