@@ -92,6 +92,7 @@ func newRoot(e *env) *cobra.Command {
 		newWorkspaces(e),
 		newUpload(e), newDownload(e),
 		newMCP(e),
+		newDev(e),
 	)
 	return root
 }
