@@ -43,11 +43,20 @@ func (m *Mirror) Run(ctx context.Context, ready func(Stats)) error {
 				Message: fmt.Sprintf("cannot watch %s: %v (raise fs.inotify.max_user_watches for large trees)", m.abs(rel), err)})
 		}
 	}
+	// "ready" comes first: what the initial reconcile reports (files
+	// over the limit, unreadable directories) is held back until then.
+	emit := m.cfg.Emit
+	var held []api.DevEvent
+	m.cfg.Emit = func(ev api.DevEvent) { held = append(held, ev) }
 	st, err := m.Reconcile(ctx, false)
+	m.cfg.Emit = emit
 	if err != nil {
 		return err
 	}
 	ready(st)
+	for _, ev := range held {
+		emit(ev)
+	}
 
 	b := newBatcher(m.cfg.Quiet, m.cfg.MaxDelay)
 	for {
