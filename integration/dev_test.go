@@ -325,7 +325,9 @@ func TestDevOverLimitFileIsSkipped(t *testing.T) {
 	// While watching too: the big one is reported, the rest goes on.
 	writeFile(t, filepath.Join(dir, "big2.bin"), strings.Repeat("c", 3<<20))
 	writeFile(t, filepath.Join(dir, "after.txt"), "after\n")
-	d.waitEvent(t, visibleWithin, func(ev api.DevEvent) bool { return ev.Type == "error" && ev.Path == "big2.bin" && ev.Code == "too_large" })
+	d.waitEvent(t, visibleWithin, func(ev api.DevEvent) bool {
+		return ev.Type == "error" && ev.Path == "big2.bin" && ev.Code == "too_large"
+	})
 	s.eventually(t, key, id, "ls /workspace", "after.txt\nsmall.txt\n")
 	// A file just under the limit streams through.
 	writeFile(t, filepath.Join(dir, "edge.bin"), strings.Repeat("e", 1<<20))

@@ -65,7 +65,7 @@ a?c
 		{"x/.git/HEAD", false, true},
 		{".gitignore", false, false},
 		{"sub/a.gen", false, true},
-		{"a.gen", false, false}, // sub's rules apply beneath sub only
+		{"a.gen", false, false},             // sub's rules apply beneath sub only
 		{"sub/important.log", false, false}, // deeper file wins
 		{"sub/other.log", false, true},
 		{"sub/local", false, true},

@@ -40,39 +40,64 @@ func Diff(local Tree, remote map[string]api.ManifestEntry, ignored func(rel stri
 			p.Check = append(p.Check, rel)
 		}
 	}
-	gone := map[string]bool{}
-	var rels []string
+	var gone []string
 	for rel := range remote {
 		if _, ok := local[rel]; !ok {
-			rels = append(rels, rel)
+			gone = append(gone, rel)
 		}
 	}
-	sort.Strings(rels) // parents before children
-	for _, rel := range rels {
-		if covered(rel, gone, local) || ignored(rel, remote[rel].Type == api.FileTypeDir) {
-			continue
-		}
-		gone[rel] = true
-		p.Delete = append(p.Delete, rel)
-	}
+	isDir := func(rel string) bool { return remote[rel].Type == api.FileTypeDir }
+	p.Delete = prunable(gone, isDir, ignored, func(rel string) bool { return replaced(rel, local) })
 	sort.Strings(p.Upload)
 	sort.Strings(p.Check)
 	return p
 }
 
-// covered reports whether a parent of rel is already deleted, or is a
-// local non-directory that will replace the remote directory.
-func covered(rel string, gone map[string]bool, local Tree) bool {
-	for i := strings.LastIndexByte(rel, '/'); i > 0; i = strings.LastIndexByte(rel[:i], '/') {
-		parent := rel[:i]
-		if gone[parent] {
-			return true
-		}
-		if l, ok := local[parent]; ok && l.Type != api.FileTypeDir {
+// replaced reports whether a parent of rel is a local file or symlink,
+// whose upload replaces the remote directory with everything in it.
+func replaced(rel string, local Tree) bool {
+	for p := parent(rel); p != ""; p = parent(p) {
+		if l, ok := local[p]; ok && l.Type != api.FileTypeDir {
 			return true
 		}
 	}
 	return false
+}
+
+func parent(rel string) string {
+	if i := strings.LastIndexByte(rel, '/'); i > 0 {
+		return rel[:i]
+	}
+	return ""
+}
+
+// prunable returns what to delete of the remote paths gone locally: each
+// one unless ignored, skipped, or beneath one already deleted. A
+// directory that holds ignored paths (pkg/node_modules in a pkg deleted
+// locally) is kept, and its other entries deleted one by one: what local
+// rules ignore is never deleted.
+func prunable(gone []string, isDir func(string) bool, ignored func(string, bool) bool, skip func(string) bool) []string {
+	sort.Strings(gone) // parents before children
+	ign := map[string]bool{}
+	keep := map[string]bool{}
+	for _, rel := range gone {
+		if underAny(rel, ign) || ignored(rel, isDir(rel)) {
+			ign[rel] = true
+			for p := parent(rel); p != ""; p = parent(p) {
+				keep[p] = true
+			}
+		}
+	}
+	deleted := map[string]bool{}
+	var out []string
+	for _, rel := range gone {
+		if ign[rel] || keep[rel] || underAny(rel, deleted) || (skip != nil && skip(rel)) {
+			continue
+		}
+		deleted[rel] = true
+		out = append(out, rel)
+	}
+	return out
 }
 
 // Changed returns the paths of check whose local and remote hashes differ

@@ -171,7 +171,7 @@ func (m *Mirror) flush(ctx context.Context, paths []string) error {
 		abs := m.abs(rel)
 		fi, err := os.Lstat(abs)
 		if err != nil {
-			if r, ok := m.remote[rel]; ok && !m.matcher.Ignored(rel, r.Type == api.FileTypeDir) {
+			if _, ok := m.remote[rel]; ok {
 				del = append(del, rel)
 			}
 			continue
@@ -198,8 +198,7 @@ func (m *Mirror) flush(ctx context.Context, paths []string) error {
 		}
 	}
 	sort.Strings(upload)
-	sort.Strings(del)
-	del = topmost(del)
+	del = m.pruneList(del)
 	_, _, err := m.apply(ctx, upload, del, local, true)
 	return err
 }
@@ -224,19 +223,24 @@ func (m *Mirror) differs(rel string, e Entry) bool {
 	return err != nil || sum != r.SHA
 }
 
-// topmost drops the paths that are beneath another one of them.
-func topmost(paths []string) []string {
-	set := make(map[string]bool, len(paths))
-	for _, p := range paths {
-		set[p] = true
+// pruneList expands the local deletions of a batch into what to prune:
+// each path with what the sandbox holds beneath it, ignored paths kept.
+func (m *Mirror) pruneList(del []string) []string {
+	if len(del) == 0 {
+		return nil
 	}
-	var out []string
-	for _, p := range paths {
-		if !underAny(p, set) {
-			out = append(out, p)
+	set := map[string]bool{}
+	for _, rel := range del {
+		set[rel] = true
+	}
+	var gone []string
+	for rel := range m.remote {
+		if set[rel] || underAny(rel, set) {
+			gone = append(gone, rel)
 		}
 	}
-	return out
+	isDir := func(rel string) bool { return m.remote[rel].Type == api.FileTypeDir }
+	return prunable(gone, isDir, m.matcher.Ignored, nil)
 }
 
 // underAny reports whether a parent directory of rel is in set.
