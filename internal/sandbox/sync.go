@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -10,14 +11,17 @@ import (
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/internal/agent/fs"
 	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/httpjson"
 	"github.com/chaserhq/chaser/internal/store"
 )
 
 // Sync operations used by `chaser dev`: the agent walks, extracts and
 // prunes inside the sandbox (package agent/fs resolves every entry beneath
-// the root); this service checks whose session it is and passes the
-// operator's per-file limit, which the agent applies to every archive
-// entry (an entry over it is skipped and reported, the rest goes on).
+// the root); this service checks whose session it is and enforces the
+// operator's per-file limit on the archive stream itself: it re-encodes
+// the stream on its way to the agent, leaving out (and reporting) the
+// files over the limit, and passes the limit to the agent, which checks
+// it again.
 
 // Manifest opens the streamed manifest (an api.Manifest JSON object) of
 // the tree at root in session id; the caller copies and closes it.
@@ -62,7 +66,13 @@ func (s *Service) Extract(ctx context.Context, acct store.Account, id, root stri
 		return api.ArchiveResult{}, err
 	}
 	start := time.Now()
-	res, err := c.Extract(ctx, root, s.MaxFileSize(), body)
+	limit := s.MaxFileSize()
+	pr, pw := io.Pipe()
+	skipped := make(chan []api.SyncError, 1)
+	go func() { skipped <- filterArchive(body, pw, limit) }()
+	res, err := c.Extract(ctx, root, limit, pr)
+	pr.CloseWithError(errors.New("extraction ended")) // stops the filter if the agent gave up
+	res.Errors = append(<-skipped, res.Errors...)
 	if err != nil {
 		var e *errdefs.Error
 		if !errors.As(err, &e) && !errors.Is(err, errdefs.ErrUnavailable) {
@@ -85,4 +95,41 @@ func (s *Service) Prune(ctx context.Context, acct store.Account, id, root string
 		return api.PruneResult{}, err
 	}
 	return c.Prune(ctx, root, paths)
+}
+
+// filterArchive copies the tar stream r to w entry by entry, leaving out
+// regular files over limit bytes (their data is read and dropped), and
+// returns those as per-entry errors. A malformed stream closes w with an
+// ErrInvalidArgument, which ends the extraction.
+func filterArchive(r io.Reader, w *io.PipeWriter, limit int64) []api.SyncError {
+	skipped := []api.SyncError{}
+	tr := tar.NewReader(r)
+	tw := tar.NewWriter(w)
+	buf := make([]byte, 64<<10)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			w.CloseWithError(tw.Close())
+			return skipped
+		}
+		if err != nil {
+			w.CloseWithError(errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("archive malformed or cut: %v", err)))
+			return skipped
+		}
+		if hdr.Typeflag == tar.TypeReg && hdr.Size > limit {
+			skipped = append(skipped, api.SyncError{Path: hdr.Name, Code: "too_large", Message: fmt.Sprintf("%s: %s", hdr.Name, httpjson.Message(fs.TooLarge(limit)))})
+			continue
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			w.CloseWithError(err)
+			return skipped
+		}
+		if _, err := io.CopyBuffer(tw, tr, buf); err != nil {
+			if !errors.Is(err, io.ErrClosedPipe) {
+				err = errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("archive cut in the middle of %s: %v", hdr.Name, err))
+			}
+			w.CloseWithError(err)
+			return skipped
+		}
+	}
 }
