@@ -1,12 +1,15 @@
 package integration
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,9 +42,15 @@ type devRun struct {
 // event; it is interrupted at the end of the test if still running.
 func (s *Server) startDev(t *testing.T, key, dir string, args ...string) *devRun {
 	t.Helper()
+	return startDevAt(t, s.URL, key, dir, args...)
+}
+
+// startDevAt is startDev against the API at url.
+func startDevAt(t *testing.T, url, key, dir string, args ...string) *devRun {
+	t.Helper()
 	d := &devRun{stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(binary, append([]string{"dev", dir, "--json"}, args...)...)
-	d.cmd.Env = append(os.Environ(), "CHASER_API_URL="+s.URL, "CHASER_API_KEY="+key)
+	d.cmd.Env = append(os.Environ(), "CHASER_API_URL="+url, "CHASER_API_KEY="+key)
 	d.cmd.Stderr = lockedWriter{&d.mu, d.stderr}
 	out, err := d.cmd.StdoutPipe()
 	if err != nil {
@@ -373,4 +382,172 @@ func TestDevBadInput(t *testing.T) {
 	if len(list) != 0 {
 		t.Fatalf("bad input created sessions: %+v", list)
 	}
+}
+
+// flakyProxy forwards TCP connections to target until it is cut: then it
+// drops every connection, open or new, like a network outage.
+type flakyProxy struct {
+	l      net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  []net.Conn
+}
+
+func newFlakyProxy(t *testing.T, target string) *flakyProxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &flakyProxy{l: l, target: target}
+	t.Cleanup(func() { l.Close(); p.cut(true) })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			if p.down {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *flakyProxy) url() string { return "http://" + p.l.Addr().String() }
+
+// cut drops every connection and refuses new ones (down) or lets them
+// through again.
+func (p *flakyProxy) cut(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.conns = nil
+	}
+}
+
+func TestDevRetriesAndReconcilesAfterOutage(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "free")
+	id := s.sandbox(t, key)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.txt"), "a\n")
+	writeFile(t, filepath.Join(dir, "b.txt"), "b\n")
+	p := newFlakyProxy(t, s.Addr)
+	d := startDevAt(t, p.url(), key, dir, "--session", id)
+	s.eventually(t, key, id, "cat /workspace/a.txt", "a\n")
+
+	p.cut(true)
+	writeFile(t, filepath.Join(dir, "a.txt"), "changed during the outage\n")
+	os.Remove(filepath.Join(dir, "b.txt"))
+	d.waitEvent(t, visibleWithin, func(ev api.DevEvent) bool { return ev.Type == "error" && ev.Code == "sync_failed" })
+	// Meanwhile the sandbox changes too: the reconcile after the outage
+	// makes it match the local tree again.
+	s.run(t, key, id, "echo stray > /workspace/stray.txt")
+	p.cut(false)
+	ev := d.waitEvent(t, 30*time.Second, func(ev api.DevEvent) bool { return ev.Type == "reconcile" })
+	if ev.Uploaded != 1 || ev.Deleted != 2 {
+		t.Fatalf("reconcile %+v: want a.txt sent, b.txt and stray.txt deleted", ev)
+	}
+	s.eventually(t, key, id, "ls /workspace; cat /workspace/a.txt", "a.txt\nchanged during the outage\n")
+	// And it keeps syncing.
+	writeFile(t, filepath.Join(dir, "c.txt"), "c\n")
+	s.eventually(t, key, id, "cat /workspace/c.txt", "c\n")
+	if code := d.stop(t); code != 0 {
+		t.Fatalf("exit %d: %s", code, d.stderrText())
+	}
+}
+
+// The sync endpoints resolve every entry beneath the root inside the
+// sandbox: a symlink to the sandbox's / does not lead out of /workspace.
+func TestSyncAPI(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "free")
+	id := s.sandbox(t, key)
+	s.run(t, key, id, "ln -s / /workspace/rootlink && ln -s ../tmp /workspace/tmplink")
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(name, body string, typ byte, link string) {
+		h := &tar.Header{Name: name, Typeflag: typ, Mode: 0o644, Linkname: link}
+		if typ == tar.TypeReg {
+			h.Size = int64(len(body))
+		}
+		tw.WriteHeader(h)
+		tw.Write([]byte(body))
+	}
+	add("app/", "", tar.TypeDir, "")
+	add("app/main.js", "console.log(1)\n", tar.TypeReg, "")
+	add("../evil", "x", tar.TypeReg, "")
+	add("/evil", "x", tar.TypeReg, "")
+	add("rootlink/tmp/evil", "x", tar.TypeReg, "")
+	add("tmplink/evil", "x", tar.TypeReg, "")
+	add("app/link", "", tar.TypeSymlink, "/etc/passwd")
+	tw.Close()
+	status, _, out := s.send(t, key, "POST", sessPath(id, "/files/archive?path=/workspace"), "application/x-tar", &buf)
+	if status != 200 {
+		t.Fatalf("archive: %d %s", status, out)
+	}
+	var res api.ArchiveResult
+	decodeJSON(t, out, &res)
+	if len(res.Written) != 3 || len(res.Errors) != 4 {
+		t.Fatalf("archive answer %s", out)
+	}
+	for _, e := range res.Errors {
+		if e.Code != "invalid_argument" {
+			t.Errorf("error %+v", e)
+		}
+	}
+	if got := s.run(t, key, id, "ls /tmp /evil 2>&1; cat /workspace/app/main.js; readlink /workspace/app/link"); strings.Contains(got, "evil\n") || !strings.HasSuffix(got, "console.log(1)\n/etc/passwd\n") {
+		t.Fatalf("in the sandbox: %q", got)
+	}
+
+	status, _, out = s.send(t, key, "GET", sessPath(id, "/files/manifest?path=/workspace"), "", nil)
+	var m api.Manifest
+	decodeJSON(t, out, &m)
+	if status != 200 || !m.Exists || m.MaxFileSize != limit16 || len(m.Entries) != 5 || m.Entries[2].Path != "app/main.js" || m.Entries[2].SHA256 != sha([]byte("console.log(1)\n")) {
+		t.Fatalf("manifest: %d %s", status, out)
+	}
+	status, _, out = s.send(t, key, "GET", sessPath(id, "/files/manifest?path=/nonexistent"), "", nil)
+	decodeJSON(t, out, &m)
+	if status != 200 || m.Exists || len(m.Entries) != 0 {
+		t.Fatalf("manifest of a missing root: %d %s", status, out)
+	}
+	status, _, out = s.send(t, key, "POST", sessPath(id, "/files/hashes?path=/workspace"), "application/json", strings.NewReader(`{"paths":["app/main.js","rootlink/etc/hostname"]}`))
+	var h api.Hashes
+	decodeJSON(t, out, &h)
+	if status != 200 || len(h.Hashes) != 1 {
+		t.Fatalf("hashes: %d %s", status, out)
+	}
+
+	status, _, out = s.send(t, key, "POST", sessPath(id, "/files/prune?path=/workspace"), "application/json", strings.NewReader(`{"paths":["app","rootlink/etc/hostname","../x"]}`))
+	var pr api.PruneResult
+	decodeJSON(t, out, &pr)
+	if status != 200 || strings.Join(pr.Removed, ",") != "app" || len(pr.Errors) != 2 {
+		t.Fatalf("prune: %d %s", status, out)
+	}
+	if got := s.run(t, key, id, "ls /workspace; cat /etc/hostname >/dev/null && echo kept"); got != "rootlink\ntmplink\nkept\n" {
+		t.Fatalf("after prune: %q", got)
+	}
+	// Another account sees nothing.
+	other := s.account(t, "free")
+	status, _, out = s.send(t, other, "GET", sessPath(id, "/files/manifest?path=/workspace"), "", nil)
+	expectError(t, status, out, 404, "not_found")
 }
