@@ -357,6 +357,15 @@ func TestDevCommand(t *testing.T) {
 	if err != nil || len(list) != 0 {
 		t.Fatalf("sessions left: %+v %v", list, err)
 	}
+
+	// An empty DIR into a sandbox without /workspace: it is made, and the
+	// command runs in it.
+	id := s.sandbox(t, key)
+	s.run(t, key, id, "rm -rf /workspace")
+	res = s.cli(t, key, nil, "dev", t.TempDir(), "--session", id, "-c", "pwd; ls -A | wc -l")
+	if res.Code != 0 || res.Stdout != "/workspace\n0\n" {
+		t.Fatalf("chaser dev -c with an empty DIR: %+v", res)
+	}
 }
 
 func TestDevBadInput(t *testing.T) {

@@ -56,6 +56,8 @@ type Mirror struct {
 	hashes  map[string]cached // local hashes, by path
 	maxSize int64
 	onDir   func(rel string)
+	// makeRoot is set when the remote root does not exist yet.
+	makeRoot bool
 }
 
 type cached struct {
@@ -119,6 +121,7 @@ func (m *Mirror) Reconcile(ctx context.Context, events bool) (Stats, error) {
 	if man.Error != "" {
 		return st, errdefs.New(errdefs.ErrUnavailable, "manifest of "+m.cfg.Remote+" incomplete: "+man.Error)
 	}
+	m.makeRoot = !man.Exists
 	if man.MaxFileSize > 0 {
 		m.maxSize = man.MaxFileSize
 	}
@@ -199,17 +202,23 @@ func (m *Mirror) apply(ctx context.Context, upload, del []string, local Tree, ev
 		}
 		send = append(send, rel)
 	}
-	if len(send) == 0 {
+	if len(send) == 0 && !m.makeRoot {
 		return up, deleted, nil
 	}
 	pr, pw := io.Pipe()
 	done := make(chan map[string]sent, 1)
 	go func() {
-		s, err := writeTar(pw, m.cfg.Local, send)
+		s, err := writeTar(pw, m.cfg.Local, send, func(rel string, err error) {
+			m.cfg.Emit(api.DevEvent{Type: "error", Op: "write", Path: rel, Code: "unreadable", Message: fmt.Sprintf("cannot read %s: %v: skipped", rel, err)})
+		})
 		pw.CloseWithError(err)
 		done <- s
 	}()
+	// An archive, even empty, creates the root: -c runs in it.
 	res, err := m.cfg.Client.Archive(ctx, m.cfg.SessionID, m.cfg.Remote, pr)
+	if err == nil {
+		m.makeRoot = false
+	}
 	pr.CloseWithError(errors.New("upload ended")) // unblocks the writer if the request failed
 	wrote := <-done
 	if err != nil {

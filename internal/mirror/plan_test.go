@@ -155,7 +155,7 @@ func TestScanAndTar(t *testing.T) {
 	}
 
 	var buf bytes.Buffer
-	sent, err := writeTar(&buf, root, []string{"out", "src", "src/main.go", "vanished"})
+	sent, err := writeTar(&buf, root, []string{"out", "src", "src/main.go", "vanished"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,8 +27,9 @@ type sent struct {
 // file in memory) and hashing it on the way. Paths gone since they were
 // listed are left out; a file that shrinks while read is padded and left
 // out of the returned map, so it is not taken as synced (its change is
-// seen again by the watcher or the next reconcile).
-func writeTar(w io.Writer, root string, paths []string) (map[string]sent, error) {
+// seen again by the watcher or the next reconcile). Files that cannot be
+// opened (permissions) are left out and reported by unreadable.
+func writeTar(w io.Writer, root string, paths []string, unreadable func(rel string, err error)) (map[string]sent, error) {
 	tw := tar.NewWriter(w)
 	out := make(map[string]sent, len(paths))
 	buf := make([]byte, 64<<10)
@@ -59,6 +60,13 @@ func writeTar(w io.Writer, root string, paths []string) (map[string]sent, error)
 			out[rel] = sent{Entry: e}
 		case api.FileTypeFile:
 			s, err := writeFile(tw, abs, hdr, buf)
+			var ue unreadableError
+			if errors.As(err, &ue) {
+				if unreadable != nil {
+					unreadable(rel, ue.err)
+				}
+				continue
+			}
 			if err != nil {
 				return out, err
 			}
@@ -74,8 +82,11 @@ func writeTar(w io.Writer, root string, paths []string) (map[string]sent, error)
 // while being read.
 func writeFile(tw *tar.Writer, abs string, hdr *tar.Header, buf []byte) (*sent, error) {
 	f, err := os.OpenFile(abs, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, unreadableError{err}
+	}
 	if err != nil {
-		return nil, nil // gone, replaced by a symlink, or unreadable: seen again later
+		return nil, nil // gone or replaced by a symlink: seen again later
 	}
 	defer f.Close()
 	fi, err := f.Stat()
@@ -108,6 +119,11 @@ func isReadErr(err error) bool {
 	var pe *fs.PathError
 	return errors.As(err, &pe)
 }
+
+// unreadableError is a local file that cannot be opened.
+type unreadableError struct{ err error }
+
+func (u unreadableError) Error() string { return u.err.Error() }
 
 type zeros struct{}
 
