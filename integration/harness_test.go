@@ -11,19 +11,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/client"
+	"github.com/chaserhq/chaser/internal/testserver"
 )
 
 // binary is the chaser binary built for this test run.
@@ -38,37 +37,27 @@ func TestMain(m *testing.M) {
 		fmt.Println("integration: runc is not installed: apt-get install -y runc")
 		os.Exit(1)
 	}
-	dir, err := os.MkdirTemp("", "chaser-it-")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "chaser")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/chaser")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Println("integration: build failed:", err)
+	var err error
+	if binary, err = testserver.Binary(); err != nil {
+		fmt.Println("integration:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
 	if shared != nil {
 		shared.stop()
+		os.RemoveAll(shared.DataDir)
 	}
-	os.RemoveAll(dir)
+	os.RemoveAll(filepath.Dir(binary))
 	os.Exit(code)
 }
 
-// Server is a running `chaser serve`.
+// Server is a running `chaser serve` (see internal/testserver) with the
+// helpers tests drive it with.
 type Server struct {
-	URL      string
-	Addr     string
-	DataDir  string
-	AdminKey string
-	cmd      *exec.Cmd
-	log      *bytes.Buffer
-	logMu    *sync.Mutex
+	*testserver.Server
 }
 
+// lockedWriter serializes writes of several goroutines to one writer.
 type lockedWriter struct {
 	mu *sync.Mutex
 	w  io.Writer
@@ -80,55 +69,15 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startServer starts a server on dataDir (a new one when empty) and waits
 // until it answers. The caller stops it (t.Cleanup does for newServer).
 func startServer(t testing.TB, dataDir string, args ...string) *Server {
 	t.Helper()
-	if dataDir == "" {
-		var err error
-		dataDir, err = os.MkdirTemp("", "chaser-data-")
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	addr := freeAddr(t)
-	s := &Server{URL: "http://" + addr, Addr: addr, DataDir: dataDir, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
-	s.cmd = exec.Command(binary, append([]string{"serve", "--addr", addr, "--data-dir", dataDir}, args...)...)
-	s.cmd.Stdout = lockedWriter{s.logMu, s.log}
-	s.cmd.Stderr = lockedWriter{s.logMu, s.log}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(s.URL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			s.cmd.Process.Kill()
-			t.Fatalf("server did not start:\n%s", s.Log())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	key, err := os.ReadFile(filepath.Join(dataDir, "admin.key"))
+	ts, err := testserver.Start(dataDir, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.AdminKey = strings.TrimSpace(string(key))
-	return s
+	return &Server{ts}
 }
 
 // newServer starts a server of the test's own, stopped (SIGTERM) and
@@ -160,34 +109,13 @@ func sharedServer(t *testing.T) *Server {
 	return shared
 }
 
-// Log returns what the server printed so far.
-func (s *Server) Log() string {
-	s.logMu.Lock()
-	defer s.logMu.Unlock()
-	return s.log.String()
-}
-
 // stop sends SIGTERM and waits for the server to exit.
-func (s *Server) stop() error {
-	if s.cmd.ProcessState != nil {
-		return nil
-	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- s.cmd.Wait() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(90 * time.Second):
-		s.cmd.Process.Kill()
-		return fmt.Errorf("server did not stop within 90s")
-	}
-}
+func (s *Server) stop() error { return s.Stop() }
 
 // kill sends SIGKILL, like a crash.
 func (s *Server) kill() {
-	s.cmd.Process.Kill()
-	s.cmd.Wait()
+	s.Cmd.Process.Kill()
+	s.Cmd.Wait()
 }
 
 // Client returns an API client with key.

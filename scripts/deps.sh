@@ -6,6 +6,11 @@ install_deps() {
   command -v runc >/dev/null || need+=(runc)
   command -v tmux >/dev/null || need+=(tmux)
   command -v curl >/dev/null || need+=(curl)
+  dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)   # base layer of the image tests
+  # The tests run these inside sandboxes of the host image (its /usr).
+  [ -x /usr/bin/python3 ] || need+=(python3)
+  [ -x /usr/bin/git ] || need+=(git)
+  command -v node >/dev/null || need+=(nodejs)
   if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

@@ -33,7 +33,11 @@ type Config struct {
 	Env []string
 	// ReapAll must be set when the agent is PID 1.
 	ReapAll bool
-	Log     *slog.Logger
+	// Cwd is the default working directory of commands (DefaultCwd when
+	// empty); Credential, when set, is who they run as (else root).
+	Cwd        string
+	Credential *syscall.Credential
+	Log        *slog.Logger
 }
 
 // Agent serves the in-sandbox API.
@@ -43,6 +47,8 @@ type Agent struct {
 	shell   string
 	procs   *process.Manager
 	started time.Time
+	cwd     string
+	cred    *syscall.Credential
 }
 
 // New returns an agent. It picks bash as the shell when present, else sh.
@@ -58,12 +64,17 @@ func New(cfg Config) *Agent {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Cwd == "" {
+		cfg.Cwd = DefaultCwd
+	}
 	return &Agent{
 		log:     log,
 		env:     cfg.Env,
 		shell:   shell,
 		procs:   process.NewManager(log, shell, cfg.ReapAll),
 		started: time.Now(),
+		cwd:     cfg.Cwd,
+		cred:    cfg.Credential,
 	}
 }
 
@@ -103,8 +114,15 @@ func Main(socketPath string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	a := New(Config{Env: baseEnv(os.Environ()), ReapAll: os.Getpid() == 1, Log: log})
-	log.Info("agent serving", "pid", os.Getpid(), "shell", a.shell)
+	cred, err := parseUser(os.Getenv(EnvUser))
+	if err != nil {
+		return err
+	}
+	a := New(Config{Env: baseEnv(os.Environ()), ReapAll: os.Getpid() == 1, Cwd: os.Getenv(EnvCwd), Credential: cred, Log: log})
+	if err := prepareCwd(a.cwd, cred); err != nil {
+		log.Warn("default working directory", "dir", a.cwd, "err", err)
+	}
+	log.Info("agent serving", "pid", os.Getpid(), "shell", a.shell, "cwd", a.cwd)
 	return a.Serve(ctx, l)
 }
 

@@ -37,6 +37,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/processes/{id}/signal", a.signal)
 	a.fileRoutes(mux)
 	a.syncRoutes(mux)
+	mux.HandleFunc("GET /v1/ports/{port}/dial", a.dial)
 	return mux
 }
 
@@ -55,7 +56,11 @@ func (a *Agent) startProcess(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, err)
 		return
 	}
+	if req.Cwd == "" {
+		req.Cwd = a.cwd
+	}
 	spec := process.Spec{
+		Credential: a.cred,
 		Command:    req.Command,
 		Cwd:        req.Cwd,
 		Env:        mergeEnv(a.env, req.Env),

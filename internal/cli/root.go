@@ -67,6 +67,8 @@ func hint(err error) string {
 	switch {
 	case errors.Is(err, errdefs.ErrUnauthenticated):
 		return "\n  set CHASER_API_KEY (the admin key is in the server's data dir: admin.key)"
+	case errors.Is(err, errdefs.ErrNotFound) && strings.HasPrefix(httpjson.Message(err), "image "):
+		return "\n  check the image reference; cached images: chaser images list"
 	case errors.Is(err, errdefs.ErrNotFound) && strings.HasPrefix(httpjson.Message(err), "session "):
 		return "\n  list your sessions with: chaser sessions list"
 	}
@@ -91,8 +93,10 @@ func newRoot(e *env) *cobra.Command {
 		newAccounts(e),
 		newWorkspaces(e),
 		newUpload(e), newDownload(e),
+		newImages(e),
 		newMCP(e),
 		newDev(e),
+		newForward(e),
 	)
 	return root
 }

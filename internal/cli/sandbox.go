@@ -19,6 +19,13 @@ func newSandbox(e *env) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Type = api.SessionTypeSandbox
+			if req.Image != "" && req.Image != "host" && !e.json {
+				// Pull first so a terminal shows progress; the create
+				// then finds the image cached.
+				if _, err := e.pull(cmd.Context(), req.Image, true); err != nil {
+					return err
+				}
+			}
 			s, err := e.client().CreateSession(cmd.Context(), req)
 			if err != nil {
 				return err

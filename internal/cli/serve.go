@@ -17,7 +17,8 @@ func newServe(e *env) *cobra.Command {
 		Short: "Run the Chaser server",
 		Long: `Run the Chaser server: the API, the sandboxes' control plane and data plane.
 On first start it creates an admin account and writes its API key to DATA_DIR/admin.key.
-Flags override CHASER_ADDR, CHASER_DATA_DIR, CHASER_RUNTIME and CHASER_DEFAULT_IMAGE.`,
+Flags override CHASER_ADDR, CHASER_DATA_DIR, CHASER_RUNTIME, CHASER_DEFAULT_IMAGE,
+CHASER_DOMAIN and CHASER_INSECURE_REGISTRIES (comma-separated).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			level := slog.LevelInfo
@@ -33,7 +34,11 @@ Flags override CHASER_ADDR, CHASER_DATA_DIR, CHASER_RUNTIME and CHASER_DEFAULT_I
 	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "where the store, keys and sandboxes live")
 	f.StringVar(&cfg.Runtime, "runtime", cfg.Runtime, "isolation runtime: runc or runsc")
 	f.StringVar(&cfg.DefaultImage, "default-image", cfg.DefaultImage, "image of sessions that name none")
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "end sessions unused this long, for every tier (0: the tiers' own; negative: never)")
+	f.DurationVar(&cfg.ReapInterval, "reap-interval", cfg.ReapInterval, "how often expired and idle sessions are looked for")
 	f.Var(&cfg.MaxFileSize, "max-file-size", "largest file per upload or download, e.g. 16MB or 1GiB (env CHASER_MAX_FILE_SIZE)")
+	f.StringArrayVar(&cfg.InsecureRegistries, "insecure-registry", cfg.InsecureRegistries, "registry HOST:PORT that may be reached over plain HTTP (repeatable)")
+	f.StringVar(&cfg.Domain, "domain", cfg.Domain, "serve host-style forward URLs on SESSION.DOMAIN (e.g. chaser.example.com, or localhost)")
 	f.BoolVar(&debug, "debug", false, "log at debug level")
 	return cmd
 }

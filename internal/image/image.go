@@ -2,15 +2,23 @@
 // read-only layers that the runtime mounts under a sandbox's own writable
 // directory. The built-in image "host" is made from the host's /usr (and
 // /bin, /lib*, /sbin where they are not symlinks into /usr) and a curated
-// /etc, so it needs no download and works offline.
+// /etc, so it needs no download and works offline. Any other reference is
+// an OCI image pulled from its registry with go-containerregistry (oci.go),
+// unpacked once per layer into a content-addressed layer store and kept
+// until removed and garbage-collected (gc.go).
 package image
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
 
-	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"golang.org/x/sync/singleflight"
+
 	"github.com/chaserhq/chaser/internal/runtime"
 )
 
@@ -26,32 +34,151 @@ type Image struct {
 	// WorkingDir is the default directory of commands; empty means
 	// /workspace.
 	WorkingDir string
+	// User is the image's configured user as written ("app", "1000:1000");
+	// UID, GID and Groups are what it resolved to in the image's
+	// /etc/passwd and /etc/group. Empty User means root.
+	User   string
+	UID    uint32
+	GID    uint32
+	Groups []uint32
+	// Home is the user's home directory from /etc/passwd, if found.
+	Home string
+
+	release func()
 }
 
-// Store resolves references.
+// Release ends the image's lease on its layers: until then the garbage
+// collector keeps them even if no image record names them any more. Call
+// it once the sandbox's rootfs is mounted (a mounted layer is kept anyway)
+// or its creation failed. Release may be called more than once.
+func (img *Image) Release() {
+	if img != nil && img.release != nil {
+		img.release()
+	}
+}
+
+// Store resolves references and owns the OCI image cache.
 type Store struct {
 	dir  string
 	log  *slog.Logger
 	host *Image
+
+	insecure map[string]bool
+	keychain authn.Keychain
+
+	// mu guards state and leases. It is never held across network or
+	// disk-heavy work, only across the small state file's rewrite.
+	mu     sync.Mutex
+	state  *state
+	leases map[string]int // layer id -> active leases
+
+	// gcMu is held shared by every running pull and exclusively by GC.
+	gcMu    sync.RWMutex
+	pulls   singleflight.Group // by canonical reference
+	layers  singleflight.Group // by compressed layer digest
+	flights sync.Map           // canonical reference -> *progress of a running pull
 }
 
+// Option configures a Store.
+type Option func(*Store)
+
+// WithInsecureRegistries lets the store talk plain HTTP to these registries
+// (HOST or HOST:PORT, as written in references), like Docker's
+// --insecure-registry. go-containerregistry already uses HTTP for loopback
+// and private (RFC 1918) addresses.
+func WithInsecureRegistries(hosts []string) Option {
+	return func(s *Store) {
+		for _, h := range hosts {
+			s.insecure[h] = true
+		}
+	}
+}
+
+// WithKeychain sets where registry credentials come from (default: the
+// docker config of the server's user, authn.DefaultKeychain).
+func WithKeychain(k authn.Keychain) Option { return func(s *Store) { s.keychain = k } }
+
 // NewStore returns a store keeping its files under dir. It builds the host
-// image's skeleton (a few KB) if this version of it is not there yet.
-func NewStore(dir string, log *slog.Logger) (*Store, error) {
-	s := &Store{dir: dir, log: log.With("component", "image")}
+// image's skeleton (a few KB) if this version of it is not there yet, loads
+// the OCI cache's state and removes what a crash left half-done.
+func NewStore(dir string, log *slog.Logger, opts ...Option) (*Store, error) {
+	s := &Store{
+		dir:      dir,
+		log:      log.With("component", "image"),
+		insecure: map[string]bool{},
+		keychain: authn.DefaultKeychain,
+		leases:   map[string]int{},
+	}
+	for _, o := range opts {
+		o(s)
+	}
 	host, err := buildHost(dir)
 	if err != nil {
 		return nil, fmt.Errorf("host image: %w", err)
 	}
 	s.host = host
+	if err := s.open(); err != nil {
+		return nil, fmt.Errorf("image cache in %s: %w", dir, err)
+	}
 	return s, nil
 }
 
-// Resolve returns the image for ref. Only "host" exists for now; other
-// references return errdefs.ErrNotImplemented.
+// Resolve returns the image for ref, pulling it when it is not cached. A
+// cached image is used without asking its registry (so it starts when the
+// registry is down); `chaser images pull` refreshes a tag. The caller must
+// Release the image. Errors: ErrInvalidArgument for a malformed reference,
+// ErrNotFound for an unknown repository or tag, ErrUnavailable when the
+// registry cannot be reached, ErrUnprocessable for a layer that fails
+// verification or tries to escape its root.
 func (s *Store) Resolve(ctx context.Context, ref string) (*Image, error) {
 	if ref == "" || ref == HostRef {
 		return s.host, nil
 	}
-	return nil, fmt.Errorf("image %q: OCI images are not supported yet, only %q: %w", ref, HostRef, errdefs.ErrNotImplemented)
+	return s.resolveOCI(ctx, ref, nil)
+}
+
+// layerDir is where layer id is unpacked. Names are short (a base-36
+// counter) because every lower directory goes into one overlay mount
+// option, which the kernel limits to a page.
+func (s *Store) layerDir(id string) string { return filepath.Join(s.dir, "l", id) }
+
+func (s *Store) tmpDir() string { return filepath.Join(s.dir, "tmp") }
+
+// open loads the state file and clears leftovers of a crash: temporary
+// unpack directories and layer directories no state names (unpacked but
+// not recorded before the crash).
+func (s *Store) open() error {
+	for _, d := range []string{filepath.Join(s.dir, "l"), s.tmpDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	st, err := loadState(s.statePath())
+	if err != nil {
+		return err
+	}
+	s.state = st
+	if err := os.RemoveAll(s.tmpDir()); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.tmpDir(), 0o700); err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, l := range st.Layers {
+		known[l.ID] = true
+	}
+	ents, err := os.ReadDir(filepath.Join(s.dir, "l"))
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !known[e.Name()] {
+			s.log.Info("removing unrecorded layer left by a crash", "layer", e.Name())
+			if err := os.RemoveAll(s.layerDir(e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

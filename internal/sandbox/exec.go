@@ -18,7 +18,9 @@ import (
 
 // Exec limits.
 const (
-	// DefaultCwd is where commands run unless told otherwise.
+	// DefaultCwd is where commands run unless told otherwise and the image
+	// names no WorkingDir. The agent applies the default (it knows the
+	// image's), so requests without cwd reach it empty.
 	DefaultCwd = "/workspace"
 	// MaxTimeout bounds timeout_ms.
 	MaxTimeout = 24 * time.Hour
@@ -32,10 +34,7 @@ func validateExec(req *api.ExecRequest) error {
 	if strings.TrimSpace(req.Command) == "" {
 		return errdefs.New(errdefs.ErrInvalidArgument, `"command" is required`)
 	}
-	if req.Cwd == "" {
-		req.Cwd = DefaultCwd
-	}
-	if !path.IsAbs(req.Cwd) {
+	if req.Cwd != "" && !path.IsAbs(req.Cwd) {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("cwd %q must be an absolute path", req.Cwd))
 	}
 	if req.TimeoutMS < 0 || time.Duration(req.TimeoutMS)*time.Millisecond > MaxTimeout {

@@ -32,13 +32,16 @@ type TierLimits struct {
 	Resources runtime.Limits
 	// TTL is how long a session lives at most.
 	TTL time.Duration
+	// IdleTimeout ends a session nobody used for this long: no API call
+	// reached it and no command runs in it. Zero disables it.
+	IdleTimeout time.Duration
 }
 
 // DefaultTiers are the limits used unless configured otherwise.
 var DefaultTiers = map[string]TierLimits{
-	api.TierFree: {MaxSandboxes: 3, TTL: 30 * time.Minute,
+	api.TierFree: {MaxSandboxes: 3, TTL: 30 * time.Minute, IdleTimeout: 10 * time.Minute,
 		Resources: runtime.Limits{MemoryBytes: 512 << 20, MilliCPUs: 1000, Pids: 256}},
-	api.TierPaid: {MaxSandboxes: 20, TTL: 8 * time.Hour,
+	api.TierPaid: {MaxSandboxes: 20, TTL: 8 * time.Hour, IdleTimeout: time.Hour,
 		Resources: runtime.Limits{MemoryBytes: 2 << 30, MilliCPUs: 2000, Pids: 1024}},
 }
 
@@ -71,6 +74,9 @@ type Service struct {
 	creating map[string]int
 	// wsLocks serialize finding-or-starting the session of a workspace.
 	wsLocks map[string]*sync.Mutex
+	// used is when each running session was last reached through Agent.
+	used  map[string]time.Time
+	ports portTable // public ports of running sessions
 }
 
 // New returns a service. Call Recover before serving requests.
@@ -87,6 +93,7 @@ func New(cfg Config) *Service {
 		live:     make(map[string]*agent.Client),
 		creating: make(map[string]int),
 		wsLocks:  make(map[string]*sync.Mutex),
+		used:     make(map[string]time.Time),
 	}
 	if s.cfg.Metrics == nil {
 		s.cfg.Metrics = metrics.New(s.Running)
@@ -181,6 +188,9 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	if err != nil {
 		return api.Session{}, err
 	}
+	// The lease keeps the image's layers from GC until the rootfs is
+	// mounted (or creation failed).
+	defer img.Release()
 	tier := s.tier(acct)
 	release, err := s.reserve(ctx, acct, tier)
 	if err != nil {
@@ -256,7 +266,7 @@ func (s *Service) start(ctx context.Context, sess store.Session, img *image.Imag
 	if sess.WorkspaceID != nil {
 		ws = *sess.WorkspaceID
 	}
-	env := append(append([]string(nil), img.Env...),
+	env := append(append(append([]string(nil), img.Env...), imageEnv(img)...),
 		"HOSTNAME="+sess.ID,
 		"CHASER=1",
 		"CHASER_SESSION_ID="+sess.ID,
@@ -281,6 +291,7 @@ func (s *Service) start(ctx context.Context, sess store.Session, img *image.Imag
 	}
 	s.mu.Lock()
 	s.live[sess.ID] = c
+	s.used[sess.ID] = time.Now()
 	s.mu.Unlock()
 	return nil
 }
@@ -345,6 +356,9 @@ func (s *Service) Agent(ctx context.Context, acct store.Account, id string) (*ag
 	}
 	s.mu.Lock()
 	c := s.live[x.ID]
+	if c != nil {
+		s.used[x.ID] = time.Now()
+	}
 	s.mu.Unlock()
 	if c == nil || x.Status != api.StatusRunning {
 		return nil, x, errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("session %s is %s, not running", x.ID, x.Status))
@@ -373,7 +387,9 @@ func (s *Service) destroyRuntime(ctx context.Context, id string) error {
 	s.mu.Lock()
 	c := s.live[id]
 	delete(s.live, id)
+	delete(s.used, id)
 	s.mu.Unlock()
+	s.ports.forget(id)
 	if c != nil {
 		c.Close()
 	}
@@ -414,6 +430,7 @@ func (s *Service) Recover(ctx context.Context) error {
 			if herr == nil {
 				s.mu.Lock()
 				s.live[x.ID] = c
+				s.used[x.ID] = time.Now()
 				s.mu.Unlock()
 				s.log.Info("session recovered", "session_id", x.ID)
 				continue
@@ -467,22 +484,65 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Reap destroys sessions past their expiry. Run it periodically.
+// Reap destroys sessions past their expiry, and idle ones: not reached
+// through the API for the tier's IdleTimeout and running no command.
+// Run it periodically.
 func (s *Service) Reap(ctx context.Context) {
 	list, err := s.cfg.Store.ListSessions(ctx, "")
 	if err != nil {
 		s.log.Error("reap: list sessions", "err", err)
 		return
 	}
-	now := time.Now()
-	for _, x := range list {
-		if now.After(x.ExpiresAt) && x.Status == api.StatusRunning {
-			s.log.Info("session expired", "session_id", x.ID)
-			if err := s.destroy(ctx, x.ID); err != nil {
-				s.log.Error("reap", "session_id", x.ID, "err", err)
-			}
+	accounts := map[string]store.Account{}
+	if all, err := s.cfg.Store.ListAccounts(ctx); err == nil {
+		for _, a := range all {
+			accounts[a.ID] = a
 		}
 	}
+	now := time.Now()
+	for _, x := range list {
+		if x.Status != api.StatusRunning {
+			continue
+		}
+		why := ""
+		if now.After(x.ExpiresAt) {
+			why = "expired"
+		} else if s.idle(ctx, x, s.tier(accounts[x.AccountID]).IdleTimeout, now) {
+			why = "idle"
+		}
+		if why == "" {
+			continue
+		}
+		s.log.Info("reaping session", "session_id", x.ID, "reason", why)
+		if err := s.destroy(ctx, x.ID); err != nil {
+			s.log.Error("reap", "session_id", x.ID, "err", err)
+		}
+	}
+}
+
+// idle tells whether session x went unused for timeout and runs nothing.
+func (s *Service) idle(ctx context.Context, x store.Session, timeout time.Duration, now time.Time) bool {
+	if timeout <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	c, last := s.live[x.ID], s.used[x.ID]
+	s.mu.Unlock()
+	if c == nil || now.Sub(last) < timeout {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cmds, err := c.Commands(cctx)
+	if err != nil {
+		return false // unsure: leave it to the TTL
+	}
+	for _, cmd := range cmds {
+		if cmd.Status == api.CommandRunning {
+			return false
+		}
+	}
+	return true
 }
 
 // RunReaper calls Reap every interval until ctx ends.

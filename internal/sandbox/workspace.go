@@ -156,6 +156,7 @@ func (s *Service) CreateWorkspace(ctx context.Context, acct store.Account, req a
 	if err != nil {
 		return api.Workspace{}, err
 	}
+	img.Release() // only its canonical reference is kept; sessions resolve it again
 	w := store.Workspace{ID: NewID("ws"), AccountID: acct.ID, Name: req.Name, SessionType: req.SessionType,
 		Image: img.Ref, CreatedAt: time.Now().UTC()}
 	if err := os.MkdirAll(s.workspaceDir(w.ID), 0o700); err != nil {

@@ -32,6 +32,7 @@ type Server struct {
 	mcp       *mcp.Server
 	log       *slog.Logger
 	mux       *http.ServeMux
+	fwd       *forwarder
 }
 
 // New returns the API server.
@@ -73,6 +74,17 @@ func (s *Server) routes() {
 	s.handle("POST /v1/sessions/{id}/commands/{cid}/signal", s.commandSignal)
 	s.fileRoutes()
 	s.syncRoutes()
+
+	s.imageRoutes()
+	s.fwd = newForwarder(s)
+	s.mux.HandleFunc("/s/{id}/forward/{port}", s.fwd.pathStyle)
+	s.mux.HandleFunc("/s/{id}/forward/{port}/{rest...}", s.fwd.pathStyle)
+	s.mux.HandleFunc("/forward/{port}", s.fwd.hostStyle)
+	s.mux.HandleFunc("/forward/{port}/{rest...}", s.fwd.hostStyle)
+	s.handle("GET /v1/sessions/{id}/tunnel/{port}", s.tunnel)
+	s.handle("GET /v1/sessions/{id}/ports", s.listPorts)
+	s.handle("GET /v1/sessions/{id}/ports/{port}", s.getPort)
+	s.handle("PUT /v1/sessions/{id}/ports/{port}", s.setPort)
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))

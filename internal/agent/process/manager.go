@@ -43,6 +43,9 @@ type Spec struct {
 	Stdin      []byte        // written to stdin first
 	StdinOpen  bool          // keep stdin open after Stdin for WriteStdin
 	Background bool          // recorded for listings only
+	// Credential, when set, is the user the command runs as (the image's
+	// USER); the agent itself stays root.
+	Credential *syscall.Credential
 }
 
 // Manager owns the processes of a sandbox.
@@ -113,7 +116,7 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 	}
 	cmd.Dir = spec.Cwd
 	cmd.Env = spec.Env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: spec.Credential}
 
 	p := &Process{
 		ID:        newID(),

@@ -9,10 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,33 +19,16 @@ import (
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
 	"github.com/chaserhq/chaser/internal/runtime"
-)
-
-var (
-	buildOnce sync.Once
-	agentBin  string
-	buildErr  error
+	"github.com/chaserhq/chaser/internal/testserver"
 )
 
 // AgentBinary builds the chaser binary (static) once per test process.
 func AgentBinary(t *testing.T) string {
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "chaser-rt-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		agentBin = filepath.Join(dir, "chaser")
-		cmd := exec.Command("go", "build", "-o", agentBin, "github.com/chaserhq/chaser/cmd/chaser")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = errors.New(string(out))
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("build chaser: %v", buildErr)
+	bin, err := testserver.Binary()
+	if err != nil {
+		t.Fatalf("build chaser: %v", err)
 	}
-	return agentBin
+	return bin
 }
 
 // Factory returns a fresh runtime and the directory that holds all of its

@@ -1,0 +1,51 @@
+package api
+
+import "time"
+
+// Image is an OCI image in the server's image cache. The cache is
+// server-wide: every account sees the same list, any account may pull, only
+// admins remove.
+type Image struct {
+	// Ref is the canonical reference, e.g.
+	// "index.docker.io/library/busybox:latest" or "host:5000/app@sha256:…".
+	Ref string `json:"ref"`
+	// Digest is the digest of the image manifest for this host's platform.
+	Digest string `json:"digest"`
+	// Layers counts the image's layers; Size is their unpacked size.
+	Layers     int       `json:"layers"`
+	Size       int64     `json:"size"`
+	Env        []string  `json:"env,omitempty"`
+	WorkingDir string    `json:"working_dir,omitempty"`
+	User       string    `json:"user,omitempty"`
+	PulledAt   time.Time `json:"pulled_at"`
+}
+
+// ImageList is the body of GET /v1/images.
+type ImageList struct {
+	Images []Image `json:"images"`
+}
+
+// PullImageRequest is the body of POST /v1/images.
+type PullImageRequest struct {
+	Ref string `json:"ref"`
+	// IfMissing answers from the cache without asking the registry when the
+	// image is cached (what a create does); otherwise the registry is asked
+	// for the tag's current manifest and new layers are fetched.
+	IfMissing bool `json:"if_missing,omitempty"`
+	// Stream answers with NDJSON PullEvent lines instead of one Image.
+	Stream bool `json:"stream,omitempty"`
+}
+
+// PullEvent is one line of a streamed pull: "progress" events while layers
+// download and unpack, then one "done" (with Image) or "error" event.
+type PullEvent struct {
+	Type string `json:"type"`
+	// Bytes of compressed layer data fetched (or found cached) so far and
+	// in all; layers finished so far and in all.
+	Current    int64        `json:"current,omitempty"`
+	Total      int64        `json:"total,omitempty"`
+	LayersDone int          `json:"layers_done,omitempty"`
+	Layers     int          `json:"layers,omitempty"`
+	Image      *Image       `json:"image,omitempty"`
+	Error      *ErrorDetail `json:"error,omitempty"`
+}

@@ -1,0 +1,39 @@
+package sandbox
+
+import (
+	"path"
+	"strings"
+
+	"github.com/chaserhq/chaser/internal/agent"
+	"github.com/chaserhq/chaser/internal/image"
+)
+
+// Images returns the image store, for the images API.
+func (s *Service) Images() *image.Store { return s.cfg.Images }
+
+// imageEnv is what the image's config adds to the agent's environment: the
+// default working directory and user of commands (read by the agent, hidden
+// from commands) and HOME when the image sets none (as Docker does, from
+// the user's /etc/passwd entry).
+func imageEnv(img *image.Image) []string {
+	cwd := img.WorkingDir
+	if cwd == "" {
+		cwd = DefaultCwd
+	}
+	// The image spec wants it absolute; Docker reads a relative one from /.
+	cwd = path.Join("/", cwd)
+	env := []string{agent.EnvCwd + "=" + cwd}
+	if img.UID != 0 || img.GID != 0 || len(img.Groups) > 0 {
+		env = append(env, agent.EnvUser+"="+agent.FormatUser(img.UID, img.GID, img.Groups))
+	}
+	hasHome := false
+	for _, kv := range img.Env {
+		if strings.HasPrefix(kv, "HOME=") {
+			hasHome = true
+		}
+	}
+	if !hasHome && img.Home != "" {
+		env = append(env, "HOME="+img.Home)
+	}
+	return env
+}
