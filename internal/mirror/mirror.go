@@ -32,7 +32,7 @@ type Config struct {
 	// running the mirror, never concurrently.
 	Emit func(api.DevEvent)
 	Log  *slog.Logger
-	// Quiet and MaxDelay tune batching (defaults 150 ms and 1 s).
+	// Quiet and MaxDelay tune batching (defaults 100 ms and 1 s).
 	Quiet, MaxDelay time.Duration
 }
 
@@ -69,7 +69,7 @@ type cached struct {
 // New returns a mirror; nothing happens until Reconcile or Run.
 func New(cfg Config) *Mirror {
 	if cfg.Quiet == 0 {
-		cfg.Quiet = 150 * time.Millisecond
+		cfg.Quiet = 100 * time.Millisecond
 	}
 	if cfg.MaxDelay == 0 {
 		cfg.MaxDelay = time.Second
