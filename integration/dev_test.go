@@ -560,3 +560,25 @@ func TestSyncAPI(t *testing.T) {
 	status, _, out = s.send(t, other, "GET", sessPath(id, "/files/manifest?path=/workspace"), "", nil)
 	expectError(t, status, out, 404, "not_found")
 }
+
+// Editing an ignore file reconciles: newly included files are sent,
+// newly ignored ones stay in the sandbox (never deleted) and are no
+// longer synced.
+func TestDevIgnoreRulesChange(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "free")
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, ".gitignore"), "secret.txt\n")
+	writeFile(t, filepath.Join(dir, "secret.txt"), "s\n")
+	writeFile(t, filepath.Join(dir, "a.txt"), "a\n")
+	d := s.startDev(t, key, dir)
+	id := d.ready.SessionID
+	s.eventually(t, key, id, "ls -A /workspace", ".gitignore\na.txt\n")
+
+	writeFile(t, filepath.Join(dir, ".gitignore"), "a.txt\n")
+	d.waitEvent(t, visibleWithin, func(ev api.DevEvent) bool { return ev.Type == "reconcile" })
+	s.eventually(t, key, id, "ls -A /workspace; cat /workspace/secret.txt", ".gitignore\na.txt\nsecret.txt\ns\n")
+	writeFile(t, filepath.Join(dir, "a.txt"), "changed, but ignored now\n")
+	writeFile(t, filepath.Join(dir, "b.txt"), "b\n")
+	s.eventually(t, key, id, "cat /workspace/b.txt /workspace/a.txt", "b\na\n")
+}
