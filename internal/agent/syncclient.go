@@ -44,32 +44,44 @@ func (c *Client) HashFiles(ctx context.Context, root string, paths []string) (ap
 // read error is returned; what the agent applied before stays.
 func (c *Client) Extract(ctx context.Context, root string, limit int64, body io.Reader) (api.ArchiveResult, error) {
 	q := url.Values{"path": {root}, "max_size": {formatInt(limit)}}
+	var res api.ArchiveResult
+	err := c.sendBody(ctx, http.MethodPost, "/v1/files/archive?"+q.Encode(), "application/x-tar", body, -1, &res)
+	return res, err
+}
+
+// sendBody streams body (size bytes, -1 when unknown) to the agent and
+// decodes its JSON answer into out. If reading body fails, the request is
+// cut and that read error wins over the transport's "request canceled"
+// that it causes.
+func (c *Client) sendBody(ctx context.Context, method, path, contentType string, body io.Reader, size int64, out any) error {
 	b := &bodyErr{r: body}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent/v1/files/archive?"+q.Encode(), b)
+	req, err := http.NewRequestWithContext(ctx, method, "http://agent"+path, b)
 	if err != nil {
-		return api.ArchiveResult{}, err
+		return err
 	}
-	req.Header.Set("Content-Type", "application/x-tar")
+	req.ContentLength = size
+	if size == 0 {
+		req.Body = http.NoBody
+	}
+	req.Header.Set("Content-Type", contentType)
 	resp, err := c.hc.Do(req)
 	if b.err != nil {
 		if resp != nil {
 			resp.Body.Close()
 		}
-		return api.ArchiveResult{}, b.err
+		return b.err
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return api.ArchiveResult{}, ctx.Err()
+			return ctx.Err()
 		}
-		return api.ArchiveResult{}, fmt.Errorf("sandbox agent unreachable: %v: %w", err, errdefs.ErrUnavailable)
+		return fmt.Errorf("sandbox agent unreachable: %v: %w", err, errdefs.ErrUnavailable)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		return api.ArchiveResult{}, httpjson.ReadError(resp)
+		return httpjson.ReadError(resp)
 	}
-	var res api.ArchiveResult
-	err = jsonDecode(resp.Body, &res)
-	return res, err
+	return jsonDecode(resp.Body, out)
 }
 
 // Prune removes paths beneath root with everything beneath them.

@@ -177,19 +177,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 	case <-readyc:
 	}
 
-	if o.interactive {
-		code, err := runInteractive(ctx, c, id, devRemote)
-		stop()
-		<-errc
-		if err != nil {
-			return err
-		}
-		if code != 0 {
-			return &ExitError{Code: code}
-		}
-		return nil
-	}
-	if o.command == "" {
+	if o.command == "" && !o.interactive {
 		// Until interrupted (SIGINT/SIGTERM end ctx: a clean exit), or
 		// until the mirror fails for good.
 		if err := <-errc; err != nil {
@@ -197,7 +185,16 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		}
 		return nil
 	}
-	code, err := runRemote(ctx, c, id, api.ExecRequest{Command: o.command, Cwd: devRemote}, e.stdin, lockedOut{&mu, e.stdout}, lockedOut{&mu, e.stderr})
+	var (
+		code int
+		err  error
+	)
+	if o.interactive {
+		code, err = runInteractive(ctx, c, id, devRemote)
+	} else {
+		code, err = runRemote(ctx, c, id, api.ExecRequest{Command: o.command, Cwd: devRemote}, e.stdin, lockedOut{&mu, e.stdout}, lockedOut{&mu, e.stderr})
+	}
+	// The command or shell is over: so is syncing.
 	stop()
 	<-errc
 	if err != nil {
