@@ -358,6 +358,22 @@ func TestDevCommand(t *testing.T) {
 		t.Fatalf("sessions left: %+v %v", list, err)
 	}
 
+	// A paid account without a target mirrors into its default workspace,
+	// whose session stays (with the files) after chaser dev ends.
+	paid := s.account(t, "paid")
+	res = s.cli(t, paid, nil, "dev", dir, "-c", "cat app.sh")
+	if res.Code != 0 || res.Stdout != "echo from app\n" {
+		t.Fatalf("paid chaser dev -c: %+v", res)
+	}
+	list, err = s.Client(paid).ListSessions(t.Context())
+	if err != nil || len(list) != 1 || list[0].Ephemeral || list[0].WorkspaceID == nil {
+		t.Fatalf("paid sessions after chaser dev: %+v %v", list, err)
+	}
+	t.Cleanup(func() { s.Client(paid).DeleteSession(context.Background(), list[0].ID) })
+	if got := s.run(t, paid, list[0].ID, "cat /workspace/app.sh"); got != "echo from app\n" {
+		t.Fatalf("workspace after chaser dev: %q", got)
+	}
+
 	// An empty DIR into a sandbox without /workspace: it is made, and the
 	// command runs in it.
 	id := s.sandbox(t, key)
