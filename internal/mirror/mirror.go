@@ -58,6 +58,7 @@ type Mirror struct {
 	onDir   func(rel string)
 	// makeRoot is set when the remote root does not exist yet.
 	makeRoot bool
+	buf      []byte // for hashing local files
 }
 
 type cached struct {
@@ -93,7 +94,10 @@ func (m *Mirror) localHash(rel string, e Entry) (string, error) {
 	if c, ok := m.hashes[rel]; ok && c.size == e.Size && c.mtime.Equal(e.MTime) {
 		return c.sha, nil
 	}
-	sum, err := hashFile(m.abs(rel))
+	if m.buf == nil {
+		m.buf = make([]byte, 64<<10)
+	}
+	sum, err := hashFile(m.abs(rel), m.buf)
 	if err != nil {
 		return "", err
 	}
@@ -131,6 +135,27 @@ func (m *Mirror) Reconcile(ctx context.Context, events bool) (Stats, error) {
 	}
 	plan := Diff(local, remote, m.matcher.Ignored)
 
+	// Hash both sides at once: the sandbox's hashes come while the local
+	// files are read.
+	type hashes struct {
+		h   map[string]string
+		err error
+	}
+	remotec := make(chan hashes, 1)
+	go func() {
+		out := map[string]string{}
+		for i := 0; i < len(plan.Check); i += chunk {
+			h, err := m.cfg.Client.HashFiles(ctx, m.cfg.SessionID, m.cfg.Remote, plan.Check[i:min(i+chunk, len(plan.Check))])
+			if err != nil {
+				remotec <- hashes{err: fmt.Errorf("hashes in %s: %w", m.cfg.Remote, err)}
+				return
+			}
+			for k, v := range h {
+				out[k] = v
+			}
+		}
+		remotec <- hashes{h: out}
+	}()
 	localHash := map[string]string{}
 	var check []string
 	for _, rel := range plan.Check {
@@ -142,16 +167,11 @@ func (m *Mirror) Reconcile(ctx context.Context, events bool) (Stats, error) {
 		localHash[rel] = sum
 		check = append(check, rel)
 	}
-	remoteHash := map[string]string{}
-	for i := 0; i < len(check); i += chunk {
-		h, err := m.cfg.Client.HashFiles(ctx, m.cfg.SessionID, m.cfg.Remote, check[i:min(i+chunk, len(check))])
-		if err != nil {
-			return st, fmt.Errorf("hashes in %s: %w", m.cfg.Remote, err)
-		}
-		for k, v := range h {
-			remoteHash[k] = v
-		}
+	r := <-remotec
+	if r.err != nil {
+		return st, r.err
 	}
+	remoteHash := r.h
 	changed := Changed(check, localHash, remoteHash)
 	plan.Upload = append(plan.Upload, changed...)
 

@@ -132,8 +132,8 @@ func (zeros) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// hashFile returns the hex SHA-256 of local file abs.
-func hashFile(abs string) (string, error) {
+// hashFile returns the hex SHA-256 of local file abs, reading through buf.
+func hashFile(abs string, buf []byte) (string, error) {
 	f, err := os.OpenFile(abs, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return "", err
@@ -143,8 +143,16 @@ func hashFile(abs string) (string, error) {
 		return "", fmt.Errorf("%s is not a regular file", abs)
 	}
 	h := sha256.New()
-	if _, err := io.CopyBuffer(h, f, make([]byte, 64<<10)); err != nil {
-		return "", err
+	// A plain read loop: io.CopyBuffer would take *os.File's WriteTo and
+	// allocate a buffer per file.
+	for {
+		n, err := f.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			return hex.EncodeToString(h.Sum(nil)), nil
+		}
+		if err != nil {
+			return "", err
+		}
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -101,12 +101,22 @@ func Manifest(ctx context.Context, root string, hash bool, emit func(api.Manifes
 	if err != nil {
 		return classify(root, err)
 	}
-	n := 0
-	return manifestDir(ctx, fd, root, "", hash, &n, emit)
+	w := &walker{root: root, hash: hash, emit: emit, buf: make([]byte, 64<<10)}
+	return w.dir(ctx, fd, "")
 }
 
-// manifestDir emits the entries of directory fd (closing it).
-func manifestDir(ctx context.Context, fd int, root, prefix string, hash bool, n *int, emit func(api.ManifestEntry) error) error {
+// walker is one manifest walk.
+type walker struct {
+	root string
+	hash bool
+	emit func(api.ManifestEntry) error
+	buf  []byte
+	n    int
+}
+
+// dir emits the entries of directory fd (closing it).
+func (w *walker) dir(ctx context.Context, fd int, prefix string) error {
+	root := w.root
 	f := os.NewFile(uintptr(fd), path.Join(root, prefix))
 	defer f.Close()
 	names, err := f.Readdirnames(-1)
@@ -122,21 +132,21 @@ func manifestDir(ctx context.Context, fd int, root, prefix string, hash bool, n 
 		if isReserved(path.Join(root, rel)) {
 			continue
 		}
-		if *n >= MaxManifestEntries {
+		if w.n >= MaxManifestEntries {
 			return errdefs.New(errdefs.ErrResourceExhausted, fmt.Sprintf("more than %d entries under %s", MaxManifestEntries, root))
 		}
 		info, err := statAt(fd, name, rel)
 		if err != nil {
 			continue // removed while walking
 		}
-		*n++
+		w.n++
 		e := api.ManifestEntry{Path: rel, Type: info.Type, Size: info.Size, Mode: info.Mode, LinkTarget: info.LinkTarget}
-		if hash && e.Type == api.FileTypeFile {
+		if w.hash && e.Type == api.FileTypeFile {
 			if ffd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0); err == nil {
-				e.SHA256, _ = hashFD(ffd)
+				e.SHA256, _ = hashFD(ffd, w.buf)
 			}
 		}
-		if err := emit(e); err != nil {
+		if err := w.emit(e); err != nil {
 			return err
 		}
 		if e.Type == api.FileTypeDir {
@@ -144,7 +154,7 @@ func manifestDir(ctx context.Context, fd int, root, prefix string, hash bool, n 
 			if err != nil {
 				continue // unreadable: listed, not entered
 			}
-			if err := manifestDir(ctx, sub, root, rel, hash, n, emit); err != nil {
+			if err := w.dir(ctx, sub, rel); err != nil {
 				return err
 			}
 		}
@@ -153,20 +163,28 @@ func manifestDir(ctx context.Context, fd int, root, prefix string, hash bool, n 
 }
 
 // hashFD returns the SHA-256 of regular file fd (closing it); empty for
-// anything else.
-func hashFD(fd int) (string, error) {
-	f := os.NewFile(uintptr(fd), "")
-	defer f.Close()
+// anything else. buf is the read buffer, reused across files: a tree of
+// small files must not cost an allocation each.
+func hashFD(fd int, buf []byte) (string, error) {
+	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return "", err
 	}
-	_ = unix.SetNonblock(fd, false)
 	h := sha256.New()
-	if _, err := io.CopyBuffer(h, f, make([]byte, 64<<10)); err != nil {
-		return "", err
+	for {
+		n, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if n == 0 {
+			return hex.EncodeToString(h.Sum(nil)), nil
+		}
+		h.Write(buf[:n])
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // HashFiles returns the SHA-256 of the regular files among paths
@@ -186,6 +204,7 @@ func HashFiles(ctx context.Context, root string, paths []string) (map[string]str
 	}
 	defer unix.Close(rootfd)
 	out := make(map[string]string, len(paths))
+	buf := make([]byte, 64<<10)
 	for _, p := range paths {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -198,7 +217,7 @@ func HashFiles(ctx context.Context, root string, paths []string) (map[string]str
 		if err != nil {
 			continue
 		}
-		if sum, err := hashFD(fd); err == nil && sum != "" {
+		if sum, err := hashFD(fd, buf); err == nil && sum != "" {
 			out[rel] = sum
 		}
 	}
@@ -362,6 +381,8 @@ func Extract(ctx context.Context, root string, r io.Reader, max int64) (api.Arch
 	}
 }
 
+type writerOnly struct{ io.Writer }
+
 func perm(hdr *tar.Header) uint32 { return uint32(hdr.Mode) & 0o7777 }
 
 // replaceAt removes whatever is at base in pfd unless it is a directory and
@@ -432,7 +453,9 @@ func (x *extractor) file(rel string, hdr *tar.Header, r io.Reader) error {
 			_ = unix.Unlinkat(pfd, tmp, 0)
 		}
 	}()
-	n, err := io.CopyBuffer(f, r, x.buf)
+	// writerOnly hides *os.File's ReadFrom, which would allocate a buffer
+	// per file instead of using x.buf.
+	n, err := io.CopyBuffer(writerOnly{f}, r, x.buf)
 	if err != nil {
 		return fmt.Errorf("%s: %w", rel, err)
 	}
