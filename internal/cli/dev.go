@@ -170,7 +170,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 	}()
 	select {
 	case err := <-errc:
-		if err == nil {
+		if err == nil || ctx.Err() != nil {
 			return nil // interrupted during the initial sync
 		}
 		return fmt.Errorf("initial sync of %s to %s:%s: %w", o.dir, id, devRemote, err)

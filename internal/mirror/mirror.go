@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
@@ -28,10 +27,10 @@ type Config struct {
 	// Local is the local directory mirrored; Remote the sandbox directory
 	// it is mirrored into (/workspace).
 	Local, Remote string
-	// Emit receives the events (api.DevEvent): called from the goroutine
+	// Emit receives the events (api.DevEvent; everything the mirror has
+	// to say is an event, it does not log): called from the goroutine
 	// running the mirror, never concurrently.
 	Emit func(api.DevEvent)
-	Log  *slog.Logger
 	// Quiet and MaxDelay tune batching (defaults 100 ms and 1 s).
 	Quiet, MaxDelay time.Duration
 }
@@ -77,9 +76,6 @@ func New(cfg Config) *Mirror {
 	}
 	if cfg.Emit == nil {
 		cfg.Emit = func(api.DevEvent) {}
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Mirror{cfg: cfg, matcher: NewMatcher(), remote: map[string]sent{}, hashes: map[string]cached{}, maxSize: fs.DefaultMaxFileSize}
 }
