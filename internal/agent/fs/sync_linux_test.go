@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -285,5 +286,44 @@ func TestManifestHashesAndPrune(t *testing.T) {
 	}
 	if mustRead(t, filepath.Join(base, "outside/secret")) != "s" {
 		t.Fatal("prune reached outside the root")
+	}
+}
+
+// A reader in the sandbox sees the old or the new file, never a mix or a
+// truncated one, while archives replace it.
+func TestExtractReplacementIsAtomicForReaders(t *testing.T) {
+	root := t.TempDir()
+	p := filepath.Join(root, "f")
+	versions := []string{strings.Repeat("a", 256<<10), strings.Repeat("b", 512<<10)}
+	os.WriteFile(p, []byte(versions[0]), 0o644)
+	stop := make(chan struct{})
+	bad := make(chan string, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				close(bad)
+				return
+			default:
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				bad <- err.Error()
+				return
+			}
+			if s := string(b); s != versions[0] && s != versions[1] {
+				bad <- fmt.Sprintf("read %d bytes of a partial file", len(b))
+				return
+			}
+		}
+	}()
+	for i := 0; i < 40; i++ {
+		if _, err := Extract(t.Context(), root, archive(t, entry{name: "f", typ: tar.TypeReg, body: versions[i%2]}), 1<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if msg, ok := <-bad; ok {
+		t.Fatal(msg)
 	}
 }
