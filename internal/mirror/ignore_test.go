@@ -1,6 +1,10 @@
 package mirror
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 func TestMatcher(t *testing.T) {
 	m := NewMatcher()
@@ -88,5 +92,26 @@ func TestMatcherNoReincludeBeneathIgnoredDir(t *testing.T) {
 	m.Add("", []byte("out/*\n!out/keep.txt\n"))
 	if m.Ignored("out/keep.txt", false) || !m.Ignored("out/other", false) {
 		t.Fatal("out/* with !out/keep.txt must keep only keep.txt")
+	}
+}
+
+// .chaserignore is read after .gitignore in the same directory, so it can
+// re-include what git ignores (or ignore more).
+func TestMatcherLoadChaserignoreWins(t *testing.T) {
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, ".gitignore"), []byte("*.env\ndist/\n"), 0o644)
+	os.WriteFile(filepath.Join(root, ".chaserignore"), []byte("!deploy.env\nvideos/\n"), 0o644)
+	m := NewMatcher()
+	m.Load(root, "")
+	for path, want := range map[string]bool{"secret.env": true, "deploy.env": false, "dist/a.js": true, "videos/a.mp4": true, "src/a.go": false} {
+		if got := m.Ignored(path, false); got != want {
+			t.Errorf("Ignored(%q) = %v, want %v", path, got, want)
+		}
+	}
+	// Loading again replaces the rules (an edited ignore file).
+	os.WriteFile(filepath.Join(root, ".chaserignore"), []byte(""), 0o644)
+	m.Load(root, "")
+	if !m.Ignored("deploy.env", false) || m.Ignored("videos/a.mp4", false) {
+		t.Error("reloading kept the old .chaserignore rules")
 	}
 }
