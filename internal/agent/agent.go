@@ -2,12 +2,13 @@
 // (PID 1). It serves plain HTTP/1.1 on a unix socket that the host created
 // and handed over as a file descriptor, so the sandbox never sees the host
 // path of the socket. Everything the server does inside a sandbox — exec,
-// and later PTYs, files and port dialling — goes through this API, which is
+// PTYs, files and port dialling — goes through this API, which is
 // why it behaves the same under every runtime. Debug it with
 // `curl --unix-socket STATE/agent.sock http://agent/v1/health`.
 //
-// The agent must stay small: it imports the standard library, api, errdefs
-// and its own subpackages only (agent_test checks this).
+// The agent must stay small: it imports the standard library, api, errdefs,
+// httpjson, its own subpackages and a few small libraries (creack/pty,
+// coder/websocket, x/sys) only (TestImportsStaySmall checks this).
 package agent
 
 import (
@@ -46,6 +47,7 @@ type Agent struct {
 	env     []string
 	shell   string
 	procs   *process.Manager
+	terms   *terminals
 	started time.Time
 	cwd     string
 	cred    *syscall.Credential
@@ -72,6 +74,7 @@ func New(cfg Config) *Agent {
 		env:     cfg.Env,
 		shell:   shell,
 		procs:   process.NewManager(log, shell, cfg.ReapAll),
+		terms:   newTerminals(log.With("component", "pty")),
 		started: time.Now(),
 		cwd:     cfg.Cwd,
 		cred:    cfg.Credential,

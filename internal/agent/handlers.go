@@ -38,6 +38,8 @@ func (a *Agent) Handler() http.Handler {
 	a.fileRoutes(mux)
 	a.syncRoutes(mux)
 	mux.HandleFunc("GET /v1/ports/{port}/dial", a.dial)
+	mux.HandleFunc("GET /v1/pty", a.ptyHandler)
+	mux.HandleFunc("POST /v1/self-test", a.selfTest)
 	return mux
 }
 

@@ -105,5 +105,6 @@ func newSessions(e *env) *cobra.Command {
 			return nil
 		},
 	})
+	cmd.AddCommand(newSelfTest(e))
 	return cmd
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"time"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/client"
-	"github.com/chaserhq/chaser/internal/errdefs"
 )
 
 func newShell(e *env) *cobra.Command {
@@ -22,39 +20,28 @@ func newShell(e *env) *cobra.Command {
 	var ephemeral bool
 	cmd := &cobra.Command{
 		Use:   "shell [SESSION] [-c COMMAND]",
-		Short: "Run a command (or, later, an interactive shell) in a sandbox",
-		Long: `Run COMMAND in SESSION, streaming its output; chaser exits with its exit code.
-Piped standard input is passed through. Without SESSION the command runs
-where a targetless request goes: a fresh ephemeral sandbox, destroyed
-afterwards (free accounts, or --ephemeral), or the account's default
-workspace (paid accounts).`,
+		Short: "Open an interactive shell in a sandbox, or run a command with -c",
+		Long: `Without -c: an interactive shell on a terminal in SESSION (raw mode, window
+size follows the local terminal, Ctrl-C/Ctrl-Z/Ctrl-D go to the remote shell);
+chaser exits with the shell's exit code. With piped input the remote shell reads
+it as a script.
+With -c: run COMMAND in SESSION, streaming its output; chaser exits with its
+exit code. Piped standard input is passed through.
+Without SESSION the shell or command runs where a targetless request goes: a
+fresh ephemeral sandbox, destroyed afterwards (free accounts, or --ephemeral),
+or the account's default workspace (paid accounts).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if command == "" {
-				return errdefs.New(errdefs.ErrNotImplemented, "interactive shells are not available yet; run a command with -c")
+				return runShell(cmd.Context(), e, args, cwd, ephemeral)
 			}
 			c := e.client()
 			ctx := cmd.Context()
-			id := ""
-			if len(args) == 1 {
-				id = args[0]
-			} else {
-				s, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Ephemeral: ephemeral})
-				if err != nil {
-					return err
-				}
-				id = s.ID
-				defer func() {
-					if !s.Ephemeral {
-						return // a workspace's session stays
-					}
-					dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-					defer cancel()
-					if err := c.DeleteSession(dctx, id); err != nil {
-						fmt.Fprintf(e.stderr, "chaser: delete sandbox %s: %v\n", id, err)
-					}
-				}()
+			id, release, err := shellTarget(ctx, e, c, args, ephemeral)
+			if err != nil {
+				return err
 			}
+			defer release()
 			req := api.ExecRequest{Command: command, Cwd: cwd}
 			code, err := runRemote(ctx, c, id, req, e.stdin, e.stdout, e.stderr)
 			if err != nil {

@@ -85,6 +85,8 @@ func (s *Server) routes() {
 	s.handle("GET /v1/sessions/{id}/ports", s.listPorts)
 	s.handle("GET /v1/sessions/{id}/ports/{port}", s.getPort)
 	s.handle("PUT /v1/sessions/{id}/ports/{port}", s.setPort)
+	s.mux.HandleFunc("GET /v1/sessions/{id}/pty", s.ptyAuth)
+	s.handle("POST /v1/sessions/{id}/self-test", s.selfTest)
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))

@@ -1,0 +1,604 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/agent/process"
+	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/httpjson"
+)
+
+// Terminal lifetimes and sizes.
+const (
+	// PTYGrace is how long a terminal outlives its dropped connection: a
+	// client reconnecting with ?pty_id= within it gets what it missed.
+	PTYGrace = 60 * time.Second
+	// PTYBuffer is how many bytes of output each terminal keeps for
+	// replay; older output is dropped first.
+	PTYBuffer = 1 << 20
+	// MaxTerminals bounds the terminals of one sandbox.
+	MaxTerminals = 32
+	// maxInputFrame bounds one client frame (a paste, a command).
+	maxInputFrame = 1 << 20
+	// maxQueue bounds agent-mode commands waiting their turn.
+	maxQueue = 256
+	// defaultTermCwd is where terminals start unless told otherwise.
+	defaultTermCwd = "/workspace"
+	// ttyDrainGrace is how long output is still read after the shell
+	// exited, for background jobs that keep the terminal open.
+	ttyDrainGrace = 200 * time.Millisecond
+)
+
+// terminals is the registry of a sandbox's terminals. A terminal belongs to
+// the agent, not to a connection: connections attach and detach, and only
+// PTYGrace after the last one left does the shell die.
+type terminals struct {
+	log    *slog.Logger
+	buffer int
+
+	mu    sync.Mutex
+	grace time.Duration
+	m     map[string]*terminal
+}
+
+func newTerminals(log *slog.Logger) *terminals {
+	return &terminals{log: log, grace: PTYGrace, buffer: PTYBuffer, m: map[string]*terminal{}}
+}
+
+func (ts *terminals) get(id string) (*terminal, error) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	t, ok := ts.m[id]
+	if !ok {
+		return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("terminal %s not found (it ended, or its %s reconnect grace passed)", id, PTYGrace))
+	}
+	return t, nil
+}
+
+// checkRoom returns errdefs.ErrResourceExhausted when the sandbox has
+// MaxTerminals terminals.
+func (ts *terminals) checkRoom() error {
+	ts.mu.Lock()
+	n := len(ts.m)
+	ts.mu.Unlock()
+	if n >= MaxTerminals {
+		return errdefs.New(errdefs.ErrResourceExhausted, fmt.Sprintf("this sandbox has %d terminals, the most allowed; close one (a dropped one ends %s after its connection)", n, PTYGrace))
+	}
+	return nil
+}
+
+func (ts *terminals) remove(t *terminal) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.m[t.id] == t {
+		delete(ts.m, t.id)
+	}
+}
+
+// terminal is one shell on a pseudo-terminal and its replayable output.
+type terminal struct {
+	id    string
+	mode  string
+	tty   *process.TTY
+	out   *frameLog
+	owner *terminals
+	log   *slog.Logger
+
+	// scripts feeds the agent-mode shell; one goroutine writes them so
+	// a full pipe never blocks whoever queued the command.
+	scripts chan []byte
+	nonce   string
+	scan    *doneScanner
+
+	inputMu sync.Mutex // serialises writes to the terminal
+
+	mu      sync.Mutex
+	conn    *attachment      // the attached connection, or nil
+	sent    int64            // end of what the last connection was sent
+	timer   *time.Timer      // grace timer while detached
+	queue   []api.PTYMessage // agent-mode commands waiting
+	running *api.PTYMessage  // agent-mode command running
+	ended   bool             // removed from the registry
+}
+
+var errReplaced = errors.New("another connection attached to this terminal")
+
+// attachment is one connection to a terminal.
+type attachment struct{ cancel context.CancelCauseFunc }
+
+// startTerminal starts the shell of a new terminal.
+func (a *Agent) startTerminal(o PTYOptions, cwd string) (*terminal, error) {
+	ts := a.terms
+	if err := ts.checkRoom(); err != nil {
+		return nil, err
+	}
+	t := &terminal{id: "p-" + randHex(10), mode: o.Mode, out: newFrameLog(ts.buffer), owner: ts}
+	t.log = ts.log.With("pty_id", t.id, "mode", o.Mode)
+	spec := process.TTYSpec{Cwd: cwd, Cols: o.Cols, Rows: o.Rows}
+	switch o.Mode {
+	case api.PTYModeHuman:
+		spec.Argv = []string{a.shell, "-l"}
+		spec.Env = mergeEnv(a.env, map[string]string{"TERM": "xterm-256color", "SHELL": a.shell})
+	case api.PTYModeExec:
+		spec.Argv = []string{a.shell, "-c", o.Command}
+		spec.Env = mergeEnv(a.env, map[string]string{"TERM": "xterm-256color", "SHELL": a.shell})
+	case api.PTYModeAgent:
+		// The shell reads its commands from fd 3, not from the terminal:
+		// it stays non-interactive (no prompt, no line editing, no
+		// echo) while the commands it runs keep the terminal as stdin.
+		spec.Argv = []string{a.shell, "/proc/self/fd/3"}
+		spec.Raw, spec.Script = true, true
+		spec.Env = mergeEnv(a.env, map[string]string{
+			"TERM": "dumb", "SHELL": a.shell, "PAGER": "cat", "GIT_PAGER": "cat", "NO_COLOR": "1",
+		})
+		t.nonce = randHex(8)
+		t.scan = newDoneScanner(t.nonce)
+		t.scripts = make(chan []byte, maxQueue+1)
+	}
+	tty, err := a.procs.StartTTY(spec)
+	if err != nil {
+		return nil, err
+	}
+	t.tty = tty
+	if t.scripts != nil {
+		// Close the inherited fd 3 so commands cannot read the script;
+		// a trapped SIGINT (Ctrl-C) stops the command, not the shell.
+		// Aliases expand only in interactive shells unless asked for
+		// (bash); sh has no shopt, hence the silenced error.
+		// fd 9 keeps the terminal for the end markers even when a
+		// command redirects the shell's stdout for good (exec >file).
+		t.scripts <- []byte("exec 3<&- 9>&1\ntrap : INT\nshopt -s expand_aliases 2>/dev/null\n")
+		go t.writeScripts()
+	}
+	ts.mu.Lock()
+	ts.m[t.id] = t
+	ts.mu.Unlock()
+	go t.pump()
+	t.log.Info("terminal started", "pid", tty.PID)
+	return t, nil
+}
+
+func (t *terminal) writeScripts() {
+	defer t.tty.Script.Close()
+	for {
+		select {
+		case s := <-t.scripts:
+			if _, err := t.tty.Script.Write(s); err != nil {
+				return
+			}
+		case <-t.tty.Exited():
+			return
+		}
+	}
+}
+
+// pump copies the terminal's output into the log until the shell has
+// exited, then logs the exit message and completes the log.
+func (t *terminal) pump() {
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := t.tty.Master.Read(buf)
+			if n > 0 {
+				t.output(buf[:n])
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	<-t.tty.Exited()
+	select {
+	case <-read:
+	case <-time.After(ttyDrainGrace):
+		// Background jobs hold the terminal open; hang it up, as
+		// closing a terminal window does.
+		t.tty.Master.Close()
+		<-read
+	}
+	t.tty.Master.Close()
+	code := t.tty.ExitCode()
+	t.control(api.PTYMessage{Type: api.PTYExit, Code: &code})
+	t.out.close()
+	t.log.Info("terminal exited", "code", code)
+	t.mu.Lock()
+	detached := t.conn == nil
+	t.mu.Unlock()
+	if detached {
+		t.startGrace()
+	}
+}
+
+func (t *terminal) output(p []byte) {
+	if t.scan == nil {
+		t.out.append(false, p)
+		return
+	}
+	t.scan.write(p, func(b []byte) { t.out.append(false, b) }, t.done)
+}
+
+func (t *terminal) control(m api.PTYMessage) {
+	b, _ := json.Marshal(m)
+	t.out.append(true, b)
+}
+
+// done records the end of the running agent-mode command and starts the
+// next one.
+func (t *terminal) done(ev doneEvent) {
+	t.mu.Lock()
+	msg := api.PTYMessage{Type: api.PTYDone, ExitCode: &ev.ExitCode, Cwd: ev.Cwd}
+	if t.running != nil {
+		msg.ID = t.running.ID
+		t.running = nil
+	}
+	t.control(msg)
+	t.startNextLocked()
+	t.mu.Unlock()
+}
+
+// run queues an agent-mode command.
+func (t *terminal) run(m api.PTYMessage) error {
+	if t.mode != api.PTYModeAgent {
+		return errdefs.New(errdefs.ErrInvalidArgument, `"run" is only for mode=agent; send input as binary frames`)
+	}
+	if strings.TrimSpace(m.Command) == "" {
+		return errdefs.New(errdefs.ErrInvalidArgument, `"run" needs a non-empty "command"`)
+	}
+	if strings.ContainsRune(m.Command, 0) {
+		return errdefs.New(errdefs.ErrInvalidArgument, "command must not contain NUL bytes")
+	}
+	select {
+	case <-t.tty.Exited():
+		// Nobody would read the command: refuse it rather than queue
+		// it forever.
+		return errdefs.New(errdefs.ErrFailedPrecondition, "the shell has exited")
+	default:
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.queue) >= maxQueue {
+		return errdefs.New(errdefs.ErrResourceExhausted, fmt.Sprintf("%d commands are already queued", maxQueue))
+	}
+	t.queue = append(t.queue, m)
+	if t.running == nil {
+		t.startNextLocked()
+	}
+	return nil
+}
+
+func (t *terminal) startNextLocked() {
+	if len(t.queue) == 0 {
+		return
+	}
+	m := t.queue[0]
+	t.queue = t.queue[1:]
+	t.running = &m
+	t.scripts <- agentScript(m.Command, t.nonce)
+}
+
+// agentScript wraps a command for the agent-mode shell: `command eval`
+// runs it in the shell itself (so cd, variables and functions persist)
+// without a syntax error ending the shell, then the marker reports the
+// exit code and the working directory.
+func agentScript(command, nonce string) []byte {
+	quoted := "'" + strings.ReplaceAll(command, "'", `'\''`) + "'"
+	return []byte("command eval " + quoted + "\nprintf '\\000%s;%d;%s\\000' " + nonce + ` "$?" "$PWD" >&9` + "\n")
+}
+
+// input types bytes on the terminal.
+func (t *terminal) input(p []byte) error {
+	t.inputMu.Lock()
+	defer t.inputMu.Unlock()
+	_, err := t.tty.Master.Write(p)
+	return err
+}
+
+// attach makes cancel the terminal's connection, cancelling the one
+// before, and returns where the new stream starts.
+func (t *terminal) attach(at *attachment, offset int64) (int64, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ended {
+		return 0, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("terminal %s not found", t.id))
+	}
+	if t.conn != nil {
+		t.conn.cancel(errReplaced)
+	}
+	if t.timer != nil {
+		t.timer.Stop()
+		t.timer = nil
+	}
+	t.conn = at
+	if offset < 0 {
+		offset = t.sent
+	}
+	start, end := t.out.bounds()
+	return min(max(offset, start), end), nil
+}
+
+// detach forgets connection cancel if it is still the attached one. A
+// terminal whose exit was delivered is removed; otherwise the grace period
+// starts.
+func (t *terminal) detach(at *attachment, delivered bool) {
+	t.mu.Lock()
+	if t.conn != at {
+		t.mu.Unlock()
+		return
+	}
+	t.conn = nil
+	t.mu.Unlock()
+	if delivered {
+		t.end()
+		return
+	}
+	t.startGrace()
+}
+
+func (t *terminal) startGrace() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ended || t.conn != nil || t.timer != nil {
+		return
+	}
+	t.owner.mu.Lock()
+	grace := t.owner.grace
+	t.owner.mu.Unlock()
+	t.timer = time.AfterFunc(grace, func() {
+		t.mu.Lock()
+		expired := t.conn == nil && t.timer != nil
+		t.mu.Unlock()
+		if expired {
+			t.log.Info("terminal reconnect grace passed")
+			t.end()
+		}
+	})
+}
+
+// end kills the shell's session (if it still runs) and forgets the
+// terminal.
+func (t *terminal) end() {
+	t.mu.Lock()
+	if t.ended {
+		t.mu.Unlock()
+		return
+	}
+	t.ended = true
+	t.mu.Unlock()
+	t.owner.remove(t)
+	select {
+	case <-t.tty.Exited():
+	default:
+		t.tty.Kill()
+	}
+}
+
+func (t *terminal) setSent(off int64, at *attachment) {
+	t.mu.Lock()
+	if t.conn == at {
+		t.sent = off
+	}
+	t.mu.Unlock()
+}
+
+// ptyHandler serves GET /v1/pty: a WebSocket attached to a new terminal or,
+// with ?pty_id=, to a running one. Errors found before the upgrade are
+// plain JSON errors with their status.
+func (a *Agent) ptyHandler(w http.ResponseWriter, r *http.Request) {
+	o, err := ParsePTYQuery(r.URL.Query())
+	if err != nil {
+		httpjson.WriteError(w, err)
+		return
+	}
+	var t *terminal
+	cwd := o.Cwd
+	if o.PTYID != "" {
+		if t, err = a.terms.get(o.PTYID); err != nil {
+			httpjson.WriteError(w, err)
+			return
+		}
+	} else {
+		if cwd == "" {
+			cwd = defaultTermCwd
+			if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
+				cwd = "/"
+			}
+		}
+		if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
+			httpjson.WriteError(w, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("cwd %s is not a directory in the sandbox", cwd)))
+			return
+		}
+		// Checked again when the terminal starts; here so that the
+		// common case is a 429 before the upgrade.
+		if err := a.terms.checkRoom(); err != nil {
+			httpjson.WriteError(w, err)
+			return
+		}
+	}
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		// The server in front checks credentials and origin; the agent
+		// is reached only through it.
+		InsecureSkipVerify: true,
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		return // Accept answered the request
+	}
+	c.SetReadLimit(maxInputFrame)
+	if t == nil {
+		if t, err = a.startTerminal(o, cwd); err != nil {
+			closeWithError(c, err)
+			return
+		}
+	}
+	t.serve(c, o.Offset)
+}
+
+// closeWithError sends an error message and closes the connection.
+func closeWithError(c *websocket.Conn, err error) {
+	code, _ := errdefs.Code(err)
+	b, _ := json.Marshal(api.PTYMessage{Type: api.PTYError, Error: code, Message: httpjson.Message(err)})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.Write(ctx, websocket.MessageText, b)
+	reason := httpjson.Message(err)
+	if len(reason) > 120 {
+		reason = reason[:120]
+	}
+	_ = c.Close(websocket.StatusPolicyViolation, reason)
+}
+
+// serve runs one connection: the log to the client, the client's input to
+// the terminal. It returns when either side ends.
+func (t *terminal) serve(c *websocket.Conn, offset int64) {
+	// The connection, not the HTTP request, bounds this: the terminal
+	// itself outlives both.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	at := &attachment{cancel: cancel}
+	off, err := t.attach(at, offset)
+	if err != nil {
+		closeWithError(c, err)
+		return
+	}
+	open, _ := json.Marshal(api.PTYMessage{Type: api.PTYOpen, PTYID: t.id, Mode: t.mode, Offset: &off})
+	if err := c.Write(ctx, websocket.MessageText, open); err != nil {
+		t.detach(at, false)
+		c.CloseNow()
+		return
+	}
+	badInput := make(chan error, 1)
+	// The reader has a context of its own: coder/websocket closes the
+	// connection when a Read's context ends, and a replaced or failing
+	// connection must still get its close message.
+	rctx, rcancel := context.WithCancel(context.Background())
+	defer rcancel()
+	go func() {
+		for {
+			typ, data, err := c.Read(rctx)
+			if err != nil {
+				cancel(err)
+				return
+			}
+			if err := t.handleInput(typ, data); err != nil {
+				badInput <- err
+				cancel(err)
+				return
+			}
+		}
+	}()
+
+	delivered := false
+	for !delivered {
+		frames, next, changed, closed := t.out.read(off)
+		for _, f := range frames {
+			typ := websocket.MessageBinary
+			if f.text {
+				typ = websocket.MessageText
+			}
+			if err := c.Write(ctx, typ, f.data); err != nil {
+				cancel(err)
+				break
+			}
+			t.setSent(f.off+int64(len(f.data)), at)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		off = next
+		if closed && len(frames) == 0 {
+			// The exit message went out: a completed close handshake
+			// means the client has everything.
+			delivered = c.Close(websocket.StatusNormalClosure, "exited") == nil
+			t.detach(at, delivered)
+			return
+		}
+		if closed {
+			continue // nothing more will come: close on the next round
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+		}
+	}
+	select {
+	case err := <-badInput:
+		closeWithError(c, err)
+	default:
+		if errors.Is(context.Cause(ctx), errReplaced) {
+			_ = c.Close(websocket.StatusGoingAway, errReplaced.Error())
+			return // the new connection owns the terminal now
+		}
+		c.CloseNow()
+	}
+	t.detach(at, false)
+}
+
+// handleInput applies one client frame. Errors are the client's fault and
+// end the connection (not the terminal).
+func (t *terminal) handleInput(typ websocket.MessageType, data []byte) error {
+	if typ == websocket.MessageBinary {
+		if err := t.input(data); err != nil {
+			return fmt.Errorf("terminal input: %v: %w", err, errdefs.ErrFailedPrecondition)
+		}
+		return nil
+	}
+	var m api.PTYMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		return errdefs.New(errdefs.ErrInvalidArgument, "control frame is not a JSON object: "+err.Error())
+	}
+	switch m.Type {
+	case api.PTYResize:
+		cols, err := CheckTermSize(m.Cols)
+		if err != nil {
+			return errdefs.New(errdefs.ErrInvalidArgument, "resize cols: "+err.Error())
+		}
+		rows, err := CheckTermSize(m.Rows)
+		if err != nil {
+			return errdefs.New(errdefs.ErrInvalidArgument, "resize rows: "+err.Error())
+		}
+		if err := t.tty.Resize(cols, rows); err != nil {
+			t.log.Debug("resize", "err", err)
+		}
+		return nil
+	case api.PTYRun:
+		return t.run(m)
+	case api.PTYSignal:
+		sig, err := process.ParseSignal(m.Signal)
+		if err != nil {
+			return err
+		}
+		if t.mode == api.PTYModeAgent {
+			// The agent-mode shell must survive: signal its commands.
+			t.tty.SignalCommands(sig)
+			return nil
+		}
+		_ = t.tty.SignalForeground(sig)
+		return nil
+	case "":
+		return errdefs.New(errdefs.ErrInvalidArgument, `control frame has no "type" (use resize, run or signal)`)
+	default:
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("unknown control type %q (use resize, run or signal)", m.Type))
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,27 @@
+package sandbox
+
+import (
+	"context"
+
+	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/store"
+)
+
+// SelfTest runs the agent's self-test in one of the account's running
+// sessions: ErrNotFound for a session of another account,
+// ErrFailedPrecondition when it does not run.
+func (s *Service) SelfTest(ctx context.Context, acct store.Account, id string) (api.SelfTest, error) {
+	c, x, err := s.Agent(ctx, acct, id)
+	if err != nil {
+		return api.SelfTest{}, err
+	}
+	st, err := c.SelfTest(ctx)
+	if err != nil {
+		return api.SelfTest{}, err
+	}
+	st.SessionID = x.ID
+	if st.Runtime == "" {
+		st.Runtime = x.Runtime
+	}
+	return st, nil
+}
