@@ -207,7 +207,8 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 }
 
 // devPrinter returns how events are shown: NDJSON on stdout with --json;
-// otherwise one line each on stderr, errors only while a command runs.
+// otherwise one line each on stderr, errors only while a command or an
+// interactive shell runs.
 func devPrinter(e *env, o devOptions, mu *sync.Mutex) func(api.DevEvent) {
 	enc := json.NewEncoder(e.stdout)
 	return func(ev api.DevEvent) {
@@ -220,7 +221,8 @@ func devPrinter(e *env, o devOptions, mu *sync.Mutex) func(api.DevEvent) {
 		switch {
 		case ev.Type == "error":
 			fmt.Fprintf(e.stderr, "chaser dev: %s\n", ev.Message)
-		case o.command != "":
+		case o.command != "" || o.interactive:
+			// The command's output or the shell's screen is the user's.
 		case ev.Type == "ready":
 			fmt.Fprintf(e.stderr, "chaser dev: %s mirrored to %s:%s (%d entries, %d sent, %d deleted); watching, Ctrl-C to stop\n",
 				o.dir, ev.SessionID, ev.Root, ev.Files, ev.Uploaded, ev.Deleted)
