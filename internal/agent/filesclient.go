@@ -39,38 +39,9 @@ func (c *Client) WriteFile(ctx context.Context, p, mode string, limit int64, bod
 	if mode != "" {
 		q.Set("mode", mode)
 	}
-	b := &bodyErr{r: body}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://agent/v1/files/content?"+q.Encode(), b)
-	if err != nil {
-		return api.FileInfo{}, err
-	}
-	req.ContentLength = size
-	if size == 0 {
-		req.Body = http.NoBody
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := c.hc.Do(req)
-	if b.err != nil {
-		if resp != nil {
-			resp.Body.Close()
-		}
-		return api.FileInfo{}, b.err
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return api.FileInfo{}, ctx.Err()
-		}
-		return api.FileInfo{}, fmt.Errorf("sandbox agent unreachable: %v: %w", err, errdefs.ErrUnavailable)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return api.FileInfo{}, httpjson.ReadError(resp)
-	}
 	var info api.FileInfo
-	if err := jsonDecode(resp.Body, &info); err != nil {
-		return api.FileInfo{}, err
-	}
-	return info, nil
+	err := c.sendBody(ctx, http.MethodPut, "/v1/files/content?"+q.Encode(), "application/octet-stream", body, size, &info)
+	return info, err
 }
 
 // ReadFile opens sandbox file p for download. The response carries

@@ -95,6 +95,7 @@ func newRoot(e *env) *cobra.Command {
 		newUpload(e), newDownload(e),
 		newImages(e),
 		newMCP(e),
+		newDev(e),
 		newForward(e),
 	)
 	return root

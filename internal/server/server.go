@@ -73,6 +73,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/sessions/{id}/commands/{cid}/stdin", s.commandStdin)
 	s.handle("POST /v1/sessions/{id}/commands/{cid}/signal", s.commandSignal)
 	s.fileRoutes()
+	s.syncRoutes()
 
 	s.imageRoutes()
 	s.fwd = newForwarder(s)
