@@ -598,3 +598,33 @@ func TestDevIgnoreRulesChange(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "b.txt"), "b\n")
 	s.eventually(t, key, id, "cat /workspace/b.txt /workspace/a.txt", "b\na\n")
 }
+
+// TestDevInteractiveInTmux uses chaser dev as a person does: a shell in
+// /workspace on the local terminal while local edits show up in it.
+func TestDevInteractiveInTmux(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "free")
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "src", "a.txt"), "v1\n")
+	env := "CHASER_API_URL=" + s.URL + " CHASER_API_KEY=" + key
+	tm := newTmux(t, 100, 30, "cd "+dir+" && env "+env+" "+binary+" dev; echo CLI-EXIT=$?; sleep 600")
+	tm.waitFor("/workspace#")
+	tm.send("cat src/a.txt; pwd", "Enter")
+	tm.waitFor("v1\n/workspace")
+	writeFile(t, filepath.Join(dir, "src", "a.txt"), "v2\n")
+	writeFile(t, filepath.Join(dir, "new.txt"), "fresh\n")
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(tm.screen(), "fresh-v2") {
+		if time.Now().After(deadline) {
+			t.Fatalf("local edits never showed in the shell:\n%s", tm.screen())
+		}
+		tm.send("clear; echo $(cat new.txt)-$(cat src/a.txt)", "Enter")
+		time.Sleep(300 * time.Millisecond)
+	}
+	tm.send("exit 3", "Enter")
+	tm.waitFor("CLI-EXIT=3")
+	// Free tier: the sandbox was ephemeral and is gone with the shell.
+	if list, err := s.Client(key).ListSessions(t.Context()); err != nil || len(list) != 0 {
+		t.Fatalf("sessions after chaser dev: %+v %v", list, err)
+	}
+}

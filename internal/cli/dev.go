@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chaserhq/chaser/api"
-	"github.com/chaserhq/chaser/client"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/mirror"
 )
@@ -64,12 +63,6 @@ account's default workspace (paid accounts).
 				return errdefs.New(errdefs.ErrInvalidArgument, "give at most one of --session, --workspace and --ephemeral")
 			}
 			interactive := command == "" && !e.json && isTerminal(e.stdin)
-			if interactive {
-				// Checked before a sandbox is made for nothing.
-				if err := interactiveSupported(); err != nil {
-					return err
-				}
-			}
 			return runDev(cmd.Context(), e, devOptions{
 				dir: abs, session: session, workspace: workspace, ephemeral: ephemeral, command: command, interactive: interactive,
 			})
@@ -114,21 +107,6 @@ func checkDevDir(dir string) (string, error) {
 		return "", errdefs.New(errdefs.ErrPermissionDenied, fmt.Sprintf("cannot read %s: %v", dir, err))
 	}
 	return abs, nil
-}
-
-// errNoInteractive is the answer of an interactive chaser dev until the
-// PTY shell of chaser shell is wired into runInteractive.
-var errNoInteractive = errdefs.New(errdefs.ErrNotImplemented, "interactive chaser dev needs the terminal: use -c or --json")
-
-// interactiveSupported says, before a sandbox is created, whether
-// runInteractive can work. Remove the check when it is wired.
-func interactiveSupported() error { return errNoInteractive }
-
-// runInteractive opens an interactive shell in cwd of session id, on the
-// local terminal, while the mirror keeps running; it returns the shell's
-// exit code. It is where the PTY shell of chaser shell plugs in.
-func runInteractive(ctx context.Context, c *client.Client, id, cwd string) (int, error) {
-	return 0, errNoInteractive
 }
 
 // runDev resolves the sandbox, runs the mirror, and runs the command or
@@ -190,7 +168,8 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 		err  error
 	)
 	if o.interactive {
-		code, err = runInteractive(ctx, c, id, devRemote)
+		// isTerminal(e.stdin) held, so stdin is a terminal *os.File.
+		code, err = interactive(ctx, c, id, devRemote, e.stdin.(*os.File), e.stdout)
 	} else {
 		code, err = runRemote(ctx, c, id, api.ExecRequest{Command: o.command, Cwd: devRemote}, e.stdin, lockedOut{&mu, e.stdout}, lockedOut{&mu, e.stderr})
 	}
