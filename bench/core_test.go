@@ -17,6 +17,7 @@ import (
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/client"
+	"github.com/chaserhq/chaser/internal/daemon"
 	"github.com/chaserhq/chaser/internal/testserver"
 )
 
@@ -163,7 +164,7 @@ func BenchmarkIdleMemory(b *testing.B) {
 			pid := strings.TrimSpace(string(pidb))
 			rss += statusKB(b, pid, "VmRSS") * 1024
 			anon += statusKB(b, pid, "RssAnon") * 1024
-			u, err := os.ReadFile("/sys/fs/cgroup/memory/chaser/" + id + "/memory.usage_in_bytes")
+			u, err := os.ReadFile("/sys/fs/cgroup/memory/" + daemon.CgroupParent(s.DataDir) + "/" + id + "/memory.usage_in_bytes")
 			if err == nil {
 				v, _ := strconv.ParseInt(strings.TrimSpace(string(u)), 10, 64)
 				cg += v

@@ -22,6 +22,7 @@ import (
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/client"
+	"github.com/chaserhq/chaser/internal/daemon"
 	"github.com/chaserhq/chaser/internal/testserver"
 )
 
@@ -45,6 +46,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared != nil {
 		shared.stop()
+		release(shared.DataDir)
 		os.RemoveAll(shared.DataDir)
 	}
 	os.RemoveAll(filepath.Dir(binary))
@@ -89,6 +91,7 @@ func newServer(t *testing.T, args ...string) *Server {
 		if t.Failed() {
 			t.Logf("server log:\n%s", s.Log())
 		}
+		release(s.DataDir)
 		os.RemoveAll(s.DataDir)
 	})
 	return s
@@ -107,6 +110,19 @@ func sharedServer(t *testing.T) *Server {
 		t.Fatal("shared server did not start")
 	}
 	return shared
+}
+
+// release frees what sandboxes of a stopped server's data dir still hold:
+// a test that killed its server and failed before restarting it leaves them
+// running. It does what an operator does: start a server on the data dir
+// (recovery) and stop it (graceful shutdown destroys every sandbox).
+func release(dataDir string) {
+	if entries, _ := os.ReadDir(filepath.Join(dataDir, "sandboxes")); len(entries) == 0 {
+		return
+	}
+	if s, err := testserver.Start(dataDir); err == nil {
+		s.Stop()
+	}
 }
 
 // stop sends SIGTERM and waits for the server to exit.
@@ -239,7 +255,7 @@ func (s *Server) leaks(t *testing.T, id string) []string {
 	for _, m := range hostMounts(t, id) {
 		left = append(left, "mount: "+m)
 	}
-	cgs, _ := filepath.Glob("/sys/fs/cgroup/*/chaser/" + id)
+	cgs, _ := filepath.Glob("/sys/fs/cgroup/*/" + daemon.CgroupParent(s.DataDir) + "/" + id)
 	for _, c := range cgs {
 		left = append(left, "cgroup: "+c)
 	}

@@ -6,6 +6,8 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,6 +59,17 @@ func DefaultDataDir() string {
 	}
 	home, _ := os.UserHomeDir()
 	return filepath.Join(home, ".local", "share", "chaser")
+}
+
+// CgroupParent names the cgroup under which a server's sandboxes live:
+// "chaser" for the default data dir, else one per data dir, so that servers
+// sharing a host never take each other's cgroups for leftovers.
+func CgroupParent(dataDir string) string {
+	if dataDir == DefaultDataDir() {
+		return "chaser"
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	return "chaser-" + hex.EncodeToString(sum[:4])
 }
 
 // Defaults returns the configuration from the environment and defaults.
@@ -162,10 +175,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	rt, err := oci.New(oci.Config{
-		Binary:   cfg.Runtime,
-		StateDir: filepath.Join(cfg.DataDir, "sandboxes"),
-		RootDir:  filepath.Join(cfg.DataDir, cfg.Runtime),
-		Log:      log,
+		Binary:       cfg.Runtime,
+		StateDir:     filepath.Join(cfg.DataDir, "sandboxes"),
+		RootDir:      filepath.Join(cfg.DataDir, cfg.Runtime),
+		CgroupParent: CgroupParent(cfg.DataDir),
+		Log:          log,
 	})
 	if err != nil {
 		return err

@@ -212,6 +212,12 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 	if _, err := r.run(ctx, "delete", "--force", id); err != nil && !notExist(err) {
 		errs = append(errs, err)
 	}
+	// runc removes the cgroups of the containers it deletes, but not
+	// always those of a container whose start failed or whose state went
+	// missing: remove what is left (only empty cgroups can be removed).
+	if err := r.removeCgroups(id); err != nil {
+		errs = append(errs, err)
+	}
 	dir := r.dir(id)
 	rootfs := filepath.Join(dir, "rootfs")
 	for {
@@ -280,7 +286,7 @@ func (r *Runtime) State(ctx context.Context, id string) (runtime.Instance, error
 }
 
 // List implements runtime.Runtime: the runtime's containers plus state
-// directories left without one.
+// directories and cgroups left without one.
 func (r *Runtime) List(ctx context.Context) ([]runtime.Instance, error) {
 	out, err := r.run(ctx, "list", "--format", "json")
 	if err != nil {
@@ -304,10 +310,55 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.Instance, error) {
 	}
 	for _, e := range entries {
 		if e.IsDir() && validID(e.Name()) && !seen[e.Name()] {
+			seen[e.Name()] = true
 			list = append(list, runtime.Instance{ID: e.Name(), State: runtime.Stopped})
 		}
 	}
+	for _, id := range r.cgroupRemnants() {
+		if !seen[id] {
+			list = append(list, runtime.Instance{ID: id, State: runtime.Stopped})
+		}
+	}
 	return list, nil
+}
+
+// cgroupDirs returns the cgroup directories of sandbox id that exist, in
+// every v1 hierarchy and the v2 one.
+func (r *Runtime) cgroupDirs(id string) []string {
+	v1, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", r.cfg.CgroupParent, id))
+	dirs := v1
+	if fi, err := os.Stat(filepath.Join("/sys/fs/cgroup", r.cfg.CgroupParent, id)); err == nil && fi.IsDir() {
+		dirs = append(dirs, filepath.Join("/sys/fs/cgroup", r.cfg.CgroupParent, id))
+	}
+	return dirs
+}
+
+func (r *Runtime) removeCgroups(id string) error {
+	var errs []error
+	for _, d := range r.cgroupDirs(id) {
+		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// cgroupRemnants returns ids of sandboxes that only a cgroup is left of.
+func (r *Runtime) cgroupRemnants() []string {
+	seen := map[string]bool{}
+	var ids []string
+	parents, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", r.cfg.CgroupParent))
+	parents = append(parents, filepath.Join("/sys/fs/cgroup", r.cfg.CgroupParent))
+	for _, p := range parents {
+		entries, _ := os.ReadDir(p)
+		for _, e := range entries {
+			if e.IsDir() && validID(e.Name()) && !seen[e.Name()] {
+				seen[e.Name()] = true
+				ids = append(ids, e.Name())
+			}
+		}
+	}
+	return ids
 }
 
 // Dial implements runtime.Runtime.

@@ -28,3 +28,38 @@ func TestConformanceRunc(t *testing.T) {
 		return rt, dir
 	})
 }
+
+// TestCgroupRemnant checks that a cgroup left without its container (a
+// failed start, a lost state dir) is listed for recovery and removed.
+func TestCgroupRemnant(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: cgroups need root")
+	}
+	dir := t.TempDir()
+	rt, err := New(Config{Binary: "runc", StateDir: filepath.Join(dir, "state"), RootDir: filepath.Join(dir, "runc"), CgroupParent: "chaser-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg := "/sys/fs/cgroup/pids/chaser-test/rt-cgonly"
+	if err := os.MkdirAll(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(cg) })
+	list, err := rt.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, in := range list {
+		found = found || in.ID == "rt-cgonly" && in.State == runtime.Stopped
+	}
+	if !found {
+		t.Fatalf("cgroup remnant not listed: %+v", list)
+	}
+	if err := rt.Delete(t.Context(), "rt-cgonly"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cg); !os.IsNotExist(err) {
+		t.Fatalf("cgroup remnant still there: %v", err)
+	}
+}
