@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -304,6 +305,12 @@ func TestIsolation(t *testing.T) {
 		if got := run(ch.cmd); got.Stdout != ch.want {
 			t.Errorf("%s: %q gave %q (stderr %q), want %q", ch.name, ch.cmd, got.Stdout, got.Stderr, ch.want)
 		}
+	}
+	// The agent is the small chaser-agent shipped beside chaser.
+	if fi, err := statHost(filepath.Join(filepath.Dir(binary), "chaser-agent")); err != nil {
+		t.Fatal(err)
+	} else if res := run("stat -c %s /.chaser/agent"); res.Stdout != fmt.Sprint(fi.Size())+"\n" {
+		t.Errorf("the sandbox's agent is %q bytes, chaser-agent %d", res.Stdout, fi.Size())
 	}
 	// Writes to the host image stay in the sandbox.
 	if res := run("echo x > /usr/chaser-probe && cat /usr/chaser-probe"); res.Stdout != "x\n" {

@@ -7,6 +7,6 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/deps.sh
 . scripts/deps.sh
 install_deps
-CGO_ENABLED=0 go build -o bin/chaser ./cmd/chaser
-echo "chaser: built bin/chaser; starting the server"
+CGO_ENABLED=0 go build -o bin/ ./cmd/chaser ./cmd/chaser-agent
+echo "chaser: built bin/chaser and bin/chaser-agent; starting the server"
 exec ./bin/chaser serve "$@"

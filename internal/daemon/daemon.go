@@ -61,6 +61,18 @@ func DefaultDataDir() string {
 	return filepath.Join(home, ".local", "share", "chaser")
 }
 
+// AgentPath returns the agent binary that sandboxes run as their init:
+// chaser-agent beside the server's executable self when it is there (a
+// small binary: an idle sandbox costs half the memory), else self, whose
+// hidden `agent` subcommand runs the same code.
+func AgentPath(self string) string {
+	p := filepath.Join(filepath.Dir(self), "chaser-agent")
+	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+		return p
+	}
+	return self
+}
+
 // CgroupParent names the cgroup under which a server's sandboxes live:
 // "chaser" for the default data dir, else one per data dir, so that servers
 // sharing a host never take each other's cgroups for leftovers.
@@ -192,6 +204,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	agentPath := AgentPath(self)
+	log.Info("sandbox agent", "path", agentPath)
 	var sandboxes *sandbox.Service
 	m := metrics.New(func() float64 { return sandboxes.Running() })
 	tiers := map[string]sandbox.TierLimits{}
@@ -202,7 +216,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		tiers[name] = t
 	}
 	sandboxes = sandbox.New(sandbox.Config{
-		Runtime: rt, Images: images, Store: st, AgentPath: self,
+		Runtime: rt, Images: images, Store: st, AgentPath: agentPath,
 		DefaultImage: cfg.DefaultImage, WorkspaceDir: filepath.Join(cfg.DataDir, "workspaces"), Log: log, Metrics: m,
 		MaxFileSize: int64(cfg.MaxFileSize), Tiers: tiers,
 	})

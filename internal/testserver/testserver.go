@@ -22,8 +22,8 @@ var (
 	buildErr  error
 )
 
-// Binary builds the static chaser binary once per process and returns its
-// path.
+// Binary builds the static chaser binary, with chaser-agent beside it (as
+// shipped), once per process and returns chaser's path.
 func Binary() (string, error) {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "chaser-bin-")
@@ -32,7 +32,7 @@ func Binary() (string, error) {
 			return
 		}
 		binary = filepath.Join(dir, "chaser")
-		cmd := exec.Command("go", "build", "-o", binary, "github.com/chaserhq/chaser/cmd/chaser")
+		cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/chaserhq/chaser/cmd/chaser", "github.com/chaserhq/chaser/cmd/chaser-agent")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

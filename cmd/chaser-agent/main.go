@@ -1,0 +1,32 @@
+// Command chaser-agent is the in-sandbox agent as a small static binary of
+// its own, built and shipped beside chaser. `chaser serve` bind-mounts it
+// into every sandbox as the init when it finds it next to itself; otherwise
+// it uses its own hidden `chaser agent` subcommand, which runs the same
+// code. Being small (the agent's imports only, not the server's) halves the
+// memory an idle sandbox costs.
+//
+// Usage: chaser-agent [agent] [--socket PATH]. Without --socket it serves
+// on the listening socket inherited as fd 3.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/chaserhq/chaser/internal/agent"
+)
+
+func main() {
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "agent" {
+		args = args[1:] // the runtime starts every agent as `AGENT agent`
+	}
+	fs := flag.NewFlagSet("chaser-agent", flag.ExitOnError)
+	socket := fs.String("socket", "", "listen on this unix socket instead of the inherited fd 3")
+	_ = fs.Parse(args)
+	if err := agent.Main(*socket); err != nil {
+		fmt.Fprintln(os.Stderr, "chaser-agent:", err)
+		os.Exit(1)
+	}
+}
