@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -601,5 +602,32 @@ func stopForward(t *testing.T, f *forwardProc) {
 		t.Errorf("port not freed: %v", err)
 	} else {
 		l.Close()
+	}
+}
+
+// TestForwardCookieSurvivesRestart checks that a browser's forward cookie
+// still opens a session that survived a server crash: the signing key is
+// kept in the data dir.
+func TestForwardCookieSurvivesRestart(t *testing.T) {
+	s := newServer(t)
+	key := s.account(t, "paid")
+	sess, err := s.Client(key).CreateSession(t.Context(), api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startInSandbox(t, s, key, sess.ID, "fwdapp.py", appPort)
+	base := fmt.Sprintf("/s/%s/forward/%d", sess.ID, appPort)
+	resp, _ := fwd(t, s, "GET", "", base+"/hello?token="+key, "", nil)
+	if len(resp.Cookies()) != 1 {
+		t.Fatalf("no forward cookie: %v", resp.Header)
+	}
+	cookie := resp.Cookies()[0]
+	s.kill()
+	s2 := startServer(t, s.DataDir)
+	defer s2.stop()
+	resp, body := fwd(t, s2, "GET", "", base+"/hello", "", nil, "Cookie", cookie.Name+"="+cookie.Value)
+	wantStatus(t, resp, body, 200)
+	if fi, err := statHost(filepath.Join(s.DataDir, "forward.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("forward.key: %v %v", fi, err)
 	}
 }

@@ -6,6 +6,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -59,6 +60,23 @@ func DefaultDataDir() string {
 	}
 	home, _ := os.UserHomeDir()
 	return filepath.Join(home, ".local", "share", "chaser")
+}
+
+// loadKey returns the 32-byte secret kept in path (mode 0600), making it on
+// first use.
+func loadKey(path string) ([]byte, error) {
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, key, 0o600); err != nil {
+		return nil, err
+	}
+	return key, os.Rename(tmp, path)
 }
 
 // AgentPath returns the agent binary that sandboxes run as their init:
@@ -228,7 +246,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain), ReadHeaderTimeout: 30 * time.Second}
+	cookieKey, err := loadKey(filepath.Join(cfg.DataDir, "forward.key"))
+	if err != nil {
+		return fmt.Errorf("forward cookie key: %w", err)
+	}
+	handler := server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain).WithCookieKey(cookieKey)
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
 	go sandboxes.RunReaper(ctx, cfg.ReapInterval)
 	go images.RunGC(ctx, 10*time.Minute)
 	errc := make(chan error, 1)

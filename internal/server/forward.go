@@ -37,8 +37,8 @@ const cookieTTL = 12 * time.Hour
 type forwarder struct {
 	s      *Server
 	domain string // host-style forwarding is off when empty
-	// secret signs forward cookies. It lives only in memory: after a
-	// restart users send ?token= once more.
+	// secret signs forward cookies: random per process unless the daemon
+	// sets a persistent one (WithCookieKey), so grants survive restarts.
 	secret []byte
 	proxy  *httputil.ReverseProxy
 }
@@ -84,6 +84,16 @@ func newForwarder(s *Server) *forwarder {
 		},
 	}
 	return f
+}
+
+// WithCookieKey sets the key that signs forward cookies (32 bytes or
+// more), so that the cookies of running sessions stay valid across a
+// restart of the server.
+func (s *Server) WithCookieKey(key []byte) *Server {
+	if len(key) >= 32 {
+		s.fwd.secret = key
+	}
+	return s
 }
 
 // WithDomain turns on host-style forwarding for {id}.{domain}.
