@@ -73,6 +73,15 @@ func (s *Service) Create(ctx context.Context, name, tier string, admin bool) (ap
 	return out, nil
 }
 
+// CreateBy creates an account on behalf of caller, who must be an admin
+// (ErrPermissionDenied otherwise). New accounts are never admins.
+func (s *Service) CreateBy(ctx context.Context, caller store.Account, name, tier string) (api.Account, error) {
+	if !caller.Admin {
+		return api.Account{}, errdefs.New(errdefs.ErrPermissionDenied, "only an admin account can create accounts")
+	}
+	return s.Create(ctx, name, tier, false)
+}
+
 // ToAPI converts a stored account to its wire form.
 func ToAPI(a store.Account) api.Account {
 	return api.Account{ID: a.ID, Name: a.Name, Tier: a.Tier, Admin: a.Admin, CreatedAt: a.CreatedAt}

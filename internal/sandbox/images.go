@@ -1,15 +1,27 @@
 package sandbox
 
 import (
+	"context"
 	"path"
 	"strings"
 
 	"github.com/chaserhq/chaser/internal/agent"
+	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
+	"github.com/chaserhq/chaser/internal/store"
 )
 
 // Images returns the image store, for the images API.
 func (s *Service) Images() *image.Store { return s.cfg.Images }
+
+// RemoveImage removes an image from the cache. The cache is shared by every
+// account, so only an admin may: others get ErrPermissionDenied.
+func (s *Service) RemoveImage(ctx context.Context, acct store.Account, ref string) error {
+	if !acct.Admin {
+		return errdefs.New(errdefs.ErrPermissionDenied, "removing images is for admins: the image cache is shared by every account")
+	}
+	return s.cfg.Images.Remove(ctx, ref)
+}
 
 // imageEnv is what the image's config adds to the agent's environment: the
 // default working directory and user of commands (read by the agent, hidden

@@ -5,20 +5,15 @@ import (
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/internal/account"
-	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/store"
 )
 
 func (s *Server) createAccount(w http.ResponseWriter, r *http.Request, acct store.Account) {
-	if !acct.Admin {
-		writeError(w, r, errdefs.New(errdefs.ErrPermissionDenied, "only an admin account can create accounts"))
-		return
-	}
 	var req api.CreateAccountRequest
 	if !decode(w, r, &req) {
 		return
 	}
-	a, err := s.accounts.Create(r.Context(), req.Name, req.Tier, false)
+	a, err := s.accounts.CreateBy(r.Context(), acct, req.Name, req.Tier)
 	if err != nil {
 		writeError(w, r, err)
 		return

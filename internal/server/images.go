@@ -37,11 +37,7 @@ func (s *Server) getImage(w http.ResponseWriter, r *http.Request, acct store.Acc
 }
 
 func (s *Server) deleteImage(w http.ResponseWriter, r *http.Request, acct store.Account) {
-	if !acct.Admin {
-		writeError(w, r, errdefs.New(errdefs.ErrPermissionDenied, "removing images is for admins: the image cache is shared by every account"))
-		return
-	}
-	if err := s.sandboxes.Images().Remove(r.Context(), r.PathValue("ref")); err != nil {
+	if err := s.sandboxes.RemoveImage(r.Context(), acct, r.PathValue("ref")); err != nil {
 		writeError(w, r, err)
 		return
 	}
