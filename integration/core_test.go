@@ -360,6 +360,8 @@ func TestBadInput(t *testing.T) {
 		{"missing cwd", key, "POST", "/v1/sessions/" + id + "/exec", `{"command":"true","cwd":"/nope"}`, 400, "invalid_argument"},
 		{"negative timeout", key, "POST", "/v1/sessions/" + id + "/exec", `{"command":"true","timeout_ms":-1}`, 400, "invalid_argument"},
 		{"bad env name", key, "POST", "/v1/sessions/" + id + "/exec", `{"command":"true","env":{"A=B":"c"}}`, 400, "invalid_argument"},
+		{"workspace on a session", key, "POST", "/v1/sessions/" + id + "/exec", `{"command":"true","workspace":"dev"}`, 400, "invalid_argument"},
+		{"background and stream", key, "POST", "/v1/sessions/" + id + "/exec", `{"command":"true","background":true,"stream":true}`, 400, "invalid_argument"},
 		{"unknown session type", key, "POST", "/v1/sessions", `{"type":"vm"}`, 400, "invalid_argument"},
 		{"workspace with image", key, "POST", "/v1/sessions", `{"type":"sandbox","workspace":"dev","image":"x"}`, 400, "invalid_argument"},
 		{"bad output offset", key, "GET", "/v1/sessions/" + id + "/commands/c-x/output?offset=-3", "", 400, "invalid_argument"},

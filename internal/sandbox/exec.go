@@ -53,6 +53,9 @@ func validateExec(req *api.ExecRequest) error {
 
 // Start starts a command in one of the account's sessions and returns it.
 func (s *Service) Start(ctx context.Context, acct store.Account, id string, req api.ExecRequest) (api.Command, error) {
+	if req.Workspace != "" || req.Ephemeral {
+		return api.Command{}, errdefs.New(errdefs.ErrInvalidArgument, "workspace and ephemeral cannot be given for a session: the session fixes where the command runs")
+	}
 	if err := validateExec(&req); err != nil {
 		return api.Command{}, err
 	}

@@ -32,8 +32,6 @@ func (s *Server) execInSession(w http.ResponseWriter, r *http.Request, acct stor
 	}
 	id := r.PathValue("id")
 	switch {
-	case req.Workspace != "":
-		writeError(w, r, errdefs.New(errdefs.ErrInvalidArgument, "workspace cannot be given for a session: the session fixes it"))
 	case req.Background:
 		cmd, err := s.sandboxes.Start(r.Context(), acct, id, req)
 		if err != nil {
