@@ -99,9 +99,8 @@ func (a *Agent) SelfTest(ctx context.Context) api.SelfTest {
 		}
 	}
 	st.OS = osRelease()
-	var u syscall.Utsname
-	if syscall.Uname(&u) == nil {
-		st.Kernel = utsString(u.Release[:])
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		st.Kernel = strings.TrimSpace(string(b))
 	}
 	st.Limits = cgroupLimits()
 	wg.Wait()
@@ -210,16 +209,6 @@ func osRelease() api.OSInfo {
 	return o
 }
 
-func utsString(b []int8) string {
-	var s strings.Builder
-	for _, c := range b {
-		if c == 0 {
-			break
-		}
-		s.WriteByte(byte(c))
-	}
-	return s.String()
-}
 
 // cgroupLimits reads the limits of the sandbox's own cgroup, v2 or v1.
 func cgroupLimits() api.SandboxLimits {

@@ -201,21 +201,6 @@ func sessionMembers(sid int) []int {
 	return out
 }
 
-// makeQuiet clears ECHO and ONLCR on the terminal: programs read exactly
-// what they wrote, without "\r\n" for "\n" and without their input echoed.
-func makeQuiet(f *os.File) error {
-	var tio syscall.Termios
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&tio))); e != 0 {
-		return e
-	}
-	tio.Lflag &^= syscall.ECHO | syscall.ECHOE | syscall.ECHOK | syscall.ECHONL | syscall.ECHOCTL
-	tio.Oflag &^= syscall.ONLCR
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCSETS, uintptr(unsafe.Pointer(&tio))); e != 0 {
-		return e
-	}
-	return nil
-}
-
 // LookPath finds file in the PATH of env; it returns "" when it is absent.
 func LookPath(file string, env []string) string {
 	p := lookPath(file, env)
