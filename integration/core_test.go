@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -558,4 +559,25 @@ func TestIdleReaping(t *testing.T) {
 	if _, err := c.GetSession(t.Context(), typing); err != nil {
 		t.Fatalf("session with an open terminal was reaped: %v", err)
 	}
+}
+
+// TestDeadSandboxReleased kills a sandbox's init behind the server's back
+// (as the OOM killer could) and checks the session and everything it held
+// are released.
+func TestDeadSandboxReleased(t *testing.T) {
+	s := newServer(t, "--reap-interval", "200ms")
+	key := s.account(t, "free")
+	id := s.sandbox(t, key)
+	pid, err := readFileHost(filepath.Join(s.DataDir, "sandboxes", id, "pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("kill", "-9", strings.TrimSpace(string(pid))).CombinedOutput(); err != nil {
+		t.Fatalf("kill: %v %s", err, out)
+	}
+	waitFor(t, func() bool {
+		_, err := s.Client(key).GetSession(t.Context(), id)
+		return err != nil
+	})
+	waitFor(t, func() bool { return len(s.leaks(t, id)) == 0 })
 }

@@ -484,9 +484,9 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Reap destroys sessions past their expiry, and idle ones: not reached
-// through the API for the tier's IdleTimeout, running no command and
-// holding no terminal.
+// Reap destroys sessions past their expiry, those whose sandbox died, and
+// idle ones: not reached through the API for the tier's IdleTimeout,
+// running no command and holding no terminal.
 // Run it periodically.
 func (s *Service) Reap(ctx context.Context) {
 	list, err := s.cfg.Store.ListSessions(ctx, "")
@@ -508,6 +508,8 @@ func (s *Service) Reap(ctx context.Context) {
 		why := ""
 		if now.After(x.ExpiresAt) {
 			why = "expired"
+		} else if s.dead(ctx, x.ID) {
+			why = "died"
 		} else if s.idle(ctx, x, s.tier(accounts[x.AccountID]).IdleTimeout, now) {
 			why = "idle"
 		}
@@ -519,6 +521,26 @@ func (s *Service) Reap(ctx context.Context) {
 			s.log.Error("reap", "session_id", x.ID, "err", err)
 		}
 	}
+}
+
+// dead tells whether the sandbox of a running session has stopped (its
+// agent, the init, died: say the OOM killer took it), so its resources can
+// be released. The runtime is asked only when the agent does not answer.
+func (s *Service) dead(ctx context.Context, id string) bool {
+	s.mu.Lock()
+	c := s.live[id]
+	s.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_, err := c.Health(hctx)
+	cancel()
+	if err == nil {
+		return false
+	}
+	in, err := s.cfg.Runtime.State(ctx, id)
+	return errors.Is(err, errdefs.ErrNotFound) || err == nil && in.State != runtime.Running
 }
 
 // idle tells whether session x went unused for timeout and runs nothing:
