@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 
@@ -34,23 +33,6 @@ type Client struct {
 // New returns a client for baseURL authenticating with key.
 func New(baseURL, key string) *Client {
 	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Key: key, HTTP: &http.Client{}}
-}
-
-// FromEnv returns a client configured by CHASER_API_URL and CHASER_API_KEY.
-// Without CHASER_API_KEY it falls back to keyFile (the local server's
-// admin.key) when that is readable.
-func FromEnv(keyFile string) *Client {
-	u := os.Getenv("CHASER_API_URL")
-	if u == "" {
-		u = DefaultURL
-	}
-	key := os.Getenv("CHASER_API_KEY")
-	if key == "" && keyFile != "" {
-		if b, err := os.ReadFile(keyFile); err == nil {
-			key = strings.TrimSpace(string(b))
-		}
-	}
-	return New(u, key)
 }
 
 // Request sends a request with the key and returns the response when its
@@ -106,6 +88,13 @@ func sessionPath(id string, rest ...string) string {
 		p += "/" + r
 	}
 	return p
+}
+
+// Account returns the account of the client's key (GET /v1/account).
+func (c *Client) Account(ctx context.Context) (api.Account, error) {
+	var a api.Account
+	err := c.call(ctx, http.MethodGet, "/v1/account", nil, &a)
+	return a, err
 }
 
 // Health checks GET /healthz.

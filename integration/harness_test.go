@@ -164,7 +164,9 @@ func (s *Server) cli(t *testing.T, key string, stdin io.Reader, args ...string) 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append(os.Environ(), "CHASER_API_URL="+s.URL, "CHASER_API_KEY="+key)
+	// A configuration file of the test's own keeps the user's profiles out.
+	cmd.Env = append(os.Environ(), "CHASER_API_URL="+s.URL, "CHASER_API_KEY="+key,
+		"CHASER_CONFIG="+filepath.Join(t.TempDir(), "config.json"))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr, cmd.Stdin = &out, &errb, stdin
 	err := cmd.Run()

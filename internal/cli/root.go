@@ -31,12 +31,32 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	json           bool
+	profile        string // --profile
+
+	// Set before a command runs (resolveClient).
+	c       *client.Client
+	using   string        // the profile in use, "" for none
+	keyFrom client.Source // where the key came from
 }
 
-// client returns an API client from CHASER_API_URL / CHASER_API_KEY, falling
-// back to the local server's admin.key when no key is set.
-func (e *env) client() *client.Client {
-	return client.FromEnv(filepath.Join(daemon.Defaults().DataDir, "admin.key"))
+// client returns the API client of this run: CHASER_API_URL and
+// CHASER_API_KEY, over the profile (--profile, CHASER_PROFILE, or the
+// current one of `chaser auth login`), over the local server's admin.key.
+func (e *env) client() *client.Client { return e.c }
+
+// resolveClient sets up e.c before a command runs. `auth login` creates
+// the profile it names, so it resolves without it.
+func (e *env) resolveClient(cmd *cobra.Command) error {
+	profile := e.profile
+	if cmd.Name() == "login" {
+		profile = ""
+	}
+	c, name, src, err := client.Resolve(profile, filepath.Join(daemon.Defaults().DataDir, "admin.key"))
+	if err != nil {
+		return errdefs.New(errdefs.ErrInvalidArgument, err.Error())
+	}
+	e.c, e.using, e.keyFrom = c, name, src
+	return nil
 }
 
 func (e *env) printJSON(v any) error {
@@ -66,7 +86,7 @@ func Run(ctx context.Context, args []string) int {
 func hint(err error) string {
 	switch {
 	case errors.Is(err, errdefs.ErrUnauthenticated):
-		return "\n  set CHASER_API_KEY (the admin key is in the server's data dir: admin.key)"
+		return "\n  log in with `chaser auth login` or set CHASER_API_KEY (the admin key is in the server's data dir: admin.key)"
 	case errors.Is(err, errdefs.ErrNotFound) && strings.HasPrefix(httpjson.Message(err), "image "):
 		return "\n  check the image reference; cached images: chaser images list"
 	case errors.Is(err, errdefs.ErrNotFound) && strings.HasPrefix(httpjson.Message(err), "session "):
@@ -84,6 +104,14 @@ func newRoot(e *env) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().BoolVar(&e.json, "json", false, "print JSON")
+	root.PersistentFlags().StringVar(&e.profile, "profile", "", "client profile of `chaser auth login` to use (env CHASER_PROFILE)")
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		switch cmd.Name() {
+		case "serve", "agent":
+			return nil // the server reads no client configuration
+		}
+		return e.resolveClient(cmd)
+	}
 	root.AddCommand(
 		newServe(e),
 		newAgent(),
@@ -97,6 +125,7 @@ func newRoot(e *env) *cobra.Command {
 		newMCP(e),
 		newDev(e),
 		newForward(e),
+		newAuth(e),
 	)
 	return root
 }

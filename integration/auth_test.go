@@ -1,0 +1,122 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// authCLI runs chaser with only the environment given (plus PATH/HOME):
+// no CHASER_API_KEY unless env sets it.
+func authCLI(t *testing.T, env []string, stdin string, args ...string) Result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = &out, &errb, strings.NewReader(stdin)
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return Result{Stdout: out.String(), Stderr: errb.String(), Code: code}
+}
+
+// TestAuthProfiles checks chaser auth login/status/list/use/logout and the
+// precedence of the environment over profiles.
+func TestAuthProfiles(t *testing.T) {
+	s := sharedServer(t)
+	alice := s.account(t, "paid")
+	bob := s.account(t, "free")
+	conf := filepath.Join(t.TempDir(), "chaser", "config.json")
+	base := []string{"CHASER_CONFIG=" + conf}
+
+	// A bad key is refused and nothing is saved.
+	r := authCLI(t, base, "chaser_nope_nope\n", "auth", "login", "--url", s.URL)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "invalid API key") {
+		t.Fatalf("login with a bad key: %d %q", r.Code, r.Stderr)
+	}
+	if _, err := os.Stat(conf); !os.IsNotExist(err) {
+		t.Fatalf("a refused login wrote the configuration: %v", err)
+	}
+
+	// The key comes on stdin, never as a flag.
+	r = authCLI(t, base, alice+"\n", "auth", "login", "--url", s.URL, "--json")
+	if r.Code != 0 {
+		t.Fatalf("login: %d %s", r.Code, r.Stderr)
+	}
+	fi, err := os.Stat(conf)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("config file: %v %v", fi, err)
+	}
+	r = authCLI(t, base, "", "auth", "status", "--json")
+	var st struct {
+		Profile, URL string
+		KeyFrom      string `json:"key_from"`
+		Account      struct{ Tier string }
+	}
+	decodeJSON(t, []byte(r.Stdout), &st)
+	if st.Profile != "default" || st.URL != s.URL || st.KeyFrom != "profile" || st.Account.Tier != "paid" {
+		t.Fatalf("status: %s %s", r.Stdout, r.Stderr)
+	}
+	// Commands use the profile without any environment.
+	if r = authCLI(t, base, "", "sessions", "list", "--json"); r.Code != 0 {
+		t.Fatalf("sessions list with a profile: %s", r.Stderr)
+	}
+
+	// A second profile; switch between them.
+	if r = authCLI(t, base, bob+"\n", "auth", "login", "--url", s.URL, "--profile", "bob"); r.Code != 0 {
+		t.Fatalf("login bob: %s", r.Stderr)
+	}
+	r = authCLI(t, base, "", "auth", "status", "--json")
+	decodeJSON(t, []byte(r.Stdout), &st)
+	if st.Profile != "bob" || st.Account.Tier != "free" {
+		t.Fatalf("after login bob: %s", r.Stdout)
+	}
+	r = authCLI(t, base, "", "auth", "status", "--json", "--profile", "default")
+	decodeJSON(t, []byte(r.Stdout), &st)
+	if st.Profile != "default" || st.Account.Tier != "paid" {
+		t.Fatalf("--profile default: %s", r.Stdout)
+	}
+	if r = authCLI(t, base, "", "auth", "use", "default"); r.Code != 0 {
+		t.Fatalf("use: %s", r.Stderr)
+	}
+	r = authCLI(t, base, "", "auth", "list", "--json")
+	var list struct {
+		Profiles []struct {
+			Name    string
+			Current bool
+		}
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &list); err != nil || len(list.Profiles) != 2 || list.Profiles[0].Name != "bob" || !list.Profiles[1].Current {
+		t.Fatalf("list: %s %v", r.Stdout, err)
+	}
+	if strings.Contains(r.Stdout, alice) {
+		t.Fatal("auth list prints a key")
+	}
+
+	// The environment wins over the profile.
+	r = authCLI(t, append(base, "CHASER_API_KEY=chaser_bad_bad"), "", "sessions", "list")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "invalid API key") {
+		t.Fatalf("env key over profile: %d %q", r.Code, r.Stderr)
+	}
+	r = authCLI(t, base, "", "sessions", "list", "--profile", "nobody")
+	if r.Code == 0 || !strings.Contains(r.Stderr, `no profile "nobody"`) {
+		t.Fatalf("unknown profile: %d %q", r.Code, r.Stderr)
+	}
+
+	// Logout forgets the key.
+	if r = authCLI(t, base, "", "auth", "logout"); r.Code != 0 {
+		t.Fatalf("logout: %s", r.Stderr)
+	}
+	b, _ := os.ReadFile(conf)
+	if strings.Contains(string(b), alice) {
+		t.Fatal("the key is still in the configuration after logout")
+	}
+}
