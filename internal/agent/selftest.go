@@ -209,7 +209,6 @@ func osRelease() api.OSInfo {
 	return o
 }
 
-
 // cgroupLimits reads the limits of the sandbox's own cgroup, v2 or v1.
 func cgroupLimits() api.SandboxLimits {
 	l := api.SandboxLimits{OnlineCPUs: onlineCPUs()}

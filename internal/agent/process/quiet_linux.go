@@ -20,4 +20,3 @@ func makeQuiet(f *os.File) error {
 	}
 	return nil
 }
-
