@@ -104,7 +104,7 @@ func newRoot(e *env) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().BoolVar(&e.json, "json", false, "print JSON")
-	root.PersistentFlags().StringVar(&e.profile, "profile", "", "client profile of `chaser auth login` to use (env CHASER_PROFILE)")
+	root.PersistentFlags().StringVar(&e.profile, "profile", "", "client profile to use, saved by chaser auth login (env CHASER_PROFILE)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		switch cmd.Name() {
 		case "serve", "agent":
