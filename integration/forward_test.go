@@ -606,8 +606,8 @@ func stopForward(t *testing.T, f *forwardProc) {
 }
 
 // TestForwardCookieSurvivesRestart checks that a browser's forward cookie
-// still opens a session that survived a server crash: the signing key is
-// kept in the data dir.
+// still opens a session that survived a server crash (the signing key is
+// kept in the data dir), and that a public port stays public.
 func TestForwardCookieSurvivesRestart(t *testing.T) {
 	s := newServer(t)
 	key := s.account(t, "paid")
@@ -622,11 +622,21 @@ func TestForwardCookieSurvivesRestart(t *testing.T) {
 		t.Fatalf("no forward cookie: %v", resp.Header)
 	}
 	cookie := resp.Cookies()[0]
+	if _, err := s.Client(key).SetPortPublic(t.Context(), sess.ID, echoPort, true); err != nil {
+		t.Fatal(err)
+	}
 	s.kill()
 	s2 := startServer(t, s.DataDir)
 	defer s2.stop()
 	resp, body := fwd(t, s2, "GET", "", base+"/hello", "", nil, "Cookie", cookie.Name+"="+cookie.Value)
 	wantStatus(t, resp, body, 200)
+	p, err := s2.Client(key).Port(t.Context(), sess.ID, echoPort)
+	if err != nil || !p.Public {
+		t.Fatalf("public port after restart: %+v %v", p, err)
+	}
+	if p, _ := s2.Client(key).Port(t.Context(), sess.ID, appPort); p.Public {
+		t.Fatal("a private port became public")
+	}
 	if fi, err := statHost(filepath.Join(s.DataDir, "forward.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("forward.key: %v %v", fi, err)
 	}

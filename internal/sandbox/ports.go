@@ -14,9 +14,9 @@ import (
 )
 
 // portTable remembers which ports of running sessions their owners made
-// public. It lives in memory on purpose: a port is public for as long as
-// the sandbox runs, and a server restart makes every port private again —
-// the safe direction to fail in. The zero value is ready to use.
+// public: a cache of the store's records (which go with their session), so
+// anonymous forward requests cost no query. Recover fills it again after a
+// restart. The zero value is ready to use.
 type portTable struct {
 	mu     sync.Mutex
 	public map[string]map[int]bool // session id → public ports
@@ -58,6 +58,17 @@ func (t *portTable) list(id string) []int {
 	return out
 }
 
+// load fills the table with the public ports of sessions that run.
+func (t *portTable) load(ports map[string][]int, running func(id string) bool) {
+	for id, list := range ports {
+		if running(id) {
+			for _, p := range list {
+				t.set(id, p, true)
+			}
+		}
+	}
+}
+
 // forget drops a session's ports; destroy calls it.
 func (t *portTable) forget(id string) {
 	t.mu.Lock()
@@ -71,6 +82,9 @@ func (t *portTable) forget(id string) {
 // ErrFailedPrecondition when it does not run.
 func (s *Service) SetPortPublic(ctx context.Context, acct store.Account, id string, port int, public bool) (api.Port, error) {
 	if _, _, err := s.Agent(ctx, acct, id); err != nil {
+		return api.Port{}, err
+	}
+	if err := s.cfg.Store.SetPortPublic(ctx, id, port, public); err != nil {
 		return api.Port{}, err
 	}
 	s.ports.set(id, port, public)

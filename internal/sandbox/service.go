@@ -446,6 +446,11 @@ func (s *Service) Recover(ctx context.Context) error {
 	if err := s.removeOrphanWorkspaces(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	if ports, err := s.cfg.Store.PublicPorts(ctx); err != nil {
+		errs = append(errs, err)
+	} else {
+		s.ports.load(ports, func(id string) bool { return s.IsRunning(id) })
+	}
 	for _, in := range instances {
 		if !known[in.ID] {
 			s.log.Info("releasing sandbox without a session", "sandbox", in.ID)

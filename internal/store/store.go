@@ -90,5 +90,11 @@ type Store interface {
 	// session type, or ErrNotFound.
 	GetDefault(ctx context.Context, accountID, sessionType string) (string, error)
 
+	// SetPortPublic records whether a port of a session is public. The
+	// record goes with its session.
+	SetPortPublic(ctx context.Context, sessionID string, port int, public bool) error
+	// PublicPorts returns the public ports of every session.
+	PublicPorts(ctx context.Context) (map[string][]int, error)
+
 	Close() error
 }

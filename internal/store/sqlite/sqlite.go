@@ -60,6 +60,11 @@ var migrations = []string{
 		PRIMARY KEY (account_id, session_type)
 	);
 	CREATE UNIQUE INDEX sessions_one_per_workspace ON sessions(workspace_id) WHERE workspace_id IS NOT NULL;`,
+	`CREATE TABLE public_ports (
+		session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+		port       INTEGER NOT NULL,
+		PRIMARY KEY (session_id, port)
+	);`,
 }
 
 // Store is a store.Store backed by a SQLite file.
@@ -371,4 +376,37 @@ func (s *Store) GetDefault(ctx context.Context, accountID, sessionType string) (
 		return "", fmt.Errorf("default %s workspace: %w", sessionType, errdefs.ErrNotFound)
 	}
 	return id, err
+}
+
+// SetPortPublic implements store.Store.
+func (s *Store) SetPortPublic(ctx context.Context, sessionID string, port int, public bool) error {
+	var err error
+	if public {
+		_, err = s.db.ExecContext(ctx, `INSERT OR IGNORE INTO public_ports(session_id, port) VALUES (?, ?)`, sessionID, port)
+		if err != nil && strings.Contains(err.Error(), "FOREIGN KEY") {
+			return fmt.Errorf("session %s: %w", sessionID, errdefs.ErrNotFound)
+		}
+	} else {
+		_, err = s.db.ExecContext(ctx, `DELETE FROM public_ports WHERE session_id = ? AND port = ?`, sessionID, port)
+	}
+	return err
+}
+
+// PublicPorts implements store.Store.
+func (s *Store) PublicPorts(ctx context.Context) (map[string][]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT session_id, port FROM public_ports ORDER BY session_id, port`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string][]int{}
+	for rows.Next() {
+		var id string
+		var port int
+		if err := rows.Scan(&id, &port); err != nil {
+			return nil, err
+		}
+		out[id] = append(out[id], port)
+	}
+	return out, rows.Err()
 }

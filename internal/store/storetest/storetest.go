@@ -17,6 +17,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Accounts", func(t *testing.T) { testAccounts(t, newStore(t)) })
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, newStore(t)) })
 	t.Run("Workspaces", func(t *testing.T) { testWorkspaces(t, newStore(t)) })
+	t.Run("PublicPorts", func(t *testing.T) { testPublicPorts(t, newStore(t)) })
 }
 
 func testAccounts(t *testing.T, s store.Store) {
@@ -180,5 +181,38 @@ func testWorkspaces(t *testing.T, s store.Store) {
 	}
 	if err := s.DeleteWorkspace(ctx, "ws-1"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("delete twice: %v", err)
+	}
+}
+
+func testPublicPorts(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := time.Now().UTC()
+	if err := s.CreateAccount(ctx, store.Account{ID: "acc", Name: "a", Tier: "free", CreatedAt: now}, store.APIKey{ID: "k", Hash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	x := store.Session{ID: "s-1", AccountID: "acc", Type: "sandbox", Status: "running", Image: "host", Runtime: "runc", CreatedAt: now, ExpiresAt: now}
+	if err := s.CreateSession(ctx, x); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []int{8080, 3000, 8080} {
+		if err := s.SetPortPublic(ctx, "s-1", p, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetPortPublic(ctx, "s-1", 3000, false); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.PublicPorts(ctx)
+	if err != nil || len(got) != 1 || len(got["s-1"]) != 1 || got["s-1"][0] != 8080 {
+		t.Fatalf("PublicPorts = %v, %v", got, err)
+	}
+	if err := s.SetPortPublic(ctx, "s-nope", 1, true); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("port of a missing session: %v", err)
+	}
+	if err := s.DeleteSession(ctx, "s-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.PublicPorts(ctx); len(got) != 0 {
+		t.Fatalf("ports outlive their session: %v", got)
 	}
 }
