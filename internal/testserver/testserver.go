@@ -24,7 +24,13 @@ var (
 
 // Binary builds the static chaser binary, with chaser-agent beside it (as
 // shipped), once per process and returns chaser's path.
+//
+// CHASER_TEST_BIN names a prebuilt chaser instead (with chaser-agent beside
+// it), e.g. one built with -race.
 func Binary() (string, error) {
+	if p := os.Getenv("CHASER_TEST_BIN"); p != "" {
+		return p, nil
+	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "chaser-bin-")
 		if err != nil {
