@@ -14,6 +14,7 @@ import (
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/client"
+	"github.com/chaserhq/chaser/internal/daemon"
 )
 
 // TestQuickstart drives the CLI the way the seed page shows: create a
@@ -469,6 +470,9 @@ func TestRestart(t *testing.T) {
 	}
 	if m := hostMounts(t, s.DataDir); len(m) > 0 {
 		t.Fatalf("mounts left under the data dir: %v", m)
+	}
+	if cgs, _ := filepath.Glob("/sys/fs/cgroup/*/" + daemon.CgroupParent(s.DataDir)); len(cgs) > 0 {
+		t.Fatalf("cgroup parents left after graceful stop: %v", cgs)
 	}
 }
 

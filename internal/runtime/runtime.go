@@ -92,3 +92,10 @@ type Runtime interface {
 	// Stats reports resource use, or errdefs.ErrNotFound.
 	Stats(ctx context.Context, id string) (Stats, error)
 }
+
+// Closer is implemented by runtimes that keep host state of their own
+// beyond their sandboxes (say a cgroup parent). Close is called at a
+// graceful shutdown, after the last sandbox was deleted.
+type Closer interface {
+	Close() error
+}

@@ -486,6 +486,9 @@ func (s *Service) Shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	if c, ok := s.cfg.Runtime.(runtime.Closer); ok && len(errs) == 0 {
+		errs = append(errs, c.Close())
+	}
 	return errors.Join(errs...)
 }
 

@@ -29,4 +29,7 @@ type Config struct {
 	Log          *slog.Logger
 }
 
-var _ runtime.Runtime = (*Runtime)(nil)
+var (
+	_ runtime.Runtime = (*Runtime)(nil)
+	_ runtime.Closer  = (*Runtime)(nil)
+)

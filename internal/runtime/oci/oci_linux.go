@@ -343,6 +343,20 @@ func (r *Runtime) removeCgroups(id string) error {
 	return errors.Join(errs...)
 }
 
+// Close removes the runtime's cgroup parent in every hierarchy when no
+// sandbox is left in it (runc makes parents but never removes them).
+func (r *Runtime) Close() error {
+	parents, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", r.cfg.CgroupParent))
+	parents = append(parents, filepath.Join("/sys/fs/cgroup", r.cfg.CgroupParent))
+	var errs []error
+	for _, p := range parents {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // cgroupRemnants returns ids of sandboxes that only a cgroup is left of.
 func (r *Runtime) cgroupRemnants() []string {
 	seen := map[string]bool{}

@@ -34,3 +34,4 @@ func (r *Runtime) State(context.Context, string) (runtime.Instance, error) {
 func (r *Runtime) Stats(context.Context, string) (runtime.Stats, error) {
 	return runtime.Stats{}, errdefs.ErrNotImplemented
 }
+func (r *Runtime) Close() error { return errdefs.ErrNotImplemented }

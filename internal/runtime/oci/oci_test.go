@@ -25,6 +25,7 @@ func TestConformanceRunc(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { rt.Close() })
 		return rt, dir
 	})
 }
@@ -44,7 +45,7 @@ func TestCgroupRemnant(t *testing.T) {
 	if err := os.MkdirAll(cg, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.Remove(cg) })
+	t.Cleanup(func() { os.Remove(cg); rt.Close() })
 	list, err := rt.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
