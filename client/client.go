@@ -42,14 +42,24 @@ func (c *Client) Request(ctx context.Context, method, path string, body io.Reade
 	if err != nil {
 		return nil, err
 	}
-	if c.Key != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Key)
-	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	return c.send(req)
+}
+
+// send sends a prepared request with the key and returns the response when
+// its status is below 300; otherwise the error the server answered. A
+// cancelled request returns the context's error.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
+	if c.Key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Key)
+	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
+		if req.Context().Err() != nil {
+			return nil, req.Context().Err()
+		}
 		return nil, fmt.Errorf("cannot reach the Chaser server at %s (is `chaser serve` running? set CHASER_API_URL): %v: %w", c.BaseURL, err, errdefs.ErrUnavailable)
 	}
 	if resp.StatusCode >= 300 {
@@ -57,6 +67,16 @@ func (c *Client) Request(ctx context.Context, method, path string, body io.Reade
 		return nil, httpjson.ReadError(resp)
 	}
 	return resp, nil
+}
+
+// decodeAnswer decodes and closes a JSON answer.
+func decodeAnswer[T any](resp *http.Response) (T, error) {
+	defer resp.Body.Close()
+	var v T
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return v, fmt.Errorf("bad answer from the server: %w", err)
+	}
+	return v, nil
 }
 
 // call sends in as JSON (when not nil) and decodes the answer into out

@@ -2,15 +2,11 @@ package client
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 
 	"github.com/chaserhq/chaser/api"
-	"github.com/chaserhq/chaser/internal/errdefs"
-	"github.com/chaserhq/chaser/internal/httpjson"
 )
 
 // Upload stores r at sandbox path remote of session id, as a raw body
@@ -39,12 +35,7 @@ func (c *Client) Upload(ctx context.Context, id, remote string, r io.Reader, siz
 	if err != nil {
 		return api.FileInfo{}, err
 	}
-	defer resp.Body.Close()
-	var info api.FileInfo
-	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
-		return api.FileInfo{}, fmt.Errorf("bad answer from the server: %w", err)
-	}
-	return info, nil
+	return decodeAnswer[api.FileInfo](resp)
 }
 
 // Download opens sandbox file remote of session id. The caller reads the
@@ -92,23 +83,4 @@ func (c *Client) MoveFile(ctx context.Context, id string, req api.MoveRequest) (
 	var info api.FileInfo
 	err := c.call(ctx, http.MethodPost, sessionPath(id, "files", "move"), req, &info)
 	return info, err
-}
-
-// send sends a prepared request with the key, like Request.
-func (c *Client) send(req *http.Request) (*http.Response, error) {
-	if c.Key != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Key)
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		if req.Context().Err() != nil {
-			return nil, req.Context().Err()
-		}
-		return nil, fmt.Errorf("cannot reach the Chaser server at %s (is `chaser serve` running? set CHASER_API_URL): %v: %w", c.BaseURL, err, errdefs.ErrUnavailable)
-	}
-	if resp.StatusCode >= 300 {
-		defer resp.Body.Close()
-		return nil, httpjson.ReadError(resp)
-	}
-	return resp, nil
 }

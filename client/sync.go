@@ -2,8 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -24,12 +22,7 @@ func (c *Client) Manifest(ctx context.Context, id, root string, hash bool) (api.
 	if err != nil {
 		return api.Manifest{}, err
 	}
-	defer resp.Body.Close()
-	var m api.Manifest
-	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-		return api.Manifest{}, fmt.Errorf("bad manifest from the server: %w", err)
-	}
-	return m, nil
+	return decodeAnswer[api.Manifest](resp)
 }
 
 // HashFiles returns the SHA-256 of the regular files among paths
@@ -54,12 +47,7 @@ func (c *Client) Archive(ctx context.Context, id, root string, r io.Reader) (api
 	if err != nil {
 		return api.ArchiveResult{}, err
 	}
-	defer resp.Body.Close()
-	var res api.ArchiveResult
-	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
-		return api.ArchiveResult{}, fmt.Errorf("bad answer from the server: %w", err)
-	}
-	return res, nil
+	return decodeAnswer[api.ArchiveResult](resp)
 }
 
 // Prune removes paths (relative to root) with everything beneath them.

@@ -130,6 +130,33 @@ func (s *Store) migrate(ctx context.Context) error {
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
+// queryAll runs a query and scans every row with scan; it returns an empty,
+// non-nil slice when there is no row.
+func queryAll[T any](ctx context.Context, db *sql.DB, scan func(interface{ Scan(...any) error }) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		x, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, x)
+	}
+	return out, rows.Err()
+}
+
+// ownedBy adds "WHERE account_id = ?" to q unless accountID is empty (all).
+func ownedBy(q, accountID string) (string, []any) {
+	if accountID == "" {
+		return q, nil
+	}
+	return q + ` WHERE account_id = ?`, []any{accountID}
+}
+
 func isUnique(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
@@ -186,20 +213,7 @@ func (s *Store) KeyByID(ctx context.Context, keyID string) (store.APIKey, store.
 
 // ListAccounts implements store.Store.
 func (s *Store) ListAccounts(ctx context.Context) ([]store.Account, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+accountCols+` FROM accounts a ORDER BY a.created_at, a.id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.Account
-	for rows.Next() {
-		a, err := scanAccount(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, scanAccount, `SELECT `+accountCols+` FROM accounts a ORDER BY a.created_at, a.id`)
 }
 
 const sessionCols = `id, account_id, type, status, image, runtime, workspace_id, ephemeral, created_at, expires_at`
@@ -239,26 +253,8 @@ func (s *Store) GetSession(ctx context.Context, id string) (store.Session, error
 
 // ListSessions implements store.Store.
 func (s *Store) ListSessions(ctx context.Context, accountID string) ([]store.Session, error) {
-	q := `SELECT ` + sessionCols + ` FROM sessions`
-	var args []any
-	if accountID != "" {
-		q += ` WHERE account_id = ?`
-		args = append(args, accountID)
-	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY created_at, id`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []store.Session{}
-	for rows.Next() {
-		x, err := scanSession(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, x)
-	}
-	return out, rows.Err()
+	q, args := ownedBy(`SELECT `+sessionCols+` FROM sessions`, accountID)
+	return queryAll(ctx, s.db, scanSession, q+` ORDER BY created_at, id`, args...)
 }
 
 // UpdateSessionStatus implements store.Store.
@@ -325,26 +321,8 @@ func (s *Store) GetWorkspaceByID(ctx context.Context, id string) (store.Workspac
 
 // ListWorkspaces implements store.Store.
 func (s *Store) ListWorkspaces(ctx context.Context, accountID string) ([]store.Workspace, error) {
-	q := `SELECT ` + workspaceCols + ` FROM workspaces`
-	var args []any
-	if accountID != "" {
-		q += ` WHERE account_id = ?`
-		args = append(args, accountID)
-	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY created_at, id`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []store.Workspace{}
-	for rows.Next() {
-		w, err := scanWorkspace(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, w)
-	}
-	return out, rows.Err()
+	q, args := ownedBy(`SELECT `+workspaceCols+` FROM workspaces`, accountID)
+	return queryAll(ctx, s.db, scanWorkspace, q+` ORDER BY created_at, id`, args...)
 }
 
 // DeleteWorkspace implements store.Store.
