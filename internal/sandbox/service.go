@@ -525,9 +525,13 @@ func (s *Service) Reap(ctx context.Context) {
 			continue
 		}
 		s.log.Info("reaping session", "session_id", x.ID, "reason", why)
-		if err := s.destroy(ctx, x.ID); err != nil {
+		// Teardown runs to the end even when the server starts shutting
+		// down meanwhile: a half-deleted sandbox is worse than a late stop.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		if err := s.destroy(dctx, x.ID); err != nil {
 			s.log.Error("reap", "session_id", x.ID, "err", err)
 		}
+		cancel()
 	}
 }
 
