@@ -55,6 +55,7 @@ type SessionList struct {
 type ExecRequest struct {
 	Command   string `json:"command"`
 	Workspace string `json:"workspace,omitempty"`
+	Image     string `json:"image,omitempty"` // POST /v1/exec: a throwaway sandbox of this image; not with Workspace
 	// Ephemeral makes POST /v1/exec use a fresh throwaway sandbox even
 	// when the account has a default workspace.
 	Ephemeral  bool              `json:"ephemeral,omitempty"`

@@ -26,11 +26,11 @@ const stdinShell = `if command -v bash >/dev/null 2>&1; then exec bash -s; else 
 // shellTarget returns the session of `chaser shell [SESSION]`: SESSION, or
 // where a targetless request goes (a fresh ephemeral sandbox that release
 // destroys, or a paid account's default workspace, which stays).
-func shellTarget(ctx context.Context, e *env, c *client.Client, args []string, ephemeral bool) (id string, release func(), err error) {
+func shellTarget(ctx context.Context, e *env, c *client.Client, args []string, target api.CreateSessionRequest) (id string, release func(), err error) {
 	if len(args) == 1 {
 		return args[0], func() {}, nil
 	}
-	s, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Ephemeral: ephemeral})
+	s, err := c.CreateSession(ctx, target)
 	if err != nil {
 		return "", nil, err
 	}
@@ -50,9 +50,9 @@ func shellTarget(ctx context.Context, e *env, c *client.Client, args []string, e
 // runShell is `chaser shell [SESSION]` without -c: an interactive terminal
 // when stdin is one, else the remote shell reading the piped input.
 // Without SESSION it runs where a targetless request goes (shellTarget).
-func runShell(ctx context.Context, e *env, args []string, cwd string, ephemeral bool) error {
+func runShell(ctx context.Context, e *env, args []string, cwd string, target api.CreateSessionRequest) error {
 	c := e.client()
-	id, release, err := shellTarget(ctx, e, c, args, ephemeral)
+	id, release, err := shellTarget(ctx, e, c, args, target)
 	if err != nil {
 		return err
 	}

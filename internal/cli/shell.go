@@ -13,10 +13,11 @@ import (
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/client"
+	"github.com/chaserhq/chaser/internal/errdefs"
 )
 
 func newShell(e *env) *cobra.Command {
-	var command, cwd string
+	var command, cwd, image string
 	var ephemeral bool
 	cmd := &cobra.Command{
 		Use:   "shell [SESSION] [-c COMMAND]",
@@ -29,15 +30,20 @@ With -c: run COMMAND in SESSION, streaming its output; chaser exits with its
 exit code. Piped standard input is passed through.
 Without SESSION the shell or command runs where a targetless request goes: a
 fresh ephemeral sandbox, destroyed afterwards (free accounts, or --ephemeral),
-or the account's default workspace (paid accounts).`,
+or the account's default workspace (paid accounts). --image REF runs it in a
+fresh ephemeral sandbox of that image (on any tier), destroyed afterwards.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if image != "" && len(args) == 1 {
+				return errdefs.New(errdefs.ErrInvalidArgument, "--image makes a new sandbox: give SESSION or --image, not both")
+			}
+			target := api.CreateSessionRequest{Type: api.SessionTypeSandbox, Ephemeral: ephemeral, Image: image}
 			if command == "" {
-				return runShell(cmd.Context(), e, args, cwd, ephemeral)
+				return runShell(cmd.Context(), e, args, cwd, target)
 			}
 			c := e.client()
 			ctx := cmd.Context()
-			id, release, err := shellTarget(ctx, e, c, args, ephemeral)
+			id, release, err := shellTarget(ctx, e, c, args, target)
 			if err != nil {
 				return err
 			}
@@ -56,6 +62,7 @@ or the account's default workspace (paid accounts).`,
 	cmd.Flags().StringVarP(&command, "command", "c", "", "command to run (under sh -c; bash when present)")
 	cmd.Flags().StringVar(&cwd, "cwd", "", "working directory (default /workspace)")
 	cmd.Flags().BoolVar(&ephemeral, "ephemeral", false, "without SESSION: use a throwaway sandbox even on a paid account")
+	cmd.Flags().StringVar(&image, "image", "", "without SESSION: use a throwaway sandbox of this OCI image")
 	return cmd
 }
 

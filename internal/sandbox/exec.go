@@ -53,8 +53,8 @@ func validateExec(req *api.ExecRequest) error {
 
 // Start starts a command in one of the account's sessions and returns it.
 func (s *Service) Start(ctx context.Context, acct store.Account, id string, req api.ExecRequest) (api.Command, error) {
-	if req.Workspace != "" || req.Ephemeral {
-		return api.Command{}, errdefs.New(errdefs.ErrInvalidArgument, "workspace and ephemeral cannot be given for a session: the session fixes where the command runs")
+	if req.Workspace != "" || req.Ephemeral || req.Image != "" {
+		return api.Command{}, errdefs.New(errdefs.ErrInvalidArgument, "workspace, ephemeral and image cannot be given for a session: the session fixes where the command runs")
 	}
 	if err := validateExec(&req); err != nil {
 		return api.Command{}, err
@@ -133,10 +133,19 @@ func follow(ctx context.Context, c *agent.Client, cid string, emit func(api.Even
 
 // Exec runs a command to completion in a session and collects its output.
 func (s *Service) Exec(ctx context.Context, acct store.Account, id string, req api.ExecRequest) (api.ExecResult, error) {
+	return s.ExecWatch(ctx, acct, id, req, nil)
+}
+
+// ExecWatch is Exec that also shows watch (when not nil) every event as it
+// comes, e.g. to report progress of a long command.
+func (s *Service) ExecWatch(ctx context.Context, acct store.Account, id string, req api.ExecRequest, watch func(api.Event)) (api.ExecResult, error) {
 	start := time.Now()
 	res := api.ExecResult{SessionID: id}
 	var stdout, stderr strings.Builder
 	cmd, err := s.Run(ctx, acct, id, req, func(ev api.Event) error {
+		if watch != nil {
+			watch(ev)
+		}
 		var buf *strings.Builder
 		switch ev.Type {
 		case "stdout":
@@ -180,7 +189,8 @@ func (s *Service) Exec(ctx context.Context, acct store.Account, id string, req a
 }
 
 // ExecTargetless runs a command for POST /v1/exec, in the session the
-// request resolves to (see Create): a throwaway sandbox, destroyed
+// request resolves to (see Create): a throwaway sandbox (of req.Image when
+// given, even on the paid tier: a workspace fixes its image), destroyed
 // afterwards, or a workspace's session, which stays.
 func (s *Service) ExecTargetless(ctx context.Context, acct store.Account, req api.ExecRequest) (api.ExecResult, error) {
 	if req.Background || req.Stream {
@@ -189,7 +199,7 @@ func (s *Service) ExecTargetless(ctx context.Context, acct store.Account, req ap
 	if err := validateExec(&req); err != nil {
 		return api.ExecResult{}, err
 	}
-	sess, _, err := s.Create(ctx, acct, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Workspace: req.Workspace, Ephemeral: req.Ephemeral})
+	sess, _, err := s.Create(ctx, acct, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Workspace: req.Workspace, Ephemeral: req.Ephemeral, Image: req.Image})
 	if err != nil {
 		return api.ExecResult{}, err
 	}
@@ -202,6 +212,6 @@ func (s *Service) ExecTargetless(ctx context.Context, acct store.Account, req ap
 			}
 		}()
 	}
-	req.Workspace, req.Ephemeral = "", false
+	req.Workspace, req.Ephemeral, req.Image = "", false, ""
 	return s.Exec(ctx, acct, sess.ID, req)
 }

@@ -77,6 +77,9 @@ type Service struct {
 	// used is when each running session was last reached through Agent.
 	used  map[string]time.Time
 	ports portTable // public ports of running sessions
+	// shared holds the throwaway sandboxes that targetless requests share
+	// (see Target), by account and image; made on first use.
+	shared map[string]*sharedSandbox
 }
 
 // New returns a service. Call Recover before serving requests.
