@@ -1,11 +1,17 @@
 package integration
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -260,4 +266,307 @@ func TestMCPStdioBridge(t *testing.T) {
 	if r.Code == 0 || !strings.Contains(r.Stderr, "CHASER_API_KEY") {
 		t.Fatalf("mcp without key: %d %q", r.Code, r.Stderr)
 	}
+}
+
+// progressClient connects the SDK client over t and records the progress
+// notifications it gets.
+type progressLog struct {
+	mu    sync.Mutex
+	notes []*sdk.ProgressNotificationParams
+}
+
+func (p *progressLog) handler(_ context.Context, req *sdk.ProgressNotificationClientRequest) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.notes = append(p.notes, req.Params)
+}
+
+func (p *progressLog) list() []*sdk.ProgressNotificationParams {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*sdk.ProgressNotificationParams(nil), p.notes...)
+}
+
+// TestMCPProgress: a call with a progressToken gets notifications/progress
+// while the command runs, each with the latest output line, so clients that
+// reset their request timeout on progress keep waiting. Over HTTP and over
+// the stdio bridge.
+func TestMCPProgress(t *testing.T) {
+	s := newServer(t, "--mcp-progress-interval", "400ms")
+	key := s.account(t, "free")
+	httpTransport := func() sdk.Transport {
+		return &sdk.StreamableClientTransport{Endpoint: s.URL + "/v1/mcp", HTTPClient: &http.Client{Transport: bearerRT{key}}}
+	}
+	// The SDK's default protocol is sessionless; 2025-06-18 (the TypeScript
+	// SDK's) opens a session.
+	for name, tc := range map[string]struct {
+		transport func() sdk.Transport
+		protocol  string
+	}{
+		"http":         {httpTransport, ""},
+		"http-session": {httpTransport, "2025-06-18"},
+		"stdio": {func() sdk.Transport {
+			cmd := exec.Command(binary, "mcp")
+			cmd.Env = append(os.Environ(), "CHASER_API_URL="+s.URL, "CHASER_API_KEY="+key)
+			return &sdk.CommandTransport{Command: cmd}
+		}, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var log progressLog
+			c := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, &sdk.ClientOptions{ProgressNotificationHandler: log.handler})
+			cs, err := c.Connect(t.Context(), tc.transport(), &sdk.ClientSessionOptions{ProtocolVersion: tc.protocol})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cs.Close()
+			params := &sdk.CallToolParams{Name: "terminal", Arguments: map[string]any{
+				"command": "for i in 1 2 3 4; do echo step$i; sleep 0.5; done"}}
+			params.SetProgressToken("tok-" + name)
+			res, err := cs.CallTool(t.Context(), params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out := res.Content[0].(*sdk.TextContent).Text; res.IsError || !strings.HasPrefix(out, "step1\nstep2\nstep3\nstep4\n[exit code: 0]") {
+				t.Fatalf("call: %q", out)
+			}
+			notes := log.list()
+			if len(notes) < 2 {
+				t.Fatalf("%d progress notifications over a 2 s command, want at least 2", len(notes))
+			}
+			stepped := false
+			for i, n := range notes {
+				if n.ProgressToken != "tok-"+name {
+					t.Errorf("notification %d has token %v", i, n.ProgressToken)
+				}
+				if i > 0 && n.Progress <= notes[i-1].Progress {
+					t.Errorf("progress does not increase: %v then %v", notes[i-1].Progress, n.Progress)
+				}
+				if strings.HasPrefix(n.Message, "step") {
+					stepped = true
+				}
+			}
+			if !stepped {
+				t.Errorf("no notification carries an output line: %+v", notes)
+			}
+			// Without a token, no progress is sent.
+			before := len(log.list())
+			if _, err := cs.CallTool(t.Context(), &sdk.CallToolParams{Name: "terminal", Arguments: map[string]any{"command": "sleep 1"}}); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(log.list()); n != before {
+				t.Errorf("%d progress notifications for a call without a token", n-before)
+			}
+		})
+	}
+}
+
+// TestMCPStdioEOF pipes a whole conversation into `chaser mcp`: every
+// request read before stdin closed is answered, then it exits 0.
+func TestMCPStdioEOF(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "free")
+	init := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"sh","version":"1"}}}`
+	initialized := `{"jsonrpc":"2.0","method":"notifications/initialized"}`
+	call := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"terminal","arguments":{"command":"sleep 1; echo piped"}}}`
+	cmd := exec.CommandContext(t.Context(), "sh", "-c", `printf '%s\n' "$INIT" "$INITIALIZED" "$CALL" | "$CHASER" mcp`)
+	cmd.Env = append(os.Environ(), "CHASER_API_URL="+s.URL, "CHASER_API_KEY="+key,
+		"INIT="+init, "INITIALIZED="+initialized, "CALL="+call, "CHASER="+binary)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chaser mcp: %v\nstdout %s\nstderr %s", err, out, stderr.String())
+	}
+	var answers []rpcAnswer
+	var ids []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var a struct {
+			ID json.RawMessage `json:"id"`
+			rpcAnswer
+		}
+		decodeJSON(t, []byte(line), &a)
+		ids = append(ids, string(a.ID))
+		answers = append(answers, a.rpcAnswer)
+	}
+	if len(answers) != 2 || ids[0] != "1" || ids[1] != "2" || !strings.HasPrefix(text(answers[1]), "piped\n[exit code: 0]") {
+		t.Fatalf("answers %v: %s", ids, out)
+	}
+}
+
+// TestMCPErrorsJSON: errors of the MCP transport answer with the API's
+// JSON error shape, and a session id works only with its own account's key.
+func TestMCPErrorsJSON(t *testing.T) {
+	s := sharedServer(t)
+	alice, bob := s.account(t, "free"), s.account(t, "free")
+	code, body := s.do(t, alice, "GET", "/v1/mcp", "")
+	expectError(t, code, body, 400, "invalid_argument")
+	code, body = s.do(t, alice, "DELETE", "/v1/mcp", "")
+	expectError(t, code, body, 400, "invalid_argument")
+
+	req, _ := http.NewRequest("POST", s.URL+"/v1/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
+	req.Header.Set("Authorization", "Bearer "+alice)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	sid := resp.Header.Get("Mcp-Session-Id")
+	for _, id := range []string{sid, "no-such-session"} {
+		for _, method := range []string{"POST", "GET", "DELETE"} {
+			req, _ := http.NewRequest(method, s.URL+"/v1/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`))
+			req.Header.Set("Authorization", "Bearer "+bob)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			req.Header.Set("Mcp-Session-Id", id)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("%s with session %q: Content-Type %q", method, id, resp.Header.Get("Content-Type"))
+			}
+			expectError(t, resp.StatusCode, b, 404, "not_found")
+		}
+	}
+}
+
+// redirectRT sends every request to the current server: a restarted
+// server listens on another port.
+type redirectRT struct {
+	key    string
+	target *atomic.Pointer[string]
+}
+
+func (r redirectRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	u, _ := url.Parse(*r.target.Load())
+	req = req.Clone(req.Context())
+	req.URL.Host, req.Host = u.Host, u.Host
+	req.Header.Set("Authorization", "Bearer "+r.key)
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// TestMCPSessionSurvivesRestart: a client keeps using its Mcp-Session-Id
+// after the server restarted (same data dir); the id stays bound to its
+// account.
+func TestMCPSessionSurvivesRestart(t *testing.T) {
+	s := newServer(t)
+	key, other := s.account(t, "paid"), s.account(t, "paid")
+	var target atomic.Pointer[string]
+	target.Store(&s.URL)
+	c := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, nil)
+	// 2025-06-18 (the TypeScript SDK's protocol) opens a session.
+	cs, err := c.Connect(t.Context(), &sdk.StreamableClientTransport{Endpoint: s.URL + "/v1/mcp", HTTPClient: &http.Client{Transport: redirectRT{key, &target}}},
+		&sdk.ClientSessionOptions{ProtocolVersion: "2025-06-18"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	call := func(command string) string {
+		t.Helper()
+		res, err := cs.CallTool(t.Context(), &sdk.CallToolParams{Name: "terminal", Arguments: map[string]any{"command": command}})
+		if err != nil {
+			t.Fatalf("call %q: %v", command, err)
+		}
+		out := res.Content[0].(*sdk.TextContent).Text
+		if res.IsError {
+			t.Fatalf("call %q: %s", command, out)
+		}
+		return out
+	}
+	call("echo kept > /workspace/f")
+	sid := cs.ID()
+	if sid == "" {
+		t.Fatal("no session id")
+	}
+
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := startServer(t, s.DataDir)
+	defer s2.stop()
+	target.Store(&s2.URL)
+
+	if out := call("cat /workspace/f"); !strings.HasPrefix(out, "kept\n") {
+		t.Fatalf("after restart: %q", out)
+	}
+	// Another account's key with that session id finds nothing.
+	req, _ := http.NewRequest("POST", s2.URL+"/v1/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":9,"method":"tools/list"}`))
+	req.Header.Set("Authorization", "Bearer "+other)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	expectError(t, resp.StatusCode, b, 404, "not_found")
+	// The session still works for its owner, and ends with DELETE.
+	if out := call("echo again"); !strings.HasPrefix(out, "again\n") {
+		t.Fatalf("second call after restart: %q", out)
+	}
+}
+
+// TestTargetlessImage: image is taken wherever a throwaway sandbox is made
+// (POST /v1/exec, chaser shell --image -c, the MCP terminal tool); a paid
+// account's targetless request with an image runs in an ephemeral sandbox
+// of it instead of its default workspace.
+func TestTargetlessImage(t *testing.T) {
+	f := newImageFixture(t)
+	s := newServer(t, "--insecure-registry", f.reg.Host)
+	key := s.account(t, "paid")
+	cl := s.Client(key)
+
+	body, _ := json.Marshal(map[string]any{"command": "echo $GREETING; pwd", "image": f.ref})
+	code, raw := s.do(t, key, "POST", "/v1/exec", string(body))
+	if code != 200 {
+		t.Fatalf("exec with image: %d %s", code, raw)
+	}
+	var res api.ExecResult
+	decodeJSON(t, raw, &res)
+	if res.Stdout != "hello from the image\n/srv/app\n" || res.WorkspaceID != nil {
+		t.Fatalf("exec with image: %s", raw)
+	}
+	if _, err := cl.GetSession(t.Context(), res.SessionID); err == nil {
+		t.Errorf("the throwaway sandbox %s of /v1/exec is still there", res.SessionID)
+	}
+	body, _ = json.Marshal(map[string]any{"command": "true", "image": f.ref, "workspace": "dev"})
+	code, raw = s.do(t, key, "POST", "/v1/exec", string(body))
+	expectError(t, code, raw, 400, "invalid_argument")
+	body, _ = json.Marshal(map[string]any{"command": "true", "image": f.reg.Host + "/test/nosuch:v1"})
+	code, raw = s.do(t, key, "POST", "/v1/exec", string(body))
+	expectError(t, code, raw, 404, "not_found")
+
+	r := s.cli(t, key, nil, "shell", "--image", f.ref, "-c", "echo $GREETING; exit 3")
+	if r.Code != 3 || r.Stdout != "hello from the image\n" {
+		t.Fatalf("shell --image: %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := s.cli(t, key, nil, "shell", "s-x", "--image", f.ref, "-c", "true"); r.Code == 0 || !strings.Contains(r.Stderr, "image") {
+		t.Fatalf("shell SESSION --image: %d %q", r.Code, r.Stderr)
+	}
+
+	_, a := callTerminal(t, s, key, map[string]any{"command": "echo $GREETING > /tmp/g; cat /tmp/g", "image": f.ref})
+	if a.Result == nil || a.Result.IsError || a.Result.StructuredContent.Stdout != "hello from the image\n" || a.Result.StructuredContent.WorkspaceID != nil {
+		t.Fatalf("terminal with image: %+v", a)
+	}
+	first := a.Result.StructuredContent.SessionID
+	// Later calls with the same image share the sandbox.
+	_, a = callTerminal(t, s, key, map[string]any{"command": "cat /tmp/g", "image": f.ref})
+	if a.Result == nil || a.Result.StructuredContent.SessionID != first || a.Result.StructuredContent.Stdout != "hello from the image\n" {
+		t.Fatalf("second terminal call with image: %+v", a)
+	}
+	_, a = callTerminal(t, s, key, map[string]any{"command": "true", "image": f.ref, "workspace": "dev"})
+	if a.Result == nil || !a.Result.IsError || !strings.Contains(text(a), "image") {
+		t.Fatalf("terminal with image and workspace: %+v", a)
+	}
+	if list, _ := cl.ListWorkspaces(t.Context()); len(list) != 0 {
+		t.Fatalf("targetless calls with an image made workspaces: %+v", list)
+	}
+	cl.DeleteSession(t.Context(), first)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/chaserhq/chaser/internal/agent/fs"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
+	"github.com/chaserhq/chaser/internal/mcp"
 	"github.com/chaserhq/chaser/internal/metrics"
 	"github.com/chaserhq/chaser/internal/runtime/oci"
 	"github.com/chaserhq/chaser/internal/sandbox"
@@ -48,6 +49,9 @@ type Config struct {
 	// HOST:PORT). CHASER_INSECURE_REGISTRIES: comma-separated.
 	InsecureRegistries []string
 	Domain             string // CHASER_DOMAIN: host-style forwarding on {session}.{Domain}; off when empty
+	// MCPProgress is how often a long MCP tool call reports progress
+	// (CHASER_MCP_PROGRESS_INTERVAL); at most 10s.
+	MCPProgress time.Duration
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -120,6 +124,7 @@ func Defaults() Config {
 		ReapInterval:       durationEnv("CHASER_REAP_INTERVAL", 15*time.Second),
 		InsecureRegistries: splitList(os.Getenv("CHASER_INSECURE_REGISTRIES")),
 		Domain:             os.Getenv("CHASER_DOMAIN"),
+		MCPProgress:        durationEnv("CHASER_MCP_PROGRESS_INTERVAL", mcp.DefaultProgressInterval),
 	}
 }
 
@@ -156,6 +161,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ReapInterval <= 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--reap-interval (CHASER_REAP_INTERVAL) must be a positive duration")
+	}
+	if c.MCPProgress <= 0 || c.MCPProgress > 10*time.Second {
+		// Clients time out after 60 s without progress; several reports
+		// must fall in that window.
+		return errdefs.New(errdefs.ErrInvalidArgument, "--mcp-progress-interval (CHASER_MCP_PROGRESS_INTERVAL) must be a duration above 0 and at most 10s")
 	}
 	if err := image.CheckRef(c.DefaultImage); err != nil {
 		return fmt.Errorf("--default-image: %w", err)
@@ -250,7 +260,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("forward cookie key: %w", err)
 	}
-	handler := server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain).WithCookieKey(cookieKey)
+	handler := server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain).WithCookieKey(cookieKey).WithMCPProgressInterval(cfg.MCPProgress)
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
 	go sandboxes.RunReaper(ctx, cfg.ReapInterval)
 	go images.RunGC(ctx, 10*time.Minute)

@@ -19,6 +19,7 @@ import (
 type TerminalInput struct {
 	SessionID string `json:"session_id,omitempty" jsonschema:"Run in this existing session (from an earlier result). Leave out to auto-provision: the workspace's session, else the account's default sandbox."`
 	Workspace string `json:"workspace,omitempty" jsonschema:"Run in the session of this persistent workspace (paid accounts), starting it if needed."`
+	Image     string `json:"image,omitempty" jsonschema:"Without session_id and workspace: run in a throwaway sandbox of this OCI image (e.g. python:3.12), shared by later calls that name the same image. Not with workspace (a workspace fixes its image)."`
 	Command   string `json:"command,omitempty" jsonschema:"Shell command to run (bash -c). Give command, cmd or xml."`
 	Cmd       string `json:"cmd,omitempty" jsonschema:"Same as command."`
 	XML       string `json:"xml,omitempty" jsonschema:"Structured file operations, run in order: <read_file path=\"/abs\" start_line=\"1\" end_line=\"20\"/>, <write_file path=\"/abs\">content</write_file> (creates parents, atomic), <apply_edit path=\"/abs\"><search>exact old text</search><replace>new text</replace></apply_edit> (the search text must occur exactly once), <list_files path=\"/abs\" recursive=\"true\"/>. Wrap content holding < or & in <![CDATA[...]]>."`
@@ -90,7 +91,15 @@ func (s *Server) terminal(ctx context.Context, req *sdk.CallToolRequest, in Term
 	out := TerminalOutput{SessionID: sess.ID, WorkspaceID: sess.WorkspaceID}
 	var text strings.Builder
 	if command != "" {
-		res, err := s.svc.Exec(ctx, acct, sess.ID, api.ExecRequest{Command: command, Cwd: in.Cwd, TimeoutMS: in.TimeoutMS})
+		var watch func(api.Event)
+		if token := req.Params.GetProgressToken(); token != nil && req.Session != nil {
+			p := startProgress(ctx, s.progressInterval(), func(ctx context.Context, progress float64, msg string) {
+				_ = req.Session.NotifyProgress(ctx, &sdk.ProgressNotificationParams{ProgressToken: token, Progress: progress, Message: msg})
+			})
+			defer p.stop()
+			watch = p.watch
+		}
+		res, err := s.svc.ExecWatch(ctx, acct, sess.ID, api.ExecRequest{Command: command, Cwd: in.Cwd, TimeoutMS: in.TimeoutMS}, watch)
 		if err != nil {
 			return errResult(httpjson.Message(err) + footer(out)), out, nil
 		}
@@ -159,37 +168,17 @@ func describe(r OpResult) string {
 	}
 }
 
-// resolve picks the session of a call: session_id, else the one resolver
-// of targets (workspace, or the tier's default). Targetless calls of an
-// account that land in a throwaway sandbox (the free tier) share it while it
-// runs, so an agent that forgets session_id still finds its files.
+// resolve picks the session of a call: session_id, else sandbox.Service's
+// Target (workspace; a shared throwaway sandbox of the image or of the free
+// tier; the paid tier's default workspace).
 func (s *Server) resolve(ctx context.Context, acct store.Account, in TerminalInput) (api.Session, error) {
 	if in.SessionID != "" {
-		if in.Workspace != "" {
-			return api.Session{}, errdefs.New(errdefs.ErrInvalidArgument, "give session_id or workspace, not both")
+		if in.Workspace != "" || in.Image != "" {
+			return api.Session{}, errdefs.New(errdefs.ErrInvalidArgument, "give session_id, or workspace or image, not both: the session fixes where the command runs")
 		}
 		return s.svc.Get(ctx, acct, in.SessionID)
 	}
-	if in.Workspace == "" {
-		s.mu.Lock()
-		id := s.targetless[acct.ID]
-		s.mu.Unlock()
-		if id != "" {
-			if sess, err := s.svc.Get(ctx, acct, id); err == nil && sess.Status == api.StatusRunning {
-				return sess, nil
-			}
-		}
-	}
-	sess, _, err := s.svc.Create(ctx, acct, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Workspace: in.Workspace})
-	if err != nil {
-		return sess, err
-	}
-	if in.Workspace == "" && sess.Ephemeral {
-		s.mu.Lock()
-		s.targetless[acct.ID] = sess.ID
-		s.mu.Unlock()
-	}
-	return sess, nil
+	return s.svc.Target(ctx, acct, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Workspace: in.Workspace, Image: in.Image})
 }
 
 // runOp runs one file operation in session id.
