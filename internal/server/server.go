@@ -198,5 +198,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"status", sw.status, "ms", time.Since(start).Milliseconds(),
 			"account", attrs.account, "session_id", r.PathValue("id"))
 	}()
+	r = withErrorLog(r, s.log, rid)
 	s.mux.ServeHTTP(sw, r)
 }
