@@ -48,6 +48,10 @@ type Config struct {
 	// HOST:PORT). CHASER_INSECURE_REGISTRIES: comma-separated.
 	InsecureRegistries []string
 	Domain             string // CHASER_DOMAIN: host-style forwarding on {session}.{Domain}; off when empty
+	// CORSOrigins are the browser origins ("scheme://host[:port]", or "*")
+	// whose pages may call the API with a Bearer key; none by default.
+	// CHASER_CORS_ORIGINS: comma-separated.
+	CORSOrigins []string
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -120,6 +124,7 @@ func Defaults() Config {
 		ReapInterval:       durationEnv("CHASER_REAP_INTERVAL", 15*time.Second),
 		InsecureRegistries: splitList(os.Getenv("CHASER_INSECURE_REGISTRIES")),
 		Domain:             os.Getenv("CHASER_DOMAIN"),
+		CORSOrigins:        splitList(os.Getenv("CHASER_CORS_ORIGINS")),
 	}
 }
 
@@ -164,6 +169,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := validateDomain(c.Domain); err != nil {
+		return err
+	}
+	if err := validateOrigins(c.CORSOrigins); err != nil {
 		return err
 	}
 	if c.DataDir == "" {
@@ -250,7 +258,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("forward cookie key: %w", err)
 	}
-	handler := server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain).WithCookieKey(cookieKey)
+	handler := server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain).WithCookieKey(cookieKey).WithCORS(cfg.CORSOrigins)
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
 	go sandboxes.RunReaper(ctx, cfg.ReapInterval)
 	go images.RunGC(ctx, 10*time.Minute)
