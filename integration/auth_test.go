@@ -3,6 +3,10 @@ package integration
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,5 +122,31 @@ func TestAuthProfiles(t *testing.T) {
 	b, _ := os.ReadFile(conf)
 	if strings.Contains(string(b), alice) {
 		t.Fatal("the key is still in the configuration after logout")
+	}
+}
+
+// TestForeignServer points the CLI at a web server that is not Chaser: the
+// error says the status and that the URL looks wrong, and never prints the
+// foreign page.
+func TestForeignServer(t *testing.T) {
+	const page = "<!DOCTYPE html><html><head><title>Welcome to nginx!</title></head><body>hello</body></html>"
+	for _, status := range []int{http.StatusNotFound, http.StatusOK, http.StatusUnauthorized} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/html; charset=utf-8")
+				w.WriteHeader(status)
+				io.WriteString(w, page)
+			}))
+			defer ts.Close()
+			env := []string{"CHASER_API_URL=" + ts.URL, "CHASER_API_KEY=chaser_x", "CHASER_CONFIG=" + filepath.Join(t.TempDir(), "c.json")}
+			for _, args := range [][]string{{"sessions", "list"}, {"sandbox", "--ephemeral", "--json"}} {
+				r := authCLI(t, env, "", args...)
+				want := fmt.Sprintf("%d %s", status, http.StatusText(status))
+				if r.Code == 0 || strings.Contains(r.Stderr, "<html") || strings.Contains(r.Stdout, "<html") ||
+					!strings.Contains(r.Stderr, want) || !strings.Contains(r.Stderr, "does not look like a Chaser server") {
+					t.Fatalf("chaser %v against a foreign %d: code %d\nstdout %q\nstderr %q", args, status, r.Code, r.Stdout, r.Stderr)
+				}
+			}
+		})
 	}
 }
