@@ -14,12 +14,15 @@ import (
 	"testing"
 )
 
-// authCLI runs chaser with only the environment given (plus PATH/HOME):
+// authCLI runs chaser with only the environment given (plus PATH, HOME and
+// CHASER_DATA_DIR of its own):
 // no CHASER_API_KEY unless env sets it.
 func authCLI(t *testing.T, env []string, stdin string, args ...string) Result {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	// The local server's data dir (where the CLI looks for admin.key) is
+	// the test's own unless env names one.
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "CHASER_DATA_DIR=" + t.TempDir()}, env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr, cmd.Stdin = &out, &errb, strings.NewReader(stdin)
 	err := cmd.Run()
@@ -148,5 +151,54 @@ func TestForeignServer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLocalAdminKeyOnlyForItsServer checks the CLI's fallback to the local
+// server's admin.key: used for the server that wrote it (at the address it
+// records beside the key), never sent to another server; errors say which
+// key was tried and from where.
+func TestLocalAdminKeyOnlyForItsServer(t *testing.T) {
+	local := newServer(t) // plays the server of this machine (DATA/admin.key)
+	other := sharedServer(t)
+	_, port, _ := strings.Cut(local.Addr, ":")
+	conf := "CHASER_CONFIG=" + filepath.Join(t.TempDir(), "config.json")
+	localEnv := func(url string) []string {
+		return []string{conf, "CHASER_DATA_DIR=" + local.DataDir, "CHASER_API_URL=" + url}
+	}
+
+	for _, url := range []string{local.URL, "http://localhost:" + port} {
+		r := authCLI(t, localEnv(url), "", "auth", "status", "--json")
+		var st struct {
+			KeyFrom string `json:"key_from"`
+			Account struct{ Name string }
+		}
+		if r.Code != 0 {
+			t.Fatalf("status against the local server at %s: %s", url, r.Stderr)
+		}
+		decodeJSON(t, []byte(r.Stdout), &st)
+		if st.KeyFrom != "key-file" || st.Account.Name != "admin" {
+			t.Fatalf("status against the local server at %s: %s", url, r.Stdout)
+		}
+	}
+
+	// Another server, or no URL (the default address, where nothing of
+	// this test listens): the local key is not sent.
+	for _, env := range [][]string{localEnv(other.URL), {conf, "CHASER_DATA_DIR=" + local.DataDir}} {
+		r := authCLI(t, env, "", "mcp")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "CHASER_API_KEY") || !strings.Contains(r.Stderr, "no API key") {
+			t.Fatalf("mcp %v: %d %q", env, r.Code, r.Stderr)
+		}
+	}
+	r := authCLI(t, localEnv(other.URL), "", "sessions", "list")
+	keyFile := filepath.Join(local.DataDir, "admin.key")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "no key was sent") || !strings.Contains(r.Stderr, keyFile) ||
+		!strings.Contains(r.Stderr, local.Addr) {
+		t.Fatalf("sessions list against another server: %d %q", r.Code, r.Stderr)
+	}
+	// A wrong key says where it came from.
+	r = authCLI(t, append(localEnv(local.URL), "CHASER_API_KEY=chaser_bad_bad"), "", "sessions", "list")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "the key sent was CHASER_API_KEY") {
+		t.Fatalf("sessions list with a bad key: %d %q", r.Code, r.Stderr)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/chaserhq/chaser/client"
 	"github.com/chaserhq/chaser/internal/account"
 	"github.com/chaserhq/chaser/internal/agent/fs"
 	"github.com/chaserhq/chaser/internal/errdefs"
@@ -64,6 +65,15 @@ func DefaultDataDir() string {
 	}
 	home, _ := os.UserHomeDir()
 	return filepath.Join(home, ".local", "share", "chaser")
+}
+
+// writeFileAtomic writes data to path through a temporary file and a rename.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // loadKey returns the 32-byte secret kept in path (mode 0600), making it on
@@ -253,6 +263,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	l, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
+	}
+	// Clients on this machine use admin.key only for the server that
+	// listens where they point (client.Resolve): record where that is.
+	if err := writeFileAtomic(filepath.Join(cfg.DataDir, client.AddrFile), []byte(l.Addr().String()+"\n"), 0o644); err != nil {
+		l.Close()
+		return fmt.Errorf("record the listen address: %w", err)
 	}
 	cookieKey, err := loadKey(filepath.Join(cfg.DataDir, "forward.key"))
 	if err != nil {
