@@ -17,7 +17,6 @@ import (
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/internal/errdefs"
-	"github.com/chaserhq/chaser/internal/httpjson"
 )
 
 // DefaultURL is the API address used when CHASER_API_URL is not set.
@@ -64,7 +63,11 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
-		return nil, httpjson.ReadError(resp)
+		return nil, c.readError(resp)
+	}
+	if isForeignPage(resp) {
+		resp.Body.Close()
+		return nil, c.foreign(resp)
 	}
 	return resp, nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -96,16 +98,35 @@ const (
 	DefaultProfile        = "default"
 )
 
+// Resolution is the outcome of Resolve: the client, and where its URL and
+// key came from, for `chaser auth status` and for error messages.
+type Resolution struct {
+	Client  *Client
+	Profile string // the profile used, "" for none
+	Source  Source
+	// KeyFrom says in words which key is used and where it was found
+	// ("" when there is none).
+	KeyFrom string
+	// Skipped, when not empty, says why the local server's admin key was
+	// not used (it belongs to a server at another address).
+	Skipped string
+}
+
+// AddrFile is the file beside the local server's admin.key in which the
+// server records the address it listens on (HOST:PORT), so that clients
+// use that key only for that server.
+const AddrFile = "admin.addr"
+
 // Resolve returns a client for profile (empty: CHASER_PROFILE, else the
 // configuration's current profile). The environment wins:
 // CHASER_API_URL and CHASER_API_KEY override the profile's URL and key.
 // Without any key it falls back to keyFile (the local server's admin.key)
-// when that is readable. It also returns the profile name used ("" for
-// none) and where the key came from.
-func Resolve(profile, keyFile string) (*Client, string, Source, error) {
+// when that is readable and the server that wrote it listens where the
+// client's URL points (AddrFile beside it says where).
+func Resolve(profile, keyFile string) (Resolution, error) {
 	cfg, err := LoadConfig(ConfigPath())
 	if err != nil {
-		return nil, "", SourceNone, err
+		return Resolution{Source: SourceNone}, err
 	}
 	if profile == "" {
 		profile = os.Getenv("CHASER_PROFILE")
@@ -116,12 +137,16 @@ func Resolve(profile, keyFile string) (*Client, string, Source, error) {
 	}
 	p, ok := cfg.Profiles[profile]
 	if explicit && !ok {
-		return nil, "", SourceNone, fmt.Errorf("no profile %q in %s (chaser auth login --profile %s)", profile, ConfigPath(), profile)
+		return Resolution{Source: SourceNone}, fmt.Errorf("no profile %q in %s (chaser auth login --profile %s)", profile, ConfigPath(), profile)
 	}
 	if !ok {
 		profile = ""
 	}
-	url, key, src := p.URL, p.Key, SourceProfile
+	res := Resolution{Profile: profile, Source: SourceProfile}
+	url, key := p.URL, p.Key
+	if key != "" {
+		res.KeyFrom = fmt.Sprintf("the key of profile %q in %s", profile, ConfigPath())
+	}
 	if v := os.Getenv("CHASER_API_URL"); v != "" {
 		url = v
 	}
@@ -129,15 +154,83 @@ func Resolve(profile, keyFile string) (*Client, string, Source, error) {
 		url = DefaultURL
 	}
 	if v := os.Getenv("CHASER_API_KEY"); v != "" {
-		key, src = v, SourceEnv
+		key, res.Source, res.KeyFrom = v, SourceEnv, "CHASER_API_KEY"
 	}
 	if key == "" && keyFile != "" {
 		if b, err := os.ReadFile(keyFile); err == nil {
-			key, src = strings.TrimSpace(string(b)), SourceKeyFile
+			addr, serves := localServerAt(filepath.Join(filepath.Dir(keyFile), AddrFile), url)
+			switch {
+			case serves:
+				key, res.Source = strings.TrimSpace(string(b)), SourceKeyFile
+				res.KeyFrom = fmt.Sprintf("the local server's admin key %s (that server listens on %s)", keyFile, addr)
+			case addr != "":
+				res.Skipped = fmt.Sprintf("the local admin key %s was not used: it belongs to the server on %s, not %s", keyFile, addr, url)
+			default:
+				res.Skipped = fmt.Sprintf("the local admin key %s was not used: %s does not say which address its server listens on (restart chaser serve)", keyFile, filepath.Join(filepath.Dir(keyFile), AddrFile))
+			}
 		}
 	}
 	if key == "" {
-		src = SourceNone
+		res.Source = SourceNone
 	}
-	return New(url, key), profile, src, nil
+	res.Client = New(url, key)
+	return res, nil
+}
+
+// localServerAt reads the address recorded in addrFile and reports
+// whether a client of baseURL reaches that server: same port, and the same
+// host, or both on this machine (a loopback name or address, or any local
+// address when the server listens on all of them).
+func localServerAt(addrFile, baseURL string) (addr string, ok bool) {
+	b, err := os.ReadFile(addrFile)
+	if err != nil {
+		return "", false
+	}
+	addr = strings.TrimSpace(string(b))
+	sHost, sPort, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, false
+	}
+	u, err := url.Parse(baseURL)
+	if err != nil || u.Scheme != "http" {
+		return addr, false // the server serves plain HTTP
+	}
+	uHost, uPort := u.Hostname(), u.Port()
+	if uPort == "" {
+		uPort = "80"
+	}
+	if uPort != sPort {
+		return addr, false
+	}
+	if strings.EqualFold(uHost, sHost) {
+		return addr, true
+	}
+	sIP, uIP := net.ParseIP(sHost), net.ParseIP(uHost)
+	if strings.EqualFold(uHost, "localhost") {
+		uIP = net.IPv4(127, 0, 0, 1)
+	}
+	if sIP == nil || uIP == nil {
+		return addr, false
+	}
+	switch {
+	case sIP.IsLoopback() && uIP.IsLoopback():
+		return addr, true
+	case sIP.IsUnspecified():
+		return addr, uIP.IsLoopback() || isLocalIP(uIP)
+	}
+	return addr, false
+}
+
+// isLocalIP reports whether ip is an address of this machine.
+func isLocalIP(ip net.IP) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }

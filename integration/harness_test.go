@@ -43,7 +43,13 @@ func TestMain(m *testing.M) {
 		fmt.Println("integration:", err)
 		os.Exit(1)
 	}
+	home, err := isolateEnv()
+	if err != nil {
+		fmt.Println("integration:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
+	os.RemoveAll(home)
 	if shared != nil {
 		shared.stop()
 		release(shared.DataDir)
@@ -51,6 +57,47 @@ func TestMain(m *testing.M) {
 	}
 	os.RemoveAll(filepath.Dir(binary))
 	os.Exit(code)
+}
+
+// isolateEnv makes the tests independent of whatever runs on this machine
+// — a quickstart server on /var/lib/chaser, the user's profiles, CHASER_*
+// variables — since every command they start inherits this environment:
+// HOME, the configuration and the CLI's local data dir become a temporary
+// directory of their own (returned), and CHASER_* variables are dropped.
+// Go keeps its caches where they were.
+func isolateEnv() (string, error) {
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "CHASER_") && k != "CHASER_TEST_BIN" {
+			os.Unsetenv(k)
+		}
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	oldHome, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	config, err := os.UserConfigDir()
+	if err != nil {
+		return "", err
+	}
+	home, err := os.MkdirTemp("", "chaser-home-")
+	if err != nil {
+		return "", err
+	}
+	for k, v := range map[string]string{
+		"GOCACHE": filepath.Join(cache, "go-build"), "GOPATH": filepath.Join(oldHome, "go"), "GOENV": filepath.Join(config, "go", "env"),
+		"HOME": home, "XDG_CONFIG_HOME": filepath.Join(home, ".config"), "XDG_DATA_HOME": filepath.Join(home, ".local", "share"),
+		"XDG_CACHE_HOME": filepath.Join(home, ".cache"), "CHASER_DATA_DIR": filepath.Join(home, "data"),
+	} {
+		if strings.HasPrefix(k, "GO") && os.Getenv(k) != "" {
+			continue
+		}
+		os.Setenv(k, v)
+	}
+	return home, nil
 }
 
 // Server is a running `chaser serve` (see internal/testserver) with the

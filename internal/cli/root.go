@@ -37,6 +37,7 @@ type env struct {
 	c       *client.Client
 	using   string        // the profile in use, "" for none
 	keyFrom client.Source // where the key came from
+	keyNote string        // which key, from where (or why the local admin key was not used), for errors
 }
 
 // client returns the API client of this run: CHASER_API_URL and
@@ -51,11 +52,18 @@ func (e *env) resolveClient(cmd *cobra.Command) error {
 	if cmd.Name() == "login" {
 		profile = ""
 	}
-	c, name, src, err := client.Resolve(profile, filepath.Join(daemon.Defaults().DataDir, "admin.key"))
+	res, err := client.Resolve(profile, filepath.Join(daemon.Defaults().DataDir, "admin.key"))
 	if err != nil {
 		return errdefs.New(errdefs.ErrInvalidArgument, err.Error())
 	}
-	e.c, e.using, e.keyFrom = c, name, src
+	e.c, e.using, e.keyFrom = res.Client, res.Profile, res.Source
+	e.keyNote = "the key sent was " + res.KeyFrom
+	if res.KeyFrom == "" {
+		e.keyNote = "no key was sent"
+	}
+	if res.Skipped != "" {
+		e.keyNote += "; " + res.Skipped
+	}
 	return nil
 }
 
@@ -78,15 +86,15 @@ func Run(ctx context.Context, args []string) int {
 	if errors.As(err, &exit) {
 		return exit.Code
 	}
-	fmt.Fprintln(e.stderr, "chaser: "+httpjson.Message(err)+hint(err))
+	fmt.Fprintln(e.stderr, "chaser: "+httpjson.Message(err)+e.hint(err))
 	return 1
 }
 
 // hint says what to do next for common error classes.
-func hint(err error) string {
+func (e *env) hint(err error) string {
 	switch {
 	case errors.Is(err, errdefs.ErrUnauthenticated):
-		return "\n  log in with `chaser auth login` or set CHASER_API_KEY (the admin key is in the server's data dir: admin.key)"
+		return "\n  " + e.keyNote + "\n  log in with `chaser auth login` or set CHASER_API_KEY (the admin key is in the server's data dir: admin.key)"
 	case errors.Is(err, errdefs.ErrNotFound) && strings.HasPrefix(httpjson.Message(err), "image "):
 		return "\n  check the image reference; cached images: chaser images list"
 	case errors.Is(err, errdefs.ErrNotFound) && strings.HasPrefix(httpjson.Message(err), "session "):

@@ -18,7 +18,7 @@ func newServe(e *env) *cobra.Command {
 		Long: `Run the Chaser server: the API, the sandboxes' control plane and data plane.
 On first start it creates an admin account and writes its API key to DATA_DIR/admin.key.
 Flags override CHASER_ADDR, CHASER_DATA_DIR, CHASER_RUNTIME, CHASER_DEFAULT_IMAGE,
-CHASER_DOMAIN and CHASER_INSECURE_REGISTRIES (comma-separated).`,
+CHASER_DOMAIN, CHASER_INSECURE_REGISTRIES and CHASER_CORS_ORIGINS (both comma-separated).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			level := slog.LevelInfo
@@ -40,6 +40,7 @@ CHASER_DOMAIN and CHASER_INSECURE_REGISTRIES (comma-separated).`,
 	f.StringArrayVar(&cfg.InsecureRegistries, "insecure-registry", cfg.InsecureRegistries, "registry HOST:PORT that may be reached over plain HTTP (repeatable)")
 	f.StringVar(&cfg.Domain, "domain", cfg.Domain, "serve host-style forward URLs on SESSION.DOMAIN (e.g. chaser.example.com, or localhost)")
 	f.DurationVar(&cfg.MCPProgress, "mcp-progress-interval", cfg.MCPProgress, "how often a long MCP tool call reports progress (at most 10s)")
+	f.StringArrayVar(&cfg.CORSOrigins, "cors-origin", cfg.CORSOrigins, "let browser pages of ORIGIN (scheme://host[:port], or *) call the API with a key (repeatable; default none)")
 	f.BoolVar(&debug, "debug", false, "log at debug level")
 	return cmd
 }

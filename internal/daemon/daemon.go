@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/chaserhq/chaser/client"
 	"github.com/chaserhq/chaser/internal/account"
 	"github.com/chaserhq/chaser/internal/agent/fs"
 	"github.com/chaserhq/chaser/internal/errdefs"
@@ -52,6 +53,10 @@ type Config struct {
 	// MCPProgress is how often a long MCP tool call reports progress
 	// (CHASER_MCP_PROGRESS_INTERVAL); at most 10s.
 	MCPProgress time.Duration
+	// CORSOrigins are the browser origins ("scheme://host[:port]", or "*")
+	// whose pages may call the API with a Bearer key; none by default.
+	// CHASER_CORS_ORIGINS: comma-separated.
+	CORSOrigins []string
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -64,6 +69,15 @@ func DefaultDataDir() string {
 	}
 	home, _ := os.UserHomeDir()
 	return filepath.Join(home, ".local", "share", "chaser")
+}
+
+// writeFileAtomic writes data to path through a temporary file and a rename.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // loadKey returns the 32-byte secret kept in path (mode 0600), making it on
@@ -125,6 +139,7 @@ func Defaults() Config {
 		InsecureRegistries: splitList(os.Getenv("CHASER_INSECURE_REGISTRIES")),
 		Domain:             os.Getenv("CHASER_DOMAIN"),
 		MCPProgress:        durationEnv("CHASER_MCP_PROGRESS_INTERVAL", mcp.DefaultProgressInterval),
+		CORSOrigins:        splitList(os.Getenv("CHASER_CORS_ORIGINS")),
 	}
 }
 
@@ -174,6 +189,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := validateDomain(c.Domain); err != nil {
+		return err
+	}
+	if err := validateOrigins(c.CORSOrigins); err != nil {
 		return err
 	}
 	if c.DataDir == "" {
@@ -256,11 +274,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Clients on this machine use admin.key only for the server that
+	// listens where they point (client.Resolve): record where that is.
+	if err := writeFileAtomic(filepath.Join(cfg.DataDir, client.AddrFile), []byte(l.Addr().String()+"\n"), 0o644); err != nil {
+		l.Close()
+		return fmt.Errorf("record the listen address: %w", err)
+	}
 	cookieKey, err := loadKey(filepath.Join(cfg.DataDir, "forward.key"))
 	if err != nil {
 		return fmt.Errorf("forward cookie key: %w", err)
 	}
-	handler := server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain).WithCookieKey(cookieKey).WithMCPProgressInterval(cfg.MCPProgress)
+	handler := server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain).WithCookieKey(cookieKey).
+		WithMCPProgressInterval(cfg.MCPProgress).WithCORS(cfg.CORSOrigins)
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
 	go sandboxes.RunReaper(ctx, cfg.ReapInterval)
 	go images.RunGC(ctx, 10*time.Minute)

@@ -1,15 +1,48 @@
 package server
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
 	"net/http"
 
+	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/httpjson"
 )
 
 // writeError answers with err's class: the one place where error classes
-// become status codes.
+// become status codes. A 500 is the server's own fault: its cause (which
+// may name host paths, runtime output or cgroups) goes to the log with the
+// request id, and the client gets a generic message carrying that id.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if _, status := errdefs.Code(err); status == http.StatusInternalServerError {
+		el := errorLogOf(r)
+		el.log.Error("internal error", "request_id", el.rid, "method", r.Method, "path", r.URL.Path,
+			"session_id", r.PathValue("id"), "err", err)
+		err = errdefs.New(errdefs.ErrInternal, fmt.Sprintf("internal server error (request %s); the server log has the cause", el.rid))
+	}
 	httpjson.WriteError(w, err)
+}
+
+// errorLog is what writeError needs to log a 500: the server's logger and
+// the request id. ServeHTTP puts it in every request's context.
+type errorLog struct {
+	log *slog.Logger
+	rid string
+}
+
+type errorLogKey struct{}
+
+// withErrorLog returns r carrying log and rid for writeError.
+func withErrorLog(r *http.Request, log *slog.Logger, rid string) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), errorLogKey{}, errorLog{log: log, rid: rid}))
+}
+
+func errorLogOf(r *http.Request) errorLog {
+	if el, ok := r.Context().Value(errorLogKey{}).(errorLog); ok {
+		return el
+	}
+	return errorLog{log: slog.Default(), rid: "unknown"}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) { httpjson.Write(w, status, v) }

@@ -33,6 +33,7 @@ type Server struct {
 	log       *slog.Logger
 	mux       *http.ServeMux
 	fwd       *forwarder
+	cors      cors // WithCORS; cors.go
 }
 
 // New returns the API server.
@@ -198,5 +199,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"status", sw.status, "ms", time.Since(start).Milliseconds(),
 			"account", attrs.account, "session_id", r.PathValue("id"))
 	}()
+	r = withErrorLog(r, s.log, rid)
+	if s.serveCORS(sw, r) {
+		return // a preflight, answered
+	}
 	s.mux.ServeHTTP(sw, r)
 }

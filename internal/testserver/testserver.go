@@ -90,6 +90,7 @@ func Start(dataDir string, args ...string) (*Server, error) {
 	l.Close()
 	s := &Server{URL: "http://" + addr, Addr: addr, DataDir: dataDir}
 	s.Cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--data-dir", dataDir}, args...)...)
+	s.Cmd.Env = serverEnv()
 	s.Cmd.Stdout, s.Cmd.Stderr = logWriter{s}, logWriter{s}
 	if err := s.Cmd.Start(); err != nil {
 		return nil, err
@@ -116,6 +117,19 @@ func Start(dataDir string, args ...string) (*Server, error) {
 	}
 	s.AdminKey = strings.TrimSpace(string(key))
 	return s, nil
+}
+
+// serverEnv is this process's environment without CHASER_* variables: a
+// test server is configured by its flags only, whatever the machine's
+// environment says (CHASER_DOMAIN, CHASER_CORS_ORIGINS, …).
+func serverEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CHASER_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // Stop stops the server gracefully (SIGTERM) and waits for it.

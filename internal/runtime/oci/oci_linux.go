@@ -212,10 +212,13 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 	if _, err := r.run(ctx, "delete", "--force", id); err != nil && !notExist(err) {
 		errs = append(errs, err)
 	}
-	// runc removes the cgroups of the containers it deletes, but not
-	// always those of a container whose start failed or whose state went
-	// missing: remove what is left (only empty cgroups can be removed).
-	if err := r.removeCgroups(id); err != nil {
+	// runc kills the sandbox's init and waits for it, but its other
+	// processes leave their cgroups only once they have exited, which a
+	// fork storm makes take longer than runc's own short retries (runc
+	// delete then logs the failure and exits 0). runc also leaves the
+	// cgroups of a container whose start failed or whose state went
+	// missing. Wait for the cgroups to empty and remove them here.
+	if err := r.removeCgroups(ctx, id); err != nil {
 		errs = append(errs, err)
 	}
 	dir := r.dir(id)
@@ -333,14 +336,59 @@ func (r *Runtime) cgroupDirs(id string) []string {
 	return dirs
 }
 
-func (r *Runtime) removeCgroups(id string) error {
-	var errs []error
-	for _, d := range r.cgroupDirs(id) {
-		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
+// cgroupDrainTimeout bounds how long Delete waits for the processes of a
+// killed sandbox to leave its cgroups.
+const cgroupDrainTimeout = 10 * time.Second
+
+// removeCgroups removes the cgroups of sandbox id in every hierarchy. Only
+// an empty cgroup can be removed (EBUSY otherwise), and a killed process
+// stays in its cgroup until it has finished exiting, so it retries with a
+// growing delay, as containerd does, for at most cgroupDrainTimeout (or
+// until ctx ends). Each retry SIGKILLs whatever the cgroup still lists:
+// after `runc delete --force` everything in it belongs to the sandbox
+// being destroyed, and a process forked just before the kill may have
+// escaped it.
+func (r *Runtime) removeCgroups(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, cgroupDrainTimeout)
+	defer cancel()
+	delay := 5 * time.Millisecond
+	for {
+		var busy []string
+		var errs []error
+		for _, d := range r.cgroupDirs(id) {
+			err := os.Remove(d)
+			switch {
+			case err == nil || errors.Is(err, os.ErrNotExist):
+			case errors.Is(err, unix.EBUSY):
+				busy = append(busy, d)
+				killProcs(d)
+			default:
+				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
+			}
+		}
+		if len(busy) == 0 || len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cgroups of sandbox %s still hold processes after %v: %s", id, cgroupDrainTimeout, strings.Join(busy, ", "))
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 200*time.Millisecond)
+	}
+}
+
+// killProcs sends SIGKILL to every process listed in cgroup dir.
+func killProcs(dir string) {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+			_ = unix.Kill(pid, unix.SIGKILL)
 		}
 	}
-	return errors.Join(errs...)
 }
 
 // Close removes the runtime's cgroup parent in every hierarchy when no
@@ -380,6 +428,11 @@ func (r *Runtime) Dial(ctx context.Context, id string) (net.Conn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", r.socketPath(id))
 	if err != nil {
+		// The error names the socket's host path: keep only its cause.
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err
+		}
 		return nil, fmt.Errorf("sandbox %s agent: %v: %w", id, err, errdefs.ErrUnavailable)
 	}
 	return c, nil
