@@ -468,3 +468,128 @@ func TestImageRegistryGoneMidPull(t *testing.T) {
 		t.Errorf("got %q", out)
 	}
 }
+
+// TestImageDeviceNodes pulls an image whose layer holds device nodes, as
+// every debootstrap or `docker import` root filesystem does: the pull
+// succeeds and counts them, no node is created on the host, and a sandbox
+// of the image runs commands (its /dev is the runtime's own).
+func TestImageDeviceNodes(t *testing.T) {
+	reg := imagetest.StartRegistry(t)
+	devs := imagetest.Layer(t,
+		imagetest.Entry{Name: "dev/", Type: tar.TypeDir},
+		imagetest.Entry{Name: "dev/null", Type: tar.TypeChar, Mode: 0o666, Major: 1, Minor: 3},
+		imagetest.Entry{Name: "dev/console", Type: tar.TypeChar, Mode: 0o600, Major: 5, Minor: 1},
+		imagetest.Entry{Name: "dev/sda", Type: tar.TypeBlock, Mode: 0o660, Major: 8, Minor: 0},
+		imagetest.Entry{Name: "dev/null-again", Type: tar.TypeLink, Link: "dev/null"},
+		imagetest.Entry{Name: "opt/mem", Type: tar.TypeChar, Mode: 0o640, Major: 1, Minor: 1},
+		imagetest.Entry{Name: "run/initctl", Type: tar.TypeFifo, Mode: 0o600},
+		imagetest.Entry{Name: "etc/debian_version", Body: []byte("12.0\n")},
+	)
+	ref := reg.Push(t, "test/rootfs:v1", imagetest.Image(t, v1.Config{Env: []string{"PATH=/bin"}}, imagetest.BusyboxLayer(t), devs))
+	s := newServer(t, "--insecure-registry", reg.Host)
+	key := s.account(t, "paid")
+
+	r := s.cli(t, key, nil, "images", "pull", ref, "--json")
+	if r.Code != 0 {
+		t.Fatalf("chaser images pull: exit %d: %s", r.Code, r.Stderr)
+	}
+	var img api.Image
+	decodeJSON(t, []byte(r.Stdout), &img)
+	// dev/null, dev/console, dev/sda, opt/mem and the hard link to dev/null.
+	if img.SkippedDevices != 5 {
+		t.Errorf("skipped_devices = %d, want 5: %s", img.SkippedDevices, r.Stdout)
+	}
+	status, b := s.do(t, key, "POST", "/v1/images", `{"ref":"`+ref+`"}`)
+	if status != 200 || !strings.Contains(string(b), `"skipped_devices":5`) {
+		t.Errorf("POST /v1/images: %d %s", status, b)
+	}
+	if n := strings.Count(s.Log(), "device nodes skipped"); n != 1 {
+		t.Errorf("server logged the skipped devices %d times, want once per pulled image", n)
+	}
+
+	// No layer directory holds a device node (there are no whiteouts in
+	// these layers, so any character device would be one of the image's).
+	filepath.WalkDir(filepath.Join(s.DataDir, "images", "l"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type()&(os.ModeDevice|os.ModeCharDevice) != 0 {
+			t.Errorf("device node created on the host: %s", p)
+		}
+		return nil
+	})
+
+	status, b, id := createWithImage(t, s, key, ref)
+	if status != 201 {
+		t.Fatalf("create: %d %s", status, b)
+	}
+	out := run(t, s, key, id, "cat /etc/debian_version; echo x > /dev/null && echo null-ok; test -p /run/initctl && echo fifo; test -e /opt/mem || echo no-mem; test -e /dev/sda || echo no-sda")
+	if out != "12.0\nnull-ok\nfifo\nno-mem\nno-sda" {
+		t.Errorf("sandbox of an image with device nodes: %q", out)
+	}
+}
+
+// TestImageDigests: `images list` shows the digest the registry reports
+// for a tag (the index's for a multi-platform tag), and a REPO@DIGEST that
+// is cached (pulled by digest, or by a tag that has that digest) starts with
+// the registry gone.
+func TestImageDigests(t *testing.T) {
+	reg := imagetest.StartRegistry(t)
+	base := imagetest.BusyboxLayer(t)
+	platforms := func(v string) map[string]v1.Image {
+		return map[string]v1.Image{
+			"linux/amd64": imagetest.Image(t, v1.Config{Env: []string{"PATH=/bin", "V=" + v}}, base,
+				imagetest.Layer(t, imagetest.Entry{Name: "etc/v", Body: []byte(v)})),
+			"linux/arm64": imagetest.Image(t, v1.Config{Env: []string{"PATH=/bin", "V=arm-" + v}}, base),
+		}
+	}
+	byTag := reg.PushIndex(t, "test/multi-arch:v1", platforms("1"))
+	other := reg.PushIndex(t, "test/multi-arch:v2", platforms("2"))
+	indexDigest, otherDigest := reg.Digest(t, byTag), reg.Digest(t, other)
+	repo := reg.Host + "/test/multi-arch"
+	s := newServer(t, "--insecure-registry", reg.Host)
+	key := s.account(t, "paid")
+
+	r := s.cli(t, key, nil, "images", "pull", byTag, "--json")
+	if r.Code != 0 {
+		t.Fatalf("pull: %s", r.Stderr)
+	}
+	var img api.Image
+	decodeJSON(t, []byte(r.Stdout), &img)
+	if img.Digest != indexDigest {
+		t.Errorf("pulled digest %s, want the index digest the registry reports, %s", img.Digest, indexDigest)
+	}
+	if img.ManifestDigest == "" || img.ManifestDigest == indexDigest {
+		t.Errorf("manifest_digest %q: want this platform's manifest", img.ManifestDigest)
+	}
+	r = s.cli(t, key, nil, "images", "list", "--json")
+	var l api.ImageList
+	decodeJSON(t, []byte(r.Stdout), &l)
+	if len(l.Images) != 1 || l.Images[0].Digest != indexDigest {
+		t.Errorf("images list: %+v, want digest %s", l.Images, indexDigest)
+	}
+	if r := s.cli(t, key, nil, "images", "list"); !strings.Contains(r.Stdout, indexDigest[:19]) {
+		t.Errorf("images list does not show the index digest %s:\n%s", indexDigest, r.Stdout)
+	}
+
+	pinned := repo + "@" + indexDigest
+	if r := s.cli(t, key, nil, "images", "pull", pinned, "--json"); r.Code != 0 {
+		t.Fatalf("pull by digest: %s", r.Stderr)
+	}
+	if r := s.cli(t, key, nil, "images", "pull", other, "--json"); r.Code != 0 {
+		t.Fatalf("pull: %s", r.Stderr)
+	}
+
+	reg.Close()
+	for _, tc := range []struct{ ref, want string }{
+		{pinned, "1"},                          // pulled by digest
+		{repo + "@" + otherDigest, "2"},        // pulled by tag only
+		{repo + "@" + img.ManifestDigest, "1"}, // this platform's manifest of a cached index
+	} {
+		status, b, id := createWithImage(t, s, key, tc.ref)
+		if status != 201 {
+			t.Errorf("create %s with the registry gone: %d %s", tc.ref, status, b)
+			continue
+		}
+		if out := run(t, s, key, id, "echo $V; cat /etc/v"); out != tc.want+"\n"+tc.want {
+			t.Errorf("%s: got %q", tc.ref, out)
+		}
+	}
+}

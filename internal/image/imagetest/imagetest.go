@@ -147,6 +147,8 @@ type Entry struct {
 	Uid, Gid int
 	Body     []byte
 	Link     string
+	// Major and Minor number a device node (tar.TypeChar, tar.TypeBlock).
+	Major, Minor int64
 }
 
 // Layer builds a gzip-compressed layer from entries.
@@ -167,7 +169,7 @@ func Layer(t testing.TB, entries ...Entry) v1.Layer {
 			}
 		}
 		h := &tar.Header{Name: e.Name, Typeflag: typ, Mode: mode, Uid: e.Uid, Gid: e.Gid, Linkname: e.Link,
-			ModTime: time.Unix(1700000000, 0)}
+			Devmajor: e.Major, Devminor: e.Minor, ModTime: time.Unix(1700000000, 0)}
 		if typ == tar.TypeReg {
 			h.Size = int64(len(e.Body))
 		}
@@ -276,6 +278,21 @@ func (r *Registry) PushIndex(t testing.TB, repoTag string, byPlatform map[string
 		t.Fatal(err)
 	}
 	return ref
+}
+
+// Digest returns the digest the registry reports for ref (HEAD of its
+// manifest): for a multi-platform tag, the index's digest.
+func (r *Registry) Digest(t testing.TB, ref string) string {
+	t.Helper()
+	nr, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(nr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return desc.Digest.String()
 }
 
 // LayerDigest returns a layer's digest as a string.
