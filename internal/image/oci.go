@@ -104,7 +104,13 @@ func (s *Store) pull(ctx context.Context, r name.Reference, opts PullOptions) (*
 		if err != nil {
 			// Logged as well as returned: the pull outlives its waiters,
 			// who may all have gone.
-			s.log.Warn("pull failed", "image", key, "err", err)
+			var cfe *configFileError
+			if errors.As(err, &cfe) {
+				// What the client's message leaves out.
+				s.log.Warn("pull failed", "image", key, "err", err, "file", cfe.path, "cause", cfe.err)
+			} else {
+				s.log.Warn("pull failed", "image", key, "err", err)
+			}
 			return nil, err
 		}
 		s.log.Info("pulled", "image", key, "digest", rec.Digest, "layers", len(rec.Layers), "took", time.Since(start))
@@ -142,7 +148,7 @@ func (s *Store) fetchImage(ctx context.Context, r name.Reference, prog *progress
 	defer s.gcMu.RUnlock()
 	desc, err := remote.Get(r, s.remoteOptions(ctx)...)
 	if err != nil {
-		return nil, registryError(r, err)
+		return nil, s.registryError(r, err)
 	}
 	img, err := desc.Image()
 	if err != nil {
@@ -150,7 +156,7 @@ func (s *Store) fetchImage(ctx context.Context, r name.Reference, prog *progress
 			p := Platform()
 			return nil, errdefs.New(errdefs.ErrUnprocessable, fmt.Sprintf("image %s has no %s/%s variant", r, p.OS, p.Architecture))
 		}
-		if rerr := registryError(r, err); !errors.Is(rerr, errdefs.ErrInternal) {
+		if rerr := s.registryError(r, err); !errors.Is(rerr, errdefs.ErrInternal) {
 			if _, status := errdefs.Code(rerr); status != 500 {
 				return nil, rerr
 			}
@@ -159,15 +165,15 @@ func (s *Store) fetchImage(ctx context.Context, r name.Reference, prog *progress
 	}
 	digest, err := img.Digest()
 	if err != nil {
-		return nil, registryError(r, err)
+		return nil, s.registryError(r, err)
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return nil, registryError(r, err)
+		return nil, s.registryError(r, err)
 	}
 	layers, err := img.Layers()
 	if err != nil {
-		return nil, registryError(r, err)
+		return nil, s.registryError(r, err)
 	}
 	if len(layers) == 0 || len(cf.RootFS.DiffIDs) != len(layers) {
 		return nil, errdefs.New(errdefs.ErrUnprocessable, fmt.Sprintf(
@@ -217,7 +223,7 @@ func (s *Store) fetchImage(ctx context.Context, r name.Reference, prog *progress
 func (s *Store) ensureLayer(ctx context.Context, r name.Reference, l v1.Layer, diffID v1.Hash, prog *progress) (string, error) {
 	d, err := l.Digest()
 	if err != nil {
-		return "", registryError(r, err)
+		return "", s.registryError(r, err)
 	}
 	size, _ := l.Size()
 	key := d.String()
@@ -267,7 +273,7 @@ func (s *Store) fetchLayer(ctx context.Context, r name.Reference, l v1.Layer, d,
 	start := time.Now()
 	rc, err := l.Compressed() // go-containerregistry checks size and digest at EOF
 	if err != nil {
-		return registryError(r, err)
+		return s.registryError(r, err)
 	}
 	defer rc.Close()
 	cr := &countingReader{r: rc, prog: prog}
@@ -275,7 +281,7 @@ func (s *Store) fetchLayer(ctx context.Context, r name.Reference, l v1.Layer, d,
 	dr, closeDR, err := decompress(br)
 	if err != nil {
 		if cr.err != nil {
-			return registryError(r, cr.err)
+			return s.registryError(r, cr.err)
 		}
 		return fmt.Errorf("layer %s of %s: %v: %w", d, r, err, errdefs.ErrUnprocessable)
 	}
@@ -310,7 +316,7 @@ func (s *Store) fetchLayer(ctx context.Context, r name.Reference, l v1.Layer, d,
 		_, _ = io.Copy(io.Discard, br)
 	}
 	if cr.err != nil {
-		return registryError(r, cr.err)
+		return s.registryError(r, cr.err)
 	}
 	if uerr != nil {
 		if errors.Is(uerr, errdefs.ErrUnprocessable) {
