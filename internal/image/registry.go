@@ -117,7 +117,7 @@ func (s *Store) registryError(ref name.Reference, err error) error {
 				return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("image %s not found: registry %s has no such repository or tag", ref, reg))
 			case transport.UnauthorizedErrorCode, transport.DeniedErrorCode:
 				return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf(
-					"image %s not found or access denied by registry %s; if it is private, log in as the server's user (docker login %s) and retry", ref, reg, reg))
+					"image %s not found or access denied by registry %s; if it is private, log in as the server's user (docker login %s, or podman login) and retry", ref, reg, reg))
 			case transport.TooManyRequestsErrorCode:
 				return errdefs.New(errdefs.ErrUnavailable, fmt.Sprintf("registry %s is rate-limiting pulls of %s; retry later", reg, ref))
 			}
@@ -127,7 +127,7 @@ func (s *Store) registryError(ref name.Reference, err error) error {
 			return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("image %s not found in registry %s", ref, reg))
 		case terr.StatusCode == 401 || terr.StatusCode == 403:
 			return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf(
-				"image %s not found or access denied by registry %s; if it is private, log in as the server's user (docker login %s) and retry", ref, reg, reg))
+				"image %s not found or access denied by registry %s; if it is private, log in as the server's user (docker login %s, or podman login) and retry", ref, reg, reg))
 		case terr.StatusCode >= 500 || terr.StatusCode == 429:
 			return errdefs.New(errdefs.ErrUnavailable, fmt.Sprintf("registry %s failed to serve %s: %v", reg, ref, err))
 		}
