@@ -143,10 +143,11 @@ func (s *Store) registryError(ref name.Reference, err error) error {
 	var nerr net.Error
 	var uerr *url.Error
 	var operr *net.OpError
-	if errors.As(err, &nerr) || errors.As(err, &uerr) || errors.As(err, &operr) ||
+	hasOp := errors.As(err, &operr)
+	if hasOp || errors.As(err, &nerr) || errors.As(err, &uerr) ||
 		errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "connection refused") {
 		cause := err.Error()
-		if operr != nil {
+		if hasOp {
 			cause = operr.Error() // "dial tcp H:P: connect: connection refused", once
 		}
 		msg := fmt.Sprintf("registry %s is unreachable while pulling %s: %s; check that it is running and the reference's registry address", reg, ref, cause)
