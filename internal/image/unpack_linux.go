@@ -27,15 +27,6 @@ const (
 	opaqueXattr    = "trusted.overlay.opaque"
 )
 
-// UnpackStats describes an unpacked layer.
-type UnpackStats struct {
-	Entries int
-	Bytes   int64 // bytes of regular file content
-	// SkippedDevices counts the character and block devices (and hard
-	// links to them) that were not created.
-	SkippedDevices int
-}
-
 // Unpack writes the layer tar stream r into dir, which must exist and be
 // empty. Ownership, modes, times, file capabilities and hard links are kept;
 // OCI whiteouts become overlayfs whiteouts. It refuses, with
