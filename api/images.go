@@ -9,8 +9,12 @@ type Image struct {
 	// Ref is the canonical reference, e.g.
 	// "index.docker.io/library/busybox:latest" or "host:5000/app@sha256:…".
 	Ref string `json:"ref"`
-	// Digest is the digest of the image manifest for this host's platform.
+	// Digest is the digest the registry reports for the reference (what
+	// `docker pull` prints): for a multi-platform tag, the index's digest.
 	Digest string `json:"digest"`
+	// ManifestDigest is the digest of the image manifest of this host's
+	// platform: Digest itself for a single-platform image.
+	ManifestDigest string `json:"manifest_digest,omitempty"`
 	// Layers counts the image's layers; Size is their unpacked size.
 	Layers     int       `json:"layers"`
 	Size       int64     `json:"size"`
@@ -18,6 +22,10 @@ type Image struct {
 	WorkingDir string    `json:"working_dir,omitempty"`
 	User       string    `json:"user,omitempty"`
 	PulledAt   time.Time `json:"pulled_at"`
+	// SkippedDevices counts the character and block device nodes of the
+	// image's layers, which are never created (a sandbox's /dev is the
+	// runtime's own); such images are accepted, as Docker does.
+	SkippedDevices int `json:"skipped_devices,omitempty"`
 }
 
 // ImageList is the body of GET /v1/images.

@@ -3,13 +3,16 @@ package integration
 import (
 	"archive/tar"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -466,5 +469,301 @@ func TestImageRegistryGoneMidPull(t *testing.T) {
 	}
 	if out := run(t, s, key, id, "busybox echo back"); out != "back" {
 		t.Errorf("got %q", out)
+	}
+}
+
+// TestImageDeviceNodes pulls an image whose layer holds device nodes, as
+// every debootstrap or `docker import` root filesystem does: the pull
+// succeeds and counts them, no node is created on the host, and a sandbox
+// of the image runs commands (its /dev is the runtime's own).
+func TestImageDeviceNodes(t *testing.T) {
+	reg := imagetest.StartRegistry(t)
+	devs := imagetest.Layer(t,
+		imagetest.Entry{Name: "dev/", Type: tar.TypeDir},
+		imagetest.Entry{Name: "dev/null", Type: tar.TypeChar, Mode: 0o666, Major: 1, Minor: 3},
+		imagetest.Entry{Name: "dev/console", Type: tar.TypeChar, Mode: 0o600, Major: 5, Minor: 1},
+		imagetest.Entry{Name: "dev/sda", Type: tar.TypeBlock, Mode: 0o660, Major: 8, Minor: 0},
+		imagetest.Entry{Name: "dev/null-again", Type: tar.TypeLink, Link: "dev/null"},
+		imagetest.Entry{Name: "opt/mem", Type: tar.TypeChar, Mode: 0o640, Major: 1, Minor: 1},
+		imagetest.Entry{Name: "run/initctl", Type: tar.TypeFifo, Mode: 0o600},
+		imagetest.Entry{Name: "etc/debian_version", Body: []byte("12.0\n")},
+	)
+	ref := reg.Push(t, "test/rootfs:v1", imagetest.Image(t, v1.Config{Env: []string{"PATH=/bin"}}, imagetest.BusyboxLayer(t), devs))
+	s := newServer(t, "--insecure-registry", reg.Host)
+	key := s.account(t, "paid")
+
+	r := s.cli(t, key, nil, "images", "pull", ref, "--json")
+	if r.Code != 0 {
+		t.Fatalf("chaser images pull: exit %d: %s", r.Code, r.Stderr)
+	}
+	var img api.Image
+	decodeJSON(t, []byte(r.Stdout), &img)
+	// dev/null, dev/console, dev/sda, opt/mem and the hard link to dev/null.
+	if img.SkippedDevices != 5 {
+		t.Errorf("skipped_devices = %d, want 5: %s", img.SkippedDevices, r.Stdout)
+	}
+	status, b := s.do(t, key, "POST", "/v1/images", `{"ref":"`+ref+`"}`)
+	if status != 200 || !strings.Contains(string(b), `"skipped_devices":5`) {
+		t.Errorf("POST /v1/images: %d %s", status, b)
+	}
+	if logShows(s, "device nodes skipped"); strings.Count(s.Log(), "device nodes skipped") != 1 {
+		t.Errorf("server logged the skipped devices %d times, want once per pulled image", strings.Count(s.Log(), "device nodes skipped"))
+	}
+
+	// No layer directory holds a device node (there are no whiteouts in
+	// these layers, so any character device would be one of the image's).
+	filepath.WalkDir(filepath.Join(s.DataDir, "images", "l"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type()&(os.ModeDevice|os.ModeCharDevice) != 0 {
+			t.Errorf("device node created on the host: %s", p)
+		}
+		return nil
+	})
+
+	status, b, id := createWithImage(t, s, key, ref)
+	if status != 201 {
+		t.Fatalf("create: %d %s", status, b)
+	}
+	out := run(t, s, key, id, "cat /etc/debian_version; echo x > /dev/null && echo null-ok; test -p /run/initctl && echo fifo; test -e /opt/mem || echo no-mem; test -e /dev/sda || echo no-sda")
+	if out != "12.0\nnull-ok\nfifo\nno-mem\nno-sda" {
+		t.Errorf("sandbox of an image with device nodes: %q", out)
+	}
+}
+
+// TestImageDigests: `images list` shows the digest the registry reports
+// for a tag (the index's for a multi-platform tag), and a REPO@DIGEST that
+// is cached (pulled by digest, or by a tag that has that digest) starts with
+// the registry gone.
+func TestImageDigests(t *testing.T) {
+	reg := imagetest.StartRegistry(t)
+	base := imagetest.BusyboxLayer(t)
+	platforms := func(v string) map[string]v1.Image {
+		return map[string]v1.Image{
+			"linux/amd64": imagetest.Image(t, v1.Config{Env: []string{"PATH=/bin", "V=" + v}}, base,
+				imagetest.Layer(t, imagetest.Entry{Name: "etc/v", Body: []byte(v)})),
+			"linux/arm64": imagetest.Image(t, v1.Config{Env: []string{"PATH=/bin", "V=arm-" + v}}, base),
+		}
+	}
+	byTag := reg.PushIndex(t, "test/multi-arch:v1", platforms("1"))
+	other := reg.PushIndex(t, "test/multi-arch:v2", platforms("2"))
+	indexDigest, otherDigest := reg.Digest(t, byTag), reg.Digest(t, other)
+	repo := reg.Host + "/test/multi-arch"
+	s := newServer(t, "--insecure-registry", reg.Host)
+	key := s.account(t, "paid")
+
+	r := s.cli(t, key, nil, "images", "pull", byTag, "--json")
+	if r.Code != 0 {
+		t.Fatalf("pull: %s", r.Stderr)
+	}
+	var img api.Image
+	decodeJSON(t, []byte(r.Stdout), &img)
+	if img.Digest != indexDigest {
+		t.Errorf("pulled digest %s, want the index digest the registry reports, %s", img.Digest, indexDigest)
+	}
+	if img.ManifestDigest == "" || img.ManifestDigest == indexDigest {
+		t.Errorf("manifest_digest %q: want this platform's manifest", img.ManifestDigest)
+	}
+	r = s.cli(t, key, nil, "images", "list", "--json")
+	var l api.ImageList
+	decodeJSON(t, []byte(r.Stdout), &l)
+	if len(l.Images) != 1 || l.Images[0].Digest != indexDigest {
+		t.Errorf("images list: %+v, want digest %s", l.Images, indexDigest)
+	}
+	if r := s.cli(t, key, nil, "images", "list"); !strings.Contains(r.Stdout, indexDigest[:19]) {
+		t.Errorf("images list does not show the index digest %s:\n%s", indexDigest, r.Stdout)
+	}
+
+	pinned := repo + "@" + indexDigest
+	if r := s.cli(t, key, nil, "images", "pull", pinned, "--json"); r.Code != 0 {
+		t.Fatalf("pull by digest: %s", r.Stderr)
+	}
+	if r := s.cli(t, key, nil, "images", "pull", other, "--json"); r.Code != 0 {
+		t.Fatalf("pull: %s", r.Stderr)
+	}
+
+	reg.Close()
+	for _, tc := range []struct{ ref, want string }{
+		{pinned, "1"},                          // pulled by digest
+		{repo + "@" + otherDigest, "2"},        // pulled by tag only
+		{repo + "@" + img.ManifestDigest, "1"}, // this platform's manifest of a cached index
+	} {
+		status, b, id := createWithImage(t, s, key, tc.ref)
+		if status != 201 {
+			t.Errorf("create %s with the registry gone: %d %s", tc.ref, status, b)
+			continue
+		}
+		if out := run(t, s, key, id, "echo $V; cat /etc/v"); out != tc.want+"\n"+tc.want {
+			t.Errorf("%s: got %q", tc.ref, out)
+		}
+	}
+}
+
+// logShows waits a little for the server's log (copied from its stderr
+// by a goroutine) to show text.
+func logShows(s *Server, text string) bool {
+	for range 50 {
+		if strings.Contains(s.Log(), text) {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+// pullStatus pulls ref through the API and returns the status and body.
+func pullStatus(t *testing.T, s *Server, key, ref string) (int, []byte) {
+	t.Helper()
+	return s.do(t, key, "POST", "/v1/images", `{"ref":"`+ref+`"}`)
+}
+
+// TestImageRegistryTLS pulls from an HTTPS registry whose certificate is
+// signed by its own CA: refused with a hint until the server trusts the
+// CA, the way Docker does (certs.d/HOST/ca.crt) or Go does (SSL_CERT_FILE),
+// or the registry is listed with --insecure-registry.
+func TestImageRegistryTLS(t *testing.T) {
+	reg := imagetest.StartTLSRegistry(t)
+	ref := reg.Push(t, "test/tls:v1", imagetest.Image(t, v1.Config{Env: []string{"PATH=/bin"}}, imagetest.BusyboxLayer(t)))
+	certs := t.TempDir()
+	t.Setenv("CHASER_REGISTRY_CERTS_DIR", certs)
+	s := newServer(t)
+	key := s.account(t, "paid")
+
+	status, b := pullStatus(t, s, key, ref)
+	expectError(t, status, b, 503, "unavailable")
+	t.Logf("%s", b)
+	for _, want := range []string{reg.Host + "/ca.crt", "SSL_CERT_FILE", "--insecure-registry " + reg.Host} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("untrusted registry: the error does not say %q: %s", want, b)
+		}
+	}
+	if strings.Contains(string(b), certs) {
+		t.Errorf("the error shows a host path: %s", b)
+	}
+
+	// Trust its CA in certs.d, without restarting the server.
+	if err := os.MkdirAll(filepath.Join(certs, reg.Host), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(certs, reg.Host, "ca.crt"), reg.CA, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	status, b, id := createWithImage(t, s, key, ref)
+	if status != 201 {
+		t.Fatalf("create with the CA in certs.d: %d %s", status, b)
+	}
+	if out := run(t, s, key, id, "busybox echo tls"); out != "tls" {
+		t.Errorf("got %q", out)
+	}
+
+	t.Run("SSL_CERT_FILE", func(t *testing.T) {
+		caFile := filepath.Join(t.TempDir(), "ca.pem")
+		os.WriteFile(caFile, reg.CA, 0o644)
+		t.Setenv("SSL_CERT_FILE", caFile)
+		t.Setenv("CHASER_REGISTRY_CERTS_DIR", t.TempDir())
+		s := newServer(t)
+		if status, b := pullStatus(t, s, s.AdminKey, ref); status != 200 {
+			t.Errorf("pull with the CA in SSL_CERT_FILE: %d %s", status, b)
+		}
+	})
+	t.Run("--insecure-registry skips verification", func(t *testing.T) {
+		t.Setenv("CHASER_REGISTRY_CERTS_DIR", t.TempDir())
+		s := newServer(t, "--insecure-registry", reg.Host)
+		if status, b := pullStatus(t, s, s.AdminKey, ref); status != 200 {
+			t.Errorf("pull from a listed registry: %d %s", status, b)
+		}
+	})
+}
+
+// TestImageRegistryErrorHints: "start the server with --insecure-registry
+// H" is suggested only where that flag would help.
+func TestImageRegistryErrorHints(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := l.Addr().String()
+	l.Close()
+	tlsReg := imagetest.StartTLSRegistry(t)
+	tlsRef := tlsReg.Push(t, "test/tls:v1", imagetest.Image(t, v1.Config{}, imagetest.BusyboxLayer(t)))
+	t.Setenv("CHASER_REGISTRY_CERTS_DIR", t.TempDir())
+	s := newServer(t, "--insecure-registry", down)
+	key := s.account(t, "free")
+
+	for _, tc := range []struct {
+		name, ref, naming string
+		hint              bool
+	}{
+		{"listed as insecure but down", down + "/test/x:v1", down, false},
+		{"loopback registry down", "127.0.0.1:1/test/x:v1", "127.0.0.1:1", false},
+		// .invalid never resolves (RFC 2606).
+		{"unresolvable public-looking host", "registry.chaser-test.invalid/test/x:v1", "registry.chaser-test.invalid", false},
+		{"TLS failure to an unlisted registry", tlsRef, tlsReg.Host, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, b := pullStatus(t, s, key, tc.ref)
+			expectError(t, status, b, 503, "unavailable")
+			t.Logf("%s", b)
+			if !strings.Contains(string(b), tc.naming) {
+				t.Errorf("error does not name %s: %s", tc.naming, b)
+			}
+			if got := strings.Contains(string(b), "--insecure-registry"); got != tc.hint {
+				t.Errorf("--insecure-registry hint shown: %v, want %v: %s", got, tc.hint, b)
+			}
+		})
+	}
+}
+
+// TestImageRegistryCredentials reads podman's auth.json (REGISTRY_AUTH_FILE)
+// besides Docker's config, and answers a malformed credentials file with a
+// clear error naming which file, never a 500 or a host path.
+func TestImageRegistryCredentials(t *testing.T) {
+	reg := imagetest.StartRegistry(t)
+	ref := reg.Push(t, "test/private:v1", imagetest.Image(t, v1.Config{}, imagetest.BusyboxLayer(t)))
+	reg.RequireAuth("alice", "s3cret")
+	dir := t.TempDir()
+	dockerDir := filepath.Join(dir, "docker")
+	os.Mkdir(dockerDir, 0o700)
+	auth := func(u string) string { return base64.StdEncoding.EncodeToString([]byte(u)) }
+	dockerConfig := `{"auths":{"registry.example.invalid:5000":{"auth":"` + auth("bob:other") + `"}}}`
+	authJSON := `{"auths":{"` + reg.Host + `":{"auth":"` + auth("alice:s3cret") + `"}}}`
+	authFile := filepath.Join(dir, "auth.json")
+	write := func(p, s string) {
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(dockerDir, "config.json"), dockerConfig)
+	write(authFile, authJSON)
+	t.Setenv("DOCKER_CONFIG", dockerDir)
+	t.Setenv("REGISTRY_AUTH_FILE", authFile)
+	s := newServer(t)
+	key := s.account(t, "paid")
+
+	if status, b := pullStatus(t, s, key, ref); status != 200 {
+		t.Fatalf("pull with credentials in REGISTRY_AUTH_FILE (and a Docker config without them): %d %s", status, b)
+	}
+	for _, tc := range []struct{ name, file, naming string }{
+		{"malformed auth.json", authFile, "REGISTRY_AUTH_FILE"},
+		{"malformed docker config", filepath.Join(dockerDir, "config.json"), "DOCKER_CONFIG"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The first file with credentials for the registry wins, so
+			// Docker's config is read only when auth.json has none.
+			write(authFile, `{"auths":{}}`)
+			write(tc.file, `{"auths": {`)
+			status, b := pullStatus(t, s, key, ref)
+			expectError(t, status, b, 503, "unavailable")
+			t.Logf("%s", b)
+			if !strings.Contains(string(b), tc.naming) || !strings.Contains(string(b), "malformed") {
+				t.Errorf("error does not say that %s is malformed: %s", tc.naming, b)
+			}
+			if strings.Contains(string(b), dir) {
+				t.Errorf("error shows a host path: %s", b)
+			}
+			if !logShows(s, tc.file) {
+				t.Errorf("the server log does not name %s", tc.file)
+			}
+			write(authFile, authJSON)
+			write(filepath.Join(dockerDir, "config.json"), dockerConfig)
+		})
 	}
 }

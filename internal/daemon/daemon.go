@@ -49,7 +49,11 @@ type Config struct {
 	// InsecureRegistries may be reached over plain HTTP (HOST or
 	// HOST:PORT). CHASER_INSECURE_REGISTRIES: comma-separated.
 	InsecureRegistries []string
-	Domain             string // CHASER_DOMAIN: host-style forwarding on {session}.{Domain}; off when empty
+	// RegistryCertsDir holds per-registry TLS certificates laid out as
+	// Docker's certs.d (HOST[:PORT]/ca.crt ...). CHASER_REGISTRY_CERTS_DIR,
+	// default /etc/docker/certs.d.
+	RegistryCertsDir string
+	Domain           string // CHASER_DOMAIN: host-style forwarding on {session}.{Domain}; off when empty
 	// MCPProgress is how often a long MCP tool call reports progress
 	// (CHASER_MCP_PROGRESS_INTERVAL); at most 10s.
 	MCPProgress time.Duration
@@ -137,6 +141,7 @@ func Defaults() Config {
 		IdleTimeout:        durationEnv("CHASER_IDLE_TIMEOUT", 0),
 		ReapInterval:       durationEnv("CHASER_REAP_INTERVAL", 15*time.Second),
 		InsecureRegistries: splitList(os.Getenv("CHASER_INSECURE_REGISTRIES")),
+		RegistryCertsDir:   env("CHASER_REGISTRY_CERTS_DIR", image.DefaultCertsDir),
 		Domain:             os.Getenv("CHASER_DOMAIN"),
 		MCPProgress:        durationEnv("CHASER_MCP_PROGRESS_INTERVAL", mcp.DefaultProgressInterval),
 		CORSOrigins:        splitList(os.Getenv("CHASER_CORS_ORIGINS")),
@@ -242,7 +247,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	images, err := image.NewStore(filepath.Join(cfg.DataDir, "images"), log, image.WithInsecureRegistries(cfg.InsecureRegistries))
+	images, err := image.NewStore(filepath.Join(cfg.DataDir, "images"), log,
+		image.WithInsecureRegistries(cfg.InsecureRegistries), image.WithCertsDir(cfg.RegistryCertsDir))
 	if err != nil {
 		return err
 	}

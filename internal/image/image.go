@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -63,8 +64,10 @@ type Store struct {
 	log  *slog.Logger
 	host *Image
 
-	insecure map[string]bool
-	keychain authn.Keychain
+	insecure  map[string]bool
+	keychain  authn.Keychain
+	certsDir  string
+	transport http.RoundTripper // of every registry call, built by NewStore
 
 	// mu guards state and leases. It is never held across network or
 	// disk-heavy work, only across the small state file's rewrite.
@@ -83,9 +86,9 @@ type Store struct {
 type Option func(*Store)
 
 // WithInsecureRegistries lets the store talk plain HTTP to these registries
-// (HOST or HOST:PORT, as written in references), like Docker's
-// --insecure-registry. go-containerregistry already uses HTTP for loopback
-// and private (RFC 1918) addresses.
+// (HOST or HOST:PORT, as written in references), and HTTPS without
+// verifying their certificates, like Docker's --insecure-registry. Plain
+// HTTP to loopback registries is allowed anyway.
 func WithInsecureRegistries(hosts []string) Option {
 	return func(s *Store) {
 		for _, h := range hosts {
@@ -95,8 +98,15 @@ func WithInsecureRegistries(hosts []string) Option {
 }
 
 // WithKeychain sets where registry credentials come from (default: the
-// docker config of the server's user, authn.DefaultKeychain).
+// podman/skopeo auth.json and the Docker config of the server's user, see
+// credentialFiles).
 func WithKeychain(k authn.Keychain) Option { return func(s *Store) { s.keychain = k } }
+
+// WithCertsDir sets the directory of per-registry TLS certificates, laid
+// out as Docker's /etc/docker/certs.d (DefaultCertsDir, the default):
+// HOST[:PORT]/*.crt are trusted CAs, HOST[:PORT]/NAME.cert with NAME.key a
+// client certificate. Empty disables it.
+func WithCertsDir(dir string) Option { return func(s *Store) { s.certsDir = dir } }
 
 // NewStore returns a store keeping its files under dir. It builds the host
 // image's skeleton (a few KB) if this version of it is not there yet, loads
@@ -106,12 +116,14 @@ func NewStore(dir string, log *slog.Logger, opts ...Option) (*Store, error) {
 		dir:      dir,
 		log:      log.With("component", "image"),
 		insecure: map[string]bool{},
-		keychain: authn.DefaultKeychain,
+		keychain: &fileKeychain{},
+		certsDir: DefaultCertsDir,
 		leases:   map[string]int{},
 	}
 	for _, o := range opts {
 		o(s)
 	}
+	s.transport = newRegistryTransport(s.certsDir, s.insecure)
 	host, err := buildHost(dir)
 	if err != nil {
 		return nil, fmt.Errorf("host image: %w", err)

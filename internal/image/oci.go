@@ -88,11 +88,9 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (api.Ima
 func (s *Store) pull(ctx context.Context, r name.Reference, opts PullOptions) (*imageRecord, error) {
 	key := r.Name()
 	if opts.IfMissing {
-		s.mu.Lock()
-		rec := s.state.Images[key]
-		s.mu.Unlock()
-		if rec != nil {
-			return rec, nil
+		rec, err := s.cached(r)
+		if rec != nil || err != nil {
+			return rec, err
 		}
 	}
 	ch := s.pulls.DoChan(key, func() (any, error) {
@@ -106,7 +104,13 @@ func (s *Store) pull(ctx context.Context, r name.Reference, opts PullOptions) (*
 		if err != nil {
 			// Logged as well as returned: the pull outlives its waiters,
 			// who may all have gone.
-			s.log.Warn("pull failed", "image", key, "err", err)
+			var cfe *configFileError
+			if errors.As(err, &cfe) {
+				// What the client's message leaves out.
+				s.log.Warn("pull failed", "image", key, "err", err, "file", cfe.path, "cause", cfe.err)
+			} else {
+				s.log.Warn("pull failed", "image", key, "err", err)
+			}
 			return nil, err
 		}
 		s.log.Info("pulled", "image", key, "digest", rec.Digest, "layers", len(rec.Layers), "took", time.Since(start))
@@ -144,7 +148,7 @@ func (s *Store) fetchImage(ctx context.Context, r name.Reference, prog *progress
 	defer s.gcMu.RUnlock()
 	desc, err := remote.Get(r, s.remoteOptions(ctx)...)
 	if err != nil {
-		return nil, registryError(r, err)
+		return nil, s.registryError(r, err)
 	}
 	img, err := desc.Image()
 	if err != nil {
@@ -152,7 +156,7 @@ func (s *Store) fetchImage(ctx context.Context, r name.Reference, prog *progress
 			p := Platform()
 			return nil, errdefs.New(errdefs.ErrUnprocessable, fmt.Sprintf("image %s has no %s/%s variant", r, p.OS, p.Architecture))
 		}
-		if rerr := registryError(r, err); !errors.Is(rerr, errdefs.ErrInternal) {
+		if rerr := s.registryError(r, err); !errors.Is(rerr, errdefs.ErrInternal) {
 			if _, status := errdefs.Code(rerr); status != 500 {
 				return nil, rerr
 			}
@@ -161,15 +165,15 @@ func (s *Store) fetchImage(ctx context.Context, r name.Reference, prog *progress
 	}
 	digest, err := img.Digest()
 	if err != nil {
-		return nil, registryError(r, err)
+		return nil, s.registryError(r, err)
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return nil, registryError(r, err)
+		return nil, s.registryError(r, err)
 	}
 	layers, err := img.Layers()
 	if err != nil {
-		return nil, registryError(r, err)
+		return nil, s.registryError(r, err)
 	}
 	if len(layers) == 0 || len(cf.RootFS.DiffIDs) != len(layers) {
 		return nil, errdefs.New(errdefs.ErrUnprocessable, fmt.Sprintf(
@@ -195,12 +199,18 @@ func (s *Store) fetchImage(ctx context.Context, r name.Reference, prog *progress
 		return nil, err
 	}
 	rec := &imageRecord{
-		Ref: r.Name(), Digest: digest.String(), Layers: digests,
+		Ref: r.Name(), Digest: desc.Digest.String(), ManifestDigest: digest.String(), Layers: digests,
 		Env: cf.Config.Env, WorkingDir: cf.Config.WorkingDir, User: cf.Config.User,
 		PulledAt: time.Now().UTC(),
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if old := s.state.Images[rec.Ref]; old == nil || old.ManifestDigest != rec.ManifestDigest {
+		// Once per image, not per layer or per refresh of a tag.
+		if n := s.skippedDevicesLocked(rec); n > 0 {
+			s.log.Info("device nodes skipped", "image", rec.Ref, "digest", rec.Digest, "count", n)
+		}
+	}
 	s.state.Images[rec.Ref] = rec
 	if err := s.saveLocked(); err != nil {
 		delete(s.state.Images, rec.Ref)
@@ -213,7 +223,7 @@ func (s *Store) fetchImage(ctx context.Context, r name.Reference, prog *progress
 func (s *Store) ensureLayer(ctx context.Context, r name.Reference, l v1.Layer, diffID v1.Hash, prog *progress) (string, error) {
 	d, err := l.Digest()
 	if err != nil {
-		return "", registryError(r, err)
+		return "", s.registryError(r, err)
 	}
 	size, _ := l.Size()
 	key := d.String()
@@ -263,7 +273,7 @@ func (s *Store) fetchLayer(ctx context.Context, r name.Reference, l v1.Layer, d,
 	start := time.Now()
 	rc, err := l.Compressed() // go-containerregistry checks size and digest at EOF
 	if err != nil {
-		return registryError(r, err)
+		return s.registryError(r, err)
 	}
 	defer rc.Close()
 	cr := &countingReader{r: rc, prog: prog}
@@ -271,7 +281,7 @@ func (s *Store) fetchLayer(ctx context.Context, r name.Reference, l v1.Layer, d,
 	dr, closeDR, err := decompress(br)
 	if err != nil {
 		if cr.err != nil {
-			return registryError(r, cr.err)
+			return s.registryError(r, cr.err)
 		}
 		return fmt.Errorf("layer %s of %s: %v: %w", d, r, err, errdefs.ErrUnprocessable)
 	}
@@ -306,7 +316,7 @@ func (s *Store) fetchLayer(ctx context.Context, r name.Reference, l v1.Layer, d,
 		_, _ = io.Copy(io.Discard, br)
 	}
 	if cr.err != nil {
-		return registryError(r, cr.err)
+		return s.registryError(r, cr.err)
 	}
 	if uerr != nil {
 		if errors.Is(uerr, errdefs.ErrUnprocessable) {
@@ -327,7 +337,8 @@ func (s *Store) fetchLayer(ctx context.Context, r name.Reference, l v1.Layer, d,
 	if err := os.Rename(tmp, s.layerDir(id)); err != nil {
 		return err
 	}
-	s.state.Layers[d.String()] = &layerRecord{ID: id, Digest: d.String(), DiffID: diffID.String(), Size: st.Bytes, Compressed: size}
+	s.state.Layers[d.String()] = &layerRecord{ID: id, Digest: d.String(), DiffID: diffID.String(), Size: st.Bytes, Compressed: size,
+		SkippedDevices: st.SkippedDevices}
 	if err := s.saveLocked(); err != nil {
 		delete(s.state.Layers, d.String())
 		os.RemoveAll(s.layerDir(id))
@@ -465,14 +476,62 @@ func (s *Store) doneEvent(rec *imageRecord) api.PullEvent {
 
 // infoLocked describes a record for the API. s.mu must be held.
 func (s *Store) infoLocked(rec *imageRecord) api.Image {
-	out := api.Image{Ref: rec.Ref, Digest: rec.Digest, Layers: len(rec.Layers), Env: rec.Env,
-		WorkingDir: rec.WorkingDir, User: rec.User, PulledAt: rec.PulledAt}
+	out := api.Image{Ref: rec.Ref, Digest: rec.Digest, ManifestDigest: rec.ManifestDigest, Layers: len(rec.Layers), Env: rec.Env,
+		WorkingDir: rec.WorkingDir, User: rec.User, PulledAt: rec.PulledAt, SkippedDevices: s.skippedDevicesLocked(rec)}
 	for _, d := range rec.Layers {
 		if l := s.state.Layers[d]; l != nil {
 			out.Size += l.Size
 		}
 	}
 	return out
+}
+
+// skippedDevicesLocked counts the device nodes not created in an image's
+// layers. s.mu must be held.
+func (s *Store) skippedDevicesLocked(rec *imageRecord) int {
+	n := 0
+	for _, d := range rec.Layers {
+		if l := s.state.Layers[d]; l != nil {
+			n += l.SkippedDevices
+		}
+	}
+	return n
+}
+
+// cached returns the cached record of r, or nil. A REPO@DIGEST that was
+// not pulled by that name is found too when a cached image of the same
+// repository has that digest (the registry's digest of a tag, or this
+// platform's manifest digest): the image is the same content, so it is
+// recorded under the digest reference and starts without the registry.
+func (s *Store) cached(r name.Reference) (*imageRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rec := s.state.Images[r.Name()]; rec != nil {
+		return rec, nil
+	}
+	d, ok := r.(name.Digest)
+	if !ok {
+		return nil, nil
+	}
+	for _, rec := range s.state.Images {
+		other, err := name.ParseReference(rec.Ref, name.WeakValidation)
+		if err != nil || other.Context().Name() != d.Context().Name() ||
+			(rec.Digest != d.DigestStr() && rec.ManifestDigest != d.DigestStr()) {
+			continue
+		}
+		alias := *rec
+		alias.Ref = d.Name()
+		alias.Digest = d.DigestStr()
+		alias.Layers = append([]string(nil), rec.Layers...)
+		s.state.Images[alias.Ref] = &alias
+		if err := s.saveLocked(); err != nil {
+			delete(s.state.Images, alias.Ref)
+			return nil, err
+		}
+		s.log.Info("digest reference found in the cache", "image", alias.Ref, "as", rec.Ref)
+		return &alias, nil
+	}
+	return nil, nil
 }
 
 // List returns the cached images, sorted by reference.

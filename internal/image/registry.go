@@ -2,6 +2,8 @@ package image
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -52,18 +54,21 @@ func (s *Store) remoteOptions(ctx context.Context) []remote.Option {
 		remote.WithPlatform(Platform()),
 		remote.WithRetryBackoff(remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}),
 		remote.WithUserAgent("chaser"),
-		remote.WithTransport(&plainHTTPGuard{base: registryTransport, insecure: s.insecure}),
+		remote.WithTransport(s.transport),
 	}
 }
 
-// registryTransport is go-containerregistry's transport with a bound on
-// the wait for response headers: a registry that accepts connections but
-// never answers must not hold a create for the whole pull timeout.
-var registryTransport = func() http.RoundTripper {
+// newRegistryTransport returns the transport of every registry call:
+// go-containerregistry's, with a bound on the wait for response headers (a
+// registry that accepts connections but never answers must not hold a
+// create for the whole pull timeout), TLS settings per registry from
+// certsDir (tlsTransport), and plain HTTP only where allowed
+// (plainHTTPGuard).
+func newRegistryTransport(certsDir string, insecure map[string]bool) http.RoundTripper {
 	t := remote.DefaultTransport.(*http.Transport).Clone()
 	t.ResponseHeaderTimeout = 30 * time.Second
-	return t
-}()
+	return &plainHTTPGuard{base: newTLSTransport(t, certsDir, insecure), insecure: insecure}
+}
 
 // plainHTTPGuard refuses plain-HTTP requests except to loopback addresses
 // and registries listed with --insecure-registry. go-containerregistry on
@@ -92,8 +97,18 @@ func isLoopback(host string) bool {
 
 // registryError turns an error of a registry call into an error of the
 // right class that names the image and the registry.
-func registryError(ref name.Reference, err error) error {
+func (s *Store) registryError(ref name.Reference, err error) error {
 	reg := ref.Context().RegistryStr()
+	var cfe *configFileError
+	if errors.As(err, &cfe) {
+		return fmt.Errorf("pull %s: %w", ref, cfe)
+	}
+	// Connection failures first: when go-containerregistry tried HTTPS
+	// and then plain HTTP (loopback, listed registries), the error holds
+	// both attempts, and the HTTPS one says what went wrong.
+	if cerr := s.connectionError(ref, err); cerr != nil {
+		return cerr
+	}
 	var terr *transport.Error
 	if errors.As(err, &terr) {
 		for _, d := range terr.Errors {
@@ -102,7 +117,7 @@ func registryError(ref name.Reference, err error) error {
 				return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("image %s not found: registry %s has no such repository or tag", ref, reg))
 			case transport.UnauthorizedErrorCode, transport.DeniedErrorCode:
 				return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf(
-					"image %s not found or access denied by registry %s; if it is private, log in as the server's user (docker login %s) and retry", ref, reg, reg))
+					"image %s not found or access denied by registry %s; if it is private, log in as the server's user (docker login %s, or podman login) and retry", ref, reg, reg))
 			case transport.TooManyRequestsErrorCode:
 				return errdefs.New(errdefs.ErrUnavailable, fmt.Sprintf("registry %s is rate-limiting pulls of %s; retry later", reg, ref))
 			}
@@ -112,7 +127,7 @@ func registryError(ref name.Reference, err error) error {
 			return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("image %s not found in registry %s", ref, reg))
 		case terr.StatusCode == 401 || terr.StatusCode == 403:
 			return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf(
-				"image %s not found or access denied by registry %s; if it is private, log in as the server's user (docker login %s) and retry", ref, reg, reg))
+				"image %s not found or access denied by registry %s; if it is private, log in as the server's user (docker login %s, or podman login) and retry", ref, reg, reg))
 		case terr.StatusCode >= 500 || terr.StatusCode == 429:
 			return errdefs.New(errdefs.ErrUnavailable, fmt.Sprintf("registry %s failed to serve %s: %v", reg, ref, err))
 		}
@@ -128,12 +143,72 @@ func registryError(ref name.Reference, err error) error {
 	var nerr net.Error
 	var uerr *url.Error
 	var operr *net.OpError
-	if errors.As(err, &nerr) || errors.As(err, &uerr) || errors.As(err, &operr) ||
+	hasOp := errors.As(err, &operr)
+	if hasOp || errors.As(err, &nerr) || errors.As(err, &uerr) ||
 		errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "connection refused") {
-		return errdefs.New(errdefs.ErrUnavailable, fmt.Sprintf(
-			"registry %s is unreachable while pulling %s: %v (check the address; for a plain-HTTP registry start the server with --insecure-registry %s)", reg, ref, err, reg))
+		cause := err.Error()
+		if hasOp {
+			cause = operr.Error() // "dial tcp H:P: connect: connection refused", once
+		}
+		msg := fmt.Sprintf("registry %s is unreachable while pulling %s: %s; check that it is running and the reference's registry address", reg, ref, cause)
+		// Listing a registry helps only where it makes the pull use
+		// plain HTTP to another port: a reference without a port goes to
+		// 443 for HTTPS and to 80 for HTTP. Loopback registries already
+		// fall back to HTTP; a listed one is listed.
+		if _, _, perr := net.SplitHostPort(reg); perr != nil && !s.insecure[reg] && !isLoopback(reg) {
+			msg += fmt.Sprintf(" (if it serves plain HTTP on port 80, start the server with --insecure-registry %s)", reg)
+		}
+		return errdefs.New(errdefs.ErrUnavailable, msg)
 	}
 	return fmt.Errorf("pull %s from registry %s: %w", ref, reg, err)
+}
+
+// connectionError describes the failures to set up a connection to a
+// registry whose fix differs: an untrusted TLS certificate, a registry
+// that answers plain HTTP, a name that does not resolve. It returns nil
+// for other errors. --insecure-registry is suggested only where it would
+// help: the registry is not listed yet, and the failure is its TLS.
+func (s *Store) connectionError(ref name.Reference, err error) error {
+	reg := ref.Context().RegistryStr()
+	var verr *tls.CertificateVerificationError
+	var uaerr x509.UnknownAuthorityError
+	var herr x509.HostnameError
+	var cierr x509.CertificateInvalidError
+	var cause error
+	switch {
+	case errors.As(err, &verr):
+		cause = verr.Err
+	case errors.As(err, &uaerr):
+		cause = uaerr
+	case errors.As(err, &herr):
+		cause = herr
+	case errors.As(err, &cierr):
+		cause = cierr
+	}
+	if cause != nil {
+		msg := fmt.Sprintf("registry %s presents a TLS certificate the server does not trust (%v) while pulling %s; "+
+			"give the server the registry's CA certificate, as %s/ca.crt in its registry certificates directory "+
+			"(CHASER_REGISTRY_CERTS_DIR, default %s) or in SSL_CERT_FILE", reg, cause, ref, reg, DefaultCertsDir)
+		if !s.insecure[reg] {
+			msg += fmt.Sprintf(", or start the server with --insecure-registry %s to skip verification", reg)
+		}
+		return errdefs.New(errdefs.ErrUnavailable, msg)
+	}
+	var rherr tls.RecordHeaderError
+	if errors.As(err, &rherr) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		msg := fmt.Sprintf("registry %s answers plain HTTP, not HTTPS, while pulling %s", reg, ref)
+		if !s.insecure[reg] {
+			msg += fmt.Sprintf("; to allow plain HTTP to it, start the server with --insecure-registry %s", reg)
+		}
+		return errdefs.New(errdefs.ErrUnavailable, msg)
+	}
+	var dnserr *net.DNSError
+	if errors.As(err, &dnserr) {
+		// dnserr.Err only: the whole error names the server's resolver.
+		return errdefs.New(errdefs.ErrUnavailable, fmt.Sprintf(
+			"registry host %s cannot be resolved (%s) while pulling %s; check the registry name in the reference", dnserr.Name, dnserr.Err, ref))
+	}
+	return nil
 }
 
 // isVerifyError reports whether err is go-containerregistry's refusal of

@@ -31,18 +31,25 @@ type layerRecord struct {
 	DiffID     string `json:"diff_id"` // of the uncompressed tar
 	Size       int64  `json:"size"`    // unpacked bytes of file content
 	Compressed int64  `json:"compressed"`
+	// SkippedDevices counts device nodes of the layer that were not
+	// created (see Unpack).
+	SkippedDevices int `json:"skipped_devices,omitempty"`
 }
 
 // imageRecord maps a reference (a tag or a digest) to a manifest and its
 // layers: what lets a cached tag start without its registry.
 type imageRecord struct {
-	Ref        string    `json:"ref"`
-	Digest     string    `json:"digest"`
-	Layers     []string  `json:"layers"` // compressed digests, bottom first
-	Env        []string  `json:"env,omitempty"`
-	WorkingDir string    `json:"working_dir,omitempty"`
-	User       string    `json:"user,omitempty"`
-	PulledAt   time.Time `json:"pulled_at"`
+	Ref string `json:"ref"`
+	// Digest is what the registry reports for Ref (an index's digest for
+	// a multi-platform tag); ManifestDigest is this platform's manifest.
+	// Records of older versions have only the manifest's digest in Digest.
+	Digest         string    `json:"digest"`
+	ManifestDigest string    `json:"manifest_digest,omitempty"`
+	Layers         []string  `json:"layers"` // compressed digests, bottom first
+	Env            []string  `json:"env,omitempty"`
+	WorkingDir     string    `json:"working_dir,omitempty"`
+	User           string    `json:"user,omitempty"`
+	PulledAt       time.Time `json:"pulled_at"`
 }
 
 func (s *Store) statePath() string { return filepath.Join(s.dir, "state.json") }
@@ -64,6 +71,11 @@ func loadState(path string) (*state, error) {
 	}
 	if st.Images == nil {
 		st.Images = map[string]*imageRecord{}
+	}
+	for _, rec := range st.Images {
+		if rec.ManifestDigest == "" {
+			rec.ManifestDigest = rec.Digest // written before the registry's digest was kept
+		}
 	}
 	return st, nil
 }

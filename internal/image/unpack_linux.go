@@ -27,18 +27,21 @@ const (
 	opaqueXattr    = "trusted.overlay.opaque"
 )
 
-// UnpackStats describes an unpacked layer.
-type UnpackStats struct {
-	Entries int
-	Bytes   int64 // bytes of regular file content
-}
-
 // Unpack writes the layer tar stream r into dir, which must exist and be
 // empty. Ownership, modes, times, file capabilities and hard links are kept;
 // OCI whiteouts become overlayfs whiteouts. It refuses, with
 // errdefs.ErrUnprocessable, entries that would land outside dir (".."
 // components, hard links out of the layer, paths through symlinks that
-// leave it) and device nodes. All file system access goes through an
+// leave it).
+//
+// Character and block devices are skipped and counted, never created: every
+// debootstrap or `docker import` root filesystem has /dev/null, /dev/console
+// and the like, Docker, podman and containerd accept such images, and a
+// sandbox gets its /dev from the runtime anyway. A device node in a layer
+// could only give a sandbox a door to host hardware (or, as a 0:0 device,
+// act as an overlay whiteout). FIFOs are created, as Docker does: a named
+// pipe reaches nothing outside the sandbox and programs expect theirs.
+// All file system access goes through an
 // os.Root, so no symlink in the layer can make it touch a path outside dir.
 // On error dir is left half-written: the caller unpacks into a temporary
 // directory and removes it.
@@ -54,6 +57,7 @@ func Unpack(r io.Reader, dir string) (UnpackStats, error) {
 		mtime time.Time
 	}
 	var dirs []dirTime
+	skipped := map[string]bool{} // device entries not created, for hard links to them
 	buf := make([]byte, 1<<20)
 	tr := tar.NewReader(r)
 	for {
@@ -89,9 +93,22 @@ func Unpack(r io.Reader, dir string) (UnpackStats, error) {
 			}
 			continue
 		}
+		if hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock {
+			st.SkippedDevices++
+			skipped[name] = true
+			continue
+		}
+		if hdr.Typeflag == tar.TypeLink {
+			if target, err := cleanName(hdr.Linkname); err == nil && skipped[target] {
+				st.SkippedDevices++
+				skipped[name] = true
+				continue
+			}
+		}
 		if err := root.MkdirAll(parent, 0o755); err != nil {
 			return st, classify(name, err)
 		}
+		delete(skipped, name) // a later entry of the same name replaces the device
 		// A later entry replaces an earlier one of the same name, except
 		// that a directory stays a directory (tar streams repeat them).
 		if fi, err := root.Lstat(name); err == nil {
@@ -156,8 +173,6 @@ func Unpack(r io.Reader, dir string) (UnpackStats, error) {
 			if err := setAttrs(root, name, hdr); err != nil {
 				return st, err
 			}
-		case tar.TypeChar, tar.TypeBlock:
-			return st, fmt.Errorf("layer entry %s: device nodes are not allowed in images: %w", name, errdefs.ErrUnprocessable)
 		case tar.TypeXGlobalHeader:
 			// PAX global header: metadata only.
 		default:

@@ -9,12 +9,6 @@ import (
 	"github.com/chaserhq/chaser/internal/errdefs"
 )
 
-// UnpackStats describes an unpacked layer.
-type UnpackStats struct {
-	Entries int
-	Bytes   int64
-}
-
 // Unpack needs Linux (overlayfs whiteouts, trusted xattrs).
 func Unpack(r io.Reader, dir string) (UnpackStats, error) {
 	return UnpackStats{}, fmt.Errorf("unpacking image layers needs Linux: %w", errdefs.ErrNotImplemented)

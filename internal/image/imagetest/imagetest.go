@@ -7,6 +7,7 @@ package imagetest
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/pem"
 	"io"
 	"log"
 	"net"
@@ -36,21 +37,70 @@ type Registry struct {
 	// Host is HOST:PORT, as written in image references.
 	Host string
 	srv  *httptest.Server
+	// CA is the PEM certificate a TLS registry's clients must trust.
+	CA   []byte
+	opts []remote.Option // how the test itself pushes
 
 	mu       sync.Mutex
 	requests []string        // "METHOD PATH" of every request
 	corrupt  map[string]bool // blob digests served with a flipped byte
 	cut      map[string]int  // blob digests whose next GET breaks off after n bytes
+	user     string          // "user:password" required of pulls (Basic auth) when set
 }
 
-// StartRegistry starts a registry, stopped at the end of the test.
+// StartRegistry starts a plain-HTTP registry, stopped at the end of the
+// test.
 func StartRegistry(t testing.TB) *Registry {
 	t.Helper()
 	r := &Registry{corrupt: map[string]bool{}, cut: map[string]int{}}
+	r.srv = httptest.NewServer(r.handler())
+	r.Host = strings.TrimPrefix(r.srv.URL, "http://")
+	t.Cleanup(r.Close)
+	return r
+}
+
+// StartTLSRegistry starts an HTTPS registry whose certificate (for
+// 127.0.0.1) is signed by a CA of its own, r.CA, as a self-signed
+// registry's is. It is stopped at the end of the test.
+func StartTLSRegistry(t testing.TB) *Registry {
+	t.Helper()
+	r := &Registry{corrupt: map[string]bool{}, cut: map[string]int{}}
+	r.srv = httptest.NewUnstartedServer(r.handler())
+	// Clients that refuse the certificate are what the tests are about:
+	// keep the handshake errors out of the test output.
+	r.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	r.srv.StartTLS()
+	r.Host = strings.TrimPrefix(r.srv.URL, "https://")
+	r.CA = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.srv.Certificate().Raw})
+	r.opts = []remote.Option{remote.WithTransport(r.srv.Client().Transport)}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// RequireAuth makes the registry answer pulls only with these Basic
+// credentials (pushes by the test itself stay open).
+func (r *Registry) RequireAuth(user, password string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.user = user + ":" + password
+}
+
+func (r *Registry) handler() http.Handler {
 	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		r.requests = append(r.requests, req.Method+" "+req.URL.Path)
+		if r.user != "" && (req.Method == http.MethodGet || req.Method == http.MethodHead) {
+			u, p, ok := req.BasicAuth()
+			if !ok || u+":"+p != r.user {
+				r.mu.Unlock()
+				w.Header().Set("WWW-Authenticate", `Basic realm="imagetest"`)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+				return
+			}
+		}
 		bad, cutAt := false, -1
 		for d := range r.corrupt {
 			if req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/blobs/"+d) {
@@ -92,10 +142,7 @@ func StartRegistry(t testing.TB) *Registry {
 			return
 		}
 		h.ServeHTTP(w, req)
-	}))
-	r.Host = strings.TrimPrefix(r.srv.URL, "http://")
-	t.Cleanup(r.Close)
-	return r
+	})
 }
 
 // Close takes the registry away: later requests fail to connect.
@@ -147,6 +194,8 @@ type Entry struct {
 	Uid, Gid int
 	Body     []byte
 	Link     string
+	// Major and Minor number a device node (tar.TypeChar, tar.TypeBlock).
+	Major, Minor int64
 }
 
 // Layer builds a gzip-compressed layer from entries.
@@ -167,7 +216,7 @@ func Layer(t testing.TB, entries ...Entry) v1.Layer {
 			}
 		}
 		h := &tar.Header{Name: e.Name, Typeflag: typ, Mode: mode, Uid: e.Uid, Gid: e.Gid, Linkname: e.Link,
-			ModTime: time.Unix(1700000000, 0)}
+			Devmajor: e.Major, Devminor: e.Minor, ModTime: time.Unix(1700000000, 0)}
 		if typ == tar.TypeReg {
 			h.Size = int64(len(e.Body))
 		}
@@ -251,7 +300,7 @@ func (r *Registry) Push(t testing.TB, repoTag string, img v1.Image) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(tag, img); err != nil {
+	if err := remote.Write(tag, img, r.opts...); err != nil {
 		t.Fatal(err)
 	}
 	return ref
@@ -272,10 +321,25 @@ func (r *Registry) PushIndex(t testing.TB, repoTag string, byPlatform map[string
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.WriteIndex(tag, idx); err != nil {
+	if err := remote.WriteIndex(tag, idx, r.opts...); err != nil {
 		t.Fatal(err)
 	}
 	return ref
+}
+
+// Digest returns the digest the registry reports for ref (HEAD of its
+// manifest): for a multi-platform tag, the index's digest.
+func (r *Registry) Digest(t testing.TB, ref string) string {
+	t.Helper()
+	nr, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(nr, r.opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return desc.Digest.String()
 }
 
 // LayerDigest returns a layer's digest as a string.
