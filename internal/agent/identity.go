@@ -116,13 +116,17 @@ func defaultIdentity(cred *syscall.Credential) identity {
 }
 
 // readEtc reads /etc/NAME of the sandbox (the agent's root is the
-// sandbox's), at most 1 MiB; nil when it is absent.
+// sandbox's), at most 1 MiB; nil when it is absent or not a regular file
+// (a FIFO planted there must not block the agent).
 func readEtc(name string) []byte {
-	f, err := os.Open("/etc/" + name)
+	f, err := os.OpenFile("/etc/"+name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
 	b, _ := io.ReadAll(io.LimitReader(f, 1<<20))
 	return b
 }

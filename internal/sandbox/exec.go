@@ -21,7 +21,7 @@ const (
 	// DefaultCwd is where commands run unless told otherwise and the image
 	// names no WorkingDir. The agent applies the default (it knows the
 	// image's), so requests without cwd reach it empty.
-	DefaultCwd = "/workspace"
+	DefaultCwd = agent.DefaultCwd
 	// MaxTimeout bounds timeout_ms.
 	MaxTimeout = 24 * time.Hour
 	// MaxSyncOutput bounds stdout and stderr of a synchronous exec answer,
