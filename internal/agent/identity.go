@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/chaserhq/chaser/internal/agent/fs"
 	"github.com/chaserhq/chaser/internal/agent/process"
 	"github.com/chaserhq/chaser/internal/errdefs"
@@ -229,7 +231,7 @@ func contains(list []uint32, v uint32) bool {
 }
 
 func hasACL(p string) bool {
-	_, err := syscall.Getxattr(p, "system.posix_acl_access", nil)
+	_, err := unix.Getxattr(p, "system.posix_acl_access", nil)
 	return err == nil
 }
 
