@@ -53,7 +53,16 @@ type SessionList struct {
 // ExecRequest is the body of POST /v1/exec and POST /v1/sessions/{id}/exec.
 // Background and Stream apply only to the session-scoped endpoint.
 type ExecRequest struct {
-	Command   string `json:"command"`
+	// Command is a command line, run with the sandbox's shell (bash, else
+	// /bin/sh). Argv instead runs a program directly, without a shell
+	// (argv[0] found on the PATH unless it holds a /): the way to run
+	// anything in an image without /bin/sh. Exactly one of them is given.
+	Command string   `json:"command,omitempty"`
+	Argv    []string `json:"argv,omitempty"`
+	// User runs the command as another user than the image's: a name
+	// or uid, optionally :group or :gid ("root", "1000:1000"), resolved
+	// with the sandbox's own /etc/passwd and /etc/group.
+	User      string `json:"user,omitempty"`
 	Workspace string `json:"workspace,omitempty"`
 	Image     string `json:"image,omitempty"` // POST /v1/exec: a throwaway sandbox of this image; not with Workspace
 	// Ephemeral makes POST /v1/exec use a fresh throwaway sandbox even

@@ -40,6 +40,9 @@ type FileList struct {
 type MkdirRequest struct {
 	Path string `json:"path"`
 	Mode string `json:"mode,omitempty"`
+	// User owns the directories made (the image's user by default): a
+	// name or uid, optionally :group or :gid.
+	User string `json:"user,omitempty"`
 }
 
 // MoveRequest is the body of POST /v1/sessions/{id}/files/move. Without

@@ -22,7 +22,8 @@ type PTYOptions struct {
 	Mode       string // api.PTYMode*; empty is human
 	Command    string // exec mode
 	Cwd        string
-	Cols, Rows int // 0: the server's default
+	User       string // a name or uid[:gid]; empty: the image's user
+	Cols, Rows int    // 0: the server's default
 	// PTYID reattaches to a terminal within its reconnect grace; Offset
 	// (when Resume is set) says where to resume, see PTY.Resume.
 	PTYID  string
@@ -45,7 +46,7 @@ type PTY struct {
 // their errdefs class (errors.Is(err, errdefs.ErrNotFound)).
 func (c *Client) DialPTY(ctx context.Context, id string, o PTYOptions) (*PTY, error) {
 	q := url.Values{}
-	for k, v := range map[string]string{"mode": o.Mode, "command": o.Command, "cwd": o.Cwd, "pty_id": o.PTYID} {
+	for k, v := range map[string]string{"mode": o.Mode, "command": o.Command, "cwd": o.Cwd, "pty_id": o.PTYID, "user": o.User} {
 		if v != "" {
 			q.Set(k, v)
 		}

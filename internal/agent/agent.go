@@ -7,7 +7,7 @@
 // `curl --unix-socket STATE/agent.sock http://agent/v1/health`.
 //
 // The agent must stay small: it imports the standard library, api, errdefs,
-// httpjson, its own subpackages and a few small libraries (creack/pty,
+// httpjson, passwd, its own subpackages and a few small libraries (creack/pty,
 // coder/websocket, x/sys) only (TestImportsStaySmall checks this).
 package agent
 
@@ -50,18 +50,15 @@ type Agent struct {
 	terms   *terminals
 	started time.Time
 	cwd     string
-	cred    *syscall.Credential
+	// user is the image's user: who commands run as and new files belong
+	// to unless a request names another.
+	user identity
 }
 
-// New returns an agent. It picks bash as the shell when present, else sh.
+// New returns an agent. It picks bash as the shell when present, else sh;
+// an image with neither runs argv only.
 func New(cfg Config) *Agent {
-	shell := "/bin/sh"
-	for _, s := range []string{"/bin/bash", "/usr/bin/bash"} {
-		if fi, err := os.Stat(s); err == nil && fi.Mode()&0o111 != 0 {
-			shell = s
-			break
-		}
-	}
+	shell := findShell()
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -77,7 +74,7 @@ func New(cfg Config) *Agent {
 		terms:   newTerminals(log.With("component", "pty")),
 		started: time.Now(),
 		cwd:     cfg.Cwd,
-		cred:    cfg.Credential,
+		user:    defaultIdentity(cfg.Credential),
 	}
 }
 
@@ -122,10 +119,10 @@ func Main(socketPath string) error {
 		return err
 	}
 	a := New(Config{Env: baseEnv(os.Environ()), ReapAll: os.Getpid() == 1, Cwd: os.Getenv(EnvCwd), Credential: cred, Log: log})
-	if err := prepareCwd(a.cwd, cred); err != nil {
-		log.Warn("default working directory", "dir", a.cwd, "err", err)
+	if err := prepareDirs(a.user, a.cwd, DefaultCwd); err != nil {
+		log.Warn("default directories", "err", err)
 	}
-	log.Info("agent serving", "pid", os.Getpid(), "shell", a.shell, "cwd", a.cwd)
+	log.Info("agent serving", "pid", os.Getpid(), "shell", a.shell, "cwd", a.cwd, "user", a.user.user)
 	return a.Serve(ctx, l)
 }
 

@@ -23,7 +23,9 @@ const (
 
 // fileRoutes adds the file API. Paths are the sandbox's own; the rules
 // (validation, atomicity, limits) live in package fs, the server passes
-// the operator's size limit as ?max_size=.
+// the operator's size limit as ?max_size=. What uploads and mkdir create
+// belongs to the image's user, or to the request's user (?user= of an
+// upload, "user" of a mkdir body).
 func (a *Agent) fileRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/files", a.listFiles)
 	mux.HandleFunc("DELETE /v1/files", a.removeFile)
@@ -60,7 +62,12 @@ func (a *Agent) writeFile(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, err)
 		return
 	}
-	o := fs.WriteOptions{Max: limit, Size: r.ContentLength}
+	id, err := a.resolveUser(q.Get("user"))
+	if err != nil {
+		httpjson.WriteError(w, err)
+		return
+	}
+	o := fs.WriteOptions{Max: limit, Size: r.ContentLength, Owner: id.owner()}
 	if m, ok, err := fs.ParseMode(q.Get("mode")); err != nil {
 		httpjson.WriteError(w, err)
 		return
@@ -133,7 +140,12 @@ func (a *Agent) mkdir(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, err)
 		return
 	}
-	info, created, err := fs.Mkdir(req.Path, req.Mode)
+	id, err := a.resolveUser(req.User)
+	if err != nil {
+		httpjson.WriteError(w, err)
+		return
+	}
+	info, created, err := fs.Mkdir(req.Path, req.Mode, id.owner())
 	if err != nil {
 		httpjson.WriteError(w, err)
 		return

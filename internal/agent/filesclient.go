@@ -31,13 +31,17 @@ func (b *bodyErr) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// WriteFile streams body to sandbox path p (size -1 when unknown). The
-// agent writes it atomically; if reading body fails midway the request is
+// WriteFile streams body to sandbox path p (size -1 when unknown), a new
+// file belonging to user (empty: the image's user). The agent writes it
+// atomically; if reading body fails midway the request is
 // cut, the agent discards what it got, and that read error is returned.
-func (c *Client) WriteFile(ctx context.Context, p, mode string, limit int64, body io.Reader, size int64) (api.FileInfo, error) {
+func (c *Client) WriteFile(ctx context.Context, p, mode, user string, limit int64, body io.Reader, size int64) (api.FileInfo, error) {
 	q := url.Values{"path": {p}, "max_size": {strconv.FormatInt(limit, 10)}}
 	if mode != "" {
 		q.Set("mode", mode)
+	}
+	if user != "" {
+		q.Set("user", user)
 	}
 	var info api.FileInfo
 	err := c.sendBody(ctx, http.MethodPut, "/v1/files/content?"+q.Encode(), "application/octet-stream", body, size, &info)

@@ -62,16 +62,10 @@ func (a *Agent) startProcess(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, err)
 		return
 	}
-	if req.Cwd == "" {
-		req.Cwd = a.cwd
-	}
-	spec := process.Spec{
-		Credential: a.cred,
-		Command:    req.Command,
-		Cwd:        req.Cwd,
-		Env:        mergeEnv(a.env, req.Env),
-		Timeout:    time.Duration(req.TimeoutMS) * time.Millisecond,
-		Background: req.Background,
+	spec, err := a.processSpec(req)
+	if err != nil {
+		httpjson.WriteError(w, err)
+		return
 	}
 	if req.Stdin != nil {
 		spec.Stdin = []byte(*req.Stdin)
@@ -85,6 +79,43 @@ func (a *Agent) startProcess(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpjson.Write(w, http.StatusCreated, p.Info())
+}
+
+// processSpec applies the rules every command follows: who it runs as
+// and where (see identity.go), and that a command line needs a shell
+// while argv does not.
+func (a *Agent) processSpec(req api.ExecRequest) (process.Spec, error) {
+	if (strings.TrimSpace(req.Command) == "") == (len(req.Argv) == 0) {
+		return process.Spec{}, errdefs.New(errdefs.ErrInvalidArgument, `send exactly one of "command" (a command line for the shell) and "argv" (a program and its arguments, no shell)`)
+	}
+	id, err := a.resolveUser(req.User)
+	if err != nil {
+		return process.Spec{}, err
+	}
+	cwd, err := a.workdir(id, req.Cwd)
+	if err != nil {
+		return process.Spec{}, err
+	}
+	spec := process.Spec{
+		User:       id.user,
+		Command:    req.Command,
+		Argv:       req.Argv,
+		Cwd:        cwd,
+		Env:        a.commandEnv(id, req.Env),
+		Timeout:    time.Duration(req.TimeoutMS) * time.Millisecond,
+		Background: req.Background,
+	}
+	if len(req.Argv) > 0 {
+		if req.Argv[0] == "" {
+			return process.Spec{}, errdefs.New(errdefs.ErrInvalidArgument, "argv[0] is empty: it names the program to run")
+		}
+		if !strings.Contains(req.Argv[0], "/") && process.LookPath(req.Argv[0], spec.Env) == "" {
+			return process.Spec{}, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("argv[0] %q: not found on the PATH of the sandbox (%s)", req.Argv[0], envMap(spec.Env)["PATH"]))
+		}
+	} else if spec.Shell, err = a.needShell(); err != nil {
+		return process.Spec{}, err
+	}
+	return spec, nil
 }
 
 func (a *Agent) listProcesses(w http.ResponseWriter, r *http.Request) {

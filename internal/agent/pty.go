@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -36,8 +35,6 @@ const (
 	maxInputFrame = 1 << 20
 	// maxQueue bounds agent-mode commands waiting their turn.
 	maxQueue = 256
-	// defaultTermCwd is where terminals start unless told otherwise.
-	defaultTermCwd = "/workspace"
 	// ttyDrainGrace is how long output is still read after the shell
 	// exited, for background jobs that keep the terminal open.
 	ttyDrainGrace = 200 * time.Millisecond
@@ -127,30 +124,31 @@ var errReplaced = errors.New("another connection attached to this terminal")
 // attachment is one connection to a terminal.
 type attachment struct{ cancel context.CancelCauseFunc }
 
-// startTerminal starts the shell of a new terminal.
-func (a *Agent) startTerminal(o PTYOptions, cwd string) (*terminal, error) {
+// startTerminal starts the shell of a new terminal as id in cwd (see
+// termStart).
+func (a *Agent) startTerminal(o PTYOptions, id identity, shell, cwd string) (*terminal, error) {
 	ts := a.terms
 	if err := ts.checkRoom(); err != nil {
 		return nil, err
 	}
 	t := &terminal{id: "p-" + randHex(10), mode: o.Mode, out: newFrameLog(ts.buffer), owner: ts}
 	t.log = ts.log.With("pty_id", t.id, "mode", o.Mode)
-	spec := process.TTYSpec{Cwd: cwd, Cols: o.Cols, Rows: o.Rows}
+	spec := process.TTYSpec{Cwd: cwd, Cols: o.Cols, Rows: o.Rows, User: id.user}
 	switch o.Mode {
 	case api.PTYModeHuman:
-		spec.Argv = []string{a.shell, "-l"}
-		spec.Env = mergeEnv(a.env, map[string]string{"TERM": "xterm-256color", "SHELL": a.shell})
+		spec.Argv = []string{shell, "-l"}
+		spec.Env = a.commandEnv(id, map[string]string{"TERM": "xterm-256color", "SHELL": shell})
 	case api.PTYModeExec:
-		spec.Argv = []string{a.shell, "-c", o.Command}
-		spec.Env = mergeEnv(a.env, map[string]string{"TERM": "xterm-256color", "SHELL": a.shell})
+		spec.Argv = []string{shell, "-c", o.Command}
+		spec.Env = a.commandEnv(id, map[string]string{"TERM": "xterm-256color", "SHELL": shell})
 	case api.PTYModeAgent:
 		// The shell reads its commands from fd 3, not from the terminal:
 		// it stays non-interactive (no prompt, no line editing, no
 		// echo) while the commands it runs keep the terminal as stdin.
-		spec.Argv = []string{a.shell, "/proc/self/fd/3"}
+		spec.Argv = []string{shell, "/proc/self/fd/3"}
 		spec.Raw, spec.Script = true, true
-		spec.Env = mergeEnv(a.env, map[string]string{
-			"TERM": "dumb", "SHELL": a.shell, "PAGER": "cat", "GIT_PAGER": "cat", "NO_COLOR": "1",
+		spec.Env = a.commandEnv(id, map[string]string{
+			"TERM": "dumb", "SHELL": shell, "PAGER": "cat", "GIT_PAGER": "cat", "NO_COLOR": "1",
 		})
 		t.nonce = randHex(8)
 		t.scan = newDoneScanner(t.nonce)
@@ -412,22 +410,19 @@ func (a *Agent) ptyHandler(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, err)
 		return
 	}
-	var t *terminal
-	cwd := o.Cwd
+	var (
+		t          *terminal
+		id         identity
+		shell, cwd string
+	)
 	if o.PTYID != "" {
 		if t, err = a.terms.get(o.PTYID); err != nil {
 			httpjson.WriteError(w, err)
 			return
 		}
 	} else {
-		if cwd == "" {
-			cwd = defaultTermCwd
-			if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
-				cwd = "/"
-			}
-		}
-		if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
-			httpjson.WriteError(w, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("cwd %s is not a directory in the sandbox", cwd)))
+		if id, shell, cwd, err = a.termStart(o); err != nil {
+			httpjson.WriteError(w, err)
 			return
 		}
 		// Checked again when the terminal starts; here so that the
@@ -449,12 +444,31 @@ func (a *Agent) ptyHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	c.SetReadLimit(maxInputFrame)
 	if t == nil {
-		if t, err = a.startTerminal(o, cwd); err != nil {
+		if t, err = a.startTerminal(o, id, shell, cwd); err != nil {
 			closeWithError(c, err)
 			return
 		}
 	}
 	t.serve(c, o.Offset)
+}
+
+// termStart applies to a new terminal the rules of every command (see
+// processSpec): its user, its working directory, and a shell, which every
+// mode needs. Errors come before the upgrade, as plain 4xx answers.
+func (a *Agent) termStart(o PTYOptions) (identity, string, string, error) {
+	id, err := a.resolveUser(o.User)
+	if err != nil {
+		return identity{}, "", "", err
+	}
+	cwd, err := a.workdir(id, o.Cwd)
+	if err != nil {
+		return identity{}, "", "", err
+	}
+	shell, err := a.needShell()
+	if err != nil {
+		return identity{}, "", "", errdefs.New(errdefs.ErrInvalidArgument, `this image has no /bin/sh, which terminals need: run its programs with exec and "argv" instead`)
+	}
+	return id, shell, cwd, nil
 }
 
 // closeWithError sends an error message and closes the connection.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/passwd"
 )
 
 // Terminal limits.
@@ -24,9 +25,12 @@ const (
 // PTYOptions are the query parameters of a PTY WebSocket. The server checks
 // them before it touches the sandbox; the agent checks them again.
 type PTYOptions struct {
-	Mode       string // api.PTYMode*
-	Command    string // exec mode
-	Cwd        string // absolute; empty: /workspace (or / when missing)
+	Mode    string // api.PTYMode*
+	Command string // exec mode
+	Cwd     string // absolute; empty: the image's WorkingDir or /workspace
+	// User runs the terminal as another user than the image's (a name
+	// or uid, optionally :group or :gid).
+	User       string
 	Cols, Rows uint16
 	// PTYID reattaches to a terminal; Mode and Command are then ignored.
 	PTYID string
@@ -59,6 +63,11 @@ func ParsePTYQuery(q url.Values) (PTYOptions, error) {
 	}
 	if o.Cwd != "" && !path.IsAbs(o.Cwd) {
 		return bad("cwd %q must be an absolute path", o.Cwd)
+	}
+	if o.User = q.Get("user"); o.User != "" {
+		if err := passwd.Check(o.User); err != nil {
+			return bad("%v", err)
+		}
 	}
 	var err error
 	if o.Cols, err = termDim(q.Get("cols"), DefaultCols); err != nil {
@@ -106,7 +115,7 @@ func (o PTYOptions) Query() url.Values {
 		"cols": {strconv.Itoa(int(o.Cols))},
 		"rows": {strconv.Itoa(int(o.Rows))},
 	}
-	for k, v := range map[string]string{"command": o.Command, "cwd": o.Cwd, "pty_id": o.PTYID} {
+	for k, v := range map[string]string{"command": o.Command, "cwd": o.Cwd, "pty_id": o.PTYID, "user": o.User} {
 		if v != "" {
 			q.Set(k, v)
 		}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"net/http"
 	"os"
-	"os/user"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,19 +55,20 @@ func (a *Agent) selfTest(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) SelfTest(ctx context.Context) api.SelfTest {
 	start := time.Now()
 	env := envMap(a.env)
+	// What a command gets, by the rules every command follows: the
+	// image's user, its working directory, its HOME.
 	st := api.SelfTest{
 		SessionID: env["CHASER_SESSION_ID"],
-		Cwd:       defaultTermCwd,
+		User:      a.user.user.String(),
 		Home:      env["HOME"],
 		Runtime:   env["CHASER_RUNTIME"],
 		Env:       map[string]string{},
 		Tools:     make([]api.Tool, len(selfTestTools)),
 	}
-	if fi, err := os.Stat(st.Cwd); err != nil || !fi.IsDir() {
-		st.Cwd = "/"
-	}
-	if u, err := user.Current(); err == nil {
-		st.User = u.Username
+	if cwd, err := a.workdir(a.user, ""); err == nil {
+		st.Cwd = cwd
+	} else {
+		st.Cwd = a.cwd
 	}
 	st.Hostname, _ = os.Hostname()
 	for _, k := range chaserMarkers {
@@ -124,7 +124,7 @@ func (a *Agent) probeTool(ctx context.Context, name string, args []string) api.T
 		t.Found = true
 		return t
 	}
-	p, err := a.procs.Start(process.Spec{Argv: append([]string{t.Path}, args...), Cwd: "/", Env: a.env, Timeout: toolTimeout})
+	p, err := a.procs.Start(process.Spec{Argv: append([]string{t.Path}, args...), Cwd: "/", Env: a.env, Timeout: toolTimeout, User: a.user.user})
 	if err != nil {
 		t.Error = err.Error()
 		return t

@@ -103,14 +103,20 @@ func (a *Agent) hashes(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, api.Hashes{Hashes: h})
 }
 
-// extract applies the tar body beneath ?path= (see fs.Extract).
+// extract applies the tar body beneath ?path= (see fs.Extract); what it
+// writes belongs to the image's user, or to ?user=.
 func (a *Agent) extract(w http.ResponseWriter, r *http.Request) {
 	limit, err := maxSize(r)
 	if err != nil {
 		httpjson.WriteError(w, err)
 		return
 	}
-	res, err := fs.Extract(r.Context(), r.URL.Query().Get("path"), r.Body, limit)
+	id, err := a.resolveUser(r.URL.Query().Get("user"))
+	if err != nil {
+		httpjson.WriteError(w, err)
+		return
+	}
+	res, err := fs.Extract(r.Context(), r.URL.Query().Get("path"), r.Body, limit, id.owner())
 	if err != nil {
 		a.log.Debug("extraction stopped", "path", r.URL.Query().Get("path"), "written", len(res.Written), "err", err)
 		httpjson.WriteError(w, err)

@@ -1,8 +1,6 @@
 package image
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,112 +8,28 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/passwd"
 )
 
 // resolveUser turns the image's User ("name", "uid", "name:group",
 // "uid:gid", ...) into ids using the image's own /etc/passwd and
 // /etc/group, read from its layers on the host (as Docker does at create
-// time). A numeric user needs no passwd entry; a name must have one.
-// Supplementary groups are the /etc/group entries listing the user.
+// time), by the same rules the agent applies to a request's user.
 func (img *Image) resolveUser() error {
 	lower := img.Overlays[0].Lower
-	passwd, _ := readImageFile(lower, "etc/passwd")
-	spec := img.User
-	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
-	var name string
-	img.Home = "/"
-	if userPart == "" {
-		userPart = "0"
+	pw, _ := readImageFile(lower, "etc/passwd")
+	gr, _ := readImageFile(lower, "etc/group")
+	u, err := passwd.Resolve(strings.TrimSuffix(img.User, ":"), pw, gr)
+	if err != nil {
+		return errdefs.New(errdefs.ErrUnprocessable, fmt.Sprintf("image %s runs as %s", img.Ref, err))
 	}
-	found := false
-	if n, err := strconv.ParseUint(userPart, 10, 32); err == nil {
-		img.UID = uint32(n)
-		for _, f := range parseColonFile(passwd, 7) {
-			if f[2] == userPart {
-				name, found = f[0], true
-				if g, err := strconv.ParseUint(f[3], 10, 32); err == nil {
-					img.GID = uint32(g)
-				}
-				img.Home = f[5]
-				break
-			}
-		}
-	} else {
-		for _, f := range parseColonFile(passwd, 7) {
-			if f[0] == userPart {
-				u, err1 := strconv.ParseUint(f[2], 10, 32)
-				g, err2 := strconv.ParseUint(f[3], 10, 32)
-				if err1 != nil || err2 != nil {
-					return errdefs.New(errdefs.ErrUnprocessable, fmt.Sprintf("image %s: /etc/passwd entry of user %q is malformed", img.Ref, userPart))
-				}
-				img.UID, img.GID, img.Home, name, found = uint32(u), uint32(g), f[5], f[0], true
-				break
-			}
-		}
-		if !found {
-			return errdefs.New(errdefs.ErrUnprocessable, fmt.Sprintf("image %s runs as user %q, which its /etc/passwd does not have", img.Ref, userPart))
-		}
-	}
-	if !found && img.UID == 0 {
-		img.Home = "/root"
-	}
-	group, _ := readImageFile(lower, "etc/group")
-	groups := parseColonFile(group, 4)
-	if hasGroup && groupPart != "" {
-		if g, err := strconv.ParseUint(groupPart, 10, 32); err == nil {
-			img.GID = uint32(g)
-		} else {
-			ok := false
-			for _, f := range groups {
-				if f[0] == groupPart {
-					if g, err := strconv.ParseUint(f[2], 10, 32); err == nil {
-						img.GID, ok = uint32(g), true
-					}
-					break
-				}
-			}
-			if !ok {
-				return errdefs.New(errdefs.ErrUnprocessable, fmt.Sprintf("image %s runs as group %q, which its /etc/group does not have", img.Ref, groupPart))
-			}
-		}
-	}
-	if name != "" {
-		for _, f := range groups {
-			for _, m := range strings.Split(f[3], ",") {
-				if m == name {
-					if g, err := strconv.ParseUint(f[2], 10, 32); err == nil && uint32(g) != img.GID {
-						img.Groups = append(img.Groups, uint32(g))
-					}
-				}
-			}
-		}
-	}
+	img.UID, img.GID, img.Groups, img.Home = u.UID, u.GID, u.Groups, u.Home
 	return nil
-}
-
-// parseColonFile splits passwd/group lines into n fields, skipping
-// comments and malformed lines.
-func parseColonFile(b []byte, n int) [][]string {
-	var out [][]string
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		f := strings.Split(line, ":")
-		if len(f) < n {
-			continue
-		}
-		out = append(out, f)
-	}
-	return out
 }
 
 // readImageFile reads rel (e.g. "etc/passwd") as the image's overlay would

@@ -192,7 +192,7 @@ func (s *Server) runOp(ctx context.Context, acct store.Account, id string, op Op
 		}
 		r.Content = Lines(content, op.StartLine, op.EndLine)
 	case "write_file":
-		info, err := s.svc.Upload(ctx, acct, id, op.Path, "", strings.NewReader(op.Content), int64(len(op.Content)))
+		info, err := s.svc.Upload(ctx, acct, id, op.Path, "", "", strings.NewReader(op.Content), int64(len(op.Content)))
 		if err != nil {
 			return r, err
 		}
@@ -210,7 +210,7 @@ func (s *Server) runOp(ctx context.Context, acct store.Account, id string, op Op
 		if err != nil {
 			return r, err
 		}
-		info, err := s.svc.Upload(ctx, acct, id, op.Path, st.Mode, strings.NewReader(edited), int64(len(edited)))
+		info, err := s.svc.Upload(ctx, acct, id, op.Path, st.Mode, "", strings.NewReader(edited), int64(len(edited)))
 		if err != nil {
 			return r, err
 		}

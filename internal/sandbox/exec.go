@@ -21,7 +21,7 @@ const (
 	// DefaultCwd is where commands run unless told otherwise and the image
 	// names no WorkingDir. The agent applies the default (it knows the
 	// image's), so requests without cwd reach it empty.
-	DefaultCwd = "/workspace"
+	DefaultCwd = agent.DefaultCwd
 	// MaxTimeout bounds timeout_ms.
 	MaxTimeout = 24 * time.Hour
 	// MaxSyncOutput bounds stdout and stderr of a synchronous exec answer,
@@ -31,8 +31,16 @@ const (
 
 // validateExec checks an exec request and fills in defaults.
 func validateExec(req *api.ExecRequest) error {
-	if strings.TrimSpace(req.Command) == "" {
-		return errdefs.New(errdefs.ErrInvalidArgument, `"command" is required`)
+	switch {
+	case strings.TrimSpace(req.Command) == "" && len(req.Argv) == 0:
+		return errdefs.New(errdefs.ErrInvalidArgument, `"command" (a command line) or "argv" (a program and its arguments, run without a shell) is required`)
+	case req.Command != "" && len(req.Argv) > 0:
+		return errdefs.New(errdefs.ErrInvalidArgument, `send "command" or "argv", not both`)
+	case len(req.Argv) > 0 && req.Argv[0] == "":
+		return errdefs.New(errdefs.ErrInvalidArgument, "argv[0] is empty: it names the program to run")
+	}
+	if err := CheckUser(req.User); err != nil {
+		return err
 	}
 	if req.Cwd != "" && !path.IsAbs(req.Cwd) {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("cwd %q must be an absolute path", req.Cwd))

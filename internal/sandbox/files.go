@@ -12,6 +12,7 @@ import (
 	"github.com/chaserhq/chaser/internal/agent"
 	"github.com/chaserhq/chaser/internal/agent/fs"
 	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/passwd"
 	"github.com/chaserhq/chaser/internal/store"
 )
 
@@ -27,6 +28,19 @@ func (s *Service) MaxFileSize() int64 {
 		return s.cfg.MaxFileSize
 	}
 	return fs.DefaultMaxFileSize
+}
+
+// CheckUser refuses, with ErrInvalidArgument, a request's user that is
+// not a name or uid optionally followed by :group or :gid. Whether the
+// user exists only the sandbox knows: the agent checks that.
+func CheckUser(user string) error {
+	if user == "" {
+		return nil
+	}
+	if err := passwd.Check(user); err != nil {
+		return errdefs.New(errdefs.ErrInvalidArgument, err.Error())
+	}
+	return nil
 }
 
 // limitReader fails with errdefs.ErrTooLarge once more than n bytes come.
@@ -52,11 +66,13 @@ func (l *limitReader) Read(p []byte) (int, error) {
 }
 
 // Upload stores body at sandbox path p of session id, atomically; size is
-// the announced length or -1. mode is octal ("0755") or empty. Errors:
-// ErrNotFound (no such session for acct), ErrInvalidArgument (bad path or
-// mode, interrupted body), ErrTooLarge beyond MaxFileSize — the old file
-// stays intact and nothing is left behind — and the agent's errors.
-func (s *Service) Upload(ctx context.Context, acct store.Account, id, p, mode string, body io.Reader, size int64) (api.FileInfo, error) {
+// the announced length or -1. mode is octal ("0755") or empty. A new file
+// and the parents made for it belong to user (a name or uid[:gid]; empty:
+// the image's user); a replaced file keeps its owner. Errors: ErrNotFound
+// (no such session for acct), ErrInvalidArgument (bad path, mode or user,
+// interrupted body), ErrTooLarge beyond MaxFileSize — the old file stays
+// intact and nothing is left behind — and the agent's errors.
+func (s *Service) Upload(ctx context.Context, acct store.Account, id, p, mode, user string, body io.Reader, size int64) (api.FileInfo, error) {
 	c, _, err := s.Agent(ctx, acct, id)
 	if err != nil {
 		return api.FileInfo{}, err
@@ -67,12 +83,15 @@ func (s *Service) Upload(ctx context.Context, acct store.Account, id, p, mode st
 	if _, _, err := fs.ParseMode(mode); err != nil {
 		return api.FileInfo{}, err
 	}
+	if err := CheckUser(user); err != nil {
+		return api.FileInfo{}, err
+	}
 	limit := s.MaxFileSize()
 	if size > limit {
 		return api.FileInfo{}, fs.TooLarge(limit)
 	}
 	start := time.Now()
-	info, err := c.WriteFile(ctx, p, mode, limit, &limitReader{r: body, n: limit, limit: limit}, size)
+	info, err := c.WriteFile(ctx, p, mode, user, limit, &limitReader{r: body, n: limit, limit: limit}, size)
 	if err != nil {
 		var e *errdefs.Error
 		if !errors.As(err, &e) && !errors.Is(err, errdefs.ErrUnavailable) {
@@ -158,8 +177,9 @@ func (s *Service) StatFile(ctx context.Context, acct store.Account, id, p string
 	return c.StatFile(ctx, p)
 }
 
-// Mkdir creates a directory with its parents; created is false when it
-// already was one. ErrAlreadyExists when something else is there.
+// Mkdir creates a directory with its parents, owned by req.User (the
+// image's user by default); created is false when it already was one.
+// ErrAlreadyExists when something else is there.
 func (s *Service) Mkdir(ctx context.Context, acct store.Account, id string, req api.MkdirRequest) (api.FileInfo, bool, error) {
 	c, _, err := s.Agent(ctx, acct, id)
 	if err != nil {
@@ -169,6 +189,9 @@ func (s *Service) Mkdir(ctx context.Context, acct store.Account, id string, req 
 		return api.FileInfo{}, false, err
 	}
 	if _, _, err := fs.ParseMode(req.Mode); err != nil {
+		return api.FileInfo{}, false, err
+	}
+	if err := CheckUser(req.User); err != nil {
 		return api.FileInfo{}, false, err
 	}
 	return c.Mkdir(ctx, req)
@@ -188,7 +211,7 @@ func (s *Service) RemoveFile(ctx context.Context, acct store.Account, id, p stri
 }
 
 // MoveFile renames req.From to req.To; ErrAlreadyExists when To exists and
-// Overwrite is not set.
+// Overwrite is not set. Like mv, it keeps the owner of what it moves.
 func (s *Service) MoveFile(ctx context.Context, acct store.Account, id string, req api.MoveRequest) (api.FileInfo, error) {
 	c, _, err := s.Agent(ctx, acct, id)
 	if err != nil {

@@ -56,9 +56,9 @@ func (i idleReader) Read(p []byte) (int, error) {
 	return i.r.Read(p)
 }
 
-// upload takes a multipart form (fields path, optional mode, then file: the
-// order curl -F sends them in) or, for any other content type, the raw body
-// with ?path= (and ?mode=). Nothing is buffered: the file part streams
+// upload takes a multipart form (fields path, optional mode and user, then
+// file: the order curl -F sends them in) or, for any other content type,
+// the raw body with ?path= (and ?mode=, ?user=). Nothing is buffered: the file part streams
 // through to the agent.
 func (s *Server) upload(w http.ResponseWriter, r *http.Request, acct store.Account) {
 	id := r.PathValue("id")
@@ -76,7 +76,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, acct store.Accou
 	// Expect: 100-continue (curl sends it for large bodies) the client
 	// does not even send them.
 	if mt != "multipart/form-data" {
-		info, err = s.sandboxes.Upload(r.Context(), acct, id, q.Get("path"), q.Get("mode"), body, r.ContentLength)
+		info, err = s.sandboxes.Upload(r.Context(), acct, id, q.Get("path"), q.Get("mode"), q.Get("user"), body, r.ContentLength)
 	} else if err = s.sandboxes.CheckUpload(r.Context(), acct, id, r.ContentLength-multipartSlack); err == nil {
 		info, err = s.uploadMultipart(r, acct, id, body)
 	}
@@ -99,7 +99,7 @@ func (s *Server) uploadMultipart(r *http.Request, acct store.Account, id string,
 	}
 	mr := multipart.NewReader(body, params["boundary"])
 	q := r.URL.Query()
-	p, mode := q.Get("path"), q.Get("mode")
+	p, mode, user := q.Get("path"), q.Get("mode"), q.Get("user")
 	for {
 		part, err := mr.NextPart()
 		if err == io.EOF {
@@ -112,7 +112,7 @@ func (s *Server) uploadMultipart(r *http.Request, acct store.Account, id string,
 			return api.FileInfo{}, errdefs.New(errdefs.ErrInvalidArgument, "malformed multipart body: "+err.Error())
 		}
 		switch name := part.FormName(); name {
-		case "path", "mode":
+		case "path", "mode", "user":
 			v, err := io.ReadAll(io.LimitReader(part, 4097))
 			if err != nil {
 				return api.FileInfo{}, errdefs.New(errdefs.ErrInvalidArgument, "malformed multipart body: "+err.Error())
@@ -120,18 +120,21 @@ func (s *Server) uploadMultipart(r *http.Request, acct store.Account, id string,
 			if len(v) > 4096 {
 				return api.FileInfo{}, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("field %q is too long", name))
 			}
-			if name == "path" {
+			switch name {
+			case "path":
 				p = string(v)
-			} else {
+			case "mode":
 				mode = strings.TrimSpace(string(v))
+			default:
+				user = strings.TrimSpace(string(v))
 			}
 		case "file":
 			if p == "" {
 				return api.FileInfo{}, errdefs.New(errdefs.ErrInvalidArgument, `the "path" field must come before the "file" field (or pass ?path=)`)
 			}
-			return s.sandboxes.Upload(r.Context(), acct, id, p, mode, &filePart{part: part, mr: mr}, -1)
+			return s.sandboxes.Upload(r.Context(), acct, id, p, mode, user, &filePart{part: part, mr: mr}, -1)
 		default:
-			return api.FileInfo{}, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("unknown field %q: send path, mode (optional) and file", name))
+			return api.FileInfo{}, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("unknown field %q: send path, mode and user (optional) and file", name))
 		}
 	}
 }
@@ -156,7 +159,7 @@ func (f *filePart) Read(p []byte) (int, error) {
 	case nerr != nil:
 		return n, fmt.Errorf("multipart body ended early: %w", nerr)
 	default:
-		return n, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("field %q comes after \"file\": send path and mode first", next.FormName()))
+		return n, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("field %q comes after \"file\": send path, mode and user first", next.FormName()))
 	}
 }
 

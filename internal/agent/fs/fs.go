@@ -117,8 +117,16 @@ func TooLarge(limit int64) error {
 	return errdefs.New(errdefs.ErrTooLarge, fmt.Sprintf("file is larger than the %s limit per transfer (the operator sets it with chaser serve --max-file-size)", HumanSize(limit)))
 }
 
+// Owner is who new files and directories belong to. The agent works as
+// root and hands what it creates to the user a request acts for (the
+// image's user by default), so that user can edit it; an existing file
+// that is replaced keeps its owner. The zero value is root.
+type Owner struct{ UID, GID int }
+
 // WriteOptions tune Write.
 type WriteOptions struct {
+	// Owner owns the file when it is new, and the parents Write creates.
+	Owner Owner
 	// Mode sets the permission bits; nil keeps those of the file replaced,
 	// or 0644 for a new file.
 	Mode *uint32

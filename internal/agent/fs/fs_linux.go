@@ -162,9 +162,10 @@ type parents struct {
 	}
 }
 
-// makeParents opens directory dir, creating missing components (0755)
-// like mkdir -p. undo removes what it created, deepest first.
-func makeParents(dir string) (*parents, error) {
+// makeParents opens directory dir, creating missing components (0755,
+// belonging to owner) like mkdir -p. undo removes what it created, deepest
+// first.
+func makeParents(dir string, owner Owner) (*parents, error) {
 	pd := &parents{}
 	cur, err := openat2(unix.AT_FDCWD, "/", unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
@@ -185,6 +186,9 @@ func makeParents(dir string) (*parents, error) {
 					parent int
 					name   string
 				}{cur, c})
+				if cerr := unix.Fchownat(cur, c, owner.UID, owner.GID, unix.AT_SYMLINK_NOFOLLOW); cerr != nil {
+					err = cerr
+				}
 			case unix.EEXIST: // made concurrently, or a dangling symlink
 			default:
 				err = merr
@@ -282,7 +286,7 @@ func Write(ctx context.Context, p string, r io.Reader, o WriteOptions) (api.File
 		return api.FileInfo{}, TooLarge(limit)
 	}
 	base := path.Base(p)
-	pd, err := makeParents(path.Dir(p))
+	pd, err := makeParents(path.Dir(p), o.Owner)
 	if err != nil {
 		return api.FileInfo{}, err
 	}
@@ -347,10 +351,12 @@ func Write(ctx context.Context, p string, r io.Reader, o WriteOptions) (api.File
 		return api.FileInfo{}, fmt.Errorf("upload of %s: %w: %w", p, err, errdefs.ErrUnavailable)
 	}
 	fd := int(f.Fd())
+	owner := o.Owner
 	if exists {
-		if err := unix.Fchown(fd, int(old.Uid), int(old.Gid)); err != nil {
-			return api.FileInfo{}, classify(p, err)
-		}
+		owner = Owner{int(old.Uid), int(old.Gid)}
+	}
+	if err := unix.Fchown(fd, owner.UID, owner.GID); err != nil {
+		return api.FileInfo{}, classify(p, err)
 	}
 	// Fchmod, not the open mode: the umask must not change what was asked.
 	if err := unix.Fchmod(fd, mode); err != nil {
@@ -491,10 +497,10 @@ func walk(fd int, dir string, recursive bool, l *api.FileList) error {
 	return nil
 }
 
-// Mkdir creates directory p and its missing parents (mkdir -p); mode
-// (octal, default 0755) applies to p. created is false when p already was a
-// directory; ErrAlreadyExists when it is something else.
-func Mkdir(p, modeStr string) (api.FileInfo, bool, error) {
+// Mkdir creates directory p and its missing parents (mkdir -p), owned by
+// owner; mode (octal, default 0755) applies to p. created is false when p
+// already was a directory; ErrAlreadyExists when it is something else.
+func Mkdir(p, modeStr string, owner Owner) (api.FileInfo, bool, error) {
 	p, err := Clean(p)
 	if err != nil {
 		return api.FileInfo{}, false, err
@@ -511,7 +517,7 @@ func Mkdir(p, modeStr string) (api.FileInfo, bool, error) {
 		return api.FileInfo{}, false, reservedError(p)
 	}
 	base := path.Base(p)
-	pd, err := makeParents(path.Dir(p))
+	pd, err := makeParents(path.Dir(p), owner)
 	if err != nil {
 		return api.FileInfo{}, false, err
 	}
@@ -522,6 +528,11 @@ func Mkdir(p, modeStr string) (api.FileInfo, bool, error) {
 	}
 	switch err := unix.Mkdirat(pd.fd, base, perm); err {
 	case nil:
+		if err := unix.Fchownat(pd.fd, base, owner.UID, owner.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			_ = unix.Unlinkat(pd.fd, base, unix.AT_REMOVEDIR)
+			pd.undo()
+			return api.FileInfo{}, false, classify(p, err)
+		}
 		if hasMode {
 			_ = unix.Fchmodat(pd.fd, base, perm, 0)
 		}

@@ -262,16 +262,16 @@ func TestOpen(t *testing.T) {
 
 func TestListStatMkdirRemoveMove(t *testing.T) {
 	dir := t.TempDir()
-	if _, created, err := Mkdir(filepath.Join(dir, "a", "b"), "0700"); err != nil || !created {
+	if _, created, err := Mkdir(filepath.Join(dir, "a", "b"), "0700", Owner{}); err != nil || !created {
 		t.Fatal(created, err)
 	}
-	if _, created, err := Mkdir(filepath.Join(dir, "a", "b"), ""); err != nil || created {
+	if _, created, err := Mkdir(filepath.Join(dir, "a", "b"), "", Owner{}); err != nil || created {
 		t.Fatalf("second mkdir: %v %v", created, err)
 	}
 	write(t, filepath.Join(dir, "a", "b", "f"), []byte("12345"), WriteOptions{})
 	write(t, filepath.Join(dir, "a", "g"), []byte("1"), WriteOptions{})
 	os.Symlink(filepath.Join(dir, "a"), filepath.Join(dir, "a", "loop"))
-	_, _, err := Mkdir(filepath.Join(dir, "a", "g"), "")
+	_, _, err := Mkdir(filepath.Join(dir, "a", "g"), "", Owner{})
 	wantClass(t, err, errdefs.ErrAlreadyExists)
 
 	l, err := List(filepath.Join(dir, "a"), false)

@@ -30,7 +30,9 @@ func Stat(p string) (api.FileInfo, error) { return api.FileInfo{}, errNotLinux }
 func List(p string, recursive bool) (api.FileList, error) { return api.FileList{}, errNotLinux }
 
 // Mkdir is implemented on Linux only.
-func Mkdir(p, mode string) (api.FileInfo, bool, error) { return api.FileInfo{}, false, errNotLinux }
+func Mkdir(p, mode string, owner Owner) (api.FileInfo, bool, error) {
+	return api.FileInfo{}, false, errNotLinux
+}
 
 // Remove is implemented on Linux only.
 func Remove(p string, recursive bool) error { return errNotLinux }

@@ -230,6 +230,7 @@ type extractor struct {
 	rootfd  int
 	root    string
 	max     int64
+	owner   Owner
 	lastDir string
 	lastFD  int
 	buf     []byte
@@ -279,7 +280,14 @@ func (x *extractor) makeDirs(dir string) (int, error) {
 	sofar := ""
 	for _, c := range strings.Split(dir, "/") {
 		sofar = path.Join(sofar, c)
-		if err := unix.Mkdirat(cur, c, 0o755); err != nil && err != unix.EEXIST {
+		switch err := unix.Mkdirat(cur, c, 0o755); err {
+		case nil:
+			if err := unix.Fchownat(cur, c, x.owner.UID, x.owner.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				unix.Close(cur)
+				return -1, err
+			}
+		case unix.EEXIST:
+		default:
 			unix.Close(cur)
 			return -1, err
 		}
@@ -301,13 +309,14 @@ func (x *extractor) makeDirs(dir string) (int, error) {
 // renamed into place, symlinks created beside and renamed too, so a reader
 // sees the old or the new entry, never a partial one; whatever was at the
 // name (a file, a symlink, a directory with its contents) is replaced:
-// the archive is authoritative. Files are not fsynced: the tree is a
+// the archive is authoritative. What it writes belongs to owner (the
+// tree is the user's mirror). Files are not fsynced: the tree is a
 // mirror of the client's, which a crash is repaired from.
 //
 // The stream is read once, without buffering a whole file. A malformed or
 // cut stream stops the extraction with ErrInvalidArgument; what was
 // written before stays, entry by entry complete.
-func Extract(ctx context.Context, root string, r io.Reader, max int64) (api.ArchiveResult, error) {
+func Extract(ctx context.Context, root string, r io.Reader, max int64, owner Owner) (api.ArchiveResult, error) {
 	res := api.ArchiveResult{Written: []api.SyncEntry{}, Errors: []api.SyncError{}}
 	root, err := Clean(root)
 	if err != nil {
@@ -320,12 +329,12 @@ func Extract(ctx context.Context, root string, r io.Reader, max int64) (api.Arch
 	if max <= 0 {
 		max = DefaultMaxFileSize
 	}
-	pd, err := makeParents(root)
+	pd, err := makeParents(root, owner)
 	if err != nil {
 		return res, err
 	}
 	defer pd.close()
-	x := &extractor{rootfd: pd.fd, root: root, max: max, lastFD: -1, buf: make([]byte, 64<<10)}
+	x := &extractor{rootfd: pd.fd, root: root, max: max, owner: owner, lastFD: -1, buf: make([]byte, 64<<10)}
 	defer x.close()
 	body := &readErr{r: r}
 	tr := tar.NewReader(body)
@@ -424,6 +433,9 @@ func (x *extractor) dir(rel string, hdr *tar.Header) error {
 			return classify(full, err)
 		}
 	}
+	if err := unix.Fchownat(pfd, base, x.owner.UID, x.owner.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return classify(full, err)
+	}
 	// Fchmodat, not the mkdir mode: the umask must not change what was sent.
 	if err := unix.Fchmodat(pfd, base, perm(hdr), 0); err != nil {
 		return classify(full, err)
@@ -463,6 +475,9 @@ func (x *extractor) file(rel string, hdr *tar.Header, r io.Reader) error {
 		return io.ErrUnexpectedEOF
 	}
 	fd := int(f.Fd())
+	if err := unix.Fchown(fd, x.owner.UID, x.owner.GID); err != nil {
+		return classify(full, err)
+	}
 	if err := unix.Fchmod(fd, perm(hdr)); err != nil {
 		return classify(full, err)
 	}
@@ -503,6 +518,10 @@ func (x *extractor) symlink(rel string, hdr *tar.Header) error {
 	// The target is stored as written and never resolved: a link to
 	// /etc/passwd is a link, not a copy.
 	if err := unix.Symlinkat(hdr.Linkname, pfd, tmp); err != nil {
+		return classify(full, err)
+	}
+	if err := unix.Fchownat(pfd, tmp, x.owner.UID, x.owner.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		_ = unix.Unlinkat(pfd, tmp, 0)
 		return classify(full, err)
 	}
 	if _, err := replaceAt(pfd, base, full, false); err != nil {

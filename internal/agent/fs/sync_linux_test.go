@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,7 +91,7 @@ func extractEscapes(t *testing.T) {
 		entry{name: "rel-up/f", typ: tar.TypeReg, body: "evil"},
 		entry{name: "dev", typ: tar.TypeChar},
 		entry{name: "after", typ: tar.TypeReg, body: "still applied"},
-	), 1<<20)
+	), 1<<20, Owner{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +151,7 @@ func TestExtractReplacesAtomicallyWhateverIsThere(t *testing.T) {
 		entry{name: "wasdir", typ: tar.TypeReg, body: "now a file"},
 		entry{name: "wasfile", typ: tar.TypeDir, mode: 0o755},
 		entry{name: "wasLink", typ: tar.TypeReg, body: "not through the link"},
-	), 1<<20)
+	), 1<<20, Owner{})
 	if err != nil || len(res.Errors) != 0 {
 		t.Fatalf("%+v %v", res, err)
 	}
@@ -184,7 +185,7 @@ func TestExtractSkipsOverLimitEntryAndGoesOn(t *testing.T) {
 		entry{name: "small", typ: tar.TypeReg, body: "ok"},
 		entry{name: "big", typ: tar.TypeReg, body: strings.Repeat("z", 2048)},
 		entry{name: "next", typ: tar.TypeReg, body: "ok too"},
-	), 1024)
+	), 1024, Owner{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +205,7 @@ func TestExtractCutStreamKeepsCompleteEntries(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "b"), []byte("old"), 0o644)
 	full := archive(t, entry{name: "a", typ: tar.TypeReg, body: "first"}, entry{name: "b", typ: tar.TypeReg, body: strings.Repeat("n", 4000)}).Bytes()
 	cut := bytes.NewReader(full[:512+512+512+1000]) // a's header+data, b's header, part of b
-	res, err := Extract(t.Context(), root, cut, 1<<20)
+	res, err := Extract(t.Context(), root, cut, 1<<20, Owner{})
 	if !isClass(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("cut stream: %v", err)
 	}
@@ -229,7 +230,7 @@ func isClass(err, class error) bool {
 }
 
 func TestExtractRefusesReservedRoot(t *testing.T) {
-	_, err := Extract(t.Context(), "/.chaser/x", archive(t, entry{name: "a", typ: tar.TypeReg, body: "x"}), 0)
+	_, err := Extract(t.Context(), "/.chaser/x", archive(t, entry{name: "a", typ: tar.TypeReg, body: "x"}), 0, Owner{})
 	wantClass(t, err, errdefs.ErrPermissionDenied)
 }
 
@@ -330,12 +331,58 @@ func TestExtractReplacementIsAtomicForReaders(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 40; i++ {
-		if _, err := Extract(t.Context(), root, archive(t, entry{name: "f", typ: tar.TypeReg, body: versions[i%2]}), 1<<20); err != nil {
+		if _, err := Extract(t.Context(), root, archive(t, entry{name: "f", typ: tar.TypeReg, body: versions[i%2]}), 1<<20, Owner{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	close(stop)
 	if msg, ok := <-bad; ok {
 		t.Fatal(msg)
+	}
+}
+
+// TestNewEntriesBelongToOwner: what Write, Mkdir and Extract create
+// (parents included) belongs to the owner asked for; a replaced file keeps
+// its own.
+func TestNewEntriesBelongToOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: giving files away needs root; CI runs as root")
+	}
+	dir := t.TempDir()
+	o := Owner{UID: 1234, GID: 2345}
+	owner := func(p string) string {
+		t.Helper()
+		fi, err := os.Lstat(filepath.Join(dir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		return fmt.Sprintf("%d:%d", st.Uid, st.Gid)
+	}
+	if _, err := write(t, filepath.Join(dir, "w", "x", "f"), []byte("1"), WriteOptions{Owner: o}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "rootfile"), []byte("r"), 0o644)
+	if _, err := write(t, filepath.Join(dir, "rootfile"), []byte("2"), WriteOptions{Owner: o}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Mkdir(filepath.Join(dir, "m", "n"), "", o); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Extract(t.Context(), filepath.Join(dir, "e"), archive(t,
+		entry{name: "d/", typ: tar.TypeDir},
+		entry{name: "d/f", typ: tar.TypeReg, body: "x"},
+		entry{name: "p/q/f", typ: tar.TypeReg, body: "y"},
+		entry{name: "l", typ: tar.TypeSymlink, link: "d/f"},
+	), 1<<20, o); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"w", "w/x", "w/x/f", "m", "m/n", "e", "e/d", "e/d/f", "e/p", "e/p/q", "e/p/q/f", "e/l"} {
+		if got := owner(p); got != "1234:2345" {
+			t.Errorf("%s belongs to %s, want 1234:2345", p, got)
+		}
+	}
+	if got := owner("rootfile"); got != "0:0" {
+		t.Errorf("a replaced file changed owner to %s", got)
 	}
 }

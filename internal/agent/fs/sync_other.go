@@ -20,7 +20,7 @@ func HashFiles(ctx context.Context, root string, paths []string) (map[string]str
 }
 
 // Extract is implemented on Linux only.
-func Extract(ctx context.Context, root string, r io.Reader, max int64) (api.ArchiveResult, error) {
+func Extract(ctx context.Context, root string, r io.Reader, max int64, owner Owner) (api.ArchiveResult, error) {
 	return api.ArchiveResult{}, errNotLinux
 }
 

@@ -36,6 +36,7 @@ const (
 // Spec says what to run.
 type Spec struct {
 	Command    string        // run as Shell -c Command
+	Shell      string        // for Command; the manager's when empty
 	Argv       []string      // run directly instead, when set
 	Cwd        string        // absolute; must exist
 	Env        []string      // the whole environment
@@ -43,9 +44,8 @@ type Spec struct {
 	Stdin      []byte        // written to stdin first
 	StdinOpen  bool          // keep stdin open after Stdin for WriteStdin
 	Background bool          // recorded for listings only
-	// Credential, when set, is the user the command runs as (the image's
-	// USER); the agent itself stays root.
-	Credential *syscall.Credential
+	// User is who the command runs as; the agent itself stays root.
+	User User
 }
 
 // Manager owns the processes of a sandbox.
@@ -105,7 +105,11 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 	}
 	argv := spec.Argv
 	if len(argv) == 0 {
-		argv = []string{m.shell, "-c", spec.Command}
+		shell := spec.Shell
+		if shell == "" {
+			shell = m.shell
+		}
+		argv = []string{shell, "-c", spec.Command}
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	if len(spec.Argv) > 0 {
@@ -116,7 +120,7 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 	}
 	cmd.Dir = spec.Cwd
 	cmd.Env = spec.Env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: spec.Credential}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: spec.User.Credential}
 
 	p := &Process{
 		ID:        newID(),
@@ -174,7 +178,7 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 		if inW != nil {
 			inW.Close()
 		}
-		return nil, fmt.Errorf("start %q: %w", argv[0], err)
+		return nil, startError(err, argv[0], cmd.Path, spec.User)
 	}
 	p.PID = pid
 	if inW != nil {

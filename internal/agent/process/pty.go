@@ -21,6 +21,8 @@ type TTYSpec struct {
 	Cwd        string   // absolute; must exist
 	Env        []string // the whole environment
 	Cols, Rows uint16
+	// User is who the process runs as; the agent itself stays root.
+	User User
 	// Raw turns echo and output newline translation off before the
 	// process starts: the terminal then carries bytes for programs, not
 	// people (agent mode).
@@ -69,6 +71,15 @@ func (m *Manager) StartTTY(spec TTYSpec) (*TTY, error) {
 			return nil, fmt.Errorf("set terminal size: %w", err)
 		}
 	}
+	if c := spec.User.Credential; c != nil {
+		// The terminal belongs to its user, as login and sshd make it:
+		// programs that open /dev/tty or their pts (ssh, sudo, gpg)
+		// work.
+		if err := slave.Chown(int(c.Uid), -1); err != nil {
+			master.Close()
+			return nil, fmt.Errorf("give the terminal to its user: %w", err)
+		}
+	}
 	if spec.Raw {
 		if err := makeQuiet(slave); err != nil {
 			master.Close()
@@ -84,7 +95,7 @@ func (m *Manager) StartTTY(spec TTYSpec) (*TTY, error) {
 	// Setsid + Setctty make the shell a session leader owning the
 	// terminal, so job control works and Ctrl-C (ISIG) reaches the
 	// foreground process group.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0, Credential: spec.User.Credential}
 	t := &TTY{Master: master, exited: make(chan struct{})}
 	var scriptR *os.File
 	if spec.Script {
@@ -94,6 +105,15 @@ func (m *Manager) StartTTY(spec TTYSpec) (*TTY, error) {
 			return nil, err
 		}
 		defer scriptR.Close()
+		if c := spec.User.Credential; c != nil {
+			// The shell reopens it as /proc/self/fd/3, which checks the
+			// pipe's owner like a file's.
+			if err := scriptR.Chown(int(c.Uid), int(c.Gid)); err != nil {
+				master.Close()
+				t.Script.Close()
+				return nil, fmt.Errorf("give the script pipe to its user: %w", err)
+			}
+		}
 		cmd.ExtraFiles = []*os.File{scriptR}
 	}
 	pid, err := m.reaper.start(func() (int, error) {
@@ -110,7 +130,7 @@ func (m *Manager) StartTTY(spec TTYSpec) (*TTY, error) {
 		if t.Script != nil {
 			t.Script.Close()
 		}
-		return nil, fmt.Errorf("start %q: %w", spec.Argv[0], err)
+		return nil, startError(err, spec.Argv[0], cmd.Path, spec.User)
 	}
 	t.PID = pid
 	m.log.Debug("terminal started", "pid", pid, "argv0", spec.Argv[0])
