@@ -23,7 +23,7 @@ type TerminalInput struct {
 	Command   string `json:"command,omitempty" jsonschema:"Shell command to run (bash -c). Give command, cmd or xml."`
 	Cmd       string `json:"cmd,omitempty" jsonschema:"Same as command."`
 	XML       string `json:"xml,omitempty" jsonschema:"Structured file operations, run in order: <read_file path=\"/abs\" start_line=\"1\" end_line=\"20\"/>, <write_file path=\"/abs\">content</write_file> (creates parents, atomic), <apply_edit path=\"/abs\"><search>exact old text</search><replace>new text</replace></apply_edit> (the search text must occur exactly once), <list_files path=\"/abs\" recursive=\"true\"/>. Wrap content holding < or & in <![CDATA[...]]>."`
-	Cwd       string `json:"cwd,omitempty" jsonschema:"Working directory of the command (absolute; default /workspace)."`
+	Cwd       string `json:"cwd,omitempty" jsonschema:"Working directory of the command (absolute; default: the image's working directory, /workspace in the host image)."`
 	TimeoutMS int64  `json:"timeout_ms,omitempty" jsonschema:"Kill the command after this many milliseconds (0: no limit)."`
 }
 
