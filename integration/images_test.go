@@ -623,8 +623,7 @@ func TestImageRegistryTLS(t *testing.T) {
 	reg := imagetest.StartTLSRegistry(t)
 	ref := reg.Push(t, "test/tls:v1", imagetest.Image(t, v1.Config{Env: []string{"PATH=/bin"}}, imagetest.BusyboxLayer(t)))
 	certs := t.TempDir()
-	t.Setenv("CHASER_REGISTRY_CERTS_DIR", certs)
-	s := newServer(t)
+	s := newServer(t, "--registry-certs-dir", certs)
 	key := s.account(t, "paid")
 
 	status, b := pullStatus(t, s, key, ref)
@@ -658,15 +657,13 @@ func TestImageRegistryTLS(t *testing.T) {
 		caFile := filepath.Join(t.TempDir(), "ca.pem")
 		os.WriteFile(caFile, reg.CA, 0o644)
 		t.Setenv("SSL_CERT_FILE", caFile)
-		t.Setenv("CHASER_REGISTRY_CERTS_DIR", t.TempDir())
-		s := newServer(t)
+		s := newServer(t, "--registry-certs-dir", t.TempDir())
 		if status, b := pullStatus(t, s, s.AdminKey, ref); status != 200 {
 			t.Errorf("pull with the CA in SSL_CERT_FILE: %d %s", status, b)
 		}
 	})
 	t.Run("--insecure-registry skips verification", func(t *testing.T) {
-		t.Setenv("CHASER_REGISTRY_CERTS_DIR", t.TempDir())
-		s := newServer(t, "--insecure-registry", reg.Host)
+		s := newServer(t, "--registry-certs-dir", t.TempDir(), "--insecure-registry", reg.Host)
 		if status, b := pullStatus(t, s, s.AdminKey, ref); status != 200 {
 			t.Errorf("pull from a listed registry: %d %s", status, b)
 		}
@@ -684,8 +681,7 @@ func TestImageRegistryErrorHints(t *testing.T) {
 	l.Close()
 	tlsReg := imagetest.StartTLSRegistry(t)
 	tlsRef := tlsReg.Push(t, "test/tls:v1", imagetest.Image(t, v1.Config{}, imagetest.BusyboxLayer(t)))
-	t.Setenv("CHASER_REGISTRY_CERTS_DIR", t.TempDir())
-	s := newServer(t, "--insecure-registry", down)
+	s := newServer(t, "--registry-certs-dir", t.TempDir(), "--insecure-registry", down)
 	key := s.account(t, "free")
 
 	for _, tc := range []struct {

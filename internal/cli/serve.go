@@ -38,6 +38,7 @@ CHASER_DOMAIN, CHASER_INSECURE_REGISTRIES and CHASER_CORS_ORIGINS (both comma-se
 	f.DurationVar(&cfg.ReapInterval, "reap-interval", cfg.ReapInterval, "how often expired and idle sessions are looked for")
 	f.Var(&cfg.MaxFileSize, "max-file-size", "largest file per upload or download, e.g. 16MB or 1GiB (env CHASER_MAX_FILE_SIZE)")
 	f.StringArrayVar(&cfg.InsecureRegistries, "insecure-registry", cfg.InsecureRegistries, "registry HOST:PORT that may be reached over plain HTTP (repeatable)")
+	f.StringVar(&cfg.RegistryCertsDir, "registry-certs-dir", cfg.RegistryCertsDir, "per-registry TLS certificates laid out as Docker's certs.d: HOST[:PORT]/ca.crt (env CHASER_REGISTRY_CERTS_DIR)")
 	f.StringVar(&cfg.Domain, "domain", cfg.Domain, "serve host-style forward URLs on SESSION.DOMAIN (e.g. chaser.example.com, or localhost)")
 	f.DurationVar(&cfg.MCPProgress, "mcp-progress-interval", cfg.MCPProgress, "how often a long MCP tool call reports progress (at most 10s)")
 	f.StringArrayVar(&cfg.CORSOrigins, "cors-origin", cfg.CORSOrigins, "let browser pages of ORIGIN (scheme://host[:port], or *) call the API with a key (repeatable; default none)")
