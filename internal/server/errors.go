@@ -9,6 +9,7 @@ import (
 // writeError answers with err's class: the one place where error classes
 // become status codes.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	logAttrs(r).err = httpjson.Message(err)
 	httpjson.WriteError(w, err)
 }
 
