@@ -826,3 +826,31 @@ func TestPTYUpgradeLog(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestPTYAgentModeCtrlC: Ctrl-C typed while the agent-mode shell waits
+// for a command, or while one runs, never ends the shell or loses a
+// command.
+func TestPTYAgentModeCtrlC(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "free")
+	id := s.sandbox(t, key)
+	w := s.dialWS(t, key, id, url.Values{"mode": {"agent"}})
+	w.run("X=kept")
+	w.until("done")
+	w.keys("\x03") // idle
+	time.Sleep(200 * time.Millisecond)
+	w.run("echo $X-after-idle-ctrl-c")
+	if out, done := w.until("done"); out != "kept-after-idle-ctrl-c\n" || *done.ExitCode != 0 {
+		t.Fatalf("after an idle Ctrl-C: %q %+v", out, done)
+	}
+	w.run("echo sl''eeping; sleep 100")
+	w.untilOutput("sleeping\n")
+	w.keys("\x03")
+	if _, done := w.until("done"); *done.ExitCode != 130 {
+		t.Fatalf("interrupted command: %+v, want exit 130", done)
+	}
+	w.run("echo $X")
+	if out, _ := w.until("done"); out != "kept\n" {
+		t.Fatalf("after Ctrl-C: %q", out)
+	}
+}
