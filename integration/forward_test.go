@@ -641,3 +641,133 @@ func TestForwardCookieSurvivesRestart(t *testing.T) {
 		t.Fatalf("forward.key: %v %v", fi, err)
 	}
 }
+
+// appSaw is what testdata/fwdapp.py received: /headers and /ws-headers.
+type appSaw struct {
+	Path    string            `json:"path"`
+	Headers map[string]string `json:"headers"`
+}
+
+// TestForwardCredentialsNeverReachApp: whichever Chaser credentials a
+// request to a forwarded port carries — Authorization: Bearer KEY,
+// ?token=KEY, the chaser_forward cookie, alone or together — none reaches
+// the app, in path and host style, for plain HTTP and for WebSocket
+// upgrades; the app's own cookies and query pass. A WebSocket upgrade with
+// ?token= is answered 101 at once (a WebSocket client cannot follow a
+// redirect), with the grant cookie on the 101.
+func TestForwardCredentialsNeverReachApp(t *testing.T) {
+	s := newServer(t, "--domain", testDom)
+	key := s.account(t, "paid")
+	id := s.sandbox(t, key)
+	startInSandbox(t, s, key, id, "fwdapp.py", appPort)
+	resp, _ := fwd(t, s, "GET", "", fmt.Sprintf("/s/%s/forward/%d/hello?token=%s", id, appPort, key), "", nil)
+	if len(resp.Cookies()) != 1 {
+		t.Fatalf("no grant cookie: %v", resp.Header)
+	}
+	grant := resp.Cookies()[0].Value
+
+	secrets := []string{key, grant, forwardCookieName}
+	check := func(t *testing.T, saw appSaw, raw string) {
+		t.Helper()
+		for _, sec := range secrets {
+			if strings.Contains(raw, sec) {
+				t.Errorf("the app received %q: %s", sec, raw)
+			}
+		}
+		if _, ok := saw.Headers["authorization"]; ok {
+			t.Errorf("an Authorization header reached the app: %s", raw)
+		}
+		if strings.Contains(saw.Path, "token") || !strings.Contains(saw.Path, "q=1") {
+			t.Errorf("the app saw path %q, want its query without the token", saw.Path)
+		}
+		if c := saw.Headers["cookie"]; c != "app=1" {
+			t.Errorf("the app got cookies %q, want exactly its own app=1", c)
+		}
+	}
+	for _, style := range []struct{ name, host, prefix string }{
+		{"path style", "", fmt.Sprintf("/s/%s/forward/%d", id, appPort)},
+		{"host style", id + "." + testDom, fmt.Sprintf("/forward/%d", appPort)},
+	} {
+		for _, creds := range []string{"bearer", "token", "cookie", "bearer+token", "bearer+cookie", "token+cookie", "bearer+token+cookie"} {
+			bearer := strings.Contains(creds, "bearer")
+			token := strings.Contains(creds, "token")
+			cookie := "app=1"
+			if strings.Contains(creds, "cookie") {
+				cookie = forwardCookieName + "=" + grant + "; app=1"
+			}
+			query := "?q=1"
+			if token {
+				query += "&token=" + key
+			}
+			hdr := http.Header{"Cookie": {cookie}}
+			if bearer {
+				hdr.Set("Authorization", "Bearer "+key)
+			}
+			t.Run(style.name+"/"+creds+"/HTTP", func(t *testing.T) {
+				methods := []string{"POST"}
+				if !token {
+					methods = append(methods, "GET") // with ?token= a GET is redirected (tested in TestForward)
+				}
+				for _, m := range methods {
+					req, _ := http.NewRequestWithContext(t.Context(), m, s.URL+style.prefix+"/headers"+query, nil)
+					req.Host = style.host
+					req.Header = hdr.Clone()
+					resp, err := noRedirect.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					wantStatus(t, resp, string(b), 200)
+					var saw appSaw
+					decodeJSON(t, b, &saw)
+					check(t, saw, string(b))
+				}
+			})
+			t.Run(style.name+"/"+creds+"/WebSocket", func(t *testing.T) {
+				ws, resp, err := websocket.Dial(t.Context(), "ws://"+s.Addr+style.prefix+"/ws-headers"+query, &websocket.DialOptions{
+					Host: style.host, HTTPHeader: hdr.Clone(),
+				})
+				if err != nil {
+					status := 0
+					if resp != nil {
+						status = resp.StatusCode
+					}
+					t.Fatalf("upgrade: %d %v (a WebSocket client cannot follow a redirect)", status, err)
+				}
+				defer ws.CloseNow()
+				if token && (len(resp.Cookies()) != 1 || resp.Cookies()[0].Name != forwardCookieName) {
+					t.Errorf("no grant cookie on the 101: %v", resp.Header)
+				}
+				_, b, err := ws.Read(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				var saw appSaw
+				decodeJSON(t, b, &saw)
+				check(t, saw, string(b))
+				ws.Close(websocket.StatusNormalClosure, "")
+			})
+		}
+	}
+	// An upgrade of the prefix without its slash goes to the app's "/"
+	// (where fwdapp.py has no WebSocket: its 404), not to a redirect.
+	_, resp, err := websocket.Dial(t.Context(), fmt.Sprintf("ws://%s/s/%s/forward/%d?token=%s", s.Addr, id, appPort, key), &websocket.DialOptions{
+		HTTPClient: noRedirect,
+	})
+	if err == nil || resp == nil || resp.StatusCode != 404 || resp.Header.Get("Location") != "" {
+		t.Fatalf("upgrade of the bare prefix: %v %v, want the app's 404", resp, err)
+	}
+	// A private port with the grant cookie passes the app's own
+	// Authorization (not a Chaser key) through.
+	resp, body := fwd(t, s, "GET", "", fmt.Sprintf("/s/%s/forward/%d/headers?q=1", id, appPort), "", nil,
+		"Authorization", "Bearer app-jwt", "Cookie", forwardCookieName+"="+grant+"; app=1")
+	wantStatus(t, resp, body, 200)
+	var saw appSaw
+	decodeJSON(t, []byte(body), &saw)
+	if saw.Headers["authorization"] != "Bearer app-jwt" || saw.Headers["cookie"] != "app=1" {
+		t.Errorf("the app's own credentials: %s", body)
+	}
+}
+
+const forwardCookieName = "chaser_forward"

@@ -623,3 +623,234 @@ func tcpRelay(t *testing.T, target func() string) string {
 	}()
 	return l.Addr().String()
 }
+
+// TestPTYRawMode: with raw=true the PTY WebSocket speaks what stock
+// terminal clients (xterm.js's attach addon, websocat) speak: every client
+// frame is input, text frames included, and the server sends terminal
+// bytes only — no JSON — ending with a normal close whose reason carries
+// the exit code.
+func TestPTYRawMode(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "free")
+	id := s.sandbox(t, key)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	dial := func(q url.Values) *websocket.Conn {
+		t.Helper()
+		q.Set("token", key)
+		c, resp, err := websocket.Dial(ctx, s.wsURL(id, q), nil)
+		if err != nil {
+			status := 0
+			if resp != nil {
+				status = resp.StatusCode
+			}
+			t.Fatalf("dial %v: %d %v", q, status, err)
+		}
+		t.Cleanup(func() { c.CloseNow() })
+		return c
+	}
+	// readUntil reads binary frames until they contain want; a text
+	// frame fails the test.
+	readUntil := func(c *websocket.Conn, want string) string {
+		t.Helper()
+		var out strings.Builder
+		for !strings.Contains(out.String(), want) {
+			typ, data, err := c.Read(ctx)
+			if err != nil {
+				t.Fatalf("waiting for %q: %v (output so far %q)", want, err, out.String())
+			}
+			if typ != websocket.MessageBinary {
+				t.Fatalf("raw mode sent a text frame %q", data)
+			}
+			out.Write(data)
+		}
+		return out.String()
+	}
+	c := dial(url.Values{"raw": {"true"}, "cols": {"91"}, "rows": {"17"}})
+	readUntil(c, "#") // root's prompt, no "open" message before it
+	// Keystrokes as text frames, the way xterm.js's onData sends them.
+	if err := c.Write(ctx, websocket.MessageText, []byte("stty size; echo $((6*7))\r")); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(c, "17 91")
+	readUntil(c, "42\r\n")
+	// Binary frames are input too; a JSON-looking text frame is just typed.
+	c.Write(ctx, websocket.MessageBinary, []byte("echo bin''ary\r"))
+	readUntil(c, "binary\r\n")
+	c.Write(ctx, websocket.MessageText, []byte(`echo '{"type":"resize"}'`+"\r"))
+	readUntil(c, `{"type":"resize"}`+"\r\n")
+	c.Write(ctx, websocket.MessageText, []byte("exit 3\r"))
+	for {
+		typ, data, err := c.Read(ctx)
+		if err != nil {
+			var ce websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != websocket.StatusNormalClosure || ce.Reason != "exit 3" {
+				t.Fatalf("end of the shell: %v, want a normal close with reason \"exit 3\"", err)
+			}
+			break
+		}
+		if typ != websocket.MessageBinary {
+			t.Fatalf("raw mode sent a text frame %q", data)
+		}
+	}
+
+	// exec mode: the command's output, then the close with its code.
+	c = dial(url.Values{"raw": {"1"}, "mode": {"exec"}, "command": {"echo from-exec; exit 5"}})
+	readUntil(c, "from-exec\r\n")
+	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusNormalClosure || !strings.Contains(err.Error(), "exit 5") {
+		t.Fatalf("exec end: %v", err)
+	}
+
+	// Bad combinations are refused before the upgrade.
+	for _, q := range []string{"raw=true&mode=agent", "raw=maybe", "crlf=true", "crlf=true&mode=exec&command=id"} {
+		v, _ := url.ParseQuery(q)
+		v.Set("token", key)
+		_, resp, err := websocket.Dial(ctx, s.wsURL(id, v), nil)
+		if err == nil || resp == nil {
+			t.Fatalf("%s: upgraded: %v", q, err)
+		}
+		var body bytes.Buffer
+		body.ReadFrom(resp.Body)
+		expectError(t, resp.StatusCode, body.Bytes(), 400, "invalid_argument")
+	}
+}
+
+// TestPTYAgentModeCRLF: crlf=true ends agent-mode output lines with \r\n,
+// so a terminal (xterm.js without convertEol) shows them under each other.
+func TestPTYAgentModeCRLF(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "free")
+	id := s.sandbox(t, key)
+	w := s.dialWS(t, key, id, url.Values{"mode": {"agent"}, "crlf": {"true"}})
+	w.run(`printf 'one\ntwo\n'; ls /nonexistent-dir`)
+	out, done := w.until("done")
+	if want := "one\r\ntwo\r\nls: cannot access '/nonexistent-dir': No such file or directory\r\n"; out != want || done.ExitCode == nil || *done.ExitCode != 2 {
+		t.Fatalf("crlf output %q (done %+v), want %q", out, done, want)
+	}
+	// Without it, output is exactly what the command wrote.
+	w = s.dialWS(t, key, id, url.Values{"mode": {"agent"}})
+	w.run(`printf 'one\ntwo\n'`)
+	if out, _ := w.until("done"); out != "one\ntwo\n" {
+		t.Fatalf("plain output %q", out)
+	}
+}
+
+// TestPTYAgentModeErrorsNameNoInternals: a syntax error or an unknown
+// command in agent mode reads as it does for `bash -c CMD`, with line
+// numbers of the command itself, never the agent's pipe or its counter.
+func TestPTYAgentModeErrorsNameNoInternals(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "free")
+	id := s.sandbox(t, key)
+	w := s.dialWS(t, key, id, url.Values{"mode": {"agent"}})
+	for _, tc := range []struct {
+		cmd, out string
+		code     int
+	}{
+		{"echo warm-up; true", "warm-up\n", 0},
+		{"echo 'unterminated", "bash: eval: line 1: unexpected EOF while looking for matching `''\n", 2},
+		{"nosuchcmd", "bash: line 1: nosuchcmd: command not found\n", 127},
+		{"echo first\nif then", "first\nbash: eval: line 2: syntax error near unexpected token `then'\nbash: eval: line 2: `if then'\n", 2},
+		{"cd /no/such/dir", "bash: line 1: cd: /no/such/dir: No such file or directory\n", 1},
+		{"echo $0", "bash\n", 0},
+		// break and continue outside a loop of the command end the
+		// command (not the shell).
+		{"break; echo not-here", "", 0},
+		{"continue", "", 0},
+		{"echo still-running", "still-running\n", 0},
+	} {
+		w.run(tc.cmd)
+		out, done := w.until("done")
+		if out != tc.out || done.ExitCode == nil || *done.ExitCode != tc.code {
+			t.Errorf("%q: output %q exit %v, want %q exit %d", tc.cmd, out, done.ExitCode, tc.out, tc.code)
+		}
+	}
+}
+
+// TestPTYUpgradeLog: the access log shows a PTY WebSocket's 101 and its
+// close code, and an upgrade refused before the 101 — which a browser
+// can only report as close 1006 — as a warning with the reason; the
+// documented curl command shows that reason to the user.
+func TestPTYUpgradeLog(t *testing.T) {
+	s := newServer(t)
+	key := s.account(t, "free")
+	id := s.sandbox(t, key)
+	w := s.dialWS(t, key, id, url.Values{"mode": {"exec"}, "command": {"exit 0"}})
+	w.until("exit")
+	if _, _, err := w.c.Read(t.Context()); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+		t.Fatalf("close: %v", err)
+	}
+	w = s.dialWS(t, key, id, url.Values{})
+	w.c.Close(websocket.StatusGoingAway, "tab closed")
+
+	// As docs/terminal.md says, to see why a browser got 1006:
+	out, err := exec.CommandContext(t.Context(), "curl", "-sS", "-i",
+		"-H", "Connection: Upgrade", "-H", "Upgrade: websocket",
+		"-H", "Sec-WebSocket-Version: 13", "-H", "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==",
+		s.URL+"/v1/sessions/"+id+"/pty?mode=telepathy&token="+key).CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl: %v: %s", err, out)
+	}
+	if !strings.HasPrefix(string(out), "HTTP/1.1 400") || !strings.Contains(string(out), `unknown mode \"telepathy\"`) {
+		t.Fatalf("curl shows no reason:\n%s", out)
+	}
+
+	path := "path=/v1/sessions/" + id + "/pty "
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var upgrades, refused []string
+		for _, line := range strings.Split(s.Log(), "\n") {
+			if !strings.Contains(line, path) {
+				continue
+			}
+			if strings.Contains(line, "status=101 ") {
+				upgrades = append(upgrades, line)
+			}
+			if strings.Contains(line, "level=WARN") && strings.Contains(line, "websocket upgrade refused") && strings.Contains(line, "status=400 ") && strings.Contains(line, `unknown mode`) {
+				refused = append(refused, line)
+			}
+			if strings.Contains(line, key) {
+				t.Fatalf("the key is in the log: %s", line)
+			}
+		}
+		all := strings.Join(upgrades, "\n") // the two lines come in either order
+		ok := len(upgrades) == 2 && len(refused) == 1 &&
+			strings.Contains(all, "ws_close=1000 ws_close_by=server") &&
+			strings.Contains(all, "ws_close=1001 ws_close_by=client")
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("access log: upgrades %q, refused %q; want two 101 lines with close 1000 (server) and 1001 (client), one refusal with its reason", upgrades, refused)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestPTYAgentModeCtrlC: Ctrl-C typed while the agent-mode shell waits
+// for a command, or while one runs, never ends the shell or loses a
+// command.
+func TestPTYAgentModeCtrlC(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "free")
+	id := s.sandbox(t, key)
+	w := s.dialWS(t, key, id, url.Values{"mode": {"agent"}})
+	w.run("X=kept")
+	w.until("done")
+	w.keys("\x03") // idle
+	time.Sleep(200 * time.Millisecond)
+	w.run("echo $X-after-idle-ctrl-c")
+	if out, done := w.until("done"); out != "kept-after-idle-ctrl-c\n" || *done.ExitCode != 0 {
+		t.Fatalf("after an idle Ctrl-C: %q %+v", out, done)
+	}
+	w.run("echo sl''eeping; sleep 100")
+	w.untilOutput("sleeping\n")
+	w.keys("\x03")
+	if _, done := w.until("done"); *done.ExitCode != 130 {
+		t.Fatalf("interrupted command: %+v, want exit 130", done)
+	}
+	w.run("echo $X")
+	if out, _ := w.until("done"); out != "kept\n" {
+		t.Fatalf("after Ctrl-C: %q", out)
+	}
+}

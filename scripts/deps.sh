@@ -11,9 +11,15 @@ install_deps() {
   [ -x /usr/bin/python3 ] || need+=(python3)
   [ -x /usr/bin/git ] || need+=(git)
   command -v node >/dev/null || need+=(nodejs)
+  command -v npm >/dev/null || need+=(npm)
+  [ -x /usr/bin/chromium ] || need+=(chromium)   # the browser test (xterm.js)
   if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
   fi
+  # The browser test's npm project: xterm.js, its attach addon, puppeteer-core.
+  local xterm
+  xterm="$(dirname "${BASH_SOURCE[0]}")/../integration/testdata/xterm"
+  [ -d "$xterm/node_modules/puppeteer-core" ] || (cd "$xterm" && npm ci --no-audit --no-fund)
   command -v go >/dev/null || { echo "Go is needed to build chaser: install it to /usr/local/go" >&2; return 1; }
 }

@@ -32,8 +32,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/hello":
             self.reply(200, b"hello")
         elif path == "/headers":
-            info = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}}
-            self.reply(200, json.dumps(info).encode(), "application/json")
+            self.reply(200, self.received(), "application/json")
         elif path == "/redirect":
             self.reply(302, b"", headers=[("Location", "/hello")])
         elif path == "/redirect-abs":
@@ -55,17 +54,31 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
         elif path == "/ws":
             self.websocket()
+        elif path == "/ws-headers":
+            self.websocket(first=self.received())
         else:
             self.reply(404, b"no such page")
+
+    def received(self):
+        """What the request brought: its path and headers (repeated ones joined), as JSON."""
+        headers = {}
+        for k, v in self.headers.items():
+            k = k.lower()
+            headers[k] = headers[k] + ", " + v if k in headers else v
+        return json.dumps({"path": self.path, "headers": headers}).encode()
 
     def do_POST(self):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n)
+        if self.path.split("?")[0] == "/headers":
+            self.reply(200, self.received(), "application/json")
+            return
         self.reply(200, b"got " + self.command.encode() + b": " + body)
 
     do_PUT = do_POST
 
-    def websocket(self):
+    def websocket(self, first=None):
+        """Echoes messages; first, when given, is sent before anything."""
         key = self.headers["Sec-WebSocket-Key"]
         accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
         self.send_response(101)
@@ -75,6 +88,10 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         r, w = self.rfile, self.wfile
+        if first is not None:
+            hdr = bytes([0x81]) + (bytes([len(first)]) if len(first) < 126 else bytes([126]) + struct.pack(">H", len(first)))
+            w.write(hdr + first)
+            w.flush()
         while True:
             head = r.read(2)
             if len(head) < 2:

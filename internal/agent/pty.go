@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -107,6 +109,11 @@ type terminal struct {
 	scripts chan []byte
 	nonce   string
 	scan    *doneScanner
+	// loop says the shell runs bashLoop: commands go as NUL-terminated
+	// records rather than as script lines.
+	loop bool
+	// crlf turns the agent-mode output's \n into \r\n (PTYOptions.CRLF).
+	crlf bool
 
 	inputMu sync.Mutex // serialises writes to the terminal
 
@@ -145,7 +152,14 @@ func (a *Agent) startTerminal(o PTYOptions, id identity, shell, cwd string) (*te
 		// The shell reads its commands from fd 3, not from the terminal:
 		// it stays non-interactive (no prompt, no line editing, no
 		// echo) while the commands it runs keep the terminal as stdin.
+		// bash runs bashLoop, so its messages name no agent internals;
+		// another sh reads fd 3 as its script.
+		t.loop = filepath.Base(shell) == "bash"
+		t.crlf = o.CRLF
 		spec.Argv = []string{shell, "/proc/self/fd/3"}
+		if t.loop {
+			spec.Argv = []string{shell, "-c", bashLoop, "bash"}
+		}
 		spec.Raw, spec.Script = true, true
 		spec.Env = a.commandEnv(id, map[string]string{
 			"TERM": "dumb", "SHELL": shell, "PAGER": "cat", "GIT_PAGER": "cat", "NO_COLOR": "1",
@@ -159,7 +173,11 @@ func (a *Agent) startTerminal(o PTYOptions, id identity, shell, cwd string) (*te
 		return nil, err
 	}
 	t.tty = tty
-	if t.scripts != nil {
+	switch {
+	case t.loop:
+		t.scripts <- []byte(t.nonce + "\x00")
+		go t.writeScripts()
+	case t.scripts != nil:
 		// Close the inherited fd 3 so commands cannot read the script;
 		// a trapped SIGINT (Ctrl-C) stops the command, not the shell.
 		// Aliases expand only in interactive shells unless asked for
@@ -235,7 +253,12 @@ func (t *terminal) output(p []byte) {
 		t.out.append(false, p)
 		return
 	}
-	t.scan.write(p, func(b []byte) { t.out.append(false, b) }, t.done)
+	t.scan.write(p, func(b []byte) {
+		if t.crlf {
+			b = bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
+		}
+		t.out.append(false, b)
+	}, t.done)
 }
 
 func (t *terminal) control(m api.PTYMessage) {
@@ -294,8 +317,28 @@ func (t *terminal) startNextLocked() {
 	m := t.queue[0]
 	t.queue = t.queue[1:]
 	t.running = &m
+	if t.loop {
+		t.scripts <- append([]byte(m.Command), 0)
+		return
+	}
 	t.scripts <- agentScript(m.Command, t.nonce)
 }
+
+// bashLoop is the agent-mode program of bash. It reads NUL-terminated
+// records from fd 3 — the nonce, then one command each — and runs every
+// command with `command eval` at the top level of `bash -c`: cd, variables
+// and functions persist, a syntax error does not end the shell, and
+// messages read as they do for `bash -c CMD` ("bash: line 1: x: command
+// not found") instead of naming the pipe. It is one line, so line numbers
+// in messages count from the command's own first line. The one-pass for
+// loop catches a `break` or `continue` of the command, which would end the
+// read loop; `read` fails above 128 when a trapped Ctrl-C interrupts it
+// while idle. Commands run with fd 3 closed, and the end marker goes to
+// fd 9, a copy of the terminal that survives `exec >file`.
+const bashLoop = `IFS= read -r -d '' __chaser_nonce <&3 || exit; exec 9>&1; trap : INT; shopt -s expand_aliases; ` +
+	`while :; do IFS= read -r -d '' __chaser_cmd <&3 || { [ $? -gt 128 ] && continue; exit; }; ` +
+	`for __chaser_cmd in "$__chaser_cmd"; do command eval "$__chaser_cmd" 3<&-; done; ` +
+	`printf '\000%s;%d;%s\000' "$__chaser_nonce" "$?" "$PWD" >&9; done`
 
 // agentScript wraps a command for the agent-mode shell: `command eval`
 // runs it in the shell itself (so cd, variables and functions persist)
@@ -420,6 +463,10 @@ func (a *Agent) ptyHandler(w http.ResponseWriter, r *http.Request) {
 			httpjson.WriteError(w, err)
 			return
 		}
+		if o.Raw && t.mode == api.PTYModeAgent {
+			httpjson.WriteError(w, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("terminal %s is in agent mode: raw=true is for human and exec terminals", t.id)))
+			return
+		}
 	} else {
 		if id, shell, cwd, err = a.termStart(o); err != nil {
 			httpjson.WriteError(w, err)
@@ -445,11 +492,11 @@ func (a *Agent) ptyHandler(w http.ResponseWriter, r *http.Request) {
 	c.SetReadLimit(maxInputFrame)
 	if t == nil {
 		if t, err = a.startTerminal(o, id, shell, cwd); err != nil {
-			closeWithError(c, err)
+			closeWithError(c, err, o.Raw)
 			return
 		}
 	}
-	t.serve(c, o.Offset)
+	t.serve(c, o.Offset, o.Raw)
 }
 
 // termStart applies to a new terminal the rules of every command (see
@@ -471,23 +518,28 @@ func (a *Agent) termStart(o PTYOptions) (identity, string, string, error) {
 	return id, shell, cwd, nil
 }
 
-// closeWithError sends an error message and closes the connection.
-func closeWithError(c *websocket.Conn, err error) {
-	code, _ := errdefs.Code(err)
-	b, _ := json.Marshal(api.PTYMessage{Type: api.PTYError, Error: code, Message: httpjson.Message(err)})
+// closeWithError sends an error message (unless the connection is raw)
+// and closes the connection with 1008 and the message as its reason.
+func closeWithError(c *websocket.Conn, err error, raw bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = c.Write(ctx, websocket.MessageText, b)
+	if !raw {
+		code, _ := errdefs.Code(err)
+		b, _ := json.Marshal(api.PTYMessage{Type: api.PTYError, Error: code, Message: httpjson.Message(err)})
+		_ = c.Write(ctx, websocket.MessageText, b)
+	}
 	reason := httpjson.Message(err)
-	if len(reason) > 120 {
+	if len(reason) > 120 { // a close frame holds 123 bytes of reason
 		reason = reason[:120]
 	}
 	_ = c.Close(websocket.StatusPolicyViolation, reason)
 }
 
 // serve runs one connection: the log to the client, the client's input to
-// the terminal. It returns when either side ends.
-func (t *terminal) serve(c *websocket.Conn, offset int64) {
+// the terminal. It returns when either side ends. A raw connection
+// (PTYOptions.Raw) gets no JSON: no "open", no control messages, and the
+// exit code in the reason of the normal close ("exit 3").
+func (t *terminal) serve(c *websocket.Conn, offset int64, raw bool) {
 	// The connection, not the HTTP request, bounds this: the terminal
 	// itself outlives both.
 	ctx, cancel := context.WithCancelCause(context.Background())
@@ -495,11 +547,13 @@ func (t *terminal) serve(c *websocket.Conn, offset int64) {
 	at := &attachment{cancel: cancel}
 	off, err := t.attach(at, offset)
 	if err != nil {
-		closeWithError(c, err)
+		closeWithError(c, err, raw)
 		return
 	}
 	open, _ := json.Marshal(api.PTYMessage{Type: api.PTYOpen, PTYID: t.id, Mode: t.mode, Offset: &off})
-	if err := c.Write(ctx, websocket.MessageText, open); err != nil {
+	if raw {
+		t.log.Debug("raw connection attached", "offset", off)
+	} else if err := c.Write(ctx, websocket.MessageText, open); err != nil {
 		t.detach(at, false)
 		c.CloseNow()
 		return
@@ -517,6 +571,10 @@ func (t *terminal) serve(c *websocket.Conn, offset int64) {
 				cancel(err)
 				return
 			}
+			if raw {
+				// Stock clients send keystrokes as text frames.
+				typ = websocket.MessageBinary
+			}
 			if err := t.handleInput(typ, data); err != nil {
 				badInput <- err
 				cancel(err)
@@ -533,6 +591,10 @@ func (t *terminal) serve(c *websocket.Conn, offset int64) {
 			if f.text {
 				typ = websocket.MessageText
 			}
+			if f.text && raw {
+				t.setSent(f.off+int64(len(f.data)), at)
+				continue
+			}
 			if err := c.Write(ctx, typ, f.data); err != nil {
 				cancel(err)
 				break
@@ -546,7 +608,11 @@ func (t *terminal) serve(c *websocket.Conn, offset int64) {
 		if closed && len(frames) == 0 {
 			// The exit message went out: a completed close handshake
 			// means the client has everything.
-			delivered = c.Close(websocket.StatusNormalClosure, "exited") == nil
+			reason := "exited"
+			if raw {
+				reason = fmt.Sprintf("exit %d", t.tty.ExitCode())
+			}
+			delivered = c.Close(websocket.StatusNormalClosure, reason) == nil
 			t.detach(at, delivered)
 			return
 		}
@@ -560,7 +626,7 @@ func (t *terminal) serve(c *websocket.Conn, offset int64) {
 	}
 	select {
 	case err := <-badInput:
-		closeWithError(c, err)
+		closeWithError(c, err, raw)
 	default:
 		if errors.Is(context.Cause(ctx), errReplaced) {
 			_ = c.Close(websocket.StatusGoingAway, errReplaced.Error())

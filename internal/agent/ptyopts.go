@@ -37,6 +37,16 @@ type PTYOptions struct {
 	// Offset is where a reattached stream resumes; -1 resumes after the
 	// last frame written to the previous connection.
 	Offset int64
+	// Raw is the connection's framing for stock clients such as
+	// xterm.js's attach addon: every client frame, text or binary, is
+	// input, and the server sends terminal bytes only (no JSON; the exit
+	// code is in the close reason). Not for agent mode, which needs
+	// "run" messages.
+	Raw bool
+	// CRLF (agent mode) ends the output's lines with \r\n instead of \n,
+	// for clients that render it on a terminal (xterm.js without
+	// convertEol). It belongs to the terminal: a reattach keeps it.
+	CRLF bool
 }
 
 // ParsePTYQuery reads and checks PTY options. It returns
@@ -61,6 +71,19 @@ func ParsePTYQuery(q url.Values) (PTYOptions, error) {
 	default:
 		return bad("unknown mode %q (use human, agent or exec)", o.Mode)
 	}
+	var err error
+	if o.Raw, err = flag(q, "raw"); err != nil {
+		return bad("%v", err)
+	}
+	if o.CRLF, err = flag(q, "crlf"); err != nil {
+		return bad("%v", err)
+	}
+	if o.Raw && o.Mode == api.PTYModeAgent && o.PTYID == "" {
+		return bad("raw=true is for mode=human and mode=exec: agent mode takes its commands as JSON \"run\" messages")
+	}
+	if o.CRLF && o.Mode != api.PTYModeAgent && o.PTYID == "" {
+		return bad("crlf=true is for mode=agent (human and exec terminals end lines with \\r\\n already)")
+	}
 	if o.Cwd != "" && !path.IsAbs(o.Cwd) {
 		return bad("cwd %q must be an absolute path", o.Cwd)
 	}
@@ -69,7 +92,6 @@ func ParsePTYQuery(q url.Values) (PTYOptions, error) {
 			return bad("%v", err)
 		}
 	}
-	var err error
 	if o.Cols, err = termDim(q.Get("cols"), DefaultCols); err != nil {
 		return bad("cols: %v", err)
 	}
@@ -87,6 +109,20 @@ func ParsePTYQuery(q url.Values) (PTYOptions, error) {
 		o.Offset = n
 	}
 	return o, nil
+}
+
+// flag reads a boolean query parameter: absent is false; true, 1, false,
+// 0 (and the other forms strconv.ParseBool takes) are accepted.
+func flag(q url.Values, name string) (bool, error) {
+	s := q.Get(name)
+	if s == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, fmt.Errorf("%s must be true or false, not %q", name, s)
+	}
+	return b, nil
 }
 
 func termDim(s string, def uint16) (uint16, error) {
@@ -122,6 +158,11 @@ func (o PTYOptions) Query() url.Values {
 	}
 	if o.Offset >= 0 {
 		q.Set("offset", strconv.FormatInt(o.Offset, 10))
+	}
+	for k, v := range map[string]bool{"raw": o.Raw, "crlf": o.CRLF} {
+		if v {
+			q.Set(k, "true")
+		}
 	}
 	return q
 }

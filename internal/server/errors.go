@@ -15,6 +15,7 @@ import (
 // may name host paths, runtime output or cgroups) goes to the log with the
 // request id, and the client gets a generic message carrying that id.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	logAttrs(r).err = httpjson.Message(err)
 	if _, status := errdefs.Code(err); status == http.StatusInternalServerError {
 		el := errorLogOf(r)
 		el.log.Error("internal error", "request_id", el.rid, "method", r.Method, "path", r.URL.Path,

@@ -109,6 +109,7 @@ func writeForwardError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the client went away; nobody reads an answer
 	}
+	logAttrs(r).err = httpjson.Message(err)
 	if errors.Is(err, errdefs.ErrUnavailable) {
 		code, _ := errdefs.Code(err)
 		httpjson.Write(w, http.StatusBadGateway, errBody(code, httpjson.Message(err)))
@@ -162,7 +163,10 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, id, portStr, p
 			rest = ""
 		}
 	}
-	if rest == "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+	// A WebSocket client cannot follow a redirect: an upgrade is
+	// authenticated and forwarded at once, never redirected.
+	upgrade := isUpgrade(r)
+	if rest == "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !upgrade {
 		// Relative links of the app only resolve under a trailing slash.
 		redirect(w, r, prefix+"/", r.URL.Query())
 		return
@@ -191,8 +195,9 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, id, portStr, p
 			Name: forwardCookie, Value: f.sign(id, time.Now().Add(cookieTTL)), Path: cookiePath,
 			MaxAge: int(cookieTTL.Seconds()), HttpOnly: true, Secure: scheme(r) == "https", SameSite: http.SameSiteLaxMode,
 		})
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			// Take the key out of the address bar and the history.
+		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !upgrade {
+			// Take the key out of the address bar and the history. (An
+			// upgrade gets the cookie on its 101 answer instead.)
 			redirect(w, r, r.URL.EscapedPath(), q)
 			return
 		}
@@ -233,7 +238,9 @@ type access struct {
 	stripAuth bool
 }
 
-// authorize decides whether r may reach port of session id.
+// authorize decides whether r may reach port of session id. Whatever
+// credential decides, an Authorization header holding a Chaser key is
+// marked for removal: no key ever reaches an app.
 func (f *forwarder) authorize(r *http.Request, id string, port int, token string) (access, error) {
 	ctx := r.Context()
 	owns := func(key string) (bool, error) {
@@ -245,30 +252,39 @@ func (f *forwarder) authorize(r *http.Request, id string, port int, token string
 		return f.owns(ctx, acct, id)
 	}
 	public := f.s.sandboxes.PortPublic(id, port)
-	if token != "" {
-		ok, err := owns(token)
-		if err != nil {
-			return access{}, err
-		}
-		return access{allowed: ok || public, owner: ok}, nil
-	}
+	var hdr access // what the Authorization header's key, if any, says
+	var hdrErr error
 	if scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 		ok, err := owns(strings.TrimSpace(key))
 		switch {
 		case err == nil:
-			return access{allowed: ok || public, owner: ok, stripAuth: true}, nil
-		case public && errors.Is(err, errdefs.ErrUnauthenticated):
-			// Not a Chaser key: the app's own credential, passed on.
-			return access{allowed: true}, nil
+			hdr = access{allowed: ok || public, owner: ok, stripAuth: true}
+		case errors.Is(err, errdefs.ErrUnauthenticated):
+			// Not a Chaser key: the app's own credential, passed on;
+			// the other credentials decide.
+			hdrErr = err
 		default:
 			return access{}, err
 		}
+	}
+	switch {
+	case token != "":
+		ok, err := owns(token)
+		if err != nil {
+			return access{}, err
+		}
+		return access{allowed: ok || public, owner: ok, stripAuth: hdr.stripAuth}, nil
+	case hdr.stripAuth:
+		return hdr, nil
 	}
 	if c, err := r.Cookie(forwardCookie); err == nil && f.verify(c.Value, id) {
 		return access{allowed: f.s.sandboxes.IsRunning(id)}, nil
 	}
 	if public {
 		return access{allowed: f.s.sandboxes.IsRunning(id)}, nil
+	}
+	if hdrErr != nil {
+		return access{}, hdrErr
 	}
 	return access{}, errdefs.New(errdefs.ErrUnauthenticated,
 		"this forwarded port needs the session owner's API key: send Authorization: Bearer KEY, or open the URL once with ?token=KEY; the owner can make it public with PUT /v1/sessions/"+id+"/ports/"+strconv.Itoa(port))

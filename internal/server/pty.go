@@ -1,11 +1,16 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"strings"
 
+	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/internal/agent"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/store"
@@ -62,6 +67,21 @@ func (s *Server) pty(w http.ResponseWriter, r *http.Request, acct store.Account)
 			pr.Out.Host = "agent"
 			pr.Out.Header.Del("Authorization")
 			pr.Out.Header.Del("Cookie")
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			if resp.StatusCode >= 400 {
+				// Keep the agent's reason for the access log.
+				b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+				resp.Body.Close()
+				resp.Body = io.NopCloser(bytes.NewReader(b))
+				resp.ContentLength = int64(len(b))
+				resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+				var e api.ErrorBody
+				if json.Unmarshal(b, &e) == nil {
+					logAttrs(r).err = e.Error.Message
+				}
+			}
+			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, r.Context().Err()) {

@@ -134,6 +134,7 @@ type ctxKey struct{}
 type reqAttrs struct {
 	account string
 	session string
+	err     string // the message of an error answer
 }
 
 func logAttrs(r *http.Request) *reqAttrs {
@@ -148,6 +149,7 @@ func logAttrs(r *http.Request) *reqAttrs {
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	ws     *wsConn // set once the connection was hijacked (wslog.go)
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -189,15 +191,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				writeError(sw, r, fmt.Errorf("internal error (request %s): %w", rid, errdefs.ErrInternal))
 			}
 		}
+		sw.settle()
 		route := r.Pattern
 		if route == "" {
 			route = "unmatched"
 		}
 		s.metrics.Requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
 		s.metrics.RequestDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
-		s.log.Info("request", "request_id", rid, "method", r.Method, "path", r.URL.Path,
-			"status", sw.status, "ms", time.Since(start).Milliseconds(),
-			"account", attrs.account, "session_id", r.PathValue("id"))
+		logAccess(s.log, r, sw, attrs, rid, start)
 	}()
 	r = withErrorLog(r, s.log, rid)
 	if s.serveCORS(sw, r) {
