@@ -843,7 +843,10 @@ func TestPTYAgentModeCtrlC(t *testing.T) {
 	if out, done := w.until("done"); out != "kept-after-idle-ctrl-c\n" || *done.ExitCode != 0 {
 		t.Fatalf("after an idle Ctrl-C: %q %+v", out, done)
 	}
-	w.run("echo sl''eeping; sleep 100")
+	// The marker comes from the process that then sleeps, so Ctrl-C
+	// cannot fall between the echo and the sleep (the shell traps INT
+	// and would go on to a 100 s sleep).
+	w.run("sh -c 'echo sl\"\"eeping; exec sleep 100'")
 	w.untilOutput("sleeping\n")
 	w.keys("\x03")
 	if _, done := w.until("done"); *done.ExitCode != 130 {
