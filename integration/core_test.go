@@ -550,18 +550,17 @@ func TestIdleReaping(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pty.Close()
-	waitFor(t, func() bool {
-		_, err := c.GetSession(t.Context(), idle)
-		return err != nil
-	})
+	if sess := s.waitEnded(t, key, idle, 20*time.Second); sess.Status != api.StatusStopped || sess.Reason != api.ReasonIdle {
+		t.Fatalf("idle session ended as %+v, want stopped / idle", sess)
+	}
 	if left := s.leaks(t, idle); len(left) > 0 {
 		t.Fatalf("idle session left: %v", left)
 	}
-	if _, err := c.GetSession(t.Context(), busy); err != nil {
-		t.Fatalf("session running a command was reaped: %v", err)
+	if sess, err := c.GetSession(t.Context(), busy); err != nil || sess.Status != api.StatusRunning {
+		t.Fatalf("session running a command was reaped: %+v %v", sess, err)
 	}
-	if _, err := c.GetSession(t.Context(), typing); err != nil {
-		t.Fatalf("session with an open terminal was reaped: %v", err)
+	if sess, err := c.GetSession(t.Context(), typing); err != nil || sess.Status != api.StatusRunning {
+		t.Fatalf("session with an open terminal was reaped: %+v %v", sess, err)
 	}
 }
 
@@ -569,19 +568,14 @@ func TestIdleReaping(t *testing.T) {
 // (as the OOM killer could) and checks the session and everything it held
 // are released.
 func TestDeadSandboxReleased(t *testing.T) {
-	s := newServer(t, "--reap-interval", "200ms")
+	s := newServer(t, "--health-interval", "200ms")
 	key := s.account(t, "free")
 	id := s.sandbox(t, key)
-	pid, err := readFileHost(filepath.Join(s.DataDir, "sandboxes", id, "pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("kill", "-9", strings.TrimSpace(string(pid))).CombinedOutput(); err != nil {
+	if out, err := exec.Command("kill", "-9", s.agentPID(t, id)).CombinedOutput(); err != nil {
 		t.Fatalf("kill: %v %s", err, out)
 	}
-	waitFor(t, func() bool {
-		_, err := s.Client(key).GetSession(t.Context(), id)
-		return err != nil
-	})
+	if sess := s.waitEnded(t, key, id, 20*time.Second); sess.Status != api.StatusFailed || sess.Reason != api.ReasonDied {
+		t.Fatalf("dead session ended as %+v, want failed / died", sess)
+	}
 	waitFor(t, func() bool { return len(s.leaks(t, id)) == 0 })
 }

@@ -44,6 +44,10 @@ type Config struct {
 	// ReapInterval is how often expired and idle sessions are looked for
 	// (CHASER_REAP_INTERVAL).
 	ReapInterval time.Duration
+	// HealthInterval is how often every sandbox's agent is asked for its
+	// health (CHASER_HEALTH_INTERVAL); one that misses 3 checks in a row
+	// ends its session (reason agent_unresponsive).
+	HealthInterval time.Duration
 	// InsecureRegistries may be reached over plain HTTP (HOST or
 	// HOST:PORT). CHASER_INSECURE_REGISTRIES: comma-separated.
 	InsecureRegistries []string
@@ -118,6 +122,7 @@ func Defaults() Config {
 		MaxFileSize:        sizeEnv("CHASER_MAX_FILE_SIZE", Size(fs.DefaultMaxFileSize)),
 		IdleTimeout:        durationEnv("CHASER_IDLE_TIMEOUT", 0),
 		ReapInterval:       durationEnv("CHASER_REAP_INTERVAL", 15*time.Second),
+		HealthInterval:     durationEnv("CHASER_HEALTH_INTERVAL", sandbox.DefaultHealthInterval),
 		InsecureRegistries: splitList(os.Getenv("CHASER_INSECURE_REGISTRIES")),
 		Domain:             os.Getenv("CHASER_DOMAIN"),
 	}
@@ -156,6 +161,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReapInterval <= 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--reap-interval (CHASER_REAP_INTERVAL) must be a positive duration")
+	}
+	if c.HealthInterval <= 0 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "--health-interval (CHASER_HEALTH_INTERVAL) must be a positive duration")
 	}
 	if err := image.CheckRef(c.DefaultImage); err != nil {
 		return fmt.Errorf("--default-image: %w", err)
@@ -253,6 +261,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	handler := server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain).WithCookieKey(cookieKey)
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
 	go sandboxes.RunReaper(ctx, cfg.ReapInterval)
+	go sandboxes.RunHealth(ctx, cfg.HealthInterval)
 	go images.RunGC(ctx, 10*time.Minute)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()

@@ -254,7 +254,7 @@ func (s *Service) DeleteWorkspace(ctx context.Context, acct store.Account, name 
 			return errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf(
 				"workspace %q has a running session (%s): delete the session first, or delete the workspace with force", name, x.ID))
 		}
-		if err := s.destroy(dctx, x.ID); err != nil {
+		if err := s.end(dctx, x.ID, api.ReasonDeleted); err != nil {
 			return err
 		}
 	}

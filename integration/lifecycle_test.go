@@ -1,0 +1,155 @@
+package integration
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chaserhq/chaser/api"
+)
+
+// agentPID returns the host pid of a sandbox's init (the agent), as the
+// runtime recorded it.
+func (s *Server) agentPID(t *testing.T, id string) string {
+	t.Helper()
+	pid, err := readFileHost(filepath.Join(s.DataDir, "sandboxes", id, "pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(pid))
+}
+
+// waitEnded waits until session id has ended and returns it.
+func (s *Server) waitEnded(t *testing.T, key, id string, within time.Duration) api.Session {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		sess, err := s.Client(key).GetSession(t.Context(), id)
+		if err != nil {
+			t.Fatalf("session %s: %v", id, err)
+		}
+		if sess.EndedAt != nil {
+			return sess
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session %s did not end within %s: %+v", id, within, sess)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestAgentUnresponsive freezes a sandbox's agent from the host (SIGSTOP
+// of its init) and checks that health checks end the session as failed,
+// reason agent_unresponsive, within a bounded time; that a command running
+// meanwhile returns instead of hanging; that the sandbox is released; and
+// that calls to the session answer at once with a clear 409.
+func TestAgentUnresponsive(t *testing.T) {
+	s := newServer(t, "--health-interval", "200ms")
+	key := s.account(t, "free")
+	c := s.Client(key)
+	id := s.sandbox(t, key)
+	pid := s.agentPID(t, id)
+
+	// A foreground command, as `chaser shell -c` runs, started before the
+	// freeze.
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(context.WithoutCancel(t.Context()), id, api.ExecRequest{Command: "sleep 120"})
+		done <- err
+	}()
+	time.Sleep(500 * time.Millisecond)
+	if out, err := exec.Command("kill", "-STOP", pid).CombinedOutput(); err != nil {
+		t.Fatalf("kill -STOP: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("kill", "-CONT", pid).Run() })
+
+	// 3 missed checks of up to 2 s each, every 200 ms: well within 20 s.
+	sess := s.waitEnded(t, key, id, 20*time.Second)
+	if sess.Status != api.StatusFailed || sess.Reason != api.ReasonAgentUnresponsive {
+		t.Fatalf("ended session = %+v, want failed / agent_unresponsive", sess)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "agent_unresponsive") {
+			t.Fatalf("exec running through the freeze: %v, want an error naming agent_unresponsive", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("exec running through the freeze still hangs after the session ended")
+	}
+	waitFor(t, func() bool { return len(s.leaks(t, id)) == 0 })
+
+	begin := time.Now()
+	status, body := s.do(t, key, "POST", "/v1/sessions/"+id+"/exec", `{"command":"true"}`)
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Fatalf("exec on the ended session took %s", took)
+	}
+	expectError(t, status, body, 409, "failed_precondition")
+	if !strings.Contains(string(body), "agent_unresponsive") {
+		t.Fatalf("error does not say why: %s", body)
+	}
+	// The ended session is not listed and no longer counts.
+	list, err := c.ListSessions(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range list {
+		if x.ID == id {
+			t.Fatalf("ended session listed: %+v", x)
+		}
+	}
+	// Deleting it changes nothing: the reason stays.
+	if err := c.DeleteSession(t.Context(), id); err != nil {
+		t.Fatalf("delete of an ended session: %v", err)
+	}
+	if again, err := c.GetSession(t.Context(), id); err != nil || again.Reason != api.ReasonAgentUnresponsive {
+		t.Fatalf("after delete: %+v %v", again, err)
+	}
+}
+
+// TestOOMReason makes the OOM killer take a sandbox's init (its agent made
+// the likeliest victim, then memory exhausted) and checks the session ends
+// as failed with reason oom.
+func TestOOMReason(t *testing.T) {
+	s := newServer(t, "--health-interval", "200ms")
+	key := s.account(t, "free") // 512 MB
+	c := s.Client(key)
+	id := s.sandbox(t, key)
+	// The command itself fails when the sandbox goes; its answer does not
+	// matter, only the session's end.
+	_, _ = c.Exec(t.Context(), id, api.ExecRequest{
+		Command: `echo 1000 > /proc/1/oom_score_adj && python3 -c 'x = bytearray(1 << 30)' || head -c 2G /dev/zero | tail > /dev/null`,
+	})
+	sess := s.waitEnded(t, key, id, 20*time.Second)
+	if sess.Status != api.StatusFailed || sess.Reason != api.ReasonOOM {
+		t.Fatalf("ended session = %+v, want failed / oom", sess)
+	}
+	waitFor(t, func() bool { return len(s.leaks(t, id)) == 0 })
+}
+
+// TestDeleteReason checks that a deleted session answers GET with status
+// stopped and reason deleted, and calls to it a clear 409.
+func TestDeleteReason(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "free")
+	c := s.Client(key)
+	id := s.sandbox(t, key)
+	if err := c.DeleteSession(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := c.GetSession(t.Context(), id)
+	if err != nil || sess.Status != api.StatusStopped || sess.Reason != api.ReasonDeleted || sess.EndedAt == nil {
+		t.Fatalf("deleted session = %+v, %v", sess, err)
+	}
+	status, body := s.do(t, key, "POST", "/v1/sessions/"+id+"/exec", `{"command":"true"}`)
+	expectError(t, status, body, 409, "failed_precondition")
+	if !strings.Contains(string(body), "deleted") {
+		t.Fatalf("error does not say why: %s", body)
+	}
+	// Another account still gets 404.
+	other := s.account(t, "free")
+	status, body = s.do(t, other, "GET", "/v1/sessions/"+id, "")
+	expectError(t, status, body, 404, "not_found")
+}
