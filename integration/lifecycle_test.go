@@ -2,9 +2,11 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -152,4 +154,64 @@ func TestDeleteReason(t *testing.T) {
 	other := s.account(t, "free")
 	status, body = s.do(t, other, "GET", "/v1/sessions/"+id, "")
 	expectError(t, status, body, 404, "not_found")
+}
+
+// TestTierLimitParallel sends more parallel creates than the tier allows
+// to a fresh account and checks they reach the limit exactly, in one wave,
+// and that the refusals count the account's sandboxes right.
+func TestTierLimitParallel(t *testing.T) {
+	s := newServer(t)
+	for _, tc := range []struct {
+		tier         string
+		limit, tries int
+	}{
+		{"free", 3, 10},
+		{"paid", 20, 25},
+	} {
+		t.Run(tc.tier, func(t *testing.T) {
+			key := s.account(t, tc.tier)
+			type answer struct {
+				status int
+				body   []byte
+			}
+			answers := make(chan answer, tc.tries)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for range tc.tries {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					status, body := s.do(t, key, "POST", "/v1/sessions", `{"type":"sandbox","ephemeral":true}`)
+					answers <- answer{status, body}
+				}()
+			}
+			close(start)
+			wg.Wait()
+			close(answers)
+			created, refused := 0, 0
+			for a := range answers {
+				switch a.status {
+				case 201:
+					created++
+				case 429:
+					refused++
+					want := fmt.Sprintf("has %d sandboxes", tc.limit)
+					if !strings.Contains(string(a.body), want) {
+						t.Errorf("429 does not say %q: %s", want, a.body)
+					}
+				default:
+					t.Errorf("create answered %d: %s", a.status, a.body)
+				}
+			}
+			if created != tc.limit || refused != tc.tries-tc.limit {
+				t.Fatalf("%d parallel creates (limit %d): %d created, %d refused; want %d and %d",
+					tc.tries, tc.limit, created, refused, tc.limit, tc.tries-tc.limit)
+			}
+			list, err := s.Client(key).ListSessions(t.Context())
+			if err != nil || len(list) != tc.limit {
+				t.Fatalf("sessions listed: %d %v", len(list), err)
+			}
+		})
+	}
 }

@@ -72,9 +72,14 @@ type Service struct {
 	// ending holds the sessions being torn down; the channel closes when
 	// the teardown is over, so a second ender waits instead of racing it.
 	ending map[string]chan struct{}
-	// creating counts sessions being created per account, so that
-	// concurrent creates cannot exceed the tier's limit.
-	creating map[string]int
+	// admit serializes the tier check of creates: it is held across the
+	// store read and the reservation, so two creates cannot both see room
+	// for one. It never waits on anything but the store.
+	admit sync.Mutex
+	// creating holds, per account, the ids of sessions being created
+	// (guarded by mu). A session in it may also be in the store already:
+	// the check counts the union, so it is counted once.
+	creating map[string]map[string]bool
 	// wsLocks serialize finding-or-starting the session of a workspace.
 	wsLocks map[string]*sync.Mutex
 	ports   portTable // public ports of running sessions
@@ -113,7 +118,7 @@ func New(cfg Config) *Service {
 		log:      cfg.Log.With("component", "sandbox"),
 		live:     make(map[string]*handle),
 		ending:   make(map[string]chan struct{}),
-		creating: make(map[string]int),
+		creating: make(map[string]map[string]bool),
 		wsLocks:  make(map[string]*sync.Mutex),
 	}
 	if s.cfg.Metrics == nil {
@@ -252,7 +257,8 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	// mounted (or creation failed).
 	defer img.Release()
 	tier := s.tier(acct)
-	release, err := s.reserve(ctx, acct, tier)
+	id := NewID("s")
+	release, err := s.reserve(ctx, acct, tier, id)
 	if err != nil {
 		return api.Session{}, err
 	}
@@ -260,7 +266,7 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 
 	now := time.Now().UTC()
 	sess := store.Session{
-		ID: NewID("s"), AccountID: acct.ID, Type: typ, Status: api.StatusStarting,
+		ID: id, AccountID: acct.ID, Type: typ, Status: api.StatusStarting,
 		Image: img.Ref, Runtime: s.cfg.Runtime.Name(), Ephemeral: ws == nil,
 		CreatedAt: now, ExpiresAt: now.Add(tier.TTL),
 	}
@@ -301,22 +307,39 @@ func ptr(s *string) string {
 	return *s
 }
 
-// reserve counts a session being created against the account's limit.
-func (s *Service) reserve(ctx context.Context, acct store.Account, tier TierLimits) (release func(), err error) {
+// reserve counts session id, about to be created, against the account's
+// limit: ErrResourceExhausted when the account already has as many live
+// sessions, stored or being created, as its tier allows. release ends the
+// reservation once the session is stored as running, or gone.
+func (s *Service) reserve(ctx context.Context, acct store.Account, tier TierLimits, id string) (release func(), err error) {
+	s.admit.Lock()
+	defer s.admit.Unlock()
 	list, err := s.cfg.Store.ListSessions(ctx, acct.ID)
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n := len(list) + s.creating[acct.ID]; n >= tier.MaxSandboxes {
+	n := len(s.creating[acct.ID])
+	for _, x := range list {
+		if !s.creating[acct.ID][x.ID] {
+			n++
+		}
+	}
+	if n >= tier.MaxSandboxes {
 		return nil, errdefs.New(errdefs.ErrResourceExhausted, fmt.Sprintf(
 			"account %s has %d sandboxes, the most its %s tier allows; delete one (chaser sessions delete ID) and retry", acct.Name, n, acct.Tier))
 	}
-	s.creating[acct.ID]++
+	if s.creating[acct.ID] == nil {
+		s.creating[acct.ID] = map[string]bool{}
+	}
+	s.creating[acct.ID][id] = true
 	return func() {
 		s.mu.Lock()
-		s.creating[acct.ID]--
+		delete(s.creating[acct.ID], id)
+		if len(s.creating[acct.ID]) == 0 {
+			delete(s.creating, acct.ID)
+		}
 		s.mu.Unlock()
 	}, nil
 }
