@@ -215,3 +215,68 @@ func TestTierLimitParallel(t *testing.T) {
 		})
 	}
 }
+
+// TestRecoveryKillsOrphanedForeground starts a foreground command (its
+// caller waits on the answer) and a background one, kills the server
+// (SIGKILL: the caller's connection dies with it), restarts it, and checks
+// the foreground command was killed while the background one lives on.
+func TestRecoveryKillsOrphanedForeground(t *testing.T) {
+	s := newServer(t)
+	key := s.account(t, "free")
+	c := s.Client(key)
+	sess, err := c.CreateSession(t.Context(), api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg, err := c.StartBackground(t.Context(), sess.ID, api.ExecRequest{Command: "sleep 301"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.Exec(context.WithoutCancel(t.Context()), sess.ID, api.ExecRequest{Command: "sleep 300"})
+	var fg string
+	waitFor(t, func() bool {
+		cmds, err := c.Commands(t.Context(), sess.ID)
+		for _, x := range cmds {
+			if err == nil && !x.Background && x.Status == api.CommandRunning {
+				fg = x.ID
+			}
+		}
+		return fg != ""
+	})
+	s.kill()
+
+	s2 := startServer(t, s.DataDir)
+	defer func() {
+		s2.stop()
+		if t.Failed() {
+			t.Logf("server log:\n%s", s2.Log())
+		}
+	}()
+	c = s2.Client(key)
+	status := map[string]string{}
+	deadline := time.Now().Add(5 * time.Second)
+	for status[fg] == "" || status[fg] == api.CommandRunning && time.Now().Before(deadline) {
+		cmds, err := c.Commands(t.Context(), sess.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range cmds {
+			status[x.ID] = x.Status
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if status[fg] == api.CommandRunning || status[bg] != api.CommandRunning {
+		t.Fatalf("after restart: foreground %s is %q (want killed), background %s is %q (want running)",
+			fg, status[fg], bg, status[bg])
+	}
+	res, err := c.Exec(t.Context(), sess.ID, api.ExecRequest{Command: "ps -eo args"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(res.Stdout, "sleep 300") || !strings.Contains(res.Stdout, "sleep 301") {
+		t.Fatalf("processes after restart:\n%s", res.Stdout)
+	}
+	if err := c.DeleteSession(t.Context(), sess.ID); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -566,6 +566,9 @@ func (s *Service) Recover(ctx context.Context) error {
 				s.live[x.ID] = &handle{client: c, used: time.Now()}
 				s.mu.Unlock()
 				s.log.Info("session recovered", "session_id", x.ID)
+				if err := s.killOrphans(ctx, x.ID, c); err != nil {
+					errs = append(errs, err)
+				}
 				continue
 			}
 			c.Close()
@@ -595,6 +598,30 @@ func (s *Service) Recover(ctx context.Context) error {
 			if err := s.cfg.Runtime.Delete(ctx, in.ID); err != nil {
 				errs = append(errs, err)
 			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// killOrphans kills the foreground commands of a recovered session: their
+// caller waited on the answer through the server that died, so nobody can
+// read their output or stop them; a foreground command does not outlive
+// its caller. Background commands live on.
+func (s *Service) killOrphans(ctx context.Context, id string, c *agent.Client) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cmds, err := c.Commands(cctx)
+	if err != nil {
+		return fmt.Errorf("session %s: list commands: %w", id, err)
+	}
+	var errs []error
+	for _, cmd := range cmds {
+		if cmd.Background || cmd.Status != api.CommandRunning {
+			continue
+		}
+		s.log.Info("killing foreground command whose caller is gone", "session_id", id, "command_id", cmd.ID)
+		if err := c.Signal(cctx, cmd.ID, "KILL"); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("session %s: kill command %s: %w", id, cmd.ID, err))
 		}
 	}
 	return errors.Join(errs...)
