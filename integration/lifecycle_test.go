@@ -3,6 +3,9 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -278,5 +281,48 @@ func TestRecoveryKillsOrphanedForeground(t *testing.T) {
 	}
 	if err := c.DeleteSession(t.Context(), sess.ID); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestServerErrorLogged makes a create fail inside the server (the runtime
+// cannot make the sandbox's state directory) and checks the 5xx is logged
+// with its request id and cause.
+func TestServerErrorLogged(t *testing.T) {
+	s := newServer(t)
+	key := s.account(t, "free")
+	dir := filepath.Join(s.DataDir, "sandboxes")
+	if err := os.Rename(dir, dir+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		os.Remove(dir)
+		os.Rename(dir+".away", dir)
+	}()
+	req, err := http.NewRequestWithContext(t.Context(), "POST", s.URL+"/v1/sessions", strings.NewReader(`{"type":"sandbox","ephemeral":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("X-Request-Id", "create-fails-1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode < 500 {
+		t.Fatalf("create with a broken state dir: %d %s", resp.StatusCode, body)
+	}
+	var line string
+	for _, l := range strings.Split(s.Log(), "\n") {
+		if strings.Contains(l, "request_id=create-fails-1") && strings.Contains(l, "level=ERROR") {
+			line = l
+		}
+	}
+	if line == "" || !strings.Contains(line, "err=") || !strings.Contains(line, "create sandbox") {
+		t.Fatalf("5xx not logged with its request id and cause; log:\n%s", s.Log())
 	}
 }

@@ -133,6 +133,8 @@ type ctxKey struct{}
 type reqAttrs struct {
 	account string
 	session string
+	rid     string       // request id, for writeError's log of 5xx
+	log     *slog.Logger // the server's
 }
 
 func logAttrs(r *http.Request) *reqAttrs {
@@ -175,7 +177,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rid = hex.EncodeToString(b)
 	}
 	w.Header().Set("X-Request-Id", rid)
-	attrs := &reqAttrs{}
+	attrs := &reqAttrs{rid: rid, log: s.log}
 	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, attrs))
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() {
