@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/chaserhq/chaser/internal/account"
@@ -260,9 +261,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	handler := server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain).WithCookieKey(cookieKey)
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
-	go sandboxes.RunReaper(ctx, cfg.ReapInterval)
-	go sandboxes.RunHealth(ctx, cfg.HealthInterval)
-	go images.RunGC(ctx, 10*time.Minute)
+	// The background loops are joined before the sandboxes are torn down:
+	// a reap round still ending a session must not race the shutdown that
+	// destroys the same sessions (and the GC must not outlive the store).
+	loopCtx, stopLoops := context.WithCancel(ctx)
+	var loops sync.WaitGroup
+	joinLoops := func() { stopLoops(); loops.Wait() }
+	defer joinLoops()
+	loops.Go(func() { sandboxes.RunReaper(loopCtx, cfg.ReapInterval) })
+	loops.Go(func() { sandboxes.RunHealth(loopCtx, cfg.HealthInterval) })
+	loops.Go(func() { images.RunGC(loopCtx, 10*time.Minute) })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	log.Info("chaser serving", "addr", l.Addr().String(), "data_dir", cfg.DataDir, "runtime", rt.Name())
@@ -281,6 +289,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	hcancel()
 	srv.Close()
+	joinLoops()
 	sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := sandboxes.Shutdown(sctx); err != nil {

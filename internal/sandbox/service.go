@@ -81,7 +81,7 @@ type Service struct {
 	// the check counts the union, so it is counted once.
 	creating map[string]map[string]bool
 	// wsLocks serialize finding-or-starting the session of a workspace.
-	wsLocks map[string]*sync.Mutex
+	wsLocks keyLocks
 	ports   portTable // public ports of running sessions
 }
 
@@ -119,7 +119,6 @@ func New(cfg Config) *Service {
 		live:     make(map[string]*handle),
 		ending:   make(map[string]chan struct{}),
 		creating: make(map[string]map[string]bool),
-		wsLocks:  make(map[string]*sync.Mutex),
 	}
 	if s.cfg.Metrics == nil {
 		s.cfg.Metrics = metrics.New(s.Running)
@@ -459,10 +458,29 @@ func (s *Service) Agent(ctx context.Context, acct store.Account, id string) (*ag
 
 // end ends a live session for reason: it records the reason (status
 // stopping), releases the sandbox, then records the end, so a crash midway
-// leaves a record that recovery finishes with the same reason. One
-// teardown runs per session: a second caller (the reaper and a DELETE at
-// once) waits for the first and returns nil.
+// leaves a record that recovery finishes with the same reason.
 func (s *Service) end(ctx context.Context, id, reason string) error {
+	return s.teardown(ctx, id, func() error {
+		if err := s.cfg.Store.StopSession(ctx, id, reason); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+		if err := s.destroyRuntime(ctx, id); err != nil {
+			return err
+		}
+		if err := s.cfg.Store.EndSession(ctx, id, statusAfter(reason), reason, time.Now().UTC()); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+		s.cfg.Metrics.SandboxDeletes.Inc()
+		s.log.Info("session ended", "session_id", id, "reason", reason)
+		return nil
+	})
+}
+
+// teardown runs f, the teardown of session id, unless one runs already:
+// then it waits for that one and returns nil. One teardown runs per
+// session at a time (the reaper, the health checker, a DELETE and a
+// graceful shutdown may all reach for the same session).
+func (s *Service) teardown(ctx context.Context, id string, f func() error) error {
 	s.mu.Lock()
 	if done, ok := s.ending[id]; ok {
 		s.mu.Unlock()
@@ -482,36 +500,27 @@ func (s *Service) end(ctx context.Context, id, reason string) error {
 		s.mu.Unlock()
 		close(done)
 	}()
-	if err := s.cfg.Store.StopSession(ctx, id, reason); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return err
-	}
-	if err := s.destroyRuntime(ctx, id); err != nil {
-		return err
-	}
-	if err := s.cfg.Store.EndSession(ctx, id, statusAfter(reason), reason, time.Now().UTC()); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return err
-	}
-	s.cfg.Metrics.SandboxDeletes.Inc()
-	s.log.Info("session ended", "session_id", id, "reason", reason)
-	return nil
+	return f()
 }
 
 // forget releases a session's sandbox and forgets the session without a
 // record: for sessions nobody asked for by id (the throwaway sandbox of
 // POST /v1/exec, a create that failed) and for a graceful shutdown.
 func (s *Service) forget(ctx context.Context, id string) error {
-	if err := s.cfg.Store.StopSession(ctx, id, api.ReasonDeleted); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return err
-	}
-	if err := s.destroyRuntime(ctx, id); err != nil {
-		return err
-	}
-	if err := s.cfg.Store.DeleteSession(ctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return err
-	}
-	s.cfg.Metrics.SandboxDeletes.Inc()
-	s.log.Info("session deleted", "session_id", id)
-	return nil
+	return s.teardown(ctx, id, func() error {
+		if err := s.cfg.Store.StopSession(ctx, id, api.ReasonDeleted); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+		if err := s.destroyRuntime(ctx, id); err != nil {
+			return err
+		}
+		if err := s.cfg.Store.DeleteSession(ctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+		s.cfg.Metrics.SandboxDeletes.Inc()
+		s.log.Info("session deleted", "session_id", id)
+		return nil
+	})
 }
 
 func (s *Service) destroyRuntime(ctx context.Context, id string) error {
@@ -688,6 +697,9 @@ func (s *Service) endLogged(ctx context.Context, id, reason string) {
 // KeepEnded ago. Run it periodically.
 func (s *Service) Reap(ctx context.Context) {
 	list, err := s.cfg.Store.ListSessions(ctx, "")
+	if ctx.Err() != nil {
+		return // shutting down
+	}
 	if err != nil {
 		s.log.Error("reap: list sessions", "err", err)
 		return
@@ -713,6 +725,9 @@ func (s *Service) Reap(ctx context.Context) {
 			s.endLogged(ctx, x.ID, why)
 		}
 	})
+	if ctx.Err() != nil {
+		return
+	}
 	if n, err := s.cfg.Store.PruneSessions(ctx, now.Add(-KeepEnded)); err != nil {
 		s.log.Error("reap: prune ended sessions", "err", err)
 	} else if n > 0 {
