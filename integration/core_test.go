@@ -61,8 +61,9 @@ func TestQuickstart(t *testing.T) {
 	if r = s.cli(t, key, nil, "sessions", "delete", sess.ID); r.Code != 0 {
 		t.Fatalf("delete: %s", r.Stderr)
 	}
-	if r = s.cli(t, key, nil, "sessions", "get", sess.ID); r.Code == 0 || !strings.Contains(r.Stderr, "not found") {
-		t.Fatalf("get after delete: %d %s", r.Code, r.Stderr)
+	// The ended session shows why it ended.
+	if r = s.cli(t, key, nil, "sessions", "get", sess.ID, "--json"); r.Code != 0 || !strings.Contains(r.Stdout, `"reason": "deleted"`) && !strings.Contains(r.Stdout, `"reason":"deleted"`) {
+		t.Fatalf("get after delete: %d %s %s", r.Code, r.Stdout, r.Stderr)
 	}
 	if left := s.leaks(t, sess.ID); len(left) > 0 {
 		t.Fatalf("left behind after delete: %v", left)
