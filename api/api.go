@@ -15,7 +15,18 @@ const (
 	StatusStarting = "starting"
 	StatusRunning  = "running"
 	StatusStopping = "stopping"
-	StatusFailed   = "failed"
+	StatusFailed   = "failed"  // ended on its own: Reason is died, oom or agent_unresponsive
+	StatusStopped  = "stopped" // ended as asked or by policy: Reason is deleted, expired or idle
+)
+
+// Reasons a session ended (Session.Reason).
+const (
+	ReasonDeleted           = "deleted"            // DELETE /v1/sessions/{id}
+	ReasonExpired           = "expired"            // its TTL passed
+	ReasonIdle              = "idle"               // unused for the tier's idle timeout
+	ReasonDied              = "died"               // its sandbox stopped (its agent, the init, exited)
+	ReasonOOM               = "oom"                // its sandbox was killed for want of memory
+	ReasonAgentUnresponsive = "agent_unresponsive" // its agent stopped answering health checks
 )
 
 // Tiers.
@@ -35,6 +46,10 @@ type Session struct {
 	Runtime     string    `json:"runtime"`
 	CreatedAt   time.Time `json:"created_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
+	// Reason says why the session ended (Reason*); empty while it lives.
+	Reason string `json:"reason,omitempty"`
+	// EndedAt is when it ended.
+	EndedAt *time.Time `json:"ended_at,omitempty"`
 }
 
 // CreateSessionRequest is the body of POST /v1/sessions.

@@ -61,8 +61,9 @@ func TestQuickstart(t *testing.T) {
 	if r = s.cli(t, key, nil, "sessions", "delete", sess.ID); r.Code != 0 {
 		t.Fatalf("delete: %s", r.Stderr)
 	}
-	if r = s.cli(t, key, nil, "sessions", "get", sess.ID); r.Code == 0 || !strings.Contains(r.Stderr, "not found") {
-		t.Fatalf("get after delete: %d %s", r.Code, r.Stderr)
+	// The ended session shows why it ended.
+	if r = s.cli(t, key, nil, "sessions", "get", sess.ID, "--json"); r.Code != 0 || !strings.Contains(r.Stdout, `"reason": "deleted"`) && !strings.Contains(r.Stdout, `"reason":"deleted"`) {
+		t.Fatalf("get after delete: %d %s %s", r.Code, r.Stdout, r.Stderr)
 	}
 	if left := s.leaks(t, sess.ID); len(left) > 0 {
 		t.Fatalf("left behind after delete: %v", left)
@@ -550,18 +551,17 @@ func TestIdleReaping(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pty.Close()
-	waitFor(t, func() bool {
-		_, err := c.GetSession(t.Context(), idle)
-		return err != nil
-	})
+	if sess := s.waitEnded(t, key, idle, 20*time.Second); sess.Status != api.StatusStopped || sess.Reason != api.ReasonIdle {
+		t.Fatalf("idle session ended as %+v, want stopped / idle", sess)
+	}
 	if left := s.leaks(t, idle); len(left) > 0 {
 		t.Fatalf("idle session left: %v", left)
 	}
-	if _, err := c.GetSession(t.Context(), busy); err != nil {
-		t.Fatalf("session running a command was reaped: %v", err)
+	if sess, err := c.GetSession(t.Context(), busy); err != nil || sess.Status != api.StatusRunning {
+		t.Fatalf("session running a command was reaped: %+v %v", sess, err)
 	}
-	if _, err := c.GetSession(t.Context(), typing); err != nil {
-		t.Fatalf("session with an open terminal was reaped: %v", err)
+	if sess, err := c.GetSession(t.Context(), typing); err != nil || sess.Status != api.StatusRunning {
+		t.Fatalf("session with an open terminal was reaped: %+v %v", sess, err)
 	}
 }
 
@@ -569,19 +569,14 @@ func TestIdleReaping(t *testing.T) {
 // (as the OOM killer could) and checks the session and everything it held
 // are released.
 func TestDeadSandboxReleased(t *testing.T) {
-	s := newServer(t, "--reap-interval", "200ms")
+	s := newServer(t, "--health-interval", "200ms")
 	key := s.account(t, "free")
 	id := s.sandbox(t, key)
-	pid, err := readFileHost(filepath.Join(s.DataDir, "sandboxes", id, "pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("kill", "-9", strings.TrimSpace(string(pid))).CombinedOutput(); err != nil {
+	if out, err := exec.Command("kill", "-9", s.agentPID(t, id)).CombinedOutput(); err != nil {
 		t.Fatalf("kill: %v %s", err, out)
 	}
-	waitFor(t, func() bool {
-		_, err := s.Client(key).GetSession(t.Context(), id)
-		return err != nil
-	})
+	if sess := s.waitEnded(t, key, id, 20*time.Second); sess.Status != api.StatusFailed || sess.Reason != api.ReasonDied {
+		t.Fatalf("dead session ended as %+v, want failed / died", sess)
+	}
 	waitFor(t, func() bool { return len(s.leaks(t, id)) == 0 })
 }

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -20,7 +19,6 @@ import (
 	"time"
 
 	"github.com/chaserhq/chaser/api"
-	"github.com/chaserhq/chaser/internal/errdefs"
 )
 
 // visibleWithin bounds how long a local change may take to show in the
@@ -257,8 +255,8 @@ func TestDevMirrorsLocalChanges(t *testing.T) {
 		t.Fatalf("chaser dev exited %d on SIGINT: %s", code, d.stderrText())
 	}
 	// The ephemeral sandbox is gone with it.
-	if _, err := s.Client(key).GetSession(t.Context(), id); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Fatalf("session after chaser dev: %v", err)
+	if sess, err := s.Client(key).GetSession(t.Context(), id); err != nil || sess.Reason != api.ReasonDeleted {
+		t.Fatalf("session after chaser dev: %+v %v", sess, err)
 	}
 }
 

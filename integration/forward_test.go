@@ -401,8 +401,8 @@ func TestForward(t *testing.T) {
 			t.Errorf("forwarded TCP connection not ended after the session was deleted: %v", err)
 		}
 		resp, body := fwd(t, s, "GET", "", base+"/hello", key, nil)
-		expectError(t, resp.StatusCode, []byte(body), 404, "not_found")
-		stopForward(t, f) // before the leak check: its command line names the session
+		expectError(t, resp.StatusCode, []byte(body), 409, "failed_precondition") // ended: its record says why
+		stopForward(t, f)                                                         // before the leak check: its command line names the session
 		if left := s.leaks(t, id); len(left) > 0 {
 			t.Errorf("left behind: %v", left)
 		}

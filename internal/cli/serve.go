@@ -36,6 +36,7 @@ CHASER_DOMAIN, CHASER_INSECURE_REGISTRIES and CHASER_CORS_ORIGINS (both comma-se
 	f.StringVar(&cfg.DefaultImage, "default-image", cfg.DefaultImage, "image of sessions that name none")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "end sessions unused this long, for every tier (0: the tiers' own; negative: never)")
 	f.DurationVar(&cfg.ReapInterval, "reap-interval", cfg.ReapInterval, "how often expired and idle sessions are looked for")
+	f.DurationVar(&cfg.HealthInterval, "health-interval", cfg.HealthInterval, "how often each sandbox's agent is checked; 3 missed checks in a row end its session")
 	f.Var(&cfg.MaxFileSize, "max-file-size", "largest file per upload or download, e.g. 16MB or 1GiB (env CHASER_MAX_FILE_SIZE)")
 	f.StringArrayVar(&cfg.InsecureRegistries, "insecure-registry", cfg.InsecureRegistries, "registry HOST:PORT that may be reached over plain HTTP (repeatable)")
 	f.StringVar(&cfg.RegistryCertsDir, "registry-certs-dir", cfg.RegistryCertsDir, "per-registry TLS certificates laid out as Docker's certs.d: HOST[:PORT]/ca.crt (env CHASER_REGISTRY_CERTS_DIR)")

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/chaserhq/chaser/client"
@@ -46,6 +47,10 @@ type Config struct {
 	// ReapInterval is how often expired and idle sessions are looked for
 	// (CHASER_REAP_INTERVAL).
 	ReapInterval time.Duration
+	// HealthInterval is how often every sandbox's agent is asked for its
+	// health (CHASER_HEALTH_INTERVAL); one that misses 3 checks in a row
+	// ends its session (reason agent_unresponsive).
+	HealthInterval time.Duration
 	// InsecureRegistries may be reached over plain HTTP (HOST or
 	// HOST:PORT). CHASER_INSECURE_REGISTRIES: comma-separated.
 	InsecureRegistries []string
@@ -140,6 +145,7 @@ func Defaults() Config {
 		MaxFileSize:        sizeEnv("CHASER_MAX_FILE_SIZE", Size(fs.DefaultMaxFileSize)),
 		IdleTimeout:        durationEnv("CHASER_IDLE_TIMEOUT", 0),
 		ReapInterval:       durationEnv("CHASER_REAP_INTERVAL", 15*time.Second),
+		HealthInterval:     durationEnv("CHASER_HEALTH_INTERVAL", sandbox.DefaultHealthInterval),
 		InsecureRegistries: splitList(os.Getenv("CHASER_INSECURE_REGISTRIES")),
 		RegistryCertsDir:   env("CHASER_REGISTRY_CERTS_DIR", image.DefaultCertsDir),
 		Domain:             os.Getenv("CHASER_DOMAIN"),
@@ -186,6 +192,9 @@ func (c *Config) Validate() error {
 		// Clients time out after 60 s without progress; several reports
 		// must fall in that window.
 		return errdefs.New(errdefs.ErrInvalidArgument, "--mcp-progress-interval (CHASER_MCP_PROGRESS_INTERVAL) must be a duration above 0 and at most 10s")
+	}
+	if c.HealthInterval <= 0 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "--health-interval (CHASER_HEALTH_INTERVAL) must be a positive duration")
 	}
 	if err := image.CheckRef(c.DefaultImage); err != nil {
 		return fmt.Errorf("--default-image: %w", err)
@@ -293,8 +302,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	handler := server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain).WithCookieKey(cookieKey).
 		WithMCPProgressInterval(cfg.MCPProgress).WithCORS(cfg.CORSOrigins)
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
-	go sandboxes.RunReaper(ctx, cfg.ReapInterval)
-	go images.RunGC(ctx, 10*time.Minute)
+	// The background loops are joined before the sandboxes are torn down:
+	// a reap round still ending a session must not race the shutdown that
+	// destroys the same sessions (and the GC must not outlive the store).
+	loopCtx, stopLoops := context.WithCancel(ctx)
+	var loops sync.WaitGroup
+	joinLoops := func() { stopLoops(); loops.Wait() }
+	defer joinLoops()
+	loops.Go(func() { sandboxes.RunReaper(loopCtx, cfg.ReapInterval) })
+	loops.Go(func() { sandboxes.RunHealth(loopCtx, cfg.HealthInterval) })
+	loops.Go(func() { images.RunGC(loopCtx, 10*time.Minute) })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	log.Info("chaser serving", "addr", l.Addr().String(), "data_dir", cfg.DataDir, "runtime", rt.Name())
@@ -313,6 +330,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	hcancel()
 	srv.Close()
+	joinLoops()
 	sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := sandboxes.Shutdown(sctx); err != nil {

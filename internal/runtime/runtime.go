@@ -64,6 +64,9 @@ type Instance struct {
 	ID    string
 	State State
 	PID   int
+	// OOMKilled tells that the kernel's OOM killer killed a process of the
+	// sandbox for want of memory (reported by State).
+	OOMKilled bool
 }
 
 // Stats are resource figures of a running sandbox.

@@ -105,6 +105,11 @@ func (s *Service) Run(ctx context.Context, acct store.Account, id string, req ap
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_ = c.Signal(kctx, cmd.ID, "KILL")
 		cancel()
+		// The output broke off because the session ended under the
+		// command (its agent hung, its sandbox died): say so.
+		if x, serr := s.session(context.WithoutCancel(ctx), acct, id); ctx.Err() == nil && serr == nil && ended(x) {
+			err = endedError(x)
+		}
 	}
 	return cmd, err
 }
@@ -215,7 +220,7 @@ func (s *Service) ExecTargetless(ctx context.Context, acct store.Account, req ap
 		defer func() {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
-			if err := s.destroy(dctx, sess.ID); err != nil {
+			if err := s.forget(dctx, sess.ID); err != nil {
 				s.log.Error("destroy ephemeral exec sandbox", "session_id", sess.ID, "err", err)
 			}
 		}()

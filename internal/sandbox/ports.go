@@ -136,15 +136,15 @@ func (s *Service) DialPort(ctx context.Context, acct store.Account, id string, p
 // forwards is not reaped as idle.
 func (s *Service) DialPortTrusted(ctx context.Context, id string, port int) (net.Conn, error) {
 	s.mu.Lock()
-	c := s.live[id]
-	if c != nil {
-		s.used[id] = time.Now()
+	h := s.live[id]
+	if h != nil {
+		h.used = time.Now()
 	}
 	s.mu.Unlock()
-	if c == nil {
+	if h == nil {
 		return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("session %s not found or not running", id))
 	}
-	return c.DialPort(ctx, port)
+	return h.client.DialPort(ctx, port)
 }
 
 // IsRunning reports whether session id has a running sandbox.

@@ -68,19 +68,45 @@ type Service struct {
 	log *slog.Logger
 
 	mu   sync.Mutex
-	live map[string]*agent.Client // running sandboxes by session id
-	// creating counts sessions being created per account, so that
-	// concurrent creates cannot exceed the tier's limit.
-	creating map[string]int
+	live map[string]*handle // running sandboxes by session id
+	// ending holds the sessions being torn down; the channel closes when
+	// the teardown is over, so a second ender waits instead of racing it.
+	ending map[string]chan struct{}
+	// admit serializes the tier check of creates: it is held across the
+	// store read and the reservation, so two creates cannot both see room
+	// for one. It never waits on anything but the store.
+	admit sync.Mutex
+	// creating holds, per account, the ids of sessions being created
+	// (guarded by mu). A session in it may also be in the store already:
+	// the check counts the union, so it is counted once.
+	creating map[string]map[string]bool
 	// wsLocks serialize finding-or-starting the session of a workspace.
-	wsLocks map[string]*sync.Mutex
-	// used is when each running session was last reached through Agent.
-	used  map[string]time.Time
-	ports portTable // public ports of running sessions
+	wsLocks keyLocks
+	ports   portTable // public ports of running sessions
 	// shared holds the throwaway sandboxes that targetless requests share
 	// (see Target), by account and image; made on first use.
 	shared map[string]*sharedSandbox
 }
+
+// handle is the service's record of a running sandbox.
+type handle struct {
+	client *agent.Client
+	// used is when the session was last reached through the API.
+	used time.Time
+	// misses counts the health checks in a row its agent did not answer.
+	misses int
+}
+
+// Health checking: an agent that misses MaxHealthMisses checks in a row,
+// each given HealthTimeout, while its sandbox still runs, is unresponsive.
+const (
+	DefaultHealthInterval = 5 * time.Second
+	HealthTimeout         = 2 * time.Second
+	MaxHealthMisses       = 3
+	// KeepEnded is how long the record of an ended session stays (GET
+	// answers it, with its reason); then it is forgotten (404).
+	KeepEnded = time.Hour
+)
 
 // New returns a service. Call Recover before serving requests.
 func New(cfg Config) *Service {
@@ -93,10 +119,9 @@ func New(cfg Config) *Service {
 	s := &Service{
 		cfg:      cfg,
 		log:      cfg.Log.With("component", "sandbox"),
-		live:     make(map[string]*agent.Client),
-		creating: make(map[string]int),
-		wsLocks:  make(map[string]*sync.Mutex),
-		used:     make(map[string]time.Time),
+		live:     make(map[string]*handle),
+		ending:   make(map[string]chan struct{}),
+		creating: make(map[string]map[string]bool),
 	}
 	if s.cfg.Metrics == nil {
 		s.cfg.Metrics = metrics.New(s.Running)
@@ -125,10 +150,49 @@ func NewID(prefix string) string {
 }
 
 func toAPI(x store.Session) api.Session {
-	return api.Session{
+	out := api.Session{
 		ID: x.ID, Type: x.Type, Status: x.Status, WorkspaceID: x.WorkspaceID, Image: x.Image,
 		Ephemeral: x.Ephemeral, Runtime: x.Runtime, CreatedAt: x.CreatedAt, ExpiresAt: x.ExpiresAt,
 	}
+	if x.EndedAt != nil {
+		out.Reason, out.EndedAt = x.Reason, x.EndedAt
+	}
+	return out
+}
+
+// statusAfter is the final status of a session that ended for reason.
+func statusAfter(reason string) string {
+	switch reason {
+	case api.ReasonDied, api.ReasonOOM, api.ReasonAgentUnresponsive:
+		return api.StatusFailed
+	}
+	return api.StatusStopped
+}
+
+// whyEnded explains each end reason to the user.
+var whyEnded = map[string]string{
+	api.ReasonDeleted:           "it was deleted",
+	api.ReasonExpired:           "its time to live passed",
+	api.ReasonIdle:              "nothing used it for the idle timeout",
+	api.ReasonDied:              "its sandbox stopped",
+	api.ReasonOOM:               "its sandbox ran out of memory",
+	api.ReasonAgentUnresponsive: "its agent stopped answering",
+}
+
+// endedError is the error of a call to session x, which has ended (or is
+// ending): ErrFailedPrecondition (409), with the reason.
+func endedError(x store.Session) error {
+	why := whyEnded[x.Reason]
+	if why == "" {
+		why = "it ended"
+	}
+	return errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf(
+		"session %s has ended (%s: %s); create a new session", x.ID, x.Reason, why))
+}
+
+// ended tells whether session x ended or is being torn down for a reason.
+func ended(x store.Session) bool {
+	return x.EndedAt != nil || x.Status == api.StatusStopping && x.Reason != ""
 }
 
 func (s *Service) tier(acct store.Account) TierLimits {
@@ -195,7 +259,8 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	// mounted (or creation failed).
 	defer img.Release()
 	tier := s.tier(acct)
-	release, err := s.reserve(ctx, acct, tier)
+	id := NewID("s")
+	release, err := s.reserve(ctx, acct, tier, id)
 	if err != nil {
 		return api.Session{}, err
 	}
@@ -203,7 +268,7 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 
 	now := time.Now().UTC()
 	sess := store.Session{
-		ID: NewID("s"), AccountID: acct.ID, Type: typ, Status: api.StatusStarting,
+		ID: id, AccountID: acct.ID, Type: typ, Status: api.StatusStarting,
 		Image: img.Ref, Runtime: s.cfg.Runtime.Name(), Ephemeral: ws == nil,
 		CreatedAt: now, ExpiresAt: now.Add(tier.TTL),
 	}
@@ -230,7 +295,7 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	s.cfg.Metrics.SandboxCreate.Observe(time.Since(begin).Seconds())
 	sess.Status = api.StatusRunning
 	if err := s.cfg.Store.UpdateSessionStatus(bctx, sess.ID, sess.Status); err != nil {
-		s.destroy(bctx, sess.ID)
+		s.forget(bctx, sess.ID)
 		return api.Session{}, err
 	}
 	s.log.Info("session created", "session_id", sess.ID, "account", acct.ID, "image", img.Ref, "workspace_id", ptr(sess.WorkspaceID))
@@ -244,22 +309,39 @@ func ptr(s *string) string {
 	return *s
 }
 
-// reserve counts a session being created against the account's limit.
-func (s *Service) reserve(ctx context.Context, acct store.Account, tier TierLimits) (release func(), err error) {
+// reserve counts session id, about to be created, against the account's
+// limit: ErrResourceExhausted when the account already has as many live
+// sessions, stored or being created, as its tier allows. release ends the
+// reservation once the session is stored as running, or gone.
+func (s *Service) reserve(ctx context.Context, acct store.Account, tier TierLimits, id string) (release func(), err error) {
+	s.admit.Lock()
+	defer s.admit.Unlock()
 	list, err := s.cfg.Store.ListSessions(ctx, acct.ID)
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n := len(list) + s.creating[acct.ID]; n >= tier.MaxSandboxes {
+	n := len(s.creating[acct.ID])
+	for _, x := range list {
+		if !s.creating[acct.ID][x.ID] {
+			n++
+		}
+	}
+	if n >= tier.MaxSandboxes {
 		return nil, errdefs.New(errdefs.ErrResourceExhausted, fmt.Sprintf(
 			"account %s has %d sandboxes, the most its %s tier allows; delete one (chaser sessions delete ID) and retry", acct.Name, n, acct.Tier))
 	}
-	s.creating[acct.ID]++
+	if s.creating[acct.ID] == nil {
+		s.creating[acct.ID] = map[string]bool{}
+	}
+	s.creating[acct.ID][id] = true
 	return func() {
 		s.mu.Lock()
-		s.creating[acct.ID]--
+		delete(s.creating[acct.ID], id)
+		if len(s.creating[acct.ID]) == 0 {
+			delete(s.creating, acct.ID)
+		}
 		s.mu.Unlock()
 	}, nil
 }
@@ -293,8 +375,7 @@ func (s *Service) start(ctx context.Context, sess store.Session, img *image.Imag
 		return fmt.Errorf("sandbox %s: agent did not answer: %w", sess.ID, err)
 	}
 	s.mu.Lock()
-	s.live[sess.ID] = c
-	s.used[sess.ID] = time.Now()
+	s.live[sess.ID] = &handle{client: c, used: time.Now()}
 	s.mu.Unlock()
 	return nil
 }
@@ -340,61 +421,119 @@ func (s *Service) List(ctx context.Context, acct store.Account) ([]api.Session, 
 	return out, nil
 }
 
-// Delete destroys one of the account's sessions and its sandbox.
+// Delete ends one of the account's sessions (reason deleted) and releases
+// its sandbox. Deleting a session that already ended changes nothing.
 func (s *Service) Delete(ctx context.Context, acct store.Account, id string) error {
 	x, err := s.session(ctx, acct, id)
 	if err != nil {
 		return err
 	}
+	if x.EndedAt != nil {
+		return nil
+	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	return s.destroy(dctx, x.ID)
+	return s.end(dctx, x.ID, api.ReasonDeleted)
 }
 
-// Agent returns the agent of one of the account's running sessions.
+// Agent returns the agent of one of the account's running sessions. A
+// session that ended answers ErrFailedPrecondition with its reason, at
+// once.
 func (s *Service) Agent(ctx context.Context, acct store.Account, id string) (*agent.Client, store.Session, error) {
 	x, err := s.session(ctx, acct, id)
 	if err != nil {
 		return nil, x, err
 	}
+	if ended(x) {
+		return nil, x, endedError(x)
+	}
 	s.mu.Lock()
-	c := s.live[x.ID]
-	if c != nil {
-		s.used[x.ID] = time.Now()
+	h := s.live[x.ID]
+	if h != nil {
+		h.used = time.Now()
 	}
 	s.mu.Unlock()
-	if c == nil || x.Status != api.StatusRunning {
+	if h == nil || x.Status != api.StatusRunning {
 		return nil, x, errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("session %s is %s, not running", x.ID, x.Status))
 	}
-	return c, x, nil
+	return h.client, x, nil
 }
 
-// destroy releases a session's sandbox and forgets the session. The store
-// row goes last, so a crash midway leaves a record that recovery finishes.
-func (s *Service) destroy(ctx context.Context, id string) error {
-	if err := s.cfg.Store.UpdateSessionStatus(ctx, id, api.StatusStopping); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return err
+// end ends a live session for reason: it records the reason (status
+// stopping), releases the sandbox, then records the end, so a crash midway
+// leaves a record that recovery finishes with the same reason.
+func (s *Service) end(ctx context.Context, id, reason string) error {
+	return s.teardown(ctx, id, func() error {
+		if err := s.cfg.Store.StopSession(ctx, id, reason); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+		if err := s.destroyRuntime(ctx, id); err != nil {
+			return err
+		}
+		if err := s.cfg.Store.EndSession(ctx, id, statusAfter(reason), reason, time.Now().UTC()); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+		s.cfg.Metrics.SandboxDeletes.Inc()
+		s.log.Info("session ended", "session_id", id, "reason", reason)
+		return nil
+	})
+}
+
+// teardown runs f, the teardown of session id, unless one runs already:
+// then it waits for that one and returns nil. One teardown runs per
+// session at a time (the reaper, the health checker, a DELETE and a
+// graceful shutdown may all reach for the same session).
+func (s *Service) teardown(ctx context.Context, id string, f func() error) error {
+	s.mu.Lock()
+	if done, ok := s.ending[id]; ok {
+		s.mu.Unlock()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	if err := s.destroyRuntime(ctx, id); err != nil {
-		return err
-	}
-	if err := s.cfg.Store.DeleteSession(ctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return err
-	}
-	s.cfg.Metrics.SandboxDeletes.Inc()
-	s.log.Info("session deleted", "session_id", id)
-	return nil
+	done := make(chan struct{})
+	s.ending[id] = done
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.ending, id)
+		s.mu.Unlock()
+		close(done)
+	}()
+	return f()
+}
+
+// forget releases a session's sandbox and forgets the session without a
+// record: for sessions nobody asked for by id (the throwaway sandbox of
+// POST /v1/exec, a create that failed) and for a graceful shutdown.
+func (s *Service) forget(ctx context.Context, id string) error {
+	return s.teardown(ctx, id, func() error {
+		if err := s.cfg.Store.StopSession(ctx, id, api.ReasonDeleted); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+		if err := s.destroyRuntime(ctx, id); err != nil {
+			return err
+		}
+		if err := s.cfg.Store.DeleteSession(ctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+		s.cfg.Metrics.SandboxDeletes.Inc()
+		s.log.Info("session deleted", "session_id", id)
+		return nil
+	})
 }
 
 func (s *Service) destroyRuntime(ctx context.Context, id string) error {
 	s.mu.Lock()
-	c := s.live[id]
+	h := s.live[id]
 	delete(s.live, id)
-	delete(s.used, id)
 	s.mu.Unlock()
 	s.ports.forget(id)
-	if c != nil {
-		c.Close()
+	if h != nil {
+		h.client.Close()
 	}
 	if err := s.cfg.Runtime.Delete(ctx, id); err != nil {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
@@ -405,7 +544,7 @@ func (s *Service) destroyRuntime(ctx context.Context, id string) error {
 // Recover reconciles the store with the runtime after a start: running
 // sandboxes of known sessions are attached again, everything else — dead
 // sandboxes, sandboxes without a session, sessions without a sandbox — is
-// released.
+// released, and the sessions it ends record why.
 func (s *Service) Recover(ctx context.Context) error {
 	sessions, err := s.cfg.Store.ListSessions(ctx, "")
 	if err != nil {
@@ -425,24 +564,35 @@ func (s *Service) Recover(ctx context.Context) error {
 	var errs []error
 	for _, x := range sessions {
 		known[x.ID] = true
-		if x.Status == api.StatusRunning && running[x.ID] {
+		reason := api.ReasonDied
+		switch {
+		case x.Status == api.StatusStopping && x.Reason != "":
+			reason = x.Reason // a teardown the crash cut short
+		case x.Status == api.StatusRunning && running[x.ID]:
 			c := s.client(x.ID)
 			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, herr := c.Health(hctx)
 			cancel()
 			if herr == nil {
 				s.mu.Lock()
-				s.live[x.ID] = c
-				s.used[x.ID] = time.Now()
+				s.live[x.ID] = &handle{client: c, used: time.Now()}
 				s.mu.Unlock()
 				s.log.Info("session recovered", "session_id", x.ID)
+				if err := s.killOrphans(ctx, x.ID, c); err != nil {
+					errs = append(errs, err)
+				}
 				continue
 			}
 			c.Close()
 			s.log.Warn("agent of recovered session does not answer", "session_id", x.ID, "err", herr)
+			reason = api.ReasonAgentUnresponsive
+		default:
+			if in, err := s.cfg.Runtime.State(ctx, x.ID); err == nil && in.OOMKilled {
+				reason = api.ReasonOOM
+			}
 		}
-		s.log.Info("releasing session left from before", "session_id", x.ID, "status", x.Status)
-		if err := s.destroy(ctx, x.ID); err != nil {
+		s.log.Info("releasing session left from before", "session_id", x.ID, "status", x.Status, "reason", reason)
+		if err := s.end(ctx, x.ID, reason); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -465,6 +615,30 @@ func (s *Service) Recover(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// killOrphans kills the foreground commands of a recovered session: their
+// caller waited on the answer through the server that died, so nobody can
+// read their output or stop them; a foreground command does not outlive
+// its caller. Background commands live on.
+func (s *Service) killOrphans(ctx context.Context, id string, c *agent.Client) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cmds, err := c.Commands(cctx)
+	if err != nil {
+		return fmt.Errorf("session %s: list commands: %w", id, err)
+	}
+	var errs []error
+	for _, cmd := range cmds {
+		if cmd.Background || cmd.Status != api.CommandRunning {
+			continue
+		}
+		s.log.Info("killing foreground command whose caller is gone", "session_id", id, "command_id", cmd.ID)
+		if err := c.Signal(cctx, cmd.ID, "KILL"); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("session %s: kill command %s: %w", id, cmd.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Shutdown destroys every sandbox (graceful stop of the server). Session
 // records go with them: ephemeral sessions leave nothing behind.
 func (s *Service) Shutdown(ctx context.Context) error {
@@ -472,35 +646,63 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	errc := make(chan error, len(list))
-	for _, x := range list {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errc <- s.destroy(ctx, x.ID)
-		}()
-	}
-	wg.Wait()
-	close(errc)
+	var mu sync.Mutex
 	var errs []error
-	for err := range errc {
-		if err != nil {
+	each(list, func(x store.Session) {
+		if err := s.forget(ctx, x.ID); err != nil {
+			mu.Lock()
 			errs = append(errs, err)
+			mu.Unlock()
 		}
-	}
+	})
 	if c, ok := s.cfg.Runtime.(runtime.Closer); ok && len(errs) == 0 {
 		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
 }
 
-// Reap destroys sessions past their expiry, those whose sandbox died, and
-// idle ones: not reached through the API for the tier's IdleTimeout,
-// running no command and holding no terminal.
-// Run it periodically.
+// parallel bounds how many sandboxes the reaper, the health checks and
+// shutdown handle at once: one hung agent must not hold up the others,
+// and hundreds of sandboxes must not start hundreds of runc processes.
+const parallel = 16
+
+// each calls f for every item, at most parallel at a time, and returns
+// when all calls have.
+func each[T any](items []T, f func(T)) {
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for _, x := range items {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			f(x)
+		}()
+	}
+	wg.Wait()
+}
+
+// endLogged ends a session from a background loop. Teardown runs to the
+// end even when the server starts shutting down meanwhile: a half-deleted
+// sandbox is worse than a late stop.
+func (s *Service) endLogged(ctx context.Context, id, reason string) {
+	s.log.Info("ending session", "session_id", id, "reason", reason)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if err := s.end(dctx, id, reason); err != nil {
+		s.log.Error("end session", "session_id", id, "reason", reason, "err", err)
+	}
+}
+
+// Reap ends sessions past their expiry and idle ones: not reached through
+// the API for the tier's IdleTimeout, running no command and holding no
+// terminal; and it forgets the records of sessions that ended more than
+// KeepEnded ago. Run it periodically.
 func (s *Service) Reap(ctx context.Context) {
 	list, err := s.cfg.Store.ListSessions(ctx, "")
+	if ctx.Err() != nil {
+		return // shutting down
+	}
 	if err != nil {
 		s.log.Error("reap: list sessions", "err", err)
 		return
@@ -512,50 +714,90 @@ func (s *Service) Reap(ctx context.Context) {
 		}
 	}
 	now := time.Now()
-	for _, x := range list {
+	each(list, func(x store.Session) {
 		if x.Status != api.StatusRunning {
-			continue
+			return
 		}
 		why := ""
 		if now.After(x.ExpiresAt) {
-			why = "expired"
-		} else if s.dead(ctx, x.ID) {
-			why = "died"
+			why = api.ReasonExpired
 		} else if s.idle(ctx, x, s.tier(accounts[x.AccountID]).IdleTimeout, now) {
-			why = "idle"
+			why = api.ReasonIdle
 		}
-		if why == "" {
-			continue
+		if why != "" {
+			s.endLogged(ctx, x.ID, why)
 		}
-		s.log.Info("reaping session", "session_id", x.ID, "reason", why)
-		// Teardown runs to the end even when the server starts shutting
-		// down meanwhile: a half-deleted sandbox is worse than a late stop.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		if err := s.destroy(dctx, x.ID); err != nil {
-			s.log.Error("reap", "session_id", x.ID, "err", err)
-		}
-		cancel()
+	})
+	if ctx.Err() != nil {
+		return
+	}
+	if n, err := s.cfg.Store.PruneSessions(ctx, now.Add(-KeepEnded)); err != nil {
+		s.log.Error("reap: prune ended sessions", "err", err)
+	} else if n > 0 {
+		s.log.Info("forgot ended sessions", "count", n)
 	}
 }
 
-// dead tells whether the sandbox of a running session has stopped (its
-// agent, the init, died: say the OOM killer took it), so its resources can
-// be released. The runtime is asked only when the agent does not answer.
-func (s *Service) dead(ctx context.Context, id string) bool {
+// CheckHealth asks every running sandbox's agent for its health, with a
+// deadline, and ends the sessions whose sandbox stopped (reason died, or
+// oom when the OOM killer struck) and those whose agent missed
+// MaxHealthMisses checks in a row while its sandbox still runs (reason
+// agent_unresponsive: frozen or hung; calls to it would hang).
+func (s *Service) CheckHealth(ctx context.Context) {
 	s.mu.Lock()
-	c := s.live[id]
+	ids := make([]string, 0, len(s.live))
+	for id := range s.live {
+		ids = append(ids, id)
+	}
 	s.mu.Unlock()
-	if c == nil {
-		return false
+	each(ids, func(id string) {
+		if why := s.probe(ctx, id); why != "" {
+			s.endLogged(ctx, id, why)
+		}
+	})
+}
+
+// probe checks the health of one sandbox and returns why its session must
+// end, or "".
+func (s *Service) probe(ctx context.Context, id string) string {
+	s.mu.Lock()
+	h := s.live[id]
+	s.mu.Unlock()
+	if h == nil {
+		return ""
 	}
-	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	_, err := c.Health(hctx)
+	hctx, cancel := context.WithTimeout(ctx, HealthTimeout)
+	_, err := h.client.Health(hctx)
 	cancel()
-	if err == nil {
-		return false
+	if ctx.Err() != nil {
+		return "" // shutting down: not the agent's fault
 	}
-	in, err := s.cfg.Runtime.State(ctx, id)
-	return errors.Is(err, errdefs.ErrNotFound) || err == nil && in.State != runtime.Running
+	if err == nil {
+		s.mu.Lock()
+		h.misses = 0
+		s.mu.Unlock()
+		return ""
+	}
+	in, serr := s.cfg.Runtime.State(ctx, id)
+	switch {
+	case errors.Is(serr, errdefs.ErrNotFound), serr == nil && in.State != runtime.Running:
+		if in.OOMKilled {
+			return api.ReasonOOM
+		}
+		return api.ReasonDied
+	case serr != nil:
+		s.log.Warn("health: sandbox state", "session_id", id, "err", serr)
+		return ""
+	}
+	s.mu.Lock()
+	h.misses++
+	misses := h.misses
+	s.mu.Unlock()
+	s.log.Warn("agent missed a health check", "session_id", id, "misses", misses, "err", err)
+	if misses >= MaxHealthMisses {
+		return api.ReasonAgentUnresponsive
+	}
+	return ""
 }
 
 // idle tells whether session x went unused for timeout and runs nothing:
@@ -565,13 +807,18 @@ func (s *Service) idle(ctx context.Context, x store.Session, timeout time.Durati
 		return false
 	}
 	s.mu.Lock()
-	c, last := s.live[x.ID], s.used[x.ID]
+	h := s.live[x.ID]
+	var last time.Time
+	if h != nil {
+		last = h.used
+	}
 	s.mu.Unlock()
-	if c == nil || now.Sub(last) < timeout {
+	if h == nil || now.Sub(last) < timeout {
 		return false
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	c := h.client
 	cmds, err := c.Commands(cctx)
 	if err != nil {
 		return false // unsure: leave it to the TTL
@@ -581,12 +828,23 @@ func (s *Service) idle(ctx context.Context, x store.Session, timeout time.Durati
 			return false
 		}
 	}
-	h, err := c.Health(cctx)
-	return err == nil && h.Terminals == 0
+	hl, err := c.Health(cctx)
+	return err == nil && hl.Terminals == 0
 }
 
 // RunReaper calls Reap every interval until ctx ends.
 func (s *Service) RunReaper(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, s.Reap)
+}
+
+// RunHealth calls CheckHealth every interval until ctx ends.
+func (s *Service) RunHealth(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, s.CheckHealth)
+}
+
+// every calls f every interval until ctx ends; a slow round delays the
+// next instead of overlapping it.
+func every(ctx context.Context, interval time.Duration, f func(context.Context)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -594,7 +852,7 @@ func (s *Service) RunReaper(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.Reap(ctx)
+			f(ctx)
 		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sync"
 	"time"
 
 	"github.com/chaserhq/chaser/api"
@@ -47,11 +46,11 @@ func (s *Service) workspace(ctx context.Context, acct store.Account, name string
 // defaultWorkspace returns the account's default workspace for typ, making
 // one (named "default") on first use.
 func (s *Service) defaultWorkspace(ctx context.Context, acct store.Account, typ string) (store.Workspace, error) {
-	s.mu.Lock()
-	lock := s.lockFor("default/" + acct.ID)
-	s.mu.Unlock()
-	lock.Lock()
-	defer lock.Unlock()
+	unlock, err := s.wsLocks.lock(ctx, "default/"+acct.ID)
+	if err != nil {
+		return store.Workspace{}, err
+	}
+	defer unlock()
 	id, err := s.cfg.Store.GetDefault(ctx, acct.ID, typ)
 	if err == nil {
 		return s.cfg.Store.GetWorkspaceByID(ctx, id)
@@ -75,16 +74,6 @@ func (s *Service) defaultWorkspace(ctx context.Context, acct store.Account, typ 
 	return w, nil
 }
 
-// lockFor returns the mutex of key; s.mu must be held.
-func (s *Service) lockFor(key string) *sync.Mutex {
-	l, ok := s.wsLocks[key]
-	if !ok {
-		l = &sync.Mutex{}
-		s.wsLocks[key] = l
-	}
-	return l
-}
-
 // sessionOn returns the session on workspace id, if any.
 func (s *Service) sessionOn(ctx context.Context, acct store.Account, wsID string) (*store.Session, error) {
 	list, err := s.cfg.Store.ListSessions(ctx, acct.ID)
@@ -104,11 +93,11 @@ func (s *Service) sessionOn(ctx context.Context, acct store.Account, wsID string
 // store's one-session-per-workspace index keeps a new one from starting on
 // an upper directory the old one still has mounted.
 func (s *Service) onWorkspace(ctx context.Context, acct store.Account, ws store.Workspace) (api.Session, bool, error) {
-	s.mu.Lock()
-	lock := s.lockFor(ws.ID)
-	s.mu.Unlock()
-	lock.Lock()
-	defer lock.Unlock()
+	unlock, err := s.wsLocks.lock(ctx, ws.ID)
+	if err != nil {
+		return api.Session{}, false, err
+	}
+	defer unlock()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		x, err := s.sessionOn(ctx, acct, ws.ID)
@@ -238,11 +227,11 @@ func (s *Service) DeleteWorkspace(ctx context.Context, acct store.Account, name 
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	lock := s.lockFor(w.ID)
-	s.mu.Unlock()
-	lock.Lock()
-	defer lock.Unlock()
+	unlock, err := s.wsLocks.lock(ctx, w.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	x, err := s.sessionOn(dctx, acct, w.ID)
@@ -254,7 +243,7 @@ func (s *Service) DeleteWorkspace(ctx context.Context, acct store.Account, name 
 			return errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf(
 				"workspace %q has a running session (%s): delete the session first, or delete the workspace with force", name, x.ID))
 		}
-		if err := s.destroy(dctx, x.ID); err != nil {
+		if err := s.end(dctx, x.ID, api.ReasonDeleted); err != nil {
 			return err
 		}
 	}

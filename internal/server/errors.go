@@ -11,16 +11,19 @@ import (
 )
 
 // writeError answers with err's class: the one place where error classes
-// become status codes. A 500 is the server's own fault: its cause (which
-// may name host paths, runtime output or cgroups) goes to the log with the
-// request id, and the client gets a generic message carrying that id.
+// become status codes. Every 5xx is logged with its request id and cause.
+// A 500 is the server's own fault: its cause (which may name host paths,
+// runtime output or cgroups) stays in the log, and the client gets a
+// generic message carrying the request id.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	logAttrs(r).err = httpjson.Message(err)
-	if _, status := errdefs.Code(err); status == http.StatusInternalServerError {
+	if _, status := errdefs.Code(err); status >= 500 {
 		el := errorLogOf(r)
-		el.log.Error("internal error", "request_id", el.rid, "method", r.Method, "path", r.URL.Path,
-			"session_id", r.PathValue("id"), "err", err)
-		err = errdefs.New(errdefs.ErrInternal, fmt.Sprintf("internal server error (request %s); the server log has the cause", el.rid))
+		el.log.Error("request failed", "request_id", el.rid, "method", r.Method, "path", r.URL.Path,
+			"status", status, "session_id", r.PathValue("id"), "err", err)
+		if status == http.StatusInternalServerError {
+			err = errdefs.New(errdefs.ErrInternal, fmt.Sprintf("internal server error (request %s); the server log has the cause", el.rid))
+		}
 	}
 	httpjson.WriteError(w, err)
 }

@@ -39,6 +39,12 @@ type Session struct {
 	Ephemeral   bool
 	CreatedAt   time.Time
 	ExpiresAt   time.Time
+	// Reason says why the session ends or ended (api.Reason*); set when
+	// its teardown begins.
+	Reason string
+	// EndedAt is when the session ended; nil while it lives. An ended
+	// session keeps its record (for GetSession) until PruneSessions.
+	EndedAt *time.Time
 }
 
 // Workspace is a persistent writable layer that sessions run on, one at a
@@ -64,14 +70,26 @@ type Store interface {
 	// ListAccounts returns every account, oldest first.
 	ListAccounts(ctx context.Context) ([]Account, error)
 
-	// CreateSession refuses (ErrAlreadyExists) a second session on the
-	// same workspace: at most one session runs on a workspace.
+	// CreateSession refuses (ErrAlreadyExists) a second live session on
+	// the same workspace: at most one session runs on a workspace.
 	CreateSession(ctx context.Context, s Session) error
+	// GetSession returns a session, live or ended (until pruned).
 	GetSession(ctx context.Context, id string) (Session, error)
-	// ListSessions returns an account's sessions, oldest first; all
-	// sessions when accountID is empty.
+	// ListSessions returns an account's live sessions, oldest first; all
+	// live sessions when accountID is empty. Ended sessions are left out.
 	ListSessions(ctx context.Context, accountID string) ([]Session, error)
+	// UpdateSessionStatus sets the status of a live session.
 	UpdateSessionStatus(ctx context.Context, id, status string) error
+	// StopSession marks a live session "stopping" and records why it ends.
+	StopSession(ctx context.Context, id, reason string) error
+	// EndSession records that a live session ended: its final status,
+	// when, and why (an empty reason keeps the one StopSession recorded).
+	// Its public ports go with it; its workspace is free again.
+	EndSession(ctx context.Context, id, status, reason string, at time.Time) error
+	// PruneSessions forgets sessions that ended before t and returns how
+	// many.
+	PruneSessions(ctx context.Context, endedBefore time.Time) (int, error)
+	// DeleteSession forgets a session, live or ended, without a trace.
 	DeleteSession(ctx context.Context, id string) error
 
 	CreateWorkspace(ctx context.Context, w Workspace) error
@@ -93,7 +111,7 @@ type Store interface {
 	// SetPortPublic records whether a port of a session is public. The
 	// record goes with its session.
 	SetPortPublic(ctx context.Context, sessionID string, port int, public bool) error
-	// PublicPorts returns the public ports of every session.
+	// PublicPorts returns the public ports of every live session.
 	PublicPorts(ctx context.Context) (map[string][]int, error)
 
 	Close() error

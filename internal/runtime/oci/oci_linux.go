@@ -285,7 +285,30 @@ func (r *Runtime) State(ctx context.Context, id string) (runtime.Instance, error
 	if err := json.Unmarshal(out, &st); err != nil {
 		return runtime.Instance{}, fmt.Errorf("%s state %s: %w", r.Name(), id, err)
 	}
-	return toInstance(st), nil
+	in := toInstance(st)
+	in.OOMKilled = r.oomKilled(id)
+	return in, nil
+}
+
+// oomKilled tells whether the memory cgroup of sandbox id counted an OOM
+// kill: "oom_kill N" in memory.oom_control (v1) or memory.events (v2).
+// The cgroup outlives the sandbox's init until Delete, so a sandbox whose
+// init the OOM killer took still tells.
+func (r *Runtime) oomKilled(id string) bool {
+	for _, d := range r.cgroupDirs(id) {
+		for _, f := range []string{"memory.oom_control", "memory.events"} {
+			b, err := os.ReadFile(filepath.Join(d, f))
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if n, ok := strings.CutPrefix(line, "oom_kill "); ok && strings.TrimSpace(n) != "0" {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // List implements runtime.Runtime: the runtime's containers plus state

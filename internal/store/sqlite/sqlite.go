@@ -65,6 +65,12 @@ var migrations = []string{
 		port       INTEGER NOT NULL,
 		PRIMARY KEY (session_id, port)
 	);`,
+	// Ended sessions keep their record, with why they ended; only live
+	// ones hold their workspace.
+	`ALTER TABLE sessions ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+	ALTER TABLE sessions ADD COLUMN ended_at INTEGER;
+	DROP INDEX sessions_one_per_workspace;
+	CREATE UNIQUE INDEX sessions_one_per_workspace ON sessions(workspace_id) WHERE workspace_id IS NOT NULL AND ended_at IS NULL;`,
 }
 
 // Store is a store.Store backed by a SQLite file.
@@ -216,26 +222,36 @@ func (s *Store) ListAccounts(ctx context.Context) ([]store.Account, error) {
 	return queryAll(ctx, s.db, scanAccount, `SELECT `+accountCols+` FROM accounts a ORDER BY a.created_at, a.id`)
 }
 
-const sessionCols = `id, account_id, type, status, image, runtime, workspace_id, ephemeral, created_at, expires_at`
+const sessionCols = `id, account_id, type, status, image, runtime, workspace_id, ephemeral, created_at, expires_at, reason, ended_at`
 
 func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 	var x store.Session
 	var ws sql.NullString
 	var created, expires int64
-	err := row.Scan(&x.ID, &x.AccountID, &x.Type, &x.Status, &x.Image, &x.Runtime, &ws, &x.Ephemeral, &created, &expires)
+	var ended sql.NullInt64
+	err := row.Scan(&x.ID, &x.AccountID, &x.Type, &x.Status, &x.Image, &x.Runtime, &ws, &x.Ephemeral, &created, &expires, &x.Reason, &ended)
 	if ws.Valid {
 		x.WorkspaceID = &ws.String
 	}
 	x.CreatedAt = time.Unix(0, created).UTC()
 	x.ExpiresAt = time.Unix(0, expires).UTC()
+	if ended.Valid {
+		t := time.Unix(0, ended.Int64).UTC()
+		x.EndedAt = &t
+	}
 	return x, err
 }
 
 // CreateSession implements store.Store.
 func (s *Store) CreateSession(ctx context.Context, x store.Session) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?)`,
+	var ended *int64
+	if x.EndedAt != nil {
+		n := x.EndedAt.UnixNano()
+		ended = &n
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
 		x.ID, x.AccountID, x.Type, x.Status, x.Image, x.Runtime, x.WorkspaceID, x.Ephemeral,
-		x.CreatedAt.UnixNano(), x.ExpiresAt.UnixNano())
+		x.CreatedAt.UnixNano(), x.ExpiresAt.UnixNano(), x.Reason, ended)
 	if isUnique(err) {
 		return fmt.Errorf("session %s: %w", x.ID, errdefs.ErrAlreadyExists)
 	}
@@ -254,12 +270,18 @@ func (s *Store) GetSession(ctx context.Context, id string) (store.Session, error
 // ListSessions implements store.Store.
 func (s *Store) ListSessions(ctx context.Context, accountID string) ([]store.Session, error) {
 	q, args := ownedBy(`SELECT `+sessionCols+` FROM sessions`, accountID)
+	if accountID == "" {
+		q += ` WHERE ended_at IS NULL`
+	} else {
+		q += ` AND ended_at IS NULL`
+	}
 	return queryAll(ctx, s.db, scanSession, q+` ORDER BY created_at, id`, args...)
 }
 
-// UpdateSessionStatus implements store.Store.
-func (s *Store) UpdateSessionStatus(ctx context.Context, id, status string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE sessions SET status = ? WHERE id = ?`, status, id)
+// updateLive runs an UPDATE of one live session (its WHERE clause ends in
+// "id = ? AND ended_at IS NULL", id last): ErrNotFound when there is none.
+func (s *Store) updateLive(ctx context.Context, id, q string, args ...any) error {
+	res, err := s.db.ExecContext(ctx, q, append(args, id)...)
 	if err != nil {
 		return err
 	}
@@ -267,6 +289,47 @@ func (s *Store) UpdateSessionStatus(ctx context.Context, id, status string) erro
 		return fmt.Errorf("session %s: %w", id, errdefs.ErrNotFound)
 	}
 	return nil
+}
+
+// UpdateSessionStatus implements store.Store.
+func (s *Store) UpdateSessionStatus(ctx context.Context, id, status string) error {
+	return s.updateLive(ctx, id, `UPDATE sessions SET status = ? WHERE id = ? AND ended_at IS NULL`, status)
+}
+
+// StopSession implements store.Store.
+func (s *Store) StopSession(ctx context.Context, id, reason string) error {
+	return s.updateLive(ctx, id, `UPDATE sessions SET status = 'stopping', reason = ? WHERE id = ? AND ended_at IS NULL`, reason)
+}
+
+// EndSession implements store.Store.
+func (s *Store) EndSession(ctx context.Context, id, status, reason string, at time.Time) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, reason = CASE WHEN ? = '' THEN reason ELSE ? END, ended_at = ?
+		WHERE id = ? AND ended_at IS NULL`, status, reason, reason, at.UnixNano(), id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("session %s: %w", id, errdefs.ErrNotFound)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM public_ports WHERE session_id = ?`, id); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// PruneSessions implements store.Store.
+func (s *Store) PruneSessions(ctx context.Context, endedBefore time.Time) (int, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE ended_at IS NOT NULL AND ended_at < ?`, endedBefore.UnixNano())
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
 }
 
 // DeleteSession implements store.Store.
@@ -372,7 +435,8 @@ func (s *Store) SetPortPublic(ctx context.Context, sessionID string, port int, p
 
 // PublicPorts implements store.Store.
 func (s *Store) PublicPorts(ctx context.Context) (map[string][]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT session_id, port FROM public_ports ORDER BY session_id, port`)
+	rows, err := s.db.QueryContext(ctx, `SELECT session_id, port FROM public_ports
+		WHERE session_id IN (SELECT id FROM sessions WHERE ended_at IS NULL) ORDER BY session_id, port`)
 	if err != nil {
 		return nil, err
 	}

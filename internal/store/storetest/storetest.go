@@ -18,6 +18,76 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, newStore(t)) })
 	t.Run("Workspaces", func(t *testing.T) { testWorkspaces(t, newStore(t)) })
 	t.Run("PublicPorts", func(t *testing.T) { testPublicPorts(t, newStore(t)) })
+	t.Run("EndedSessions", func(t *testing.T) { testEndedSessions(t, newStore(t)) })
+}
+
+// testEndedSessions checks that an ended session keeps its record and
+// reason, leaves lists, frees its workspace and ports, and is pruned.
+func testEndedSessions(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	if err := s.CreateAccount(ctx, store.Account{ID: "acc-a", Name: "a", Tier: "paid", CreatedAt: now}, store.APIKey{ID: "k-a", Hash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateWorkspace(ctx, store.Workspace{ID: "ws-1", AccountID: "acc-a", Name: "w", SessionType: "sandbox", Image: "host", CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	ws := "ws-1"
+	x := store.Session{ID: "s-1", AccountID: "acc-a", Type: "sandbox", Status: "running", Image: "host", Runtime: "runc",
+		WorkspaceID: &ws, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := s.CreateSession(ctx, x); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPortPublic(ctx, "s-1", 8080, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StopSession(ctx, "s-1", "idle"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetSession(ctx, "s-1"); got.Status != "stopping" || got.Reason != "idle" || got.EndedAt != nil {
+		t.Fatalf("after StopSession: %+v", got)
+	}
+	end := now.Add(time.Minute)
+	if err := s.EndSession(ctx, "s-1", "stopped", "", end); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetSession(ctx, "s-1")
+	if err != nil || got.Status != "stopped" || got.Reason != "idle" || got.EndedAt == nil || !got.EndedAt.Equal(end) {
+		t.Fatalf("ended session = %+v, %v", got, err)
+	}
+	if list, err := s.ListSessions(ctx, ""); err != nil || len(list) != 0 {
+		t.Fatalf("ListSessions lists an ended session: %+v %v", list, err)
+	}
+	if list, err := s.ListSessions(ctx, "acc-a"); err != nil || len(list) != 0 {
+		t.Fatalf("ListSessions(acc-a) lists an ended session: %+v %v", list, err)
+	}
+	if ports, err := s.PublicPorts(ctx); err != nil || len(ports) != 0 {
+		t.Fatalf("ports of an ended session: %v %v", ports, err)
+	}
+	if err := s.EndSession(ctx, "s-1", "failed", "died", end); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("ending twice: %v", err)
+	}
+	if err := s.UpdateSessionStatus(ctx, "s-1", "running"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("status of an ended session changed: %v", err)
+	}
+	// The workspace is free for a new session.
+	y := x
+	y.ID, y.CreatedAt = "s-2", now.Add(time.Second)
+	if err := s.CreateSession(ctx, y); err != nil {
+		t.Fatalf("new session on the workspace of an ended one: %v", err)
+	}
+	if err := s.EndSession(ctx, "s-2", "failed", "agent_unresponsive", end.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PruneSessions(ctx, end.Add(time.Second)); err != nil || n != 1 {
+		t.Fatalf("PruneSessions = %d, %v", n, err)
+	}
+	if _, err := s.GetSession(ctx, "s-1"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("pruned session: %v", err)
+	}
+	if got, err := s.GetSession(ctx, "s-2"); err != nil || got.Reason != "agent_unresponsive" || got.Status != "failed" {
+		t.Fatalf("session ended later = %+v, %v", got, err)
+	}
 }
 
 func testAccounts(t *testing.T, s store.Store) {
