@@ -17,10 +17,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/chaserhq/chaser/internal/account"
 	"github.com/chaserhq/chaser/internal/agent/fs"
+	"github.com/chaserhq/chaser/internal/connlimit"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
 	"github.com/chaserhq/chaser/internal/metrics"
@@ -48,6 +50,24 @@ type Config struct {
 	// HOST:PORT). CHASER_INSECURE_REGISTRIES: comma-separated.
 	InsecureRegistries []string
 	Domain             string // CHASER_DOMAIN: host-style forwarding on {session}.{Domain}; off when empty
+
+	// ReadHeaderTimeout bounds the time a client may take to send a
+	// request's headers, also the first request of a new connection
+	// (CHASER_READ_HEADER_TIMEOUT).
+	ReadHeaderTimeout time.Duration
+	// HTTPIdleTimeout closes keep-alive connections idle this long between
+	// requests (CHASER_HTTP_IDLE_TIMEOUT).
+	HTTPIdleTimeout time.Duration
+	// BodyTimeout bounds the reading of a JSON request body
+	// (CHASER_BODY_TIMEOUT). There is no server-wide read or write timeout:
+	// it would cut streams, follows, terminals, uploads and `chaser dev`.
+	BodyTimeout time.Duration
+	// MaxConnsPerIP caps the connections of one client address (an IPv6
+	// /64), loopback included; 0 disables (CHASER_MAX_CONNS_PER_IP).
+	MaxConnsPerIP int
+	// MaxConns caps all connections; 0 disables (CHASER_MAX_CONNS). The
+	// default is 3/4 of the open-files limit.
+	MaxConns int
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -120,7 +140,35 @@ func Defaults() Config {
 		ReapInterval:       durationEnv("CHASER_REAP_INTERVAL", 15*time.Second),
 		InsecureRegistries: splitList(os.Getenv("CHASER_INSECURE_REGISTRIES")),
 		Domain:             os.Getenv("CHASER_DOMAIN"),
+		ReadHeaderTimeout:  durationEnv("CHASER_READ_HEADER_TIMEOUT", 10*time.Second),
+		HTTPIdleTimeout:    durationEnv("CHASER_HTTP_IDLE_TIMEOUT", 90*time.Second),
+		BodyTimeout:        durationEnv("CHASER_BODY_TIMEOUT", time.Minute),
+		MaxConnsPerIP:      intEnv("CHASER_MAX_CONNS_PER_IP", 512),
+		MaxConns:           intEnv("CHASER_MAX_CONNS", defaultMaxConns()),
 	}
+}
+
+// defaultMaxConns leaves a quarter of the open-files limit to sandboxes,
+// the store and the image cache.
+func defaultMaxConns() int {
+	lim := fileLimit()
+	if lim == 0 || lim > 1<<22 {
+		lim = 1 << 22
+	}
+	return int(max(lim*3/4, 64))
+}
+
+// intEnv reads a count; a bad value becomes -1, which Validate reports.
+func intEnv(k string, def int) int {
+	v := os.Getenv(k)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
 }
 
 // badDuration marks an environment value that is not a duration, for
@@ -154,6 +202,17 @@ func (c *Config) Validate() error {
 	if c.IdleTimeout == badDuration {
 		return errdefs.New(errdefs.ErrInvalidArgument, "CHASER_IDLE_TIMEOUT is not a duration (e.g. 10m)")
 	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--read-header-timeout (CHASER_READ_HEADER_TIMEOUT)", c.ReadHeaderTimeout}, {"--http-idle-timeout (CHASER_HTTP_IDLE_TIMEOUT)", c.HTTPIdleTimeout}, {"--body-timeout (CHASER_BODY_TIMEOUT)", c.BodyTimeout}} {
+		if d.v <= 0 {
+			return errdefs.New(errdefs.ErrInvalidArgument, d.name+" must be a positive duration such as 10s")
+		}
+	}
+	if c.MaxConnsPerIP < 0 || c.MaxConns < 0 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "--max-conns-per-ip and --max-conns (CHASER_MAX_CONNS_PER_IP, CHASER_MAX_CONNS) take a count; 0 disables the cap")
+	}
 	if c.ReapInterval <= 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--reap-interval (CHASER_REAP_INTERVAL) must be a positive duration")
 	}
@@ -178,6 +237,28 @@ func (c *Config) Validate() error {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "chaser serve must run as root: it mounts root filesystems and drives "+c.Runtime)
 	}
 	return nil
+}
+
+// listen opens a TCP listener on addr with the connection caps of cfg.
+func listen(cfg Config, addr string, m *metrics.Metrics) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	cl := connlimit.New(l, connlimit.Config{
+		PerClient: cfg.MaxConnsPerIP, Total: cfg.MaxConns,
+		Rejected: func(reason string) { m.ConnsRefused.WithLabelValues(reason).Inc() },
+	})
+	m.OpenConnections(func() float64 { return float64(cl.Open()) })
+	return cl, nil
+}
+
+// httpServer returns the server of h. It sets no ReadTimeout or
+// WriteTimeout: those would cut NDJSON streams, follow=1, SSE, WebSockets,
+// uploads and `chaser dev`. Idle and slow clients are cut by the header and
+// idle timeouts instead, bodies by per-handler deadlines.
+func httpServer(cfg Config, h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.HTTPIdleTimeout}
 }
 
 // Run serves until ctx ends, then destroys every sandbox and returns.
@@ -242,7 +323,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		log.Error("recovery left something behind", "err", err)
 	}
 
-	l, err := net.Listen("tcp", cfg.Addr)
+	if n, err := raiseFileLimit(); err != nil {
+		log.Warn("could not raise the open-files limit", "err", err)
+	} else {
+		log.Info("open-files limit", "nofile", n, "max_conns", cfg.MaxConns, "max_conns_per_ip", cfg.MaxConnsPerIP)
+	}
+	l, err := listen(cfg, cfg.Addr, m)
 	if err != nil {
 		return err
 	}
@@ -250,8 +336,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("forward cookie key: %w", err)
 	}
-	handler := server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain).WithCookieKey(cookieKey)
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
+	handler := server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain).WithCookieKey(cookieKey).WithBodyTimeout(cfg.BodyTimeout)
+	srv := httpServer(cfg, handler)
 	go sandboxes.RunReaper(ctx, cfg.ReapInterval)
 	go images.RunGC(ctx, 10*time.Minute)
 	errc := make(chan error, 1)

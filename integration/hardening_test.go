@@ -1,0 +1,205 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/chaserhq/chaser/api"
+)
+
+// httpFrom returns an HTTP client whose connections come from the
+// loopback address src (127.0.0.0/8 is all loopback on Linux), one
+// connection per request.
+func httpFrom(src string, timeout time.Duration) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: timeout}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+}
+
+// TestSlowClientsAreCut: a client that dribbles its headers (slowloris) or
+// a JSON body holds its connection only as long as the server's timeouts,
+// and is then cut.
+func TestSlowClientsAreCut(t *testing.T) {
+	s := newServer(t, "--read-header-timeout", "2s", "--body-timeout", "2s")
+	key := s.account(t, "free")
+
+	// dribble writes head, then one more line every 300 ms, and returns
+	// how long the server kept the connection and what it answered.
+	dribble := func(t *testing.T, head, line string) (time.Duration, string) {
+		t.Helper()
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		start := time.Now()
+		closed := make(chan string, 1)
+		go func() {
+			b, _ := io.ReadAll(c)
+			closed <- string(b)
+		}()
+		if _, err := io.WriteString(c, head); err != nil {
+			t.Fatal(err)
+		}
+		tick := time.NewTicker(300 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case got := <-closed:
+				return time.Since(start), got
+			case <-tick.C:
+				if time.Since(start) > 15*time.Second {
+					t.Fatalf("the server still reads after %s", time.Since(start))
+				}
+				io.WriteString(c, line) // fails once the server closed
+			}
+		}
+	}
+
+	t.Run("headers", func(t *testing.T) {
+		took, _ := dribble(t, "GET /healthz HTTP/1.1\r\nHost: x\r\n", "X-Slow: 1\r\n")
+		if took < time.Second || took > 6*time.Second {
+			t.Fatalf("connection cut after %s, want about 2s (--read-header-timeout)", took)
+		}
+	})
+	t.Run("body", func(t *testing.T) {
+		head := "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key +
+			"\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"
+		took, got := dribble(t, head, " ")
+		if took > 6*time.Second || !strings.HasPrefix(got, "HTTP/1.1 400") || !strings.Contains(got, "did not arrive within 2s") {
+			t.Fatalf("after %s the server answered %q; want a 400 after about 2s (--body-timeout)", took, got)
+		}
+	})
+}
+
+// TestConnectionFloodFromOneAddress: a client keeping 2000 idle
+// connections open (more than the server's open-files limit, lowered here
+// to 1024 as on many hosts) must not take the server down: its
+// connections over --max-conns-per-ip (default 512) are refused with 429,
+// and /healthz and exec keep answering other clients.
+func TestConnectionFloodFromOneAddress(t *testing.T) {
+	const flood = 2000
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Max < flood+512 {
+		t.Fatalf("the open-files hard limit %d is too small for this test; raise it (ulimit -Hn)", lim.Max)
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+
+	s := newServer(t)
+	key := s.account(t, "paid")
+	c := s.Client(key)
+	id := s.sandbox(t, key)
+	if err := unix.Prlimit(s.Cmd.Process.Pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: 1024, Max: 1024}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// The flood: each of its connections sends nothing and stays open
+	// until the server closes it, then comes back (after 100 ms when it was
+	// refused), so the client keeps up to 2000 connections at all times.
+	ctx, stop := context.WithCancel(t.Context())
+	var (
+		wg               sync.WaitGroup
+		dialled, refused atomic.Int64
+		retryAfter       atomic.Value
+	)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	for range flood {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			first := true
+			for ctx.Err() == nil {
+				conn, err := d.DialContext(ctx, "tcp", s.Addr)
+				if err != nil {
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				if first {
+					dialled.Add(1)
+					first = false
+				}
+				stopped := context.AfterFunc(ctx, func() { conn.Close() })
+				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+				if err == nil && resp.StatusCode == http.StatusTooManyRequests {
+					refused.Add(1)
+					retryAfter.Store(resp.Header.Get("Retry-After"))
+					resp.Body.Close()
+				}
+				stopped()
+				conn.Close()
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+	}
+	defer func() {
+		stop()
+		wg.Wait()
+	}()
+	for dialled.Load() < flood {
+		if ctx.Err() != nil {
+			t.Fatal("flood cancelled")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	// Other clients: /healthz, a new connection each time, and an exec.
+	other := httpFrom("127.0.0.1", 5*time.Second)
+	var took []time.Duration
+	for i := range 200 {
+		start := time.Now()
+		resp, err := other.Get(s.URL + "/healthz")
+		if err != nil {
+			t.Fatalf("GET /healthz %d under the flood: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /healthz %d under the flood: %s", i, resp.Status)
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	t.Logf("/healthz under a flood of %d connections (%d refusals so far): p50 %s, p99 %s, max %s",
+		flood, refused.Load(), took[len(took)/2], took[len(took)*99/100], took[len(took)-1])
+
+	ectx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	res, err := c.Exec(ectx, id, api.ExecRequest{Command: "echo still here"})
+	if err != nil || strings.TrimSpace(res.Stdout) != "still here" {
+		t.Fatalf("exec under the flood: %+v, %v", res, err)
+	}
+
+	if refused.Load() == 0 {
+		t.Fatal("no connection of the flood was refused with 429")
+	}
+	if ra, _ := retryAfter.Load().(string); ra == "" {
+		t.Fatal("the 429 has no Retry-After")
+	}
+
+	// An HTTP client on the flooding address is told why.
+	resp, err := httpFrom("127.0.0.2", 5*time.Second).Get(s.URL + "/healthz")
+	if err != nil {
+		t.Fatalf("GET /healthz from the flooding address: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "too many connections") {
+		t.Fatalf("from the flooding address: %s %s", resp.Status, body)
+	}
+}
