@@ -203,3 +203,44 @@ func TestConnectionFloodFromOneAddress(t *testing.T) {
 		t.Fatalf("from the flooding address: %s %s", resp.Status, body)
 	}
 }
+
+// TestMetricsNeedAdminKey: on the main listener /metrics is for the admin
+// only; --metrics-addr serves it without a key, and nothing else there.
+func TestMetricsNeedAdminKey(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := l.Addr().String()
+	l.Close()
+	s := newServer(t, "--metrics-addr", metricsAddr)
+	user := s.account(t, "paid")
+
+	code, body := s.do(t, "", "GET", "/metrics", "")
+	expectError(t, code, body, http.StatusUnauthorized, "unauthenticated")
+	code, body = s.do(t, user, "GET", "/metrics", "")
+	expectError(t, code, body, http.StatusForbidden, "permission_denied")
+	code, body = s.do(t, s.AdminKey, "GET", "/metrics", "")
+	if code != http.StatusOK || !strings.Contains(string(body), "chaser_http_requests_total") {
+		t.Fatalf("metrics with the admin key: %d %.200s", code, body)
+	}
+
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + metricsAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "chaser_sandboxes_running") {
+		t.Fatalf("--metrics-addr /metrics without a key: %d %.200s", code, body)
+	}
+	for _, p := range []string{"/healthz", "/v1/sessions", "/"} {
+		if code, body := get(p); code != http.StatusNotFound {
+			t.Fatalf("--metrics-addr serves %s: %d %.200s", p, code, body)
+		}
+	}
+}

@@ -68,6 +68,9 @@ type Config struct {
 	// MaxConns caps all connections; 0 disables (CHASER_MAX_CONNS). The
 	// default is 3/4 of the open-files limit.
 	MaxConns int
+	// MetricsAddr, when set, serves /metrics without a key on a listener
+	// of its own (CHASER_METRICS_ADDR); on Addr it needs the admin key.
+	MetricsAddr string
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -145,6 +148,7 @@ func Defaults() Config {
 		BodyTimeout:        durationEnv("CHASER_BODY_TIMEOUT", time.Minute),
 		MaxConnsPerIP:      intEnv("CHASER_MAX_CONNS_PER_IP", 512),
 		MaxConns:           intEnv("CHASER_MAX_CONNS", defaultMaxConns()),
+		MetricsAddr:        os.Getenv("CHASER_METRICS_ADDR"),
 	}
 }
 
@@ -193,6 +197,9 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--addr %q: want HOST:PORT", c.Addr))
 	}
+	if _, _, err := net.SplitHostPort(c.MetricsAddr); c.MetricsAddr != "" && err != nil {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--metrics-addr %q: want HOST:PORT", c.MetricsAddr))
+	}
 	if c.Runtime != "runc" && c.Runtime != "runsc" {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--runtime %q: use runc or runsc", c.Runtime))
 	}
@@ -240,17 +247,23 @@ func (c *Config) Validate() error {
 }
 
 // listen opens a TCP listener on addr with the connection caps of cfg.
-func listen(cfg Config, addr string, m *metrics.Metrics) (net.Listener, error) {
+func listen(cfg Config, addr string, m *metrics.Metrics) (*connlimit.Listener, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	cl := connlimit.New(l, connlimit.Config{
+	return connlimit.New(l, connlimit.Config{
 		PerClient: cfg.MaxConnsPerIP, Total: cfg.MaxConns,
 		Rejected: func(reason string) { m.ConnsRefused.WithLabelValues(reason).Inc() },
-	})
-	m.OpenConnections(func() float64 { return float64(cl.Open()) })
-	return cl, nil
+	}), nil
+}
+
+// metricsServer serves /metrics without a key, and nothing else: it is
+// for an address only the scraper reaches (--metrics-addr).
+func metricsServer(cfg Config, m *metrics.Metrics) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	return httpServer(cfg, mux)
 }
 
 // httpServer returns the server of h. It sets no ReadTimeout or
@@ -332,15 +345,29 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	m.OpenConnections(func() float64 { return float64(l.Open()) })
+	servers := []*http.Server{}
+	errc := make(chan error, 2)
+	if cfg.MetricsAddr != "" {
+		ml, err := listen(cfg, cfg.MetricsAddr, m)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		msrv := metricsServer(cfg, m)
+		servers = append(servers, msrv)
+		go func() { errc <- msrv.Serve(ml) }()
+		log.Info("metrics without a key", "addr", ml.Addr().String())
+	}
 	cookieKey, err := loadKey(filepath.Join(cfg.DataDir, "forward.key"))
 	if err != nil {
 		return fmt.Errorf("forward cookie key: %w", err)
 	}
 	handler := server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain).WithCookieKey(cookieKey).WithBodyTimeout(cfg.BodyTimeout)
 	srv := httpServer(cfg, handler)
+	servers = append(servers, srv)
 	go sandboxes.RunReaper(ctx, cfg.ReapInterval)
 	go images.RunGC(ctx, 10*time.Minute)
-	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	log.Info("chaser serving", "addr", l.Addr().String(), "data_dir", cfg.DataDir, "runtime", rt.Name())
 
@@ -353,11 +380,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// Stop taking requests, give running ones a moment, cut long streams,
 	// then tear down every sandbox.
 	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := srv.Shutdown(hctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		log.Warn("http shutdown", "err", err)
+	for _, srv := range servers {
+		if err := srv.Shutdown(hctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			log.Warn("http shutdown", "err", err)
+		}
+		srv.Close()
 	}
 	hcancel()
-	srv.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := sandboxes.Shutdown(sctx); err != nil {

@@ -48,7 +48,7 @@ func New(accounts *account.Service, sandboxes *sandbox.Service, m *metrics.Metri
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /healthz", s.healthz)
-	s.mux.Handle("GET /metrics", s.metrics.Handler())
+	s.handle("GET /metrics", s.metricsForAdmin)
 
 	s.handle("POST /v1/accounts", s.createAccount)
 	s.handle("GET /v1/account", s.whoami)
