@@ -35,6 +35,8 @@ type Session struct {
 	Runtime     string    `json:"runtime"`
 	CreatedAt   time.Time `json:"created_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
+	// AccountID is the owner, shown in an admin's ?all=true list.
+	AccountID string `json:"account_id,omitempty"`
 }
 
 // CreateSessionRequest is the body of POST /v1/sessions.

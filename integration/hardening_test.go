@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -242,5 +243,73 @@ func TestMetricsNeedAdminKey(t *testing.T) {
 		if code, body := get(p); code != http.StatusNotFound {
 			t.Fatalf("--metrics-addr serves %s: %d %.200s", p, code, body)
 		}
+	}
+}
+
+// TestAdminListsAll: the admin adds ?all=true to see every account's
+// sessions and workspaces (and whose they are); other accounts get 403.
+func TestAdminListsAll(t *testing.T) {
+	s := sharedServer(t)
+	user := s.account(t, "paid")
+	c := s.Client(user)
+	me, err := c.Account(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.sandbox(t, user)
+	wsName := fmt.Sprintf("all-%d", time.Now().UnixNano()%1e9)
+	if _, err := c.CreateWorkspace(t.Context(), api.CreateWorkspaceRequest{Name: wsName}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.DeleteWorkspace(context.Background(), wsName, true) })
+
+	// findSession returns the session id in a list answer, if there.
+	findSession := func(body []byte) (api.Session, bool) {
+		var l api.SessionList
+		decodeJSON(t, body, &l)
+		for _, x := range l.Sessions {
+			if x.ID == id {
+				return x, true
+			}
+		}
+		return api.Session{}, false
+	}
+	code, body := s.do(t, s.AdminKey, "GET", "/v1/sessions", "")
+	if _, found := findSession(body); code != 200 || found {
+		t.Fatalf("the admin's own list: %d, shows the user's session: %v", code, found)
+	}
+	code, body = s.do(t, s.AdminKey, "GET", "/v1/sessions?all=true", "")
+	if x, found := findSession(body); code != 200 || !found || x.AccountID != me.ID {
+		t.Fatalf("?all=true: %d, found %v, account %q (want %q)", code, found, x.AccountID, me.ID)
+	}
+	code, body = s.do(t, s.AdminKey, "GET", "/v1/workspaces?all=true", "")
+	var wl api.WorkspaceList
+	decodeJSON(t, body, &wl)
+	if i := slices.IndexFunc(wl.Workspaces, func(w api.Workspace) bool { return w.Name == wsName }); code != 200 || i < 0 || wl.Workspaces[i].AccountID != me.ID {
+		t.Fatalf("workspaces ?all=true: %d %s", code, body)
+	}
+
+	for _, p := range []string{"/v1/sessions?all=true", "/v1/workspaces?all=1"} {
+		code, body := s.do(t, user, "GET", p, "")
+		expectError(t, code, body, http.StatusForbidden, "permission_denied")
+	}
+	code, body = s.do(t, s.AdminKey, "GET", "/v1/sessions?all=maybe", "")
+	expectError(t, code, body, http.StatusBadRequest, "invalid_argument")
+
+	r := s.cli(t, s.AdminKey, nil, "sessions", "list", "--all", "--json")
+	if r.Code != 0 {
+		t.Fatalf("chaser sessions list --all: %d %s", r.Code, r.Stderr)
+	}
+	if x, found := findSession([]byte(r.Stdout)); !found || x.AccountID != me.ID {
+		t.Fatalf("chaser sessions list --all does not show the user's session: %s", r.Stdout)
+	}
+	if r := s.cli(t, s.AdminKey, nil, "sessions", "list", "--all"); r.Code != 0 || !strings.Contains(r.Stdout, id) || !strings.Contains(r.Stdout, me.ID) {
+		t.Fatalf("chaser sessions list --all (table): %d %s %s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := s.cli(t, user, nil, "sessions", "list", "--all"); r.Code == 0 || !strings.Contains(r.Stderr, "admin") {
+		t.Fatalf("chaser sessions list --all as a user: %d %s %s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := s.cli(t, s.AdminKey, nil, "workspaces", "list", "--all"); r.Code != 0 || !strings.Contains(r.Stdout, wsName) {
+		t.Fatalf("chaser workspaces list --all: %d %s %s", r.Code, r.Stdout, r.Stderr)
 	}
 }
