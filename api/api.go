@@ -50,6 +50,8 @@ type Session struct {
 	Reason string `json:"reason,omitempty"`
 	// EndedAt is when it ended.
 	EndedAt *time.Time `json:"ended_at,omitempty"`
+	// AccountID is the owner, shown in an admin's ?all=true list.
+	AccountID string `json:"account_id,omitempty"`
 }
 
 // CreateSessionRequest is the body of POST /v1/sessions.

@@ -18,6 +18,8 @@ type Workspace struct {
 	SessionID *string `json:"session_id"`
 	// SizeBytes is the disk space the workspace's files take.
 	SizeBytes int64 `json:"size_bytes"`
+	// AccountID is the owner, shown in an admin's ?all=true list.
+	AccountID string `json:"account_id,omitempty"`
 }
 
 // CreateWorkspaceRequest is the body of POST /v1/workspaces.

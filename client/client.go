@@ -146,6 +146,15 @@ func (c *Client) ListSessions(ctx context.Context) ([]api.Session, error) {
 	return l.Sessions, err
 }
 
+// ListAllSessions lists every account's sessions (GET /v1/sessions?all=true),
+// each with its AccountID. Only the admin may: others get
+// errdefs.ErrPermissionDenied.
+func (c *Client) ListAllSessions(ctx context.Context) ([]api.Session, error) {
+	var l api.SessionList
+	err := c.call(ctx, http.MethodGet, "/v1/sessions?all=true", nil, &l)
+	return l.Sessions, err
+}
+
 // GetSession returns a session.
 func (c *Client) GetSession(ctx context.Context, id string) (api.Session, error) {
 	var s api.Session

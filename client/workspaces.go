@@ -22,6 +22,14 @@ func (c *Client) ListWorkspaces(ctx context.Context) ([]api.Workspace, error) {
 	return l.Workspaces, err
 }
 
+// ListAllWorkspaces lists every account's workspaces (admin only), each
+// with its AccountID.
+func (c *Client) ListAllWorkspaces(ctx context.Context) ([]api.Workspace, error) {
+	var l api.WorkspaceList
+	err := c.call(ctx, http.MethodGet, "/v1/workspaces?all=true", nil, &l)
+	return l.Workspaces, err
+}
+
 // GetWorkspace returns a workspace by name.
 func (c *Client) GetWorkspace(ctx context.Context, name string) (api.Workspace, error) {
 	var w api.Workspace

@@ -523,7 +523,7 @@ func TestHealthAndMetrics(t *testing.T) {
 	if code != 200 || !strings.Contains(string(body), `"status":"ok"`) {
 		t.Fatalf("healthz: %d %s", code, body)
 	}
-	code, body = s.do(t, "", "GET", "/metrics", "")
+	code, body = s.do(t, s.AdminKey, "GET", "/metrics", "")
 	if code != 200 {
 		t.Fatalf("metrics: %d", code)
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -45,8 +46,16 @@ func newSandbox(e *env) *cobra.Command {
 
 func printSessions(w io.Writer, list []api.Session) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	// An admin's --all list says whose each session is.
+	owners := slices.ContainsFunc(list, func(s api.Session) bool { return s.AccountID != "" })
+	if owners {
+		fmt.Fprint(tw, "ACCOUNT\t")
+	}
 	fmt.Fprintln(tw, "ID\tSTATUS\tIMAGE\tEPHEMERAL\tCREATED\tEXPIRES")
 	for _, s := range list {
+		if owners {
+			fmt.Fprintf(tw, "%s\t", s.AccountID)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\n", s.ID, s.Status, s.Image, s.Ephemeral,
 			s.CreatedAt.Local().Format(time.DateTime), s.ExpiresAt.Local().Format(time.DateTime))
 	}
@@ -55,22 +64,29 @@ func printSessions(w io.Writer, list []api.Session) {
 
 func newSessions(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "sessions", Short: "List, inspect and delete sessions"}
-	cmd.AddCommand(&cobra.Command{
+	var all bool
+	listCmd := &cobra.Command{
 		Use:   "list",
-		Short: "List your sessions",
+		Short: "List your sessions (the admin: --all for every account's)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			list, err := e.client().ListSessions(cmd.Context())
+			list := e.client().ListSessions
+			if all {
+				list = e.client().ListAllSessions
+			}
+			sessions, err := list(cmd.Context())
 			if err != nil {
 				return err
 			}
 			if e.json {
-				return e.printJSON(api.SessionList{Sessions: list})
+				return e.printJSON(api.SessionList{Sessions: sessions})
 			}
-			printSessions(e.stdout, list)
+			printSessions(e.stdout, sessions)
 			return nil
 		},
-	}, &cobra.Command{
+	}
+	listCmd.Flags().BoolVar(&all, "all", false, "every account's sessions, with their owner (admin only)")
+	cmd.AddCommand(listCmd, &cobra.Command{
 		Use:   "get SESSION",
 		Short: "Show a session",
 		Args:  cobra.ExactArgs(1),

@@ -18,7 +18,13 @@ func newServe(e *env) *cobra.Command {
 		Long: `Run the Chaser server: the API, the sandboxes' control plane and data plane.
 On first start it creates an admin account and writes its API key to DATA_DIR/admin.key.
 Flags override CHASER_ADDR, CHASER_DATA_DIR, CHASER_RUNTIME, CHASER_DEFAULT_IMAGE,
-CHASER_DOMAIN, CHASER_INSECURE_REGISTRIES and CHASER_CORS_ORIGINS (both comma-separated).`,
+CHASER_DOMAIN, CHASER_INSECURE_REGISTRIES and CHASER_CORS_ORIGINS (both
+comma-separated), and the CHASER_* variable named after each other flag
+(CHASER_MAX_CONNS_PER_IP, ...).
+
+Connections over --max-conns-per-ip or --max-conns are answered 429 Too Many
+Requests with Retry-After and closed. There is no server-wide read or write
+timeout (streams, terminals and uploads last as long as they need).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			level := slog.LevelInfo
@@ -43,6 +49,12 @@ CHASER_DOMAIN, CHASER_INSECURE_REGISTRIES and CHASER_CORS_ORIGINS (both comma-se
 	f.StringVar(&cfg.Domain, "domain", cfg.Domain, "serve host-style forward URLs on SESSION.DOMAIN (e.g. chaser.example.com, or localhost)")
 	f.DurationVar(&cfg.MCPProgress, "mcp-progress-interval", cfg.MCPProgress, "how often a long MCP tool call reports progress (at most 10s)")
 	f.StringArrayVar(&cfg.CORSOrigins, "cors-origin", cfg.CORSOrigins, "let browser pages of ORIGIN (scheme://host[:port], or *) call the API with a key (repeatable; default none)")
+	f.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, "close connections that take longer to send a request's headers (env CHASER_READ_HEADER_TIMEOUT)")
+	f.DurationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", cfg.HTTPIdleTimeout, "close keep-alive connections idle this long between requests (env CHASER_HTTP_IDLE_TIMEOUT)")
+	f.DurationVar(&cfg.BodyTimeout, "body-timeout", cfg.BodyTimeout, "longest time to receive a JSON request body (env CHASER_BODY_TIMEOUT)")
+	f.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "most connections one client address (IPv6: /64) holds open, loopback included; 0: no cap (env CHASER_MAX_CONNS_PER_IP)")
+	f.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most connections held open in total (default: 3/4 of the open-files limit); 0: no cap (env CHASER_MAX_CONNS)")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "also serve /metrics without a key on this HOST:PORT (on --addr it needs the admin key; env CHASER_METRICS_ADDR)")
 	f.BoolVar(&debug, "debug", false, "log at debug level")
 	return cmd
 }

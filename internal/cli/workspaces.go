@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -36,12 +37,17 @@ func newWorkspaces(e *env) *cobra.Command {
 	create.Flags().StringVar(&req.Image, "image", "", "image (default: the server's default image)")
 	_ = create.MarkFlagRequired("name")
 
+	var allWorkspaces bool
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List workspaces",
+		Short: "List workspaces (the admin: --all for every account's)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := e.client().ListWorkspaces(cmd.Context())
+			list := e.client().ListWorkspaces
+			if allWorkspaces {
+				list = e.client().ListAllWorkspaces
+			}
+			l, err := list(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -52,6 +58,7 @@ func newWorkspaces(e *env) *cobra.Command {
 			return nil
 		},
 	}
+	list.Flags().BoolVar(&allWorkspaces, "all", false, "every account's workspaces, with their owner (admin only)")
 	get := &cobra.Command{
 		Use:   "get NAME",
 		Short: "Show a workspace",
@@ -147,8 +154,15 @@ func newDefault(e *env) *cobra.Command {
 
 func printWorkspaces(w io.Writer, list []api.Workspace) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	owners := slices.ContainsFunc(list, func(x api.Workspace) bool { return x.AccountID != "" })
+	if owners {
+		fmt.Fprint(tw, "ACCOUNT\t")
+	}
 	fmt.Fprintln(tw, "NAME\tID\tIMAGE\tDEFAULT\tSESSION\tSIZE\tCREATED")
 	for _, x := range list {
+		if owners {
+			fmt.Fprintf(tw, "%s\t", x.AccountID)
+		}
 		sess := "-"
 		if x.SessionID != nil {
 			sess = *x.SessionID

@@ -17,12 +17,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/chaserhq/chaser/client"
 	"github.com/chaserhq/chaser/internal/account"
 	"github.com/chaserhq/chaser/internal/agent/fs"
+	"github.com/chaserhq/chaser/internal/connlimit"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
 	"github.com/chaserhq/chaser/internal/mcp"
@@ -66,6 +68,27 @@ type Config struct {
 	// whose pages may call the API with a Bearer key; none by default.
 	// CHASER_CORS_ORIGINS: comma-separated.
 	CORSOrigins []string
+
+	// ReadHeaderTimeout bounds the time a client may take to send a
+	// request's headers, also the first request of a new connection
+	// (CHASER_READ_HEADER_TIMEOUT).
+	ReadHeaderTimeout time.Duration
+	// HTTPIdleTimeout closes keep-alive connections idle this long between
+	// requests (CHASER_HTTP_IDLE_TIMEOUT).
+	HTTPIdleTimeout time.Duration
+	// BodyTimeout bounds the reading of a JSON request body
+	// (CHASER_BODY_TIMEOUT). There is no server-wide read or write timeout:
+	// it would cut streams, follows, terminals, uploads and `chaser dev`.
+	BodyTimeout time.Duration
+	// MaxConnsPerIP caps the connections of one client address (an IPv6
+	// /64), loopback included; 0 disables (CHASER_MAX_CONNS_PER_IP).
+	MaxConnsPerIP int
+	// MaxConns caps all connections; 0 disables (CHASER_MAX_CONNS). The
+	// default is 3/4 of the open-files limit.
+	MaxConns int
+	// MetricsAddr, when set, serves /metrics without a key on a listener
+	// of its own (CHASER_METRICS_ADDR); on Addr it needs the admin key.
+	MetricsAddr string
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -151,7 +174,36 @@ func Defaults() Config {
 		Domain:             os.Getenv("CHASER_DOMAIN"),
 		MCPProgress:        durationEnv("CHASER_MCP_PROGRESS_INTERVAL", mcp.DefaultProgressInterval),
 		CORSOrigins:        splitList(os.Getenv("CHASER_CORS_ORIGINS")),
+		ReadHeaderTimeout:  durationEnv("CHASER_READ_HEADER_TIMEOUT", 10*time.Second),
+		HTTPIdleTimeout:    durationEnv("CHASER_HTTP_IDLE_TIMEOUT", 90*time.Second),
+		BodyTimeout:        durationEnv("CHASER_BODY_TIMEOUT", time.Minute),
+		MaxConnsPerIP:      intEnv("CHASER_MAX_CONNS_PER_IP", 512),
+		MaxConns:           intEnv("CHASER_MAX_CONNS", defaultMaxConns()),
+		MetricsAddr:        os.Getenv("CHASER_METRICS_ADDR"),
 	}
+}
+
+// defaultMaxConns leaves a quarter of the open-files limit to sandboxes,
+// the store and the image cache.
+func defaultMaxConns() int {
+	lim := fileLimit()
+	if lim == 0 || lim > 1<<22 {
+		lim = 1 << 22
+	}
+	return int(max(lim*3/4, 64))
+}
+
+// intEnv reads a count; a bad value becomes -1, which Validate reports.
+func intEnv(k string, def int) int {
+	v := os.Getenv(k)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
 }
 
 // badDuration marks an environment value that is not a duration, for
@@ -176,6 +228,9 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--addr %q: want HOST:PORT", c.Addr))
 	}
+	if _, _, err := net.SplitHostPort(c.MetricsAddr); c.MetricsAddr != "" && err != nil {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--metrics-addr %q: want HOST:PORT", c.MetricsAddr))
+	}
 	if c.Runtime != "runc" && c.Runtime != "runsc" {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--runtime %q: use runc or runsc", c.Runtime))
 	}
@@ -184,6 +239,17 @@ func (c *Config) Validate() error {
 	}
 	if c.IdleTimeout == badDuration {
 		return errdefs.New(errdefs.ErrInvalidArgument, "CHASER_IDLE_TIMEOUT is not a duration (e.g. 10m)")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--read-header-timeout (CHASER_READ_HEADER_TIMEOUT)", c.ReadHeaderTimeout}, {"--http-idle-timeout (CHASER_HTTP_IDLE_TIMEOUT)", c.HTTPIdleTimeout}, {"--body-timeout (CHASER_BODY_TIMEOUT)", c.BodyTimeout}} {
+		if d.v <= 0 {
+			return errdefs.New(errdefs.ErrInvalidArgument, d.name+" must be a positive duration such as 10s")
+		}
+	}
+	if c.MaxConnsPerIP < 0 || c.MaxConns < 0 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "--max-conns-per-ip and --max-conns (CHASER_MAX_CONNS_PER_IP, CHASER_MAX_CONNS) take a count; 0 disables the cap")
 	}
 	if c.ReapInterval <= 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--reap-interval (CHASER_REAP_INTERVAL) must be a positive duration")
@@ -220,6 +286,34 @@ func (c *Config) Validate() error {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "chaser serve must run as root: it mounts root filesystems and drives "+c.Runtime)
 	}
 	return nil
+}
+
+// listen opens a TCP listener on addr with the connection caps of cfg.
+func listen(cfg Config, addr string, m *metrics.Metrics) (*connlimit.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return connlimit.New(l, connlimit.Config{
+		PerClient: cfg.MaxConnsPerIP, Total: cfg.MaxConns,
+		Rejected: func(reason string) { m.ConnsRefused.WithLabelValues(reason).Inc() },
+	}), nil
+}
+
+// metricsServer serves /metrics without a key, and nothing else: it is
+// for an address only the scraper reaches (--metrics-addr).
+func metricsServer(cfg Config, m *metrics.Metrics) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	return httpServer(cfg, mux)
+}
+
+// httpServer returns the server of h. It sets no ReadTimeout or
+// WriteTimeout: those would cut NDJSON streams, follow=1, SSE, WebSockets,
+// uploads and `chaser dev`. Idle and slow clients are cut by the header and
+// idle timeouts instead, bodies by per-handler deadlines.
+func httpServer(cfg Config, h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.HTTPIdleTimeout}
 }
 
 // Run serves until ctx ends, then destroys every sandbox and returns.
@@ -285,7 +379,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		log.Error("recovery left something behind", "err", err)
 	}
 
-	l, err := net.Listen("tcp", cfg.Addr)
+	if n, err := raiseFileLimit(); err != nil {
+		log.Warn("could not raise the open-files limit", "err", err)
+	} else {
+		log.Info("open-files limit", "nofile", n, "max_conns", cfg.MaxConns, "max_conns_per_ip", cfg.MaxConnsPerIP)
+	}
+	l, err := listen(cfg, cfg.Addr, m)
 	if err != nil {
 		return err
 	}
@@ -295,13 +394,28 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		l.Close()
 		return fmt.Errorf("record the listen address: %w", err)
 	}
+	m.OpenConnections(func() float64 { return float64(l.Open()) })
+	servers := []*http.Server{}
+	errc := make(chan error, 2)
+	if cfg.MetricsAddr != "" {
+		ml, err := listen(cfg, cfg.MetricsAddr, m)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		msrv := metricsServer(cfg, m)
+		servers = append(servers, msrv)
+		go func() { errc <- msrv.Serve(ml) }()
+		log.Info("metrics without a key", "addr", ml.Addr().String())
+	}
 	cookieKey, err := loadKey(filepath.Join(cfg.DataDir, "forward.key"))
 	if err != nil {
 		return fmt.Errorf("forward cookie key: %w", err)
 	}
 	handler := server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain).WithCookieKey(cookieKey).
-		WithMCPProgressInterval(cfg.MCPProgress).WithCORS(cfg.CORSOrigins)
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
+		WithMCPProgressInterval(cfg.MCPProgress).WithCORS(cfg.CORSOrigins).WithBodyTimeout(cfg.BodyTimeout)
+	srv := httpServer(cfg, handler)
+	servers = append(servers, srv)
 	// The background loops are joined before the sandboxes are torn down:
 	// a reap round still ending a session must not race the shutdown that
 	// destroys the same sessions (and the GC must not outlive the store).
@@ -312,7 +426,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	loops.Go(func() { sandboxes.RunReaper(loopCtx, cfg.ReapInterval) })
 	loops.Go(func() { sandboxes.RunHealth(loopCtx, cfg.HealthInterval) })
 	loops.Go(func() { images.RunGC(loopCtx, 10*time.Minute) })
-	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	log.Info("chaser serving", "addr", l.Addr().String(), "data_dir", cfg.DataDir, "runtime", rt.Name())
 
@@ -325,11 +438,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// Stop taking requests, give running ones a moment, cut long streams,
 	// then tear down every sandbox.
 	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := srv.Shutdown(hctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		log.Warn("http shutdown", "err", err)
+	for _, srv := range servers {
+		if err := srv.Shutdown(hctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			log.Warn("http shutdown", "err", err)
+		}
+		srv.Close()
 	}
 	hcancel()
-	srv.Close()
 	joinLoops()
 	sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

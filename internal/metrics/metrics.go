@@ -20,6 +20,7 @@ type Metrics struct {
 	SandboxFailures prometheus.Counter
 	SandboxDeletes  prometheus.Counter
 	Commands        *prometheus.CounterVec
+	ConnsRefused    *prometheus.CounterVec
 }
 
 // New returns metrics registered on a new registry, with Go and process
@@ -48,11 +49,22 @@ func New(active func() float64) *Metrics {
 		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chaser_commands_total", Help: "Commands started, by kind (sync, stream, background).",
 		}, []string{"kind"}),
+		ConnsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaser_http_connections_refused_total", Help: "Connections refused (429) by the cap that was full: client or total.",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.Requests, m.RequestDuration, m.SandboxCreate, m.SandboxFailures, m.SandboxDeletes, m.Commands,
+	reg.MustRegister(m.Requests, m.RequestDuration, m.SandboxCreate, m.SandboxFailures, m.SandboxDeletes, m.Commands, m.ConnsRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chaser_sandboxes_running", Help: "Sandboxes running now."}, active),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// OpenConnections registers the gauge of open HTTP connections, read from
+// open. Call it once per listener set.
+func (m *Metrics) OpenConnections(open func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "chaser_http_connections_open", Help: "HTTP connections held open now.",
+	}, open))
 }
 
 // Handler serves the metrics in the Prometheus text format.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/httpjson"
@@ -52,8 +53,39 @@ func errorLogOf(r *http.Request) errorLog {
 func writeJSON(w http.ResponseWriter, status int, v any) { httpjson.Write(w, status, v) }
 
 // decode reads a JSON body into v, answering the error itself. It reports
-// whether the handler may go on.
+// whether the handler may go on. The body must arrive within the server's
+// body timeout: a client that dribbles it holds a connection no longer.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	d := logAttrs(r).bodyTimeout
+	if d <= 0 {
+		return decodeBody(w, r, v)
+	}
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(d)
+	if rc.SetReadDeadline(deadline) != nil {
+		return decodeBody(w, r, v)
+	}
+	err := httpjson.Decode(w, r, v)
+	if err != nil && !time.Now().Before(deadline) {
+		// The deadline stays: the server would otherwise wait for the
+		// rest of the body before answering. The connection closes.
+		w.Header().Set("Connection", "close")
+		writeError(w, r, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("the request body did not arrive within %s (the server's --body-timeout)", d)))
+		return false
+	}
+	// Cleared before the handler goes on: on a kept-alive connection (and
+	// for the read that watches for a client gone while a stream is
+	// answered) it would outlive the body.
+	_ = rc.SetReadDeadline(time.Time{})
+	if err != nil {
+		writeError(w, r, err)
+		return false
+	}
+	return true
+}
+
+// decodeBody is decode without a deadline.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	if err := httpjson.Decode(w, r, v); err != nil {
 		writeError(w, r, err)
 		return false

@@ -34,11 +34,14 @@ type Server struct {
 	mux       *http.ServeMux
 	fwd       *forwarder
 	cors      cors // WithCORS; cors.go
+	// bodyTimeout bounds the reading of a JSON request body.
+	bodyTimeout time.Duration
 }
 
 // New returns the API server.
 func New(accounts *account.Service, sandboxes *sandbox.Service, m *metrics.Metrics, log *slog.Logger) *Server {
-	s := &Server{accounts: accounts, sandboxes: sandboxes, metrics: m, log: log.With("component", "server"), mux: http.NewServeMux()}
+	s := &Server{accounts: accounts, sandboxes: sandboxes, metrics: m, log: log.With("component", "server"), mux: http.NewServeMux(),
+		bodyTimeout: time.Minute}
 	s.mcp = mcp.New(sandboxes, log)
 	s.routes()
 	return s
@@ -46,7 +49,7 @@ func New(accounts *account.Service, sandboxes *sandbox.Service, m *metrics.Metri
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /healthz", s.healthz)
-	s.mux.Handle("GET /metrics", s.metrics.Handler())
+	s.handle("GET /metrics", s.metricsForAdmin)
 
 	s.handle("POST /v1/accounts", s.createAccount)
 	s.handle("GET /v1/account", s.whoami)
@@ -128,6 +131,15 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "runtime": s.sandboxes.RuntimeName()})
 }
 
+// WithBodyTimeout sets how long a client may take to send a JSON request
+// body (default one minute).
+func (s *Server) WithBodyTimeout(d time.Duration) *Server {
+	if d > 0 {
+		s.bodyTimeout = d
+	}
+	return s
+}
+
 type ctxKey struct{}
 
 // reqAttrs are filled in by handlers for the access log.
@@ -135,6 +147,8 @@ type reqAttrs struct {
 	account string
 	session string
 	err     string // the message of an error answer
+	// bodyTimeout is the server's, for decode.
+	bodyTimeout time.Duration
 }
 
 func logAttrs(r *http.Request) *reqAttrs {
@@ -178,7 +192,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rid = hex.EncodeToString(b)
 	}
 	w.Header().Set("X-Request-Id", rid)
-	attrs := &reqAttrs{}
+	attrs := &reqAttrs{bodyTimeout: s.bodyTimeout}
 	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, attrs))
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() {

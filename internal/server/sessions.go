@@ -25,7 +25,17 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request, acct stor
 }
 
 func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, acct store.Account) {
-	list, err := s.sandboxes.List(r.Context(), acct)
+	all, err := queryAll(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var list []api.Session
+	if all {
+		list, err = s.sandboxes.ListAll(r.Context(), acct)
+	} else {
+		list, err = s.sandboxes.List(r.Context(), acct)
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return

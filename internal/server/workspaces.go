@@ -22,7 +22,17 @@ func (s *Server) createWorkspace(w http.ResponseWriter, r *http.Request, acct st
 }
 
 func (s *Server) listWorkspaces(w http.ResponseWriter, r *http.Request, acct store.Account) {
-	list, err := s.sandboxes.ListWorkspaces(r.Context(), acct)
+	all, err := queryAll(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var list []api.Workspace
+	if all {
+		list, err = s.sandboxes.ListAllWorkspaces(r.Context(), acct)
+	} else {
+		list, err = s.sandboxes.ListWorkspaces(r.Context(), acct)
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return
