@@ -253,7 +253,8 @@ func TestImageBadInput(t *testing.T) {
 	corruptLayer := imagetest.Layer(t, imagetest.Entry{Name: "etc/corrupt", Body: []byte(strings.Repeat("corrupt me ", 1000))})
 	corrupt := f.reg.Push(t, "test/corrupt:v1", imagetest.Image(t, v1.Config{}, f.base, corruptLayer))
 	f.reg.Corrupt(imagetest.LayerDigest(t, corruptLayer))
-	s := newServer(t, "--insecure-registry", f.reg.Host)
+	// 127.0.0.1:1 is listed, so that pulls reach it and find nothing there.
+	s := newServer(t, "--insecure-registry", f.reg.Host, "--allow-registry", "127.0.0.1:1")
 	key := s.account(t, "free")
 
 	for _, tc := range []struct {

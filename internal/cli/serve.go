@@ -38,6 +38,7 @@ CHASER_DOMAIN and CHASER_INSECURE_REGISTRIES (comma-separated).`,
 	f.DurationVar(&cfg.ReapInterval, "reap-interval", cfg.ReapInterval, "how often expired and idle sessions are looked for")
 	f.Var(&cfg.MaxFileSize, "max-file-size", "largest file per upload or download, e.g. 16MB or 1GiB (env CHASER_MAX_FILE_SIZE)")
 	f.StringArrayVar(&cfg.InsecureRegistries, "insecure-registry", cfg.InsecureRegistries, "registry HOST:PORT that may be reached over plain HTTP (repeatable)")
+	f.StringArrayVar(&cfg.AllowRegistries, "allow-registry", cfg.AllowRegistries, "registry HOST[:PORT] that pulls may reach on a loopback, private or this host's own address (repeatable)")
 	f.StringVar(&cfg.Domain, "domain", cfg.Domain, "serve host-style forward URLs on SESSION.DOMAIN (e.g. chaser.example.com, or localhost)")
 	f.DurationVar(&cfg.MCPProgress, "mcp-progress-interval", cfg.MCPProgress, "how often a long MCP tool call reports progress (at most 10s)")
 	f.BoolVar(&debug, "debug", false, "log at debug level")

@@ -25,6 +25,7 @@ import (
 	"github.com/chaserhq/chaser/internal/image"
 	"github.com/chaserhq/chaser/internal/mcp"
 	"github.com/chaserhq/chaser/internal/metrics"
+	"github.com/chaserhq/chaser/internal/netguard"
 	"github.com/chaserhq/chaser/internal/runtime/oci"
 	"github.com/chaserhq/chaser/internal/sandbox"
 	"github.com/chaserhq/chaser/internal/server"
@@ -48,7 +49,11 @@ type Config struct {
 	// InsecureRegistries may be reached over plain HTTP (HOST or
 	// HOST:PORT). CHASER_INSECURE_REGISTRIES: comma-separated.
 	InsecureRegistries []string
-	Domain             string // CHASER_DOMAIN: host-style forwarding on {session}.{Domain}; off when empty
+	// AllowRegistries may be pulled from even on loopback, private,
+	// link-local or this host's own addresses, which pulls otherwise never
+	// reach (HOST or HOST:PORT). CHASER_ALLOW_REGISTRIES: comma-separated.
+	AllowRegistries []string
+	Domain          string // CHASER_DOMAIN: host-style forwarding on {session}.{Domain}; off when empty
 	// MCPProgress is how often a long MCP tool call reports progress
 	// (CHASER_MCP_PROGRESS_INTERVAL); at most 10s.
 	MCPProgress time.Duration
@@ -123,6 +128,7 @@ func Defaults() Config {
 		IdleTimeout:        durationEnv("CHASER_IDLE_TIMEOUT", 0),
 		ReapInterval:       durationEnv("CHASER_REAP_INTERVAL", 15*time.Second),
 		InsecureRegistries: splitList(os.Getenv("CHASER_INSECURE_REGISTRIES")),
+		AllowRegistries:    splitList(os.Getenv("CHASER_ALLOW_REGISTRIES")),
 		Domain:             os.Getenv("CHASER_DOMAIN"),
 		MCPProgress:        durationEnv("CHASER_MCP_PROGRESS_INTERVAL", mcp.DefaultProgressInterval),
 	}
@@ -172,6 +178,11 @@ func (c *Config) Validate() error {
 	}
 	if err := validateRegistries(c.InsecureRegistries); err != nil {
 		return err
+	}
+	for _, h := range c.AllowRegistries {
+		if err := netguard.CheckHost(h); err != nil {
+			return errdefs.New(errdefs.ErrInvalidArgument, "--allow-registry "+err.Error())
+		}
 	}
 	if err := validateDomain(c.Domain); err != nil {
 		return err
@@ -224,7 +235,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	images, err := image.NewStore(filepath.Join(cfg.DataDir, "images"), log, image.WithInsecureRegistries(cfg.InsecureRegistries))
+	images, err := image.NewStore(filepath.Join(cfg.DataDir, "images"), log, image.WithInsecureRegistries(cfg.InsecureRegistries),
+		image.WithAllowedRegistries(cfg.AllowRegistries))
 	if err != nil {
 		return err
 	}

@@ -65,6 +65,7 @@ type Store struct {
 
 	insecure map[string]bool
 	keychain authn.Keychain
+	guard    guard // the registries pulls may reach, and the transport (dialer.go)
 
 	// mu guards state and leases. It is never held across network or
 	// disk-heavy work, only across the small state file's rewrite.

@@ -52,18 +52,9 @@ func (s *Store) remoteOptions(ctx context.Context) []remote.Option {
 		remote.WithPlatform(Platform()),
 		remote.WithRetryBackoff(remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}),
 		remote.WithUserAgent("chaser"),
-		remote.WithTransport(&plainHTTPGuard{base: registryTransport, insecure: s.insecure}),
+		remote.WithTransport(&plainHTTPGuard{base: s.transport(), insecure: s.insecure}),
 	}
 }
-
-// registryTransport is go-containerregistry's transport with a bound on
-// the wait for response headers: a registry that accepts connections but
-// never answers must not hold a create for the whole pull timeout.
-var registryTransport = func() http.RoundTripper {
-	t := remote.DefaultTransport.(*http.Transport).Clone()
-	t.ResponseHeaderTimeout = 30 * time.Second
-	return t
-}()
 
 // plainHTTPGuard refuses plain-HTTP requests except to loopback addresses
 // and registries listed with --insecure-registry. go-containerregistry on
@@ -93,6 +84,9 @@ func isLoopback(host string) bool {
 // registryError turns an error of a registry call into an error of the
 // right class that names the image and the registry.
 func registryError(ref name.Reference, err error) error {
+	if gerr := guardError(ref, err); gerr != nil {
+		return gerr
+	}
 	reg := ref.Context().RegistryStr()
 	var terr *transport.Error
 	if errors.As(err, &terr) {
