@@ -96,6 +96,10 @@ func TestAgentUnreachable(t *testing.T) {
 		if res := exec("sleep 30 & pid=$!; python3 /tmp/ptrace.py $pid; kill $pid"); res.Stdout != "ok\n" {
 			t.Errorf("PTRACE_ATTACH to an own child gave %q (stderr %q), want ok", res.Stdout, res.Stderr)
 		}
+		// Also as another user: the flag resets at execve whoever runs.
+		if res := exec("setpriv --reuid 65534 --regid 65534 --clear-groups sh -c 'sleep 30 & pid=$!; python3 /tmp/ptrace.py $pid; kill $pid'"); res.Stdout != "ok\n" {
+			t.Errorf("PTRACE_ATTACH to an own child as uid 65534 gave %q (stderr %q), want ok", res.Stdout, res.Stderr)
+		}
 		if res := exec("strace -f -o /dev/null sh -c 'echo traced'"); res.Stdout != "traced\n" || res.ExitCode != 0 {
 			t.Errorf("strace: %+v", res)
 		}
