@@ -256,7 +256,8 @@ func TestImageBadInput(t *testing.T) {
 	corruptLayer := imagetest.Layer(t, imagetest.Entry{Name: "etc/corrupt", Body: []byte(strings.Repeat("corrupt me ", 1000))})
 	corrupt := f.reg.Push(t, "test/corrupt:v1", imagetest.Image(t, v1.Config{}, f.base, corruptLayer))
 	f.reg.Corrupt(imagetest.LayerDigest(t, corruptLayer))
-	s := newServer(t, "--insecure-registry", f.reg.Host)
+	// 127.0.0.1:1 is listed, so that pulls reach it and find nothing there.
+	s := newServer(t, "--insecure-registry", f.reg.Host, "--allow-registry", "127.0.0.1:1")
 	key := s.account(t, "free")
 
 	for _, tc := range []struct {
@@ -618,12 +619,14 @@ func pullStatus(t *testing.T, s *Server, key, ref string) (int, []byte) {
 // TestImageRegistryTLS pulls from an HTTPS registry whose certificate is
 // signed by its own CA: refused with a hint until the server trusts the
 // CA, the way Docker does (certs.d/HOST/ca.crt) or Go does (SSL_CERT_FILE),
-// or the registry is listed with --insecure-registry.
+// or the registry is listed with --insecure-registry. The registry is on
+// loopback, so it is listed with --allow-registry too; trusting its CA
+// does not make an unlisted one reachable.
 func TestImageRegistryTLS(t *testing.T) {
 	reg := imagetest.StartTLSRegistry(t)
 	ref := reg.Push(t, "test/tls:v1", imagetest.Image(t, v1.Config{Env: []string{"PATH=/bin"}}, imagetest.BusyboxLayer(t)))
 	certs := t.TempDir()
-	s := newServer(t, "--registry-certs-dir", certs)
+	s := newServer(t, "--registry-certs-dir", certs, "--allow-registry", reg.Host)
 	key := s.account(t, "paid")
 
 	status, b := pullStatus(t, s, key, ref)
@@ -657,7 +660,7 @@ func TestImageRegistryTLS(t *testing.T) {
 		caFile := filepath.Join(t.TempDir(), "ca.pem")
 		os.WriteFile(caFile, reg.CA, 0o644)
 		t.Setenv("SSL_CERT_FILE", caFile)
-		s := newServer(t, "--registry-certs-dir", t.TempDir())
+		s := newServer(t, "--registry-certs-dir", t.TempDir(), "--allow-registry", reg.Host)
 		if status, b := pullStatus(t, s, s.AdminKey, ref); status != 200 {
 			t.Errorf("pull with the CA in SSL_CERT_FILE: %d %s", status, b)
 		}
@@ -668,10 +671,21 @@ func TestImageRegistryTLS(t *testing.T) {
 			t.Errorf("pull from a listed registry: %d %s", status, b)
 		}
 	})
+	t.Run("a trusted CA does not list a loopback registry", func(t *testing.T) {
+		s := newServer(t, "--registry-certs-dir", certs) // certs holds its ca.crt by now
+		status, b := pullStatus(t, s, s.AdminKey, ref)
+		expectError(t, status, b, 403, "permission_denied")
+		if !strings.Contains(string(b), "--allow-registry "+reg.Host) {
+			t.Errorf("refusal does not name --allow-registry %s: %s", reg.Host, b)
+		}
+	})
 }
 
 // TestImageRegistryErrorHints: "start the server with --insecure-registry
-// H" is suggested only where that flag would help.
+// H" is suggested only where that flag would help. The loopback registries
+// are listed with --allow-registry, so that the pulls reach them and these
+// cases test the hints; an unlisted one is refused before any hint (and
+// alike whether it is up or down: TestImagePullNoSSRF).
 func TestImageRegistryErrorHints(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -681,23 +695,28 @@ func TestImageRegistryErrorHints(t *testing.T) {
 	l.Close()
 	tlsReg := imagetest.StartTLSRegistry(t)
 	tlsRef := tlsReg.Push(t, "test/tls:v1", imagetest.Image(t, v1.Config{}, imagetest.BusyboxLayer(t)))
-	s := newServer(t, "--registry-certs-dir", t.TempDir(), "--insecure-registry", down)
+	unlisted := closedPort(t)
+	s := newServer(t, "--registry-certs-dir", t.TempDir(), "--insecure-registry", down,
+		"--allow-registry", "127.0.0.1:1", "--allow-registry", tlsReg.Host)
 	key := s.account(t, "free")
 
 	for _, tc := range []struct {
 		name, ref, naming string
+		status            int
+		code              string
 		hint              bool
 	}{
-		{"listed as insecure but down", down + "/test/x:v1", down, false},
-		{"loopback registry down", "127.0.0.1:1/test/x:v1", "127.0.0.1:1", false},
+		{"listed as insecure but down", down + "/test/x:v1", down, 503, "unavailable", false},
+		{"loopback registry down", "127.0.0.1:1/test/x:v1", "127.0.0.1:1", 503, "unavailable", false},
 		// A DNS failure of a public host is covered by TestConnectionHints
 		// (internal/image): looking a name up here would send a query to
 		// the machine's resolver, and tests talk only to this machine.
-		{"TLS failure to an unlisted registry", tlsRef, tlsReg.Host, true},
+		{"TLS failure to a registry not listed as insecure", tlsRef, tlsReg.Host, 503, "unavailable", true},
+		{"unlisted loopback registry: --allow-registry only", unlisted + "/test/x:v1", "--allow-registry " + unlisted, 403, "permission_denied", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, b := pullStatus(t, s, key, tc.ref)
-			expectError(t, status, b, 503, "unavailable")
+			expectError(t, status, b, tc.status, tc.code)
 			t.Logf("%s", b)
 			if !strings.Contains(string(b), tc.naming) {
 				t.Errorf("error does not name %s: %s", tc.naming, b)
@@ -732,7 +751,7 @@ func TestImageRegistryCredentials(t *testing.T) {
 	write(authFile, authJSON)
 	t.Setenv("DOCKER_CONFIG", dockerDir)
 	t.Setenv("REGISTRY_AUTH_FILE", authFile)
-	s := newServer(t)
+	s := newServer(t, "--allow-registry", reg.Host) // on loopback
 	key := s.account(t, "paid")
 
 	if status, b := pullStatus(t, s, key, ref); status != 200 {
@@ -763,4 +782,12 @@ func TestImageRegistryCredentials(t *testing.T) {
 			write(filepath.Join(dockerDir, "config.json"), dockerConfig)
 		})
 	}
+	t.Run("credentials do not list a loopback registry", func(t *testing.T) {
+		s := newServer(t)
+		status, b := pullStatus(t, s, s.AdminKey, ref)
+		expectError(t, status, b, 403, "permission_denied")
+		if !strings.Contains(string(b), "--allow-registry "+reg.Host) {
+			t.Errorf("refusal does not name --allow-registry %s: %s", reg.Host, b)
+		}
+	})
 }

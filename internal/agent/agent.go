@@ -14,6 +14,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -97,8 +98,14 @@ func (a *Agent) Serve(ctx context.Context, l net.Listener) error {
 
 // Main is the entry point of `chaser agent`. It serves on the listening
 // socket at fd 3 (passed by the runtime) or on socketPath when set.
+//
+// The agent hardens itself first, before it starts any command (see
+// harden), and logs to stderr capped at LogLimit bytes.
 func Main(socketPath string) error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := harden(); err != nil {
+		return fmt.Errorf("make the agent non-dumpable: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(logWriter(os.Stderr, LogLimit), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	var l net.Listener
 	var err error
 	if socketPath != "" {

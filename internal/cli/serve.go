@@ -18,8 +18,8 @@ func newServe(e *env) *cobra.Command {
 		Long: `Run the Chaser server: the API, the sandboxes' control plane and data plane.
 On first start it creates an admin account and writes its API key to DATA_DIR/admin.key.
 Flags override CHASER_ADDR, CHASER_DATA_DIR, CHASER_RUNTIME, CHASER_DEFAULT_IMAGE,
-CHASER_DOMAIN, CHASER_INSECURE_REGISTRIES and CHASER_CORS_ORIGINS (both
-comma-separated), and the CHASER_* variable named after each other flag
+CHASER_DOMAIN, CHASER_INSECURE_REGISTRIES, CHASER_ALLOW_REGISTRIES and
+CHASER_CORS_ORIGINS (the last three comma-separated), and the CHASER_* variable named after each other flag
 (CHASER_MAX_CONNS_PER_IP, ...).
 
 Connections over --max-conns-per-ip or --max-conns are answered 429 Too Many
@@ -46,6 +46,7 @@ timeout (streams, terminals and uploads last as long as they need).`,
 	f.Var(&cfg.MaxFileSize, "max-file-size", "largest file per upload or download, e.g. 16MB or 1GiB (env CHASER_MAX_FILE_SIZE)")
 	f.StringArrayVar(&cfg.InsecureRegistries, "insecure-registry", cfg.InsecureRegistries, "registry HOST:PORT that may be reached over plain HTTP (repeatable)")
 	f.StringVar(&cfg.RegistryCertsDir, "registry-certs-dir", cfg.RegistryCertsDir, "per-registry TLS certificates laid out as Docker's certs.d: HOST[:PORT]/ca.crt (env CHASER_REGISTRY_CERTS_DIR)")
+	f.StringArrayVar(&cfg.AllowRegistries, "allow-registry", cfg.AllowRegistries, "registry HOST[:PORT] that pulls may reach on a loopback, private or this host's own address (repeatable)")
 	f.StringVar(&cfg.Domain, "domain", cfg.Domain, "serve host-style forward URLs on SESSION.DOMAIN (e.g. chaser.example.com, or localhost)")
 	f.DurationVar(&cfg.MCPProgress, "mcp-progress-interval", cfg.MCPProgress, "how often a long MCP tool call reports progress (at most 10s)")
 	f.StringArrayVar(&cfg.CORSOrigins, "cors-origin", cfg.CORSOrigins, "let browser pages of ORIGIN (scheme://host[:port], or *) call the API with a key (repeatable; default none)")

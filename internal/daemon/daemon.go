@@ -29,6 +29,7 @@ import (
 	"github.com/chaserhq/chaser/internal/image"
 	"github.com/chaserhq/chaser/internal/mcp"
 	"github.com/chaserhq/chaser/internal/metrics"
+	"github.com/chaserhq/chaser/internal/netguard"
 	"github.com/chaserhq/chaser/internal/runtime/oci"
 	"github.com/chaserhq/chaser/internal/sandbox"
 	"github.com/chaserhq/chaser/internal/server"
@@ -60,7 +61,11 @@ type Config struct {
 	// Docker's certs.d (HOST[:PORT]/ca.crt ...). CHASER_REGISTRY_CERTS_DIR,
 	// default /etc/docker/certs.d.
 	RegistryCertsDir string
-	Domain           string // CHASER_DOMAIN: host-style forwarding on {session}.{Domain}; off when empty
+	// AllowRegistries may be pulled from even on loopback, private,
+	// link-local or this host's own addresses, which pulls otherwise never
+	// reach (HOST or HOST:PORT). CHASER_ALLOW_REGISTRIES: comma-separated.
+	AllowRegistries []string
+	Domain          string // CHASER_DOMAIN: host-style forwarding on {session}.{Domain}; off when empty
 	// MCPProgress is how often a long MCP tool call reports progress
 	// (CHASER_MCP_PROGRESS_INTERVAL); at most 10s.
 	MCPProgress time.Duration
@@ -171,6 +176,7 @@ func Defaults() Config {
 		HealthInterval:     durationEnv("CHASER_HEALTH_INTERVAL", sandbox.DefaultHealthInterval),
 		InsecureRegistries: splitList(os.Getenv("CHASER_INSECURE_REGISTRIES")),
 		RegistryCertsDir:   env("CHASER_REGISTRY_CERTS_DIR", image.DefaultCertsDir),
+		AllowRegistries:    splitList(os.Getenv("CHASER_ALLOW_REGISTRIES")),
 		Domain:             os.Getenv("CHASER_DOMAIN"),
 		MCPProgress:        durationEnv("CHASER_MCP_PROGRESS_INTERVAL", mcp.DefaultProgressInterval),
 		CORSOrigins:        splitList(os.Getenv("CHASER_CORS_ORIGINS")),
@@ -268,6 +274,11 @@ func (c *Config) Validate() error {
 	if err := validateRegistries(c.InsecureRegistries); err != nil {
 		return err
 	}
+	for _, h := range c.AllowRegistries {
+		if err := netguard.CheckHost(h); err != nil {
+			return errdefs.New(errdefs.ErrInvalidArgument, "--allow-registry "+err.Error())
+		}
+	}
 	if err := validateDomain(c.Domain); err != nil {
 		return err
 	}
@@ -351,7 +362,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	images, err := image.NewStore(filepath.Join(cfg.DataDir, "images"), log,
-		image.WithInsecureRegistries(cfg.InsecureRegistries), image.WithCertsDir(cfg.RegistryCertsDir))
+		image.WithInsecureRegistries(cfg.InsecureRegistries), image.WithCertsDir(cfg.RegistryCertsDir),
+		image.WithAllowedRegistries(cfg.AllowRegistries))
 	if err != nil {
 		return err
 	}

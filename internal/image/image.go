@@ -67,6 +67,7 @@ type Store struct {
 	insecure  map[string]bool
 	keychain  authn.Keychain
 	certsDir  string
+	guard     guard             // the registries pulls may reach besides public addresses (dialer.go)
 	transport http.RoundTripper // of every registry call, built by NewStore
 
 	// mu guards state and leases. It is never held across network or
@@ -123,7 +124,7 @@ func NewStore(dir string, log *slog.Logger, opts ...Option) (*Store, error) {
 	for _, o := range opts {
 		o(s)
 	}
-	s.transport = newRegistryTransport(s.certsDir, s.insecure)
+	s.transport = newRegistryTransport(s.certsDir, s.insecure, s.guardDialer())
 	host, err := buildHost(dir)
 	if err != nil {
 		return nil, fmt.Errorf("host image: %w", err)

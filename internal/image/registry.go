@@ -59,13 +59,17 @@ func (s *Store) remoteOptions(ctx context.Context) []remote.Option {
 }
 
 // newRegistryTransport returns the transport of every registry call:
-// go-containerregistry's, with a bound on the wait for response headers (a
-// registry that accepts connections but never answers must not hold a
-// create for the whole pull timeout), TLS settings per registry from
-// certsDir (tlsTransport), and plain HTTP only where allowed
-// (plainHTTPGuard).
-func newRegistryTransport(certsDir string, insecure map[string]bool) http.RoundTripper {
+// go-containerregistry's, dialling through dial (the store's guard, see
+// dialer.go: every connection, whatever registry, token realm or redirect
+// it is for, and whatever per-registry TLS settings apply), with a bound
+// on the wait for response headers (a registry that accepts connections
+// but never answers must not hold a create for the whole pull timeout),
+// TLS settings per registry from certsDir (tlsTransport, whose per-host
+// transports are clones of this one and so dial the same way), and plain
+// HTTP only where allowed (plainHTTPGuard).
+func newRegistryTransport(certsDir string, insecure map[string]bool, dial func(ctx context.Context, network, addr string) (net.Conn, error)) http.RoundTripper {
 	t := remote.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = dial
 	t.ResponseHeaderTimeout = 30 * time.Second
 	return &plainHTTPGuard{base: newTLSTransport(t, certsDir, insecure), insecure: insecure}
 }
@@ -98,6 +102,12 @@ func isLoopback(host string) bool {
 // registryError turns an error of a registry call into an error of the
 // right class that names the image and the registry.
 func (s *Store) registryError(ref name.Reference, err error) error {
+	// The guard's refusal first: it must read the same whatever else
+	// failed on the way (an open or a closed port), and no hint below
+	// applies to it.
+	if gerr := guardError(ref, err); gerr != nil {
+		return gerr
+	}
 	reg := ref.Context().RegistryStr()
 	var cfe *configFileError
 	if errors.As(err, &cfe) {
