@@ -202,15 +202,30 @@ func TestConnectionFloodFromOneAddress(t *testing.T) {
 		t.Fatal("the 429 has no Retry-After")
 	}
 
-	// An HTTP client on the flooding address is told why.
-	resp, err := httpFrom("127.0.0.2", 5*time.Second).Get(s.URL + "/healthz")
-	if err != nil {
-		t.Fatalf("GET /healthz from the flooding address: %v", err)
+	// An HTTP client on the flooding address is told why. The flood's
+	// connections come and go (the header timeout cuts them, refused ones
+	// come back after 100 ms), so a slot may be free for a moment: ask a
+	// few times and expect the 429 while the address is over its cap.
+	var last string
+	for range 50 {
+		resp, err := httpFrom("127.0.0.2", 5*time.Second).Get(s.URL + "/healthz")
+		if err != nil {
+			t.Fatalf("GET /healthz from the flooding address: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			if resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "too many connections") {
+				t.Fatalf("from the flooding address: %s %s", resp.Status, body)
+			}
+			last = ""
+			break
+		}
+		last = resp.Status + " " + string(body)
+		time.Sleep(20 * time.Millisecond)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "too many connections") {
-		t.Fatalf("from the flooding address: %s %s", resp.Status, body)
+	if last != "" {
+		t.Fatalf("from the flooding address, never refused; last answer: %s", last)
 	}
 }
 
