@@ -90,7 +90,7 @@ type BackgroundStarted struct {
 }
 
 // Event is one line of an NDJSON exec stream. Type is "stdout", "stderr",
-// "exit" or "error". Data holds output; when it is not valid UTF-8 it is
+// "gap", "exit" or "error". Data holds output; when it is not valid UTF-8 it is
 // base64 and Encoding is "base64", so binary output survives losslessly.
 type Event struct {
 	Type     string `json:"type"`
@@ -100,6 +100,13 @@ type Event struct {
 	TimedOut bool   `json:"timed_out,omitempty"`
 	Signal   string `json:"signal,omitempty"`
 	Message  string `json:"message,omitempty"`
+	// Offset and Size give the byte range of the combined output that a
+	// "gap" event reports as dropped: the reader fell further behind than
+	// the kept output reaches. Resume-safe offsets for ?offset=.
+	Offset *int64 `json:"offset,omitempty"`
+	Size   int64  `json:"size,omitempty"`
+	// OutputTruncated is set on the exit event when the stream had gaps.
+	OutputTruncated bool `json:"output_truncated,omitempty"`
 }
 
 // Command statuses.

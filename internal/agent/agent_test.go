@@ -59,7 +59,7 @@ func TestAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := c.Output(ctx, cmd.ID, 0, true, "raw")
+	resp, err := c.Output(ctx, cmd.ID, 0, true, false, "raw")
 	if err != nil {
 		t.Fatal(err)
 	}

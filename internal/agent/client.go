@@ -112,11 +112,16 @@ func (c *Client) Command(ctx context.Context, id string) (api.Command, error) {
 }
 
 // Output opens a command's output from offset; format is "raw" or "ndjson".
-// The caller closes the body.
-func (c *Client) Output(ctx context.Context, id string, offset int64, follow bool, format string) (*http.Response, error) {
+// With pace the caller paces a foreground command: it gets every byte, and
+// the command waits while the caller reads slowly. The caller closes the
+// body.
+func (c *Client) Output(ctx context.Context, id string, offset int64, follow, pace bool, format string) (*http.Response, error) {
 	q := url.Values{"offset": {strconv.FormatInt(offset, 10)}, "format": {format}}
 	if follow {
 		q.Set("follow", "1")
+	}
+	if pace {
+		q.Set("pace", "1")
 	}
 	resp, err := c.Do(ctx, http.MethodGet, "/v1/processes/"+url.PathEscape(id)+"/output?"+q.Encode(), nil, nil)
 	if err != nil {

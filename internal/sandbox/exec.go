@@ -103,7 +103,7 @@ func (s *Service) Run(ctx context.Context, acct store.Account, id string, req ap
 
 // follow streams a command's events from its start until its exit event.
 func follow(ctx context.Context, c *agent.Client, cid string, emit func(api.Event) error) error {
-	resp, err := c.Output(ctx, cid, 0, true, "ndjson")
+	resp, err := c.Output(ctx, cid, 0, true, true, "ndjson")
 	if err != nil {
 		return err
 	}
@@ -152,6 +152,9 @@ func (s *Service) ExecWatch(ctx context.Context, acct store.Account, id string, 
 			buf = &stdout
 		case "stderr":
 			buf = &stderr
+		case "gap":
+			res.OutputTruncated = true
+			return nil
 		case "exit":
 			if ev.ExitCode != nil {
 				res.ExitCode = *ev.ExitCode

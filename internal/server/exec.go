@@ -141,7 +141,7 @@ func (s *Server) commandOutput(w http.ResponseWriter, r *http.Request, acct stor
 		return
 	}
 	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
-	resp, err := c.Output(r.Context(), r.PathValue("cid"), off, follow, format)
+	resp, err := c.Output(r.Context(), r.PathValue("cid"), off, follow, false, format)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -150,8 +150,17 @@ func (s *Server) commandOutput(w http.ResponseWriter, r *http.Request, acct stor
 	for _, h := range []string{"Content-Type", "X-Output-Start"} {
 		w.Header().Set(h, resp.Header.Get(h))
 	}
+	for k := range resp.Trailer {
+		w.Header().Add("Trailer", k)
+	}
 	w.WriteHeader(http.StatusOK)
 	flushCopy(w, resp.Body)
+	// A raw stream that fell behind ends at the gap and says so.
+	for k, v := range resp.Trailer {
+		if len(v) > 0 && v[0] != "" {
+			w.Header().Set(k, v[0])
+		}
+	}
 }
 
 // flushCopy copies src to w, flushing after every read so streams are live.

@@ -28,9 +28,14 @@ const (
 	DefaultOutputLimit = 4 << 20
 	// DefaultKeepExited is how many exited commands are remembered.
 	DefaultKeepExited = 64
-	// drainGrace is how long output is still read after the command itself
-	// exited, for grandchildren that hold its pipes open (`sleep 100 &`).
+	// drainGrace is how long a read of the pipes may wait for output after
+	// the command itself exited, for grandchildren that hold them open
+	// (`sleep 100 &`). Time spent waiting for a paced reader does not count.
 	drainGrace = 200 * time.Millisecond
+	// drainLimit bounds what is still read after the command exited: what
+	// its pipes held (at most 1 MiB by default) and little more, so a
+	// grandchild that keeps writing (`yes &`) cannot keep it from ending.
+	drainLimit = 4 << 20
 )
 
 // Spec says what to run.
@@ -43,6 +48,10 @@ type Spec struct {
 	Stdin      []byte        // written to stdin first
 	StdinOpen  bool          // keep stdin open after Stdin for WriteStdin
 	Background bool          // recorded for listings only
+	// Paced makes the output wait for its pacing reader instead of
+	// dropping unread bytes (see Output): a foreground command's caller
+	// gets every byte, and a slow caller slows the command down.
+	Paced bool
 	// Credential, when set, is the user the command runs as (the image's
 	// USER); the agent itself stays root.
 	Credential *syscall.Credential
@@ -85,6 +94,7 @@ type Process struct {
 	stdin   io.WriteCloser // nil once closed
 
 	done     chan struct{} // closed after exit and output drained
+	exiting  chan struct{} // closed when the command itself exited
 	mu       sync.Mutex
 	status   syscall.WaitStatus
 	exitedAt time.Time
@@ -123,9 +133,13 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 		Spec:      spec,
 		StartedAt: time.Now(),
 		Output:    NewOutput(m.outputLimit),
+		exiting:   make(chan struct{}),
 		done:      make(chan struct{}),
 	}
 	p.Spec.Stdin = nil
+	if spec.Paced {
+		p.Output = NewPacedOutput(m.outputLimit)
+	}
 
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -206,17 +220,13 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 		if timer != nil {
 			timer.Stop()
 		}
-		drained := make(chan struct{})
-		go func() { readers.Wait(); close(drained) }()
-		select {
-		case <-drained:
-		case <-time.After(drainGrace):
-			// Grandchildren still hold the pipes: stop reading, the
-			// command itself is over.
-			outR.Close()
-			errR.Close()
-			<-drained
-		}
+		// Bound the pipe reads from now on: grandchildren may hold the
+		// pipes open. A read already waiting gets the deadline here, the
+		// next ones in copyOut.
+		close(p.exiting)
+		_ = outR.SetReadDeadline(time.Now().Add(drainGrace))
+		_ = errR.SetReadDeadline(time.Now().Add(drainGrace))
+		readers.Wait()
 		p.CloseStdin()
 		p.Output.Close()
 		close(p.done)
@@ -231,18 +241,42 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 	return p, nil
 }
 
+// copyOut copies one pipe into the output until it ends or, once the
+// command exited, stays quiet for drainGrace or gave drainLimit more bytes.
+// Append may wait for a paced reader: that is what holds the command back.
 func (p *Process) copyOut(wg *sync.WaitGroup, r *os.File, s Stream) {
 	defer wg.Done()
 	defer r.Close()
 	buf := make([]byte, 32<<10)
+	drained := 0
 	for {
+		select {
+		case <-p.exiting:
+			if drained >= drainLimit {
+				return
+			}
+			_ = r.SetReadDeadline(time.Now().Add(drainGrace))
+		default:
+		}
 		n, err := r.Read(buf)
 		if n > 0 {
 			p.Output.Append(s, buf[:n])
+			if p.isExiting() {
+				drained += n
+			}
 		}
 		if err != nil {
 			return
 		}
+	}
+}
+
+func (p *Process) isExiting() bool {
+	select {
+	case <-p.exiting:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -1,0 +1,266 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chaserhq/chaser/api"
+)
+
+// eventBytes returns the output bytes an event carries.
+func eventBytes(t *testing.T, ev api.Event) []byte {
+	t.Helper()
+	if ev.Encoding == "base64" {
+		return decodeB64(t, ev.Data)
+	}
+	return []byte(ev.Data)
+}
+
+// seqOutput is what `seq 1 n` prints.
+func seqOutput(n int) []byte {
+	var b bytes.Buffer
+	for i := 1; i <= n; i++ {
+		b.WriteString(strconv.Itoa(i))
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// TestStreamDeliversEveryByte checks that a streamed exec delivers all of
+// its output to a reader slower than the command: the command is held back
+// (its pipe drained only as fast as the client reads), nothing is dropped.
+func TestStreamDeliversEveryByte(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "paid")
+	id := s.sandbox(t, key)
+	c := s.Client(key)
+	ctx := t.Context()
+
+	t.Run("checksummed binary", func(t *testing.T) {
+		// tee copies the random bytes to stdout and to sha256sum, whose
+		// sum arrives on stderr once every byte went through.
+		const size = 200 << 20
+		h := sha256.New()
+		var n int64
+		var stderr string
+		first := true
+		exit, err := c.ExecStream(ctx, id, api.ExecRequest{
+			Command: fmt.Sprintf("{ head -c %d /dev/urandom | tee /dev/fd/3 | sha256sum >&2; } 3>&1", size),
+		}, func(ev api.Event) error {
+			switch ev.Type {
+			case "stdout":
+				if first {
+					// Fall behind: the command runs ahead meanwhile.
+					first = false
+					time.Sleep(2 * time.Second)
+				}
+				b := eventBytes(t, ev)
+				h.Write(b)
+				n += int64(len(b))
+			case "stderr":
+				stderr += ev.Data
+			default:
+				t.Errorf("unexpected event %+v", ev)
+			}
+			return nil
+		})
+		if err != nil || exit.ExitCode == nil || *exit.ExitCode != 0 || exit.OutputTruncated {
+			t.Fatalf("exit = %+v, %v", exit, err)
+		}
+		want, _, _ := strings.Cut(stderr, " ")
+		if got := hex.EncodeToString(h.Sum(nil)); n != size || got != want {
+			t.Fatalf("received %d of %d bytes, sha256 %s, the command saw %q", n, size, got, stderr)
+		}
+	})
+
+	t.Run("seq with a slow reader", func(t *testing.T) {
+		const count = 2_000_000
+		want := seqOutput(count)
+		var got bytes.Buffer
+		events := 0
+		exit, err := c.ExecStream(ctx, id, api.ExecRequest{Command: fmt.Sprintf("seq 1 %d", count)}, func(ev api.Event) error {
+			if ev.Type != "stdout" {
+				t.Errorf("unexpected event %+v", ev)
+				return nil
+			}
+			events++
+			if events == 1 {
+				time.Sleep(time.Second)
+			} else if events%100 == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+			got.Write(eventBytes(t, ev))
+			return nil
+		})
+		if err != nil || exit.ExitCode == nil || *exit.ExitCode != 0 {
+			t.Fatalf("exit = %+v, %v", exit, err)
+		}
+		if !bytes.Equal(got.Bytes(), want) {
+			i := 0
+			for i < got.Len() && i < len(want) && got.Bytes()[i] == want[i] {
+				i++
+			}
+			t.Fatalf("received %d of %d bytes, first difference at byte %d", got.Len(), len(want), i)
+		}
+	})
+}
+
+// checkGapped checks the events of a followed `seq` against its output:
+// every byte arrives in order or is reported by a gap event with its exact
+// range, and the exit event says output was dropped exactly when some was.
+func checkGapped(t *testing.T, want []byte, events []api.Event) (gaps int) {
+	t.Helper()
+	var pos int64
+	for _, ev := range events {
+		switch ev.Type {
+		case "gap":
+			if ev.Offset == nil || *ev.Offset != pos || ev.Size <= 0 {
+				t.Fatalf("gap %+v at position %d", ev, pos)
+			}
+			pos += ev.Size
+			gaps++
+		case "stdout":
+			b := []byte(ev.Data)
+			if !bytes.HasPrefix(want[pos:], b) {
+				t.Fatalf("output at %d differs from seq's", pos)
+			}
+			if pos+int64(len(b)) > int64(len(want)) || !bytes.Equal(b, want[pos:pos+int64(len(b))]) {
+				t.Fatalf("output at %d differs from seq's", pos)
+			}
+			pos += int64(len(b))
+		case "exit":
+			if pos != int64(len(want)) {
+				t.Fatalf("exit after %d of %d bytes, unaccounted for", pos, len(want))
+			}
+			if ev.OutputTruncated != (gaps > 0) {
+				t.Fatalf("exit %+v after %d gaps", ev, gaps)
+			}
+			return gaps
+		default:
+			t.Fatalf("unexpected event %+v", ev)
+		}
+	}
+	t.Fatal("no exit event")
+	return 0
+}
+
+// TestFollowReportsGaps checks that ?follow=1 of a background command whose
+// kept output (4 MiB) overflowed says exactly which bytes a reader missed.
+func TestFollowReportsGaps(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "paid")
+	id := s.sandbox(t, key)
+	c := s.Client(key)
+	ctx := t.Context()
+	const count = 2_000_000 // 14.9 MB of output
+	want := seqOutput(count)
+
+	t.Run("slow follower", func(t *testing.T) {
+		cid, err := c.StartBackground(ctx, id, api.ExecRequest{Command: fmt.Sprintf("seq 1 %d", count)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var events []api.Event
+		if _, err := c.Follow(ctx, id, cid, func(ev api.Event) error {
+			if len(events) == 0 {
+				time.Sleep(time.Second)
+			}
+			events = append(events, ev)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// Follow hands the exit event back instead of to fn.
+		cmd, err := c.Command(ctx, id, cid)
+		if err != nil || cmd.ExitCode == nil {
+			t.Fatalf("command = %+v, %v", cmd, err)
+		}
+		events = append(events, api.Event{Type: "exit", ExitCode: cmd.ExitCode, OutputTruncated: cmd.OutputStart > 0})
+		if checkGapped(t, want, events) == 0 {
+			t.Fatal("no gap reported although the command's output overflowed")
+		}
+	})
+
+	t.Run("slow raw follower", func(t *testing.T) {
+		cid, err := c.StartBackground(ctx, id, api.ExecRequest{Command: fmt.Sprintf("seq 1 %d", count)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequestWithContext(ctx, "GET", s.URL+"/v1/sessions/"+id+"/commands/"+cid+"/output?follow=1", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		raw := readAll(t, resp.Body, nil)
+		start, err := strconv.ParseInt(resp.Header.Get("X-Output-Start"), 10, 64)
+		if err != nil || !strings.HasPrefix(string(want[start:]), raw) {
+			t.Fatalf("raw output: start %q, %d bytes not seq's", resp.Header.Get("X-Output-Start"), len(raw))
+		}
+		// It fell behind: the answer ends at the gap and names it.
+		end := start + int64(len(raw))
+		gap := resp.Trailer.Get("X-Output-Gap")
+		from, to, _ := strings.Cut(gap, "-")
+		if end == int64(len(want)) || from != strconv.FormatInt(end, 10) || to <= from && len(to) <= len(from) {
+			t.Fatalf("raw output ends at %d of %d with gap %q", end, len(want), gap)
+		}
+	})
+
+	t.Run("after the end", func(t *testing.T) {
+		cid, err := c.StartBackground(ctx, id, api.ExecRequest{Command: fmt.Sprintf("seq 1 %d", count)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool {
+			cmd, err := c.Command(ctx, id, cid)
+			return err == nil && cmd.Status == api.CommandExited
+		})
+		// The wire format, NDJSON: a gap first, exit last.
+		code, body := s.do(t, key, "GET", "/v1/sessions/"+id+"/commands/"+cid+"/output?follow=1&format=ndjson", "")
+		if code != 200 {
+			t.Fatalf("output: %d %.200s", code, body)
+		}
+		var events []api.Event
+		sc := bufio.NewScanner(bytes.NewReader(body))
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var ev api.Event
+			decodeJSON(t, sc.Bytes(), &ev)
+			events = append(events, ev)
+		}
+		if len(events) == 0 || events[0].Type != "gap" || *events[0].Offset != 0 {
+			t.Fatalf("first of %d events is not a gap from 0", len(events))
+		}
+		if checkGapped(t, want, events) != 1 {
+			t.Fatal("want exactly one gap")
+		}
+
+		// Raw bytes: X-Output-Start says where they begin.
+		req, _ := http.NewRequestWithContext(ctx, "GET", s.URL+"/v1/sessions/"+id+"/commands/"+cid+"/output?follow=1", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := readAll(t, resp.Body, nil)
+		start, err := strconv.ParseInt(resp.Header.Get("X-Output-Start"), 10, 64)
+		if err != nil || start != *events[0].Offset+events[0].Size || raw != string(want[start:]) {
+			t.Fatalf("raw output: start %q, %d bytes", resp.Header.Get("X-Output-Start"), len(raw))
+		}
+		var cmd api.Command
+		_, b := s.do(t, key, "GET", "/v1/sessions/"+id+"/commands/"+cid, "")
+		decodeJSON(t, b, &cmd)
+		if cmd.OutputStart != start || cmd.OutputSize != int64(len(want)) {
+			t.Fatalf("command = %+v", cmd)
+		}
+	})
+}
