@@ -132,11 +132,20 @@ type Command struct {
 	// OutputStart is the offset of the oldest output still kept: output is
 	// bounded per command and the oldest bytes are dropped first.
 	OutputStart int64 `json:"output_start"`
+	// CommandTruncated is set in lists, which cut command texts to
+	// MaxListedCommand bytes; GET …/commands/{cid} has the whole text.
+	CommandTruncated bool `json:"command_truncated,omitempty"`
 }
 
-// CommandList is the body of GET /v1/sessions/{id}/commands.
+// MaxListedCommand is how many bytes of a command's text a list shows.
+const MaxListedCommand = 1024
+
+// CommandList is the body of GET /v1/sessions/{id}/commands: one page,
+// oldest first. NextToken, when set, fetches the next page
+// (?next_token=…); it is absent on the last page.
 type CommandList struct {
-	Commands []Command `json:"commands"`
+	Commands  []Command `json:"commands"`
+	NextToken string    `json:"next_token,omitempty"`
 }
 
 // StdinRequest is the body of POST .../commands/{cid}/stdin. Data is text,

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -263,4 +264,90 @@ func TestFollowReportsGaps(t *testing.T) {
 			t.Fatalf("command = %+v", cmd)
 		}
 	})
+}
+
+// TestCommandsPaged checks that the commands list is paged, carries no
+// long command texts (the single-command endpoint has them) and stays
+// small however many commands a session runs.
+func TestCommandsPaged(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "paid")
+	id := s.sandbox(t, key)
+	c := s.Client(key)
+	ctx := t.Context()
+	const count = 150
+	text := "exec sleep 600 # " + strings.Repeat("x", 100<<10)
+	started := map[string]bool{}
+	for range count {
+		cid, err := c.StartBackground(ctx, id, api.ExecRequest{Command: text})
+		if err != nil {
+			t.Fatal(err)
+		}
+		started[cid] = true
+	}
+	t.Cleanup(func() {
+		c.Exec(context.Background(), id, api.ExecRequest{Command: "pkill sleep"})
+	})
+
+	// The first page: the default size, a token for the next one.
+	code, body := s.do(t, key, "GET", "/v1/sessions/"+id+"/commands", "")
+	if code != 200 || len(body) > 1<<20 {
+		t.Fatalf("list: %d, %d bytes", code, len(body))
+	}
+	var page api.CommandList
+	decodeJSON(t, body, &page)
+	if len(page.Commands) != 100 || page.NextToken == "" {
+		t.Fatalf("first page: %d commands, next_token %q", len(page.Commands), page.NextToken)
+	}
+	for _, cmd := range page.Commands {
+		if len(cmd.Command) > 1024 || !cmd.CommandTruncated {
+			t.Fatalf("listed command text of %d bytes, truncated %v", len(cmd.Command), cmd.CommandTruncated)
+		}
+	}
+	full, err := c.Command(ctx, id, page.Commands[0].ID)
+	if err != nil || full.Command != text || full.CommandTruncated {
+		t.Fatalf("single command: %d bytes, %v", len(full.Command), err)
+	}
+
+	// Paging with ?limit= and ?next_token= sees every command once.
+	seen := map[string]bool{}
+	token := ""
+	for pages := 0; ; pages++ {
+		q := "?limit=40"
+		if token != "" {
+			q += "&next_token=" + token
+		}
+		code, body := s.do(t, key, "GET", "/v1/sessions/"+id+"/commands"+q, "")
+		if code != 200 || pages > 10 {
+			t.Fatalf("page %d: %d %.200s", pages, code, body)
+		}
+		var p api.CommandList
+		decodeJSON(t, body, &p)
+		if len(p.Commands) > 40 {
+			t.Fatalf("page of %d commands with limit 40", len(p.Commands))
+		}
+		for _, cmd := range p.Commands {
+			if seen[cmd.ID] {
+				t.Fatalf("command %s listed twice", cmd.ID)
+			}
+			seen[cmd.ID] = true
+		}
+		if token = p.NextToken; token == "" {
+			break
+		}
+	}
+	for cid := range started {
+		if !seen[cid] {
+			t.Fatalf("command %s not listed (%d seen)", cid, len(seen))
+		}
+	}
+	// The Go client pages for its caller.
+	if all, err := c.Commands(ctx, id); err != nil || len(all) < count {
+		t.Fatalf("client listed %d commands, %v", len(all), err)
+	}
+
+	for _, q := range []string{"?limit=0", "?limit=-1", "?limit=x", "?limit=100000", "?next_token=nonsense"} {
+		code, body := s.do(t, key, "GET", "/v1/sessions/"+id+"/commands"+q, "")
+		expectError(t, code, body, 400, "invalid_argument")
+	}
 }

@@ -88,14 +88,6 @@ func (a *Agent) startProcess(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusCreated, p.Info())
 }
 
-func (a *Agent) listProcesses(w http.ResponseWriter, r *http.Request) {
-	list := api.CommandList{Commands: []api.Command{}}
-	for _, p := range a.procs.List() {
-		list.Commands = append(list.Commands, p.Info())
-	}
-	httpjson.Write(w, http.StatusOK, list)
-}
-
 func (a *Agent) process(w http.ResponseWriter, r *http.Request) (*process.Process, bool) {
 	p, err := a.procs.Get(r.PathValue("id"))
 	if err != nil {

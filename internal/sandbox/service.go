@@ -572,14 +572,9 @@ func (s *Service) idle(ctx context.Context, x store.Session, timeout time.Durati
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	cmds, err := c.Commands(cctx)
-	if err != nil {
-		return false // unsure: leave it to the TTL
-	}
-	for _, cmd := range cmds {
-		if cmd.Status == api.CommandRunning {
-			return false
-		}
+	running, err := c.Commands(cctx, agent.CommandQuery{Status: api.CommandRunning, Limit: 1})
+	if err != nil || len(running.Commands) > 0 {
+		return false // busy, or unsure: leave it to the TTL
 	}
 	h, err := c.Health(cctx)
 	return err == nil && h.Terminals == 0

@@ -65,8 +65,9 @@ type Manager struct {
 	keepExited  int
 	reaper      *reaper
 
-	mu    sync.Mutex
-	procs map[string]*Process
+	mu      sync.Mutex
+	procs   map[string]*Process
+	lastSeq uint64
 }
 
 // NewManager returns a manager. reapAll must be true when the agent is PID 1
@@ -85,6 +86,7 @@ func NewManager(log *slog.Logger, shell string, reapAll bool) *Manager {
 // Process is one started command.
 type Process struct {
 	ID        string
+	Seq       uint64 // the order of starts, for paged listings
 	Spec      Spec
 	PID       int
 	StartedAt time.Time
@@ -234,6 +236,8 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 	}()
 
 	m.mu.Lock()
+	m.lastSeq++
+	p.Seq = m.lastSeq
 	m.procs[p.ID] = p
 	m.pruneLocked()
 	m.mu.Unlock()
@@ -318,6 +322,31 @@ func (m *Manager) List() []*Process {
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].StartedAt.Before(ps[j].StartedAt) })
 	return ps
+}
+
+// Page returns, oldest first, up to limit of the processes that match (all
+// when match is nil) and were started after the one numbered after (0: from
+// the first), and whether more follow.
+func (m *Manager) Page(after uint64, limit int, match func(*Process) bool) (page []*Process, more bool) {
+	m.mu.Lock()
+	var ps []*Process
+	for _, p := range m.procs {
+		if p.Seq > after {
+			ps = append(ps, p)
+		}
+	}
+	m.mu.Unlock()
+	sort.Slice(ps, func(i, j int) bool { return ps[i].Seq < ps[j].Seq })
+	for _, p := range ps {
+		if match != nil && !match(p) {
+			continue
+		}
+		if len(page) == limit {
+			return page, true
+		}
+		page = append(page, p)
+	}
+	return page, false
 }
 
 // KillAll sends SIGKILL to the process group of every running process.
