@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -349,5 +350,81 @@ func TestCommandsPaged(t *testing.T) {
 	for _, q := range []string{"?limit=0", "?limit=-1", "?limit=x", "?limit=100000", "?next_token=nonsense"} {
 		code, body := s.do(t, key, "GET", "/v1/sessions/"+id+"/commands"+q, "")
 		expectError(t, code, body, 400, "invalid_argument")
+	}
+}
+
+// TestStdinNotRead checks that writing to the stdin of a command that does
+// not read it answers 409 in bounded time instead of hanging, and that the
+// command's exit does not wait behind such a write.
+func TestStdinNotRead(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "paid")
+	id := s.sandbox(t, key)
+	c := s.Client(key)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	big := `{"data":"` + strings.Repeat("y", 512<<10) + `"}`
+
+	cid, err := c.StartBackground(ctx, id, api.ExecRequest{Command: "sleep 600"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		code int
+		body []byte
+	}
+	post := func(cid string) <-chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			// Not s.do: this may outlive the test when it fails.
+			req, _ := http.NewRequestWithContext(ctx, "POST", s.URL+"/v1/sessions/"+id+"/commands/"+cid+"/stdin", strings.NewReader(big))
+			req.Header.Set("Authorization", "Bearer "+key)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				ch <- answer{0, []byte(err.Error())}
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			ch <- answer{resp.StatusCode, body}
+		}()
+		return ch
+	}
+	select {
+	case a := <-post(cid):
+		expectError(t, a.code, a.body, 409, "failed_precondition")
+		if !strings.Contains(string(a.body), "not reading its stdin") {
+			t.Fatalf("message: %s", a.body)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("stdin write to a command that does not read blocked for 30s")
+	}
+	if err := c.Signal(ctx, id, cid, "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		cmd, err := c.Command(ctx, id, cid)
+		return err == nil && cmd.Status == api.CommandExited
+	})
+
+	// A command that ends while a write waits for it ends at once.
+	cid, err = c.StartBackground(ctx, id, api.ExecRequest{Command: "sleep 1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := post(cid)
+	begin := time.Now()
+	waitFor(t, func() bool {
+		cmd, err := c.Command(ctx, id, cid)
+		return err == nil && cmd.Status == api.CommandExited
+	})
+	if d := time.Since(begin); d > 3*time.Second {
+		t.Fatalf("the command's exit took %v behind a stdin write", d)
+	}
+	select {
+	case a := <-pending:
+		expectError(t, a.code, a.body, 409, "failed_precondition")
+	case <-time.After(10 * time.Second):
+		t.Fatal("stdin write outlived its command")
 	}
 }

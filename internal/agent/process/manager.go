@@ -8,7 +8,6 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -36,6 +35,10 @@ const (
 	// its pipes held (at most 1 MiB by default) and little more, so a
 	// grandchild that keeps writing (`yes &`) cannot keep it from ending.
 	drainLimit = 4 << 20
+	// stdinTimeout is how long a write to stdin may wait for the command to
+	// read (per 64 KiB): a command that does not read gets no write that
+	// blocks forever, and its exit never waits behind one.
+	stdinTimeout = 5 * time.Second
 )
 
 // Spec says what to run.
@@ -93,7 +96,10 @@ type Process struct {
 	Output    *Output
 
 	stdinMu sync.Mutex
-	stdin   io.WriteCloser // nil once closed
+	stdin   *os.File // nil once closed
+	// stdinFile is stdin's pipe, set before the command runs and never
+	// changed: its deadline may be set without stdinMu.
+	stdinFile *os.File
 
 	done     chan struct{} // closed after exit and output drained
 	exiting  chan struct{} // closed when the command itself exited
@@ -194,11 +200,12 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 	}
 	p.PID = pid
 	if inW != nil {
-		p.stdin = inW
+		p.stdin, p.stdinFile = inW, inW
 		if len(spec.Stdin) > 0 || !spec.StdinOpen {
 			data, keepOpen := spec.Stdin, spec.StdinOpen
 			go func() {
-				_ = p.WriteStdin(data, !keepOpen)
+				// Nobody waits for this write: no deadline but the exit.
+				_ = p.writeStdin(data, !keepOpen, 0)
 			}()
 		}
 	}
@@ -226,6 +233,7 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 		// pipes open. A read already waiting gets the deadline here, the
 		// next ones in copyOut.
 		close(p.exiting)
+		p.cutStdin()
 		_ = outR.SetReadDeadline(time.Now().Add(drainGrace))
 		_ = errR.SetReadDeadline(time.Now().Add(drainGrace))
 		readers.Wait()
@@ -384,15 +392,36 @@ func (p *Process) Signal(sig syscall.Signal) error {
 }
 
 // WriteStdin writes data to stdin and closes it when eof is set. It returns
-// errdefs.ErrFailedPrecondition when stdin is closed.
+// errdefs.ErrFailedPrecondition when stdin is closed, the command exits
+// first, or does not read its stdin: when a write makes no progress for
+// stdinTimeout (stdin then stays open, with what was written).
 func (p *Process) WriteStdin(data []byte, eof bool) error {
+	return p.writeStdin(data, eof, stdinTimeout)
+}
+
+// writeStdin is WriteStdin with a timeout per 64 KiB written (0: none).
+func (p *Process) writeStdin(data []byte, eof bool, timeout time.Duration) error {
 	p.stdinMu.Lock()
 	defer p.stdinMu.Unlock()
 	if p.stdin == nil {
 		return fmt.Errorf("stdin of command %s is closed: %w", p.ID, errdefs.ErrFailedPrecondition)
 	}
-	if len(data) > 0 {
-		if _, err := p.stdin.Write(data); err != nil {
+	for written := 0; written < len(data); {
+		if p.isExiting() {
+			return fmt.Errorf("command %s exited before it read its stdin (%d of %d bytes written): %w", p.ID, written, len(data), errdefs.ErrFailedPrecondition)
+		}
+		if timeout > 0 {
+			_ = p.stdin.SetWriteDeadline(time.Now().Add(timeout))
+		}
+		n, err := p.stdin.Write(data[written:min(len(data), written+64<<10)])
+		written += n
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded) && !p.isExiting():
+			return fmt.Errorf("the command is not reading its stdin: %d of %d bytes written in %v; stdin stays open: %w", written, len(data), timeout, errdefs.ErrFailedPrecondition)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return fmt.Errorf("command %s exited before it read its stdin (%d of %d bytes written): %w", p.ID, written, len(data), errdefs.ErrFailedPrecondition)
+		default:
 			p.stdin.Close()
 			p.stdin = nil
 			return fmt.Errorf("stdin of command %s: %v: %w", p.ID, err, errdefs.ErrFailedPrecondition)
@@ -403,6 +432,14 @@ func (p *Process) WriteStdin(data []byte, eof bool) error {
 		p.stdin = nil
 	}
 	return nil
+}
+
+// cutStdin makes a write to stdin that waits give up now (the command
+// exited), so CloseStdin does not wait behind it.
+func (p *Process) cutStdin() {
+	if p.stdinFile != nil {
+		_ = p.stdinFile.SetWriteDeadline(time.Unix(1, 0))
+	}
 }
 
 // CloseStdin closes stdin if it is open.
