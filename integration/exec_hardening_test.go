@@ -428,3 +428,87 @@ func TestStdinNotRead(t *testing.T) {
 		t.Fatal("stdin write outlived its command")
 	}
 }
+
+// TestCallerFaults checks that requests that are the caller's fault answer
+// 4xx, not 500, and change nothing.
+func TestCallerFaults(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "free")
+	id := s.sandbox(t, key)
+	c := s.Client(key)
+	exec := "/v1/sessions/" + id + "/exec"
+	long := strings.Repeat("x", 200<<10) // over the kernel's 128 KiB per argument
+	cases := []struct {
+		name, path, body string
+		status           int
+		code             string
+	}{
+		{"NUL in command", exec, `{"command":"echo a\u0000b"}`, 400, "invalid_argument"},
+		{"NUL in env value", exec, `{"command":"true","env":{"A":"x\u0000y"}}`, 400, "invalid_argument"},
+		{"NUL in cwd", exec, `{"command":"true","cwd":"/tmp\u0000x"}`, 400, "invalid_argument"},
+		{"NUL in targetless command", "/v1/exec", `{"command":"echo a\u0000b"}`, 400, "invalid_argument"},
+		{"command over the argument limit", exec, `{"command":"echo ` + long + `"}`, 400, "invalid_argument"},
+		{"env over the argument limit", exec, `{"command":"true","env":{"A":"` + long + `"}}`, 400, "invalid_argument"},
+		{"background command over the argument limit", exec, `{"command":"echo ` + long + `","background":true}`, 400, "invalid_argument"},
+		{"timeout that overflows", exec, `{"command":"sleep 1","timeout_ms":18446744073710}`, 400, "invalid_argument"},
+		{"timeout over 24 h", exec, `{"command":"true","timeout_ms":86400001}`, 400, "invalid_argument"},
+		{"targetless timeout that overflows", "/v1/exec", `{"command":"true","timeout_ms":18446744073710}`, 400, "invalid_argument"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := s.do(t, key, "POST", tc.path, tc.body)
+			expectError(t, code, body, tc.status, tc.code)
+		})
+	}
+	t.Run("timeout of 24 h is accepted", func(t *testing.T) {
+		code, body := s.do(t, key, "POST", exec, `{"command":"echo ok","timeout_ms":86400000}`)
+		if code != 200 || !strings.Contains(string(body), `"stdout":"ok\n"`) {
+			t.Fatalf("%d %s", code, body)
+		}
+	})
+	t.Run("download a unix socket", func(t *testing.T) {
+		res, err := c.Exec(t.Context(), id, api.ExecRequest{Command: `python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind("/tmp/sock")' && test -S /tmp/sock`})
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("make socket: %+v %v", res, err)
+		}
+		code, body := s.do(t, key, "GET", "/v1/sessions/"+id+"/download?path=/tmp/sock", "")
+		expectError(t, code, body, 400, "invalid_argument")
+	})
+	res, err := c.Exec(t.Context(), id, api.ExecRequest{Command: "echo alive"})
+	if err != nil || res.Stdout != "alive\n" {
+		t.Fatalf("session after bad input: %+v %v", res, err)
+	}
+}
+
+// TestNoFreeProcessSlots checks that exec in a sandbox whose every process
+// slot is taken (a fork bomb) answers 429, and that the sandbox recovers
+// once the processes are gone.
+func TestNoFreeProcessSlots(t *testing.T) {
+	s := sharedServer(t)
+	key := s.account(t, "free") // 256 pids
+	id := s.sandbox(t, key)
+	c := s.Client(key)
+	ctx := t.Context()
+	cid, err := c.StartBackground(ctx, id, api.ExecRequest{Command: "while :; do sleep 600 & done"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Signal(context.Background(), id, cid, "KILL")
+	var code int
+	var body []byte
+	waitFor(t, func() bool {
+		code, body = s.do(t, key, "POST", "/v1/sessions/"+id+"/exec", `{"command":"true"}`)
+		return code != 200
+	})
+	expectError(t, code, body, 429, "resource_exhausted")
+	if !strings.Contains(string(body), "no free process slots in this sandbox") {
+		t.Fatalf("message: %s", body)
+	}
+	if err := c.Signal(ctx, id, cid, "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		res, err := c.Exec(ctx, id, api.ExecRequest{Command: "echo alive"})
+		return err == nil && res.Stdout == "alive\n"
+	})
+}

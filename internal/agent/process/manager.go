@@ -115,6 +115,9 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 	if strings.TrimSpace(spec.Command) == "" && len(spec.Argv) == 0 {
 		return nil, fmt.Errorf("command is empty: %w", errdefs.ErrInvalidArgument)
 	}
+	if hasNUL(spec) {
+		return nil, fmt.Errorf("command, argv, cwd or env contains a NUL byte: %w", errdefs.ErrInvalidArgument)
+	}
 	if spec.Cwd == "" {
 		spec.Cwd = "/"
 	}
@@ -196,7 +199,7 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 		if inW != nil {
 			inW.Close()
 		}
-		return nil, fmt.Errorf("start %q: %w", argv[0], err)
+		return nil, startError(argv[0], err)
 	}
 	p.PID = pid
 	if inW != nil {
@@ -290,6 +293,32 @@ func (p *Process) isExiting() bool {
 	default:
 		return false
 	}
+}
+
+// hasNUL reports whether a string of spec cannot be a C string.
+func hasNUL(spec Spec) bool {
+	for _, ss := range [][]string{{spec.Command, spec.Cwd}, spec.Argv, spec.Env} {
+		for _, x := range ss {
+			if strings.IndexByte(x, 0) >= 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// startError classifies why a command could not start: what the caller can
+// change or wait for is not the agent's fault.
+func startError(name string, err error) error {
+	switch {
+	case errors.Is(err, syscall.EAGAIN):
+		return errdefs.New(errdefs.ErrResourceExhausted, "no free process slots in this sandbox: its processes reached the pids limit; wait for some to end or kill them, then retry")
+	case errors.Is(err, syscall.E2BIG):
+		return errdefs.New(errdefs.ErrInvalidArgument, "the command and its environment are over the kernel's argument limit; send a long script on stdin or as a file")
+	case errors.Is(err, syscall.ENOMEM):
+		return errdefs.New(errdefs.ErrResourceExhausted, "no memory left in this sandbox to start the command")
+	}
+	return fmt.Errorf("start %q: %w", name, err)
 }
 
 // pruneLocked forgets the oldest exited processes beyond keepExited.

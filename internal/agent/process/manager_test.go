@@ -237,6 +237,21 @@ func TestOutputPaced(t *testing.T) {
 	}
 }
 
+// TestStartCallerFaults checks that what the kernel refuses because of the
+// request is an invalid argument, not an internal error.
+func TestStartCallerFaults(t *testing.T) {
+	m := newManager(t)
+	for name, spec := range map[string]Spec{
+		"argument over MAX_ARG_STRLEN": {Argv: []string{"/bin/true", strings.Repeat("x", 200<<10)}},
+		"NUL in command":               {Command: "echo a\x00b"},
+		"NUL in env":                   {Command: "true", Env: []string{"A=a\x00b"}},
+	} {
+		if _, err := m.Start(spec); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)
+		}
+	}
+}
+
 func TestPrune(t *testing.T) {
 	m := newManager(t)
 	m.keepExited = 2
