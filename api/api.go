@@ -116,7 +116,7 @@ type BackgroundStarted struct {
 }
 
 // Event is one line of an NDJSON exec stream. Type is "stdout", "stderr",
-// "exit" or "error". Data holds output; when it is not valid UTF-8 it is
+// "gap", "exit" or "error". Data holds output; when it is not valid UTF-8 it is
 // base64 and Encoding is "base64", so binary output survives losslessly.
 type Event struct {
 	Type     string `json:"type"`
@@ -126,6 +126,13 @@ type Event struct {
 	TimedOut bool   `json:"timed_out,omitempty"`
 	Signal   string `json:"signal,omitempty"`
 	Message  string `json:"message,omitempty"`
+	// Offset and Size give the byte range of the combined output that a
+	// "gap" event reports as dropped: the reader fell further behind than
+	// the kept output reaches. Resume-safe offsets for ?offset=.
+	Offset *int64 `json:"offset,omitempty"`
+	Size   int64  `json:"size,omitempty"`
+	// OutputTruncated is set on the exit event when the stream had gaps.
+	OutputTruncated bool `json:"output_truncated,omitempty"`
 }
 
 // Command statuses.
@@ -151,11 +158,20 @@ type Command struct {
 	// OutputStart is the offset of the oldest output still kept: output is
 	// bounded per command and the oldest bytes are dropped first.
 	OutputStart int64 `json:"output_start"`
+	// CommandTruncated is set in lists, which cut command texts to
+	// MaxListedCommand bytes; GET …/commands/{cid} has the whole text.
+	CommandTruncated bool `json:"command_truncated,omitempty"`
 }
 
-// CommandList is the body of GET /v1/sessions/{id}/commands.
+// MaxListedCommand is how many bytes of a command's text a list shows.
+const MaxListedCommand = 1024
+
+// CommandList is the body of GET /v1/sessions/{id}/commands: one page,
+// oldest first. NextToken, when set, fetches the next page
+// (?next_token=…); it is absent on the last page.
 type CommandList struct {
-	Commands []Command `json:"commands"`
+	Commands  []Command `json:"commands"`
+	NextToken string    `json:"next_token,omitempty"`
 }
 
 // StdinRequest is the body of POST .../commands/{cid}/stdin. Data is text,

@@ -89,7 +89,7 @@ func payload(b *testing.B, n int) []byte {
 }
 
 func upload(b *testing.B, c *client.Client, id, p string, data []byte) {
-	if _, err := c.Upload(context.Background(), id, p, bytes.NewReader(data), int64(len(data)), ""); err != nil {
+	if _, err := c.Upload(context.Background(), id, p, bytes.NewReader(data), int64(len(data)), client.UploadOptions{}); err != nil {
 		b.Fatal(err)
 	}
 }

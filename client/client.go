@@ -230,11 +230,41 @@ func (c *Client) StartBackground(ctx context.Context, id string, req api.ExecReq
 	return res.CommandID, err
 }
 
-// Commands lists a session's commands.
+// Commands lists all of a session's commands, oldest first, page after
+// page. Listed command texts are cut (see api.MaxListedCommand).
 func (c *Client) Commands(ctx context.Context, id string) ([]api.Command, error) {
+	var all []api.Command
+	token := ""
+	for {
+		page, err := c.CommandsPage(ctx, id, 0, token)
+		if err != nil {
+			return all, err
+		}
+		all = append(all, page.Commands...)
+		if token = page.NextToken; token == "" {
+			return all, nil
+		}
+	}
+}
+
+// CommandsPage returns one page of a session's commands: at most limit (0:
+// the server's default), after the page that gave nextToken ("" for the
+// first).
+func (c *Client) CommandsPage(ctx context.Context, id string, limit int, nextToken string) (api.CommandList, error) {
+	q := url.Values{}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if nextToken != "" {
+		q.Set("next_token", nextToken)
+	}
+	p := sessionPath(id, "commands")
+	if len(q) > 0 {
+		p += "?" + q.Encode()
+	}
 	var l api.CommandList
-	err := c.call(ctx, http.MethodGet, sessionPath(id, "commands"), nil, &l)
-	return l.Commands, err
+	err := c.call(ctx, http.MethodGet, p, nil, &l)
+	return l, err
 }
 
 // Command returns one command.

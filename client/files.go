@@ -11,13 +11,17 @@ import (
 
 // Upload stores r at sandbox path remote of session id, as a raw body
 // (POST …/upload?path=). size is r's length, or -1 when unknown (sent
-// chunked). mode is octal ("0755") or empty to keep the replaced file's.
-// Known sizes are sent with Expect: 100-continue, so an over-limit upload
+// chunked). opts.Mode is octal ("0755") or empty to keep the replaced
+// file's; opts.User (a name or uid[:gid]) owns what is created, by default
+// the image's user. Known sizes are sent with Expect: 100-continue, so an over-limit upload
 // is refused before its body is sent.
-func (c *Client) Upload(ctx context.Context, id, remote string, r io.Reader, size int64, mode string) (api.FileInfo, error) {
+func (c *Client) Upload(ctx context.Context, id, remote string, r io.Reader, size int64, opts UploadOptions) (api.FileInfo, error) {
 	q := url.Values{"path": {remote}}
-	if mode != "" {
-		q.Set("mode", mode)
+	if opts.Mode != "" {
+		q.Set("mode", opts.Mode)
+	}
+	if opts.User != "" {
+		q.Set("user", opts.User)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+sessionPath(id, "upload")+"?"+q.Encode(), r)
 	if err != nil {
@@ -36,6 +40,12 @@ func (c *Client) Upload(ctx context.Context, id, remote string, r io.Reader, siz
 		return api.FileInfo{}, err
 	}
 	return decodeAnswer[api.FileInfo](resp)
+}
+
+// UploadOptions are the optional parts of an upload.
+type UploadOptions struct {
+	Mode string // octal permission bits; empty keeps the replaced file's (or 0644)
+	User string // owner of what is created; empty: the image's user
 }
 
 // Download opens sandbox file remote of session id. The caller reads the

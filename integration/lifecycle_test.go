@@ -318,10 +318,13 @@ func TestServerErrorLogged(t *testing.T) {
 	if resp.StatusCode < 500 {
 		t.Fatalf("create with a broken state dir: %d %s", resp.StatusCode, body)
 	}
+	// The log arrives through the server's stderr pipe: give it a moment.
 	var line string
-	for _, l := range strings.Split(s.Log(), "\n") {
-		if strings.Contains(l, "request_id=create-fails-1") && strings.Contains(l, "level=ERROR") {
-			line = l
+	for deadline := time.Now().Add(10 * time.Second); line == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, l := range strings.Split(s.Log(), "\n") {
+			if strings.Contains(l, "request_id=create-fails-1") && strings.Contains(l, "level=ERROR") {
+				line = l
+			}
 		}
 	}
 	if line == "" || !strings.Contains(line, "err=") || !strings.Contains(line, "create sandbox") {

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -313,4 +314,56 @@ func TestExecArgvAndStartErrors(t *testing.T) {
 func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// TestCLIUserFlag: `chaser shell --user` (with -c, and a piped script) and
+// `chaser upload --user` pick another user than the image's.
+func TestCLIUserFlag(t *testing.T) {
+	s, key, devRef, _ := userImages(t)
+	status, b, id := createWithImage(t, s, key, devRef)
+	if status != 201 {
+		t.Fatalf("create: %d %s", status, b)
+	}
+	for _, tc := range []struct {
+		name  string
+		stdin string
+		args  []string
+		want  string
+	}{
+		{"shell -c, image user", "", []string{"shell", id, "-c", "id -un"}, "dev"},
+		{"shell -c --user root", "", []string{"shell", id, "--user", "root", "-c", "id -un"}, "root"},
+		{"shell -c --user uid:gid", "", []string{"shell", id, "--user", "1000:3000", "-c", "id -u; id -g"}, "1000\n3000"},
+		{"piped script --user root", "id -un\n", []string{"shell", id, "--user", "root"}, "root"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var in io.Reader // nil: no stdin at all
+			if tc.stdin != "" {
+				in = strings.NewReader(tc.stdin)
+			}
+			r := s.cli(t, key, in, tc.args...)
+			if r.Code != 0 || strings.TrimSpace(r.Stdout) != tc.want {
+				t.Fatalf("chaser %v: code %d stdout %q stderr %q, want %q", tc.args, r.Code, r.Stdout, r.Stderr, tc.want)
+			}
+		})
+	}
+	if r := s.cli(t, key, nil, "shell", id, "--user", "nosuchuser", "-c", "true"); r.Code == 0 || !strings.Contains(r.Stderr, "nosuchuser") {
+		t.Errorf("unknown user: code %d stderr %q", r.Code, r.Stderr)
+	}
+
+	for _, tc := range []struct{ user, path, want string }{
+		{"", "/home/dev/app/mine.txt", "dev:dev"},
+		{"root", "/home/dev/app/sub/roots.txt", "root:root"},
+	} {
+		args := []string{"upload", id, "-", tc.path}
+		if tc.user != "" {
+			args = append(args, "--user", tc.user)
+		}
+		if r := s.cli(t, key, strings.NewReader("x"), args...); r.Code != 0 {
+			t.Fatalf("chaser %v: %d %s", args, r.Code, r.Stderr)
+		}
+		r := s.cli(t, key, nil, "shell", id, "-c", "stat -c %U:%G "+tc.path)
+		if got := strings.TrimSpace(r.Stdout); got != tc.want {
+			t.Errorf("upload --user %q: %s owned by %q, want %q", tc.user, tc.path, got, tc.want)
+		}
+	}
 }

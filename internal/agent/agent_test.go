@@ -60,7 +60,7 @@ func TestAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := c.Output(ctx, cmd.ID, 0, true, "raw")
+	resp, err := c.Output(ctx, cmd.ID, 0, true, false, "raw")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,8 +90,8 @@ func TestAPI(t *testing.T) {
 	if _, err := c.Start(ctx, api.ExecRequest{Command: "true", Cwd: "/nope"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("bad cwd: %v", err)
 	}
-	list, err := c.Commands(ctx)
-	if err != nil || len(list) != 1 {
+	list, err := c.Commands(ctx, CommandQuery{})
+	if err != nil || len(list.Commands) != 1 || list.NextToken != "" {
 		t.Fatalf("commands = %+v, %v", list, err)
 	}
 }

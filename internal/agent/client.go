@@ -16,6 +16,11 @@ import (
 	"github.com/chaserhq/chaser/internal/httpjson"
 )
 
+// MaxAnswer bounds a JSON answer of the agent that the client decodes: a
+// list page stays under 4 MiB and a single command's text under the 1 MiB
+// of a request body, however JSON escapes it.
+const MaxAnswer = 8 << 20
+
 // Client talks to one sandbox's agent. The server holds one per sandbox.
 type Client struct {
 	hc *http.Client
@@ -80,7 +85,15 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 	if out == nil {
 		return nil
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	// The sandbox is not trusted to keep its answers small.
+	lr := &io.LimitedReader{R: resp.Body, N: MaxAnswer + 1}
+	if err := json.NewDecoder(lr).Decode(out); err != nil {
+		if lr.N <= 0 {
+			return fmt.Errorf("sandbox agent answered %s %s with more than %d bytes: %w", method, path, MaxAnswer, errdefs.ErrUnavailable)
+		}
+		return fmt.Errorf("sandbox agent answer to %s %s: %v: %w", method, path, err, errdefs.ErrUnavailable)
+	}
+	return nil
 }
 
 // Health asks the agent whether it serves.
@@ -97,11 +110,11 @@ func (c *Client) Start(ctx context.Context, req api.ExecRequest) (api.Command, e
 	return cmd, err
 }
 
-// Commands lists the commands the agent remembers.
-func (c *Client) Commands(ctx context.Context) ([]api.Command, error) {
+// Commands returns one page of the commands the agent remembers.
+func (c *Client) Commands(ctx context.Context, q CommandQuery) (api.CommandList, error) {
 	var l api.CommandList
-	err := c.call(ctx, http.MethodGet, "/v1/processes", nil, &l)
-	return l.Commands, err
+	err := c.call(ctx, http.MethodGet, "/v1/processes?"+q.values().Encode(), nil, &l)
+	return l, err
 }
 
 // Command returns one command, or errdefs.ErrNotFound.
@@ -112,11 +125,16 @@ func (c *Client) Command(ctx context.Context, id string) (api.Command, error) {
 }
 
 // Output opens a command's output from offset; format is "raw" or "ndjson".
-// The caller closes the body.
-func (c *Client) Output(ctx context.Context, id string, offset int64, follow bool, format string) (*http.Response, error) {
+// With pace the caller paces a foreground command: it gets every byte, and
+// the command waits while the caller reads slowly. The caller closes the
+// body.
+func (c *Client) Output(ctx context.Context, id string, offset int64, follow, pace bool, format string) (*http.Response, error) {
 	q := url.Values{"offset": {strconv.FormatInt(offset, 10)}, "format": {format}}
 	if follow {
 		q.Set("follow", "1")
+	}
+	if pace {
+		q.Set("pace", "1")
 	}
 	resp, err := c.Do(ctx, http.MethodGet, "/v1/processes/"+url.PathEscape(id)+"/output?"+q.Encode(), nil, nil)
 	if err != nil {

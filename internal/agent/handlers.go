@@ -104,6 +104,8 @@ func (a *Agent) processSpec(req api.ExecRequest) (process.Spec, error) {
 		Env:        a.commandEnv(id, req.Env),
 		Timeout:    time.Duration(req.TimeoutMS) * time.Millisecond,
 		Background: req.Background,
+		// A foreground command's caller reads every byte (see Spec.Paced).
+		Paced: !req.Background,
 	}
 	if len(req.Argv) > 0 {
 		if req.Argv[0] == "" {
@@ -116,14 +118,6 @@ func (a *Agent) processSpec(req api.ExecRequest) (process.Spec, error) {
 		return process.Spec{}, err
 	}
 	return spec, nil
-}
-
-func (a *Agent) listProcesses(w http.ResponseWriter, r *http.Request) {
-	list := api.CommandList{Commands: []api.Command{}}
-	for _, p := range a.procs.List() {
-		list.Commands = append(list.Commands, p.Info())
-	}
-	httpjson.Write(w, http.StatusOK, list)
 }
 
 func (a *Agent) process(w http.ResponseWriter, r *http.Request) (*process.Process, bool) {
@@ -145,6 +139,13 @@ func (a *Agent) getProcess(w http.ResponseWriter, r *http.Request) {
 // ?follow=1 it keeps streaming until the process ends. ?format=ndjson gives
 // api.Event lines (stdout/stderr separated, an exit event last when the
 // process has ended); the default is the raw combined bytes.
+//
+// Bytes the reader asked for but that are no longer kept are never skipped
+// silently: NDJSON gets a "gap" event with their range (and
+// output_truncated on the exit event); raw output says where it starts in
+// X-Output-Start and, when it falls behind later, ends at the gap with the
+// trailer X-Output-Gap: FROM-TO. With ?pace=1 (the caller of a foreground
+// command) the reader paces the command instead: nothing is dropped.
 func (a *Agent) output(w http.ResponseWriter, r *http.Request) {
 	p, ok := a.process(w, r)
 	if !ok {
@@ -168,21 +169,53 @@ func (a *Agent) output(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, errdefs.New(errdefs.ErrInvalidArgument, "format must be raw or ndjson"))
 		return
 	}
+	if q.Get("pace") == "1" {
+		// Whatever way this reader leaves, the command is no longer
+		// held back.
+		defer p.Output.Unpace()
+	}
+	pace := func(off int64) {
+		if q.Get("pace") == "1" {
+			p.Output.Ack(off)
+		}
+	}
 	if ndjson {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 	} else {
 		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Trailer", "X-Output-Gap")
 	}
-	start, _ := p.Output.Bounds()
+	// Read Done before the output: if the process was done, the log was
+	// complete too, so nothing is missed before the exit event.
+	exited := p.Exited()
+	chunks, next, changed, _ := p.Output.Read(off)
+	start := off
+	if len(chunks) > 0 && chunks[0].Off > off {
+		start = chunks[0].Off
+	}
 	w.Header().Set("X-Output-Start", strconv.FormatInt(start, 10))
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
-	for {
-		// Read Done before the output: if the process was done, the log
-		// was complete too, so nothing is missed before the exit event.
-		exited := p.Exited()
-		chunks, next, changed, _ := p.Output.Read(off)
+	truncated := false
+	for first := true; ; first = false {
+		if !first {
+			exited = p.Exited()
+			chunks, next, changed, _ = p.Output.Read(off)
+		}
+		if len(chunks) > 0 && chunks[0].Off > off {
+			gap := chunks[0].Off - off
+			truncated = true
+			if !ndjson && !first {
+				w.Header().Set("X-Output-Gap", fmt.Sprintf("%d-%d", off, chunks[0].Off))
+				return
+			}
+			if ndjson {
+				if err := enc.Encode(api.Event{Type: "gap", Offset: &off, Size: gap}); err != nil {
+					return
+				}
+			}
+		}
 		off = next
 		for _, c := range chunks {
 			var err error
@@ -195,9 +228,12 @@ func (a *Agent) output(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+		pace(off)
 		if exited {
 			if ndjson {
-				_ = enc.Encode(exitEvent(p.Info()))
+				ev := exitEvent(p.Info())
+				ev.OutputTruncated = truncated
+				_ = enc.Encode(ev)
 			}
 			return
 		}

@@ -539,6 +539,9 @@ func closeWithError(c *websocket.Conn, err error, raw bool) {
 // the terminal. It returns when either side ends. A raw connection
 // (PTYOptions.Raw) gets no JSON: no "open", no control messages, and the
 // exit code in the reason of the normal close ("exit 3").
+// writeTimeout bounds one frame's write to a terminal client.
+const writeTimeout = 30 * time.Second
+
 func (t *terminal) serve(c *websocket.Conn, offset int64, raw bool) {
 	// The connection, not the HTTP request, bounds this: the terminal
 	// itself outlives both.
@@ -595,7 +598,14 @@ func (t *terminal) serve(c *websocket.Conn, offset int64, raw bool) {
 				t.setSent(f.off+int64(len(f.data)), at)
 				continue
 			}
-			if err := c.Write(ctx, typ, f.data); err != nil {
+			// Not ctx: cancelling a Write closes the connection, and
+			// bad input cancels ctx while a write may be under way —
+			// the client must still get the error message. A write to
+			// a client that stopped reading gives up on its own.
+			wctx, wcancel := context.WithTimeout(context.Background(), writeTimeout)
+			err := c.Write(wctx, typ, f.data)
+			wcancel()
+			if err != nil {
 				cancel(err)
 				break
 			}

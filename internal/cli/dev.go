@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/client"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/mirror"
 )
@@ -169,7 +170,7 @@ func runDev(ctx context.Context, e *env, o devOptions) error {
 	)
 	if o.interactive {
 		// isTerminal(e.stdin) held, so stdin is a terminal *os.File.
-		code, err = interactive(ctx, c, id, devRemote, e.stdin.(*os.File), e.stdout)
+		code, err = interactive(ctx, c, id, client.PTYOptions{Cwd: devRemote}, e.stdin.(*os.File), e.stdout)
 	} else {
 		code, err = runRemote(ctx, c, id, api.ExecRequest{Command: o.command, Cwd: devRemote}, e.stdin, lockedOut{&mu, e.stdout}, lockedOut{&mu, e.stderr})
 	}

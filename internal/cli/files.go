@@ -13,12 +13,13 @@ import (
 	"golang.org/x/term"
 
 	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/client"
 	"github.com/chaserhq/chaser/internal/agent/fs"
 	"github.com/chaserhq/chaser/internal/errdefs"
 )
 
 func newUpload(e *env) *cobra.Command {
-	var mode string
+	var mode, user string
 	cmd := &cobra.Command{
 		Use:   "upload SESSION LOCAL REMOTE",
 		Short: "Copy a local file into a sandbox",
@@ -66,7 +67,7 @@ A progress bar shows on a terminal, never under --json or when piped.`,
 				bar = newProgress(e.stderr, path.Base(remote), size)
 				r = io.TeeReader(r, bar)
 			}
-			info, err := c.Upload(ctx, id, remote, r, size, mode)
+			info, err := c.Upload(ctx, id, remote, r, size, client.UploadOptions{Mode: mode, User: user})
 			if bar != nil {
 				bar.finish(err == nil)
 			}
@@ -80,6 +81,7 @@ A progress bar shows on a terminal, never under --json or when piped.`,
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&user, "user", "", "owner of the new file and directories: a name or uid[:gid] (default: the image's user)")
 	cmd.Flags().StringVar(&mode, "mode", "", "permission bits of REMOTE in octal, e.g. 0755 (default: those of the file replaced, or 0644)")
 	return cmd
 }

@@ -50,7 +50,7 @@ func shellTarget(ctx context.Context, e *env, c *client.Client, args []string, t
 // runShell is `chaser shell [SESSION]` without -c: an interactive terminal
 // when stdin is one, else the remote shell reading the piped input.
 // Without SESSION it runs where a targetless request goes (shellTarget).
-func runShell(ctx context.Context, e *env, args []string, cwd string, target api.CreateSessionRequest) error {
+func runShell(ctx context.Context, e *env, args []string, cwd, user string, target api.CreateSessionRequest) error {
 	c := e.client()
 	id, release, err := shellTarget(ctx, e, c, args, target)
 	if err != nil {
@@ -59,7 +59,7 @@ func runShell(ctx context.Context, e *env, args []string, cwd string, target api
 	defer release()
 	in, ok := e.stdin.(*os.File)
 	if !ok || !term.IsTerminal(int(in.Fd())) {
-		code, err := runRemote(ctx, c, id, api.ExecRequest{Command: stdinShell, Cwd: cwd}, e.stdin, e.stdout, e.stderr)
+		code, err := runRemote(ctx, c, id, api.ExecRequest{Command: stdinShell, Cwd: cwd, User: user}, e.stdin, e.stdout, e.stderr)
 		if err != nil {
 			return err
 		}
@@ -68,7 +68,7 @@ func runShell(ctx context.Context, e *env, args []string, cwd string, target api
 		}
 		return nil
 	}
-	code, err := interactive(ctx, c, id, cwd, in, e.stdout)
+	code, err := interactive(ctx, c, id, client.PTYOptions{Cwd: cwd, User: user}, in, e.stdout)
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func runShell(ctx context.Context, e *env, args []string, cwd string, target api
 // (so Ctrl-C, Ctrl-Z and Ctrl-D travel as bytes to the remote shell) and is
 // restored on every way out. A dropped connection is resumed where it left
 // off while the server still holds the terminal.
-func interactive(ctx context.Context, c *client.Client, id, cwd string, in *os.File, out io.Writer) (int, error) {
+func interactive(ctx context.Context, c *client.Client, id string, opts client.PTYOptions, in *os.File, out io.Writer) (int, error) {
 	fd := int(in.Fd())
 	sizeFd := fd
 	if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -93,7 +93,7 @@ func interactive(ctx context.Context, c *client.Client, id, cwd string, in *os.F
 	if err != nil {
 		cols, rows = 80, 24
 	}
-	p, err := c.DialPTY(ctx, id, client.PTYOptions{Mode: api.PTYModeHuman, Cwd: cwd, Cols: cols, Rows: rows})
+	p, err := c.DialPTY(ctx, id, client.PTYOptions{Mode: api.PTYModeHuman, Cwd: opts.Cwd, User: opts.User, Cols: cols, Rows: rows})
 	if err != nil {
 		return 0, err
 	}

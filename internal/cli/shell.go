@@ -17,7 +17,7 @@ import (
 )
 
 func newShell(e *env) *cobra.Command {
-	var command, cwd, image string
+	var command, cwd, image, user string
 	var ephemeral bool
 	cmd := &cobra.Command{
 		Use:   "shell [SESSION] [-c COMMAND]",
@@ -39,7 +39,7 @@ fresh ephemeral sandbox of that image (on any tier), destroyed afterwards.`,
 			}
 			target := api.CreateSessionRequest{Type: api.SessionTypeSandbox, Ephemeral: ephemeral, Image: image}
 			if command == "" {
-				return runShell(cmd.Context(), e, args, cwd, target)
+				return runShell(cmd.Context(), e, args, cwd, user, target)
 			}
 			c := e.client()
 			ctx := cmd.Context()
@@ -48,7 +48,7 @@ fresh ephemeral sandbox of that image (on any tier), destroyed afterwards.`,
 				return err
 			}
 			defer release()
-			req := api.ExecRequest{Command: command, Cwd: cwd}
+			req := api.ExecRequest{Command: command, Cwd: cwd, User: user}
 			code, err := runRemote(ctx, c, id, req, e.stdin, e.stdout, e.stderr)
 			if err != nil {
 				return err
@@ -60,7 +60,8 @@ fresh ephemeral sandbox of that image (on any tier), destroyed afterwards.`,
 		},
 	}
 	cmd.Flags().StringVarP(&command, "command", "c", "", "command to run (under sh -c; bash when present)")
-	cmd.Flags().StringVar(&cwd, "cwd", "", "working directory (default /workspace)")
+	cmd.Flags().StringVar(&cwd, "cwd", "", "working directory (default: the image's WorkingDir, else /workspace)")
+	cmd.Flags().StringVar(&user, "user", "", "run as this user: a name or uid[:gid] (default: the image's USER)")
 	cmd.Flags().BoolVar(&ephemeral, "ephemeral", false, "without SESSION: use a throwaway sandbox even on a paid account")
 	cmd.Flags().StringVar(&image, "image", "", "without SESSION: use a throwaway sandbox of this OCI image")
 	return cmd

@@ -24,6 +24,10 @@ const (
 	DefaultCwd = agent.DefaultCwd
 	// MaxTimeout bounds timeout_ms.
 	MaxTimeout = 24 * time.Hour
+	// MaxArgLen is the longest single argument or environment entry the
+	// kernel takes (MAX_ARG_STRLEN, 32 pages, less the final NUL): the
+	// command runs as one argument of bash -c.
+	MaxArgLen = 32*4096 - 1
 	// MaxSyncOutput bounds stdout and stderr of a synchronous exec answer,
 	// each; beyond it output is dropped and output_truncated is set.
 	MaxSyncOutput = 4 << 20
@@ -42,15 +46,33 @@ func validateExec(req *api.ExecRequest) error {
 	if err := CheckUser(req.User); err != nil {
 		return err
 	}
+	// The kernel takes C strings: a NUL cannot pass, and would cut.
+	if strings.ContainsRune(req.Command, 0) {
+		return errdefs.New(errdefs.ErrInvalidArgument, "command contains a NUL byte, which no command line can carry; send binary data on stdin")
+	}
+	if len(req.Command) > MaxArgLen {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("command is %d bytes, over the kernel's limit of %d for one argument; send a longer script on stdin (bash -s) or as a file", len(req.Command), MaxArgLen))
+	}
+	if strings.ContainsRune(req.Cwd, 0) {
+		return errdefs.New(errdefs.ErrInvalidArgument, "cwd contains a NUL byte")
+	}
 	if req.Cwd != "" && !path.IsAbs(req.Cwd) {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("cwd %q must be an absolute path", req.Cwd))
 	}
-	if req.TimeoutMS < 0 || time.Duration(req.TimeoutMS)*time.Millisecond > MaxTimeout {
-		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("timeout_ms must be between 0 (none) and %d", MaxTimeout.Milliseconds()))
+	// Compared in milliseconds: a huge timeout_ms overflows a Duration
+	// and would kill the command at once.
+	if req.TimeoutMS < 0 || req.TimeoutMS > MaxTimeout.Milliseconds() {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("timeout_ms must be between 0 (none) and %d (24 h)", MaxTimeout.Milliseconds()))
 	}
-	for k := range req.Env {
+	for k, v := range req.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("env name %q is not valid", k))
+		}
+		if strings.ContainsRune(v, 0) {
+			return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("env %s contains a NUL byte, which no environment can carry", k))
+		}
+		if len(k)+1+len(v) > MaxArgLen {
+			return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("env %s is %d bytes, over the kernel's limit of %d for one variable", k, len(k)+1+len(v), MaxArgLen))
 		}
 	}
 	if req.Background && req.Stream {
@@ -116,7 +138,7 @@ func (s *Service) Run(ctx context.Context, acct store.Account, id string, req ap
 
 // follow streams a command's events from its start until its exit event.
 func follow(ctx context.Context, c *agent.Client, cid string, emit func(api.Event) error) error {
-	resp, err := c.Output(ctx, cid, 0, true, "ndjson")
+	resp, err := c.Output(ctx, cid, 0, true, true, "ndjson")
 	if err != nil {
 		return err
 	}
@@ -165,6 +187,9 @@ func (s *Service) ExecWatch(ctx context.Context, acct store.Account, id string, 
 			buf = &stdout
 		case "stderr":
 			buf = &stderr
+		case "gap":
+			res.OutputTruncated = true
+			return nil
 		case "exit":
 			if ev.ExitCode != nil {
 				res.ExitCode = *ev.ExitCode

@@ -622,9 +622,17 @@ func (s *Service) Recover(ctx context.Context) error {
 func (s *Service) killOrphans(ctx context.Context, id string, c *agent.Client) error {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	cmds, err := c.Commands(cctx)
-	if err != nil {
-		return fmt.Errorf("session %s: list commands: %w", id, err)
+	var cmds []api.Command
+	q := agent.CommandQuery{Status: api.CommandRunning}
+	for {
+		page, err := c.Commands(cctx, q)
+		if err != nil {
+			return fmt.Errorf("session %s: list commands: %w", id, err)
+		}
+		cmds = append(cmds, page.Commands...)
+		if q.NextToken = page.NextToken; q.NextToken == "" {
+			break
+		}
 	}
 	var errs []error
 	for _, cmd := range cmds {
@@ -818,17 +826,11 @@ func (s *Service) idle(ctx context.Context, x store.Session, timeout time.Durati
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c := h.client
-	cmds, err := c.Commands(cctx)
-	if err != nil {
-		return false // unsure: leave it to the TTL
+	running, err := h.client.Commands(cctx, agent.CommandQuery{Status: api.CommandRunning, Limit: 1})
+	if err != nil || len(running.Commands) > 0 {
+		return false // busy, or unsure: leave it to the TTL
 	}
-	for _, cmd := range cmds {
-		if cmd.Status == api.CommandRunning {
-			return false
-		}
-	}
-	hl, err := c.Health(cctx)
+	hl, err := h.client.Health(cctx)
 	return err == nil && hl.Terminals == 0
 }
 

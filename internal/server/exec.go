@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/agent"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/httpjson"
 	"github.com/chaserhq/chaser/internal/store"
@@ -86,18 +87,26 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request, acct store.A
 	}
 }
 
+// listCommands answers a page of a session's commands (?limit=,
+// ?next_token=, ?status=running|exited), without output and with command
+// texts cut; the single-command endpoint has the whole text.
 func (s *Server) listCommands(w http.ResponseWriter, r *http.Request, acct store.Account) {
 	c, _, err := s.sandboxes.Agent(r.Context(), acct, r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	list, err := c.Commands(r.Context())
+	q, err := agent.ParseCommandQuery(r.URL.Query().Get)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.CommandList{Commands: list})
+	list, err := c.Commands(r.Context(), q)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
 }
 
 func (s *Server) getCommand(w http.ResponseWriter, r *http.Request, acct store.Account) {
@@ -141,7 +150,7 @@ func (s *Server) commandOutput(w http.ResponseWriter, r *http.Request, acct stor
 		return
 	}
 	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
-	resp, err := c.Output(r.Context(), r.PathValue("cid"), off, follow, format)
+	resp, err := c.Output(r.Context(), r.PathValue("cid"), off, follow, false, format)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -150,8 +159,17 @@ func (s *Server) commandOutput(w http.ResponseWriter, r *http.Request, acct stor
 	for _, h := range []string{"Content-Type", "X-Output-Start"} {
 		w.Header().Set(h, resp.Header.Get(h))
 	}
+	for k := range resp.Trailer {
+		w.Header().Add("Trailer", k)
+	}
 	w.WriteHeader(http.StatusOK)
 	flushCopy(w, resp.Body)
+	// A raw stream that fell behind ends at the gap and says so.
+	for k, v := range resp.Trailer {
+		if len(v) > 0 && v[0] != "" {
+			w.Header().Set(k, v[0])
+		}
+	}
 }
 
 // flushCopy copies src to w, flushing after every read so streams are live.

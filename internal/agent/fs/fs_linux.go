@@ -78,6 +78,8 @@ func classify(p string, err error) error {
 		cls, msg = errdefs.ErrPermissionDenied, fmt.Sprintf("%s: read-only file system", p)
 	case unix.EBUSY:
 		cls, msg = errdefs.ErrPermissionDenied, fmt.Sprintf("%s is a mount point and cannot be replaced, moved or removed", p)
+	case unix.ENXIO:
+		cls, msg = errdefs.ErrInvalidArgument, fmt.Sprintf("%s is not a regular file (a socket, or a device with nothing behind it)", p)
 	case unix.ELOOP:
 		cls, msg = errdefs.ErrInvalidArgument, fmt.Sprintf("%s: too many symlinks, or a symlink through a /proc magic link (such as /proc/1/root or /proc/self/fd/N), which the agent does not follow", p)
 	case unix.EXDEV:

@@ -8,7 +8,6 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -28,9 +27,18 @@ const (
 	DefaultOutputLimit = 4 << 20
 	// DefaultKeepExited is how many exited commands are remembered.
 	DefaultKeepExited = 64
-	// drainGrace is how long output is still read after the command itself
-	// exited, for grandchildren that hold its pipes open (`sleep 100 &`).
+	// drainGrace is how long a read of the pipes may wait for output after
+	// the command itself exited, for grandchildren that hold them open
+	// (`sleep 100 &`). Time spent waiting for a paced reader does not count.
 	drainGrace = 200 * time.Millisecond
+	// drainLimit bounds what is still read after the command exited: what
+	// its pipes held (at most 1 MiB by default) and little more, so a
+	// grandchild that keeps writing (`yes &`) cannot keep it from ending.
+	drainLimit = 4 << 20
+	// stdinTimeout is how long a write to stdin may wait for the command to
+	// read (per 64 KiB): a command that does not read gets no write that
+	// blocks forever, and its exit never waits behind one.
+	stdinTimeout = 5 * time.Second
 )
 
 // Spec says what to run.
@@ -46,6 +54,10 @@ type Spec struct {
 	Background bool          // recorded for listings only
 	// User is who the command runs as; the agent itself stays root.
 	User User
+	// Paced makes the output wait for its pacing reader instead of
+	// dropping unread bytes (see Output): a foreground command's caller
+	// gets every byte, and a slow caller slows the command down.
+	Paced bool
 }
 
 // Manager owns the processes of a sandbox.
@@ -56,8 +68,9 @@ type Manager struct {
 	keepExited  int
 	reaper      *reaper
 
-	mu    sync.Mutex
-	procs map[string]*Process
+	mu      sync.Mutex
+	procs   map[string]*Process
+	lastSeq uint64
 }
 
 // NewManager returns a manager. reapAll must be true when the agent is PID 1
@@ -76,15 +89,20 @@ func NewManager(log *slog.Logger, shell string, reapAll bool) *Manager {
 // Process is one started command.
 type Process struct {
 	ID        string
+	Seq       uint64 // the order of starts, for paged listings
 	Spec      Spec
 	PID       int
 	StartedAt time.Time
 	Output    *Output
 
 	stdinMu sync.Mutex
-	stdin   io.WriteCloser // nil once closed
+	stdin   *os.File // nil once closed
+	// stdinFile is stdin's pipe, set before the command runs and never
+	// changed: its deadline may be set without stdinMu.
+	stdinFile *os.File
 
 	done     chan struct{} // closed after exit and output drained
+	exiting  chan struct{} // closed when the command itself exited
 	mu       sync.Mutex
 	status   syscall.WaitStatus
 	exitedAt time.Time
@@ -96,6 +114,9 @@ type Process struct {
 func (m *Manager) Start(spec Spec) (*Process, error) {
 	if strings.TrimSpace(spec.Command) == "" && len(spec.Argv) == 0 {
 		return nil, fmt.Errorf("command is empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if hasNUL(spec) {
+		return nil, fmt.Errorf("command, argv, cwd or env contains a NUL byte: %w", errdefs.ErrInvalidArgument)
 	}
 	if spec.Cwd == "" {
 		spec.Cwd = "/"
@@ -127,9 +148,13 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 		Spec:      spec,
 		StartedAt: time.Now(),
 		Output:    NewOutput(m.outputLimit),
+		exiting:   make(chan struct{}),
 		done:      make(chan struct{}),
 	}
 	p.Spec.Stdin = nil
+	if spec.Paced {
+		p.Output = NewPacedOutput(m.outputLimit)
+	}
 
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -182,11 +207,12 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 	}
 	p.PID = pid
 	if inW != nil {
-		p.stdin = inW
+		p.stdin, p.stdinFile = inW, inW
 		if len(spec.Stdin) > 0 || !spec.StdinOpen {
 			data, keepOpen := spec.Stdin, spec.StdinOpen
 			go func() {
-				_ = p.WriteStdin(data, !keepOpen)
+				// Nobody waits for this write: no deadline but the exit.
+				_ = p.writeStdin(data, !keepOpen, 0)
 			}()
 		}
 	}
@@ -210,17 +236,14 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 		if timer != nil {
 			timer.Stop()
 		}
-		drained := make(chan struct{})
-		go func() { readers.Wait(); close(drained) }()
-		select {
-		case <-drained:
-		case <-time.After(drainGrace):
-			// Grandchildren still hold the pipes: stop reading, the
-			// command itself is over.
-			outR.Close()
-			errR.Close()
-			<-drained
-		}
+		// Bound the pipe reads from now on: grandchildren may hold the
+		// pipes open. A read already waiting gets the deadline here, the
+		// next ones in copyOut.
+		close(p.exiting)
+		p.cutStdin()
+		_ = outR.SetReadDeadline(time.Now().Add(drainGrace))
+		_ = errR.SetReadDeadline(time.Now().Add(drainGrace))
+		readers.Wait()
 		p.CloseStdin()
 		p.Output.Close()
 		close(p.done)
@@ -228,6 +251,8 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 	}()
 
 	m.mu.Lock()
+	m.lastSeq++
+	p.Seq = m.lastSeq
 	m.procs[p.ID] = p
 	m.pruneLocked()
 	m.mu.Unlock()
@@ -235,19 +260,55 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 	return p, nil
 }
 
+// copyOut copies one pipe into the output until it ends or, once the
+// command exited, stays quiet for drainGrace or gave drainLimit more bytes.
+// Append may wait for a paced reader: that is what holds the command back.
 func (p *Process) copyOut(wg *sync.WaitGroup, r *os.File, s Stream) {
 	defer wg.Done()
 	defer r.Close()
 	buf := make([]byte, 32<<10)
+	drained := 0
 	for {
+		select {
+		case <-p.exiting:
+			if drained >= drainLimit {
+				return
+			}
+			_ = r.SetReadDeadline(time.Now().Add(drainGrace))
+		default:
+		}
 		n, err := r.Read(buf)
 		if n > 0 {
 			p.Output.Append(s, buf[:n])
+			if p.isExiting() {
+				drained += n
+			}
 		}
 		if err != nil {
 			return
 		}
 	}
+}
+
+func (p *Process) isExiting() bool {
+	select {
+	case <-p.exiting:
+		return true
+	default:
+		return false
+	}
+}
+
+// hasNUL reports whether a string of spec cannot be a C string.
+func hasNUL(spec Spec) bool {
+	for _, ss := range [][]string{{spec.Command, spec.Cwd}, spec.Argv, spec.Env} {
+		for _, x := range ss {
+			if strings.IndexByte(x, 0) >= 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // pruneLocked forgets the oldest exited processes beyond keepExited.
@@ -290,6 +351,31 @@ func (m *Manager) List() []*Process {
 	return ps
 }
 
+// Page returns, oldest first, up to limit of the processes that match (all
+// when match is nil) and were started after the one numbered after (0: from
+// the first), and whether more follow.
+func (m *Manager) Page(after uint64, limit int, match func(*Process) bool) (page []*Process, more bool) {
+	m.mu.Lock()
+	var ps []*Process
+	for _, p := range m.procs {
+		if p.Seq > after {
+			ps = append(ps, p)
+		}
+	}
+	m.mu.Unlock()
+	sort.Slice(ps, func(i, j int) bool { return ps[i].Seq < ps[j].Seq })
+	for _, p := range ps {
+		if match != nil && !match(p) {
+			continue
+		}
+		if len(page) == limit {
+			return page, true
+		}
+		page = append(page, p)
+	}
+	return page, false
+}
+
 // KillAll sends SIGKILL to the process group of every running process.
 func (m *Manager) KillAll() {
 	for _, p := range m.List() {
@@ -325,15 +411,36 @@ func (p *Process) Signal(sig syscall.Signal) error {
 }
 
 // WriteStdin writes data to stdin and closes it when eof is set. It returns
-// errdefs.ErrFailedPrecondition when stdin is closed.
+// errdefs.ErrFailedPrecondition when stdin is closed, the command exits
+// first, or does not read its stdin: when a write makes no progress for
+// stdinTimeout (stdin then stays open, with what was written).
 func (p *Process) WriteStdin(data []byte, eof bool) error {
+	return p.writeStdin(data, eof, stdinTimeout)
+}
+
+// writeStdin is WriteStdin with a timeout per 64 KiB written (0: none).
+func (p *Process) writeStdin(data []byte, eof bool, timeout time.Duration) error {
 	p.stdinMu.Lock()
 	defer p.stdinMu.Unlock()
 	if p.stdin == nil {
 		return fmt.Errorf("stdin of command %s is closed: %w", p.ID, errdefs.ErrFailedPrecondition)
 	}
-	if len(data) > 0 {
-		if _, err := p.stdin.Write(data); err != nil {
+	for written := 0; written < len(data); {
+		if p.isExiting() {
+			return fmt.Errorf("command %s exited before it read its stdin (%d of %d bytes written): %w", p.ID, written, len(data), errdefs.ErrFailedPrecondition)
+		}
+		if timeout > 0 {
+			_ = p.stdin.SetWriteDeadline(time.Now().Add(timeout))
+		}
+		n, err := p.stdin.Write(data[written:min(len(data), written+64<<10)])
+		written += n
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded) && !p.isExiting():
+			return fmt.Errorf("the command is not reading its stdin: %d of %d bytes written in %v; stdin stays open: %w", written, len(data), timeout, errdefs.ErrFailedPrecondition)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return fmt.Errorf("command %s exited before it read its stdin (%d of %d bytes written): %w", p.ID, written, len(data), errdefs.ErrFailedPrecondition)
+		default:
 			p.stdin.Close()
 			p.stdin = nil
 			return fmt.Errorf("stdin of command %s: %v: %w", p.ID, err, errdefs.ErrFailedPrecondition)
@@ -344,6 +451,14 @@ func (p *Process) WriteStdin(data []byte, eof bool) error {
 		p.stdin = nil
 	}
 	return nil
+}
+
+// cutStdin makes a write to stdin that waits give up now (the command
+// exited), so CloseStdin does not wait behind it.
+func (p *Process) cutStdin() {
+	if p.stdinFile != nil {
+		_ = p.stdinFile.SetWriteDeadline(time.Unix(1, 0))
+	}
 }
 
 // CloseStdin closes stdin if it is open.

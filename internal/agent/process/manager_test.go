@@ -209,6 +209,49 @@ func TestOutputBounded(t *testing.T) {
 	}
 }
 
+// TestOutputPaced checks that a paced log holds the writer back instead of
+// dropping what its reader has not delivered, until the reader leaves.
+func TestOutputPaced(t *testing.T) {
+	o := NewPacedOutput(10)
+	o.Append(Stdout, []byte("0123456789"))
+	appended := make(chan struct{})
+	go func() {
+		o.Append(Stdout, []byte("abcde"))
+		close(appended)
+	}()
+	select {
+	case <-appended:
+		t.Fatal("Append went past an unread full log")
+	case <-time.After(100 * time.Millisecond):
+	}
+	o.Ack(5) // "01234" delivered: room for 5 more
+	<-appended
+	chunks, next, _, _ := o.Read(5)
+	if len(chunks) != 2 || chunks[0].Off != 5 || string(chunks[0].Data) != "56789" || next != 15 {
+		t.Fatalf("read(5) = %+v next %d", chunks, next)
+	}
+	o.Unpace()
+	o.Append(Stdout, []byte("more than ten bytes")) // drops, no wait
+	if start, end := o.Bounds(); start != 15 || end != 34 {
+		t.Fatalf("bounds after unpace = %d, %d", start, end)
+	}
+}
+
+// TestStartCallerFaults checks that what the kernel refuses because of the
+// request is an invalid argument, not an internal error.
+func TestStartCallerFaults(t *testing.T) {
+	m := newManager(t)
+	for name, spec := range map[string]Spec{
+		"argument over MAX_ARG_STRLEN": {Argv: []string{"/bin/true", strings.Repeat("x", 200<<10)}},
+		"NUL in command":               {Command: "echo a\x00b"},
+		"NUL in env":                   {Command: "true", Env: []string{"A=a\x00b"}},
+	} {
+		if _, err := m.Start(spec); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)
+		}
+	}
+}
+
 func TestPrune(t *testing.T) {
 	m := newManager(t)
 	m.keepExited = 2

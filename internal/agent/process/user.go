@@ -37,6 +37,12 @@ func startError(err error, argv0, path string, u User) error {
 		return fmt.Errorf("start %q: %w", argv0, err)
 	}
 	switch errno {
+	case syscall.EAGAIN:
+		return errdefs.New(errdefs.ErrResourceExhausted, "no free process slots in this sandbox: its processes reached the pids limit; wait for some to end or kill them, then retry")
+	case syscall.E2BIG:
+		return errdefs.New(errdefs.ErrInvalidArgument, "the command and its environment are over the kernel's argument limit; send a long script on stdin or as a file")
+	case syscall.ENOMEM:
+		return errdefs.New(errdefs.ErrResourceExhausted, "no memory left in this sandbox to start the command")
 	case syscall.ENOENT:
 		if !strings.Contains(path, "/") {
 			return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("%s: not found on the PATH of the sandbox", argv0))

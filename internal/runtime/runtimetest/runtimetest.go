@@ -97,7 +97,7 @@ func testLifecycle(t *testing.T, newRuntime Factory) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := c.Output(ctx, cmd.ID, 0, true, "raw")
+	resp, err := c.Output(ctx, cmd.ID, 0, true, false, "raw")
 	if err != nil {
 		t.Fatal(err)
 	}
