@@ -52,6 +52,9 @@ type Session struct {
 	EndedAt *time.Time `json:"ended_at,omitempty"`
 	// AccountID is the owner, shown in an admin's ?all=true list.
 	AccountID string `json:"account_id,omitempty"`
+	// Resources are the sandbox's resources: those asked for, the rest
+	// from the tier's defaults (or the workspace's).
+	Resources *Resources `json:"resources,omitempty"`
 }
 
 // CreateSessionRequest is the body of POST /v1/sessions.
@@ -60,6 +63,10 @@ type CreateSessionRequest struct {
 	Ephemeral bool   `json:"ephemeral,omitempty"`
 	Image     string `json:"image,omitempty"`
 	Workspace string `json:"workspace,omitempty"`
+	// Resources asks for resources other than the tier's defaults. Not
+	// with Workspace: a workspace fixes its resources when it is created.
+	// Without a workspace it makes a throwaway sandbox, as Image does.
+	Resources *ResourceRequest `json:"resources,omitempty"`
 }
 
 // SessionList is the body of GET /v1/sessions.
