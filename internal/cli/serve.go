@@ -42,7 +42,7 @@ docs/config.md. Flags win over the file for server-wide settings
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.ConfigFile, "config", cfg.ConfigFile, "operator policy file (YAML): per-tier limits, resource defaults and maximums, runtimes; see docs/config.md (env CHASER_CONFIG)")
+	f.StringVar(&cfg.ConfigFile, "config", cfg.ConfigFile, "operator policy file (YAML): per-tier limits, resource defaults and maximums, runtimes; see docs/config.md (env CHASER_SERVER_CONFIG)")
 	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "address to listen on")
 	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "where the store, keys and sandboxes live")
 	f.StringVar(&cfg.Runtime, "runtime", cfg.Runtime, "isolation runtime: runc or runsc")

@@ -41,7 +41,7 @@ import (
 // environment variables, which override the defaults.
 type Config struct {
 	// ConfigFile is the operator's policy file (YAML, optional; see
-	// internal/config and docs/config.md). CHASER_CONFIG.
+	// internal/config and docs/config.md). CHASER_SERVER_CONFIG.
 	ConfigFile   string
 	Addr         string // CHASER_ADDR
 	DataDir      string // CHASER_DATA_DIR
@@ -170,7 +170,7 @@ func Defaults() Config {
 		return def
 	}
 	return Config{
-		ConfigFile:         os.Getenv("CHASER_CONFIG"),
+		ConfigFile:         os.Getenv("CHASER_SERVER_CONFIG"),
 		Addr:               env("CHASER_ADDR", "127.0.0.1:8080"),
 		DataDir:            env("CHASER_DATA_DIR", DefaultDataDir()),
 		Runtime:            env("CHASER_RUNTIME", "runc"),
