@@ -55,6 +55,8 @@ type Session struct {
 	// Resources are the sandbox's resources: those asked for, the rest
 	// from the tier's defaults (or the workspace's).
 	Resources *Resources `json:"resources,omitempty"`
+	// Network is the sandbox's network policy.
+	Network *Network `json:"network,omitempty"`
 }
 
 // CreateSessionRequest is the body of POST /v1/sessions.
@@ -67,6 +69,10 @@ type CreateSessionRequest struct {
 	// with Workspace: a workspace fixes its resources when it is created.
 	// Without a workspace it makes a throwaway sandbox, as Image does.
 	Resources *ResourceRequest `json:"resources,omitempty"`
+	// Network asks for a network policy. Only mode "none" (loopback
+	// only, what every sandbox has) is available yet; "internet", allow
+	// and deny answer 501.
+	Network *Network `json:"network,omitempty"`
 }
 
 // SessionList is the body of GET /v1/sessions.

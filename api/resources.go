@@ -25,3 +25,17 @@ type ResourceRequest struct {
 func (r *ResourceRequest) Empty() bool {
 	return r == nil || r.CPU == nil && r.MemoryMB == nil && r.DiskMB == nil && r.Pids == nil
 }
+
+// Network modes.
+const (
+	NetworkNone     = "none"     // loopback only
+	NetworkInternet = "internet" // egress to public addresses
+)
+
+// Network is a sandbox's network policy: Mode, and CIDRs egress may
+// (Allow) or may not (Deny) reach.
+type Network struct {
+	Mode  string   `json:"mode"`
+	Allow []string `json:"allow,omitempty"`
+	Deny  []string `json:"deny,omitempty"`
+}

@@ -130,6 +130,25 @@ network:
 		}
 	})
 
+	t.Run("network: none is what sandboxes have, internet is not granted in name only", func(t *testing.T) {
+		r := s.cli(t, free, nil, "sandbox", "--network", "none", "--json")
+		if r.Code != 0 {
+			t.Fatalf("chaser sandbox --network none: %d %s", r.Code, r.Stderr)
+		}
+		var sess api.Session
+		decodeJSON(t, []byte(r.Stdout), &sess)
+		defer fc.DeleteSession(context.Background(), sess.ID)
+		if sess.Network == nil || sess.Network.Mode != api.NetworkNone {
+			t.Fatalf("session network = %+v, want mode none", sess.Network)
+		}
+		status, b := s.do(t, free, "POST", "/v1/sessions", `{"network":{"mode":"internet"}}`)
+		expectError(t, status, b, 501, "not_implemented")
+		status, b = s.do(t, free, "POST", "/v1/sessions", `{"network":{"mode":"some"}}`)
+		expectError(t, status, b, 400, "invalid_argument")
+		status, b = s.do(t, free, "POST", "/v1/sessions", `{"network":{"mode":"none","allow":["10.0.0.1"]}}`)
+		expectError(t, status, b, 400, "invalid_argument")
+	})
+
 	t.Run("the paid tier's max_sandboxes", func(t *testing.T) {
 		paid := s.account(t, api.TierPaid)
 		pc := s.Client(paid)

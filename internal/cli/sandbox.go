@@ -15,6 +15,7 @@ import (
 func newSandbox(e *env) *cobra.Command {
 	var req api.CreateSessionRequest
 	var res *resourceFlags
+	var network string
 	cmd := &cobra.Command{
 		Use:   "sandbox",
 		Short: "Create a sandbox session",
@@ -27,6 +28,9 @@ a paid account gets a throwaway sandbox instead of its default workspace.`,
 			var err error
 			if req.Resources, err = res.request(); err != nil {
 				return err
+			}
+			if network != "" {
+				req.Network = &api.Network{Mode: network}
 			}
 			if req.Image != "" && req.Image != "host" && !e.json {
 				// Pull first so a terminal shows progress; the create
@@ -50,6 +54,7 @@ a paid account gets a throwaway sandbox instead of its default workspace.`,
 	cmd.Flags().StringVar(&req.Image, "image", "", "OCI image (default: the server's default image)")
 	cmd.Flags().StringVar(&req.Workspace, "workspace", "", "workspace to run on")
 	res = addResourceFlags(cmd.Flags())
+	cmd.Flags().StringVar(&network, "network", "", "network: none (loopback only, the default; internet is not available yet)")
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"strconv"
 
 	"github.com/chaserhq/chaser/api"
@@ -58,6 +59,34 @@ func Asked(r *api.ResourceRequest) (Resources, error) {
 	}
 	return out, nil
 }
+
+// checkNetwork checks a session's network request. Every sandbox has
+// loopback only (mode none) until egress lands: asking for more is
+// ErrNotImplemented, never granted in name only.
+func checkNetwork(n *api.Network) error {
+	if n == nil {
+		return nil
+	}
+	for _, c := range append(append([]string(nil), n.Allow...), n.Deny...) {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("network: %q is not a CIDR such as 10.1.0.0/16", c))
+		}
+	}
+	switch n.Mode {
+	case "", api.NetworkNone:
+	case api.NetworkInternet:
+		return errdefs.New(errdefs.ErrNotImplemented, "network mode internet is not available yet: sandboxes have loopback only (mode none)")
+	default:
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("network mode %q: use none or internet", n.Mode))
+	}
+	if len(n.Allow)+len(n.Deny) > 0 {
+		return errdefs.New(errdefs.ErrNotImplemented, "network allow and deny lists are not available yet: sandboxes have loopback only")
+	}
+	return nil
+}
+
+// networkNone is the network every sandbox has today: loopback only.
+var networkNone = api.Network{Mode: api.NetworkNone}
 
 // cores formats a number of cores.
 func cores(c float64) string { return strconv.FormatFloat(c, 'f', -1, 64) }

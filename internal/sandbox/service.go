@@ -160,7 +160,7 @@ func toAPI(x store.Session) api.Session {
 	out := api.Session{
 		ID: x.ID, Type: x.Type, Status: x.Status, WorkspaceID: x.WorkspaceID, Image: x.Image,
 		Ephemeral: x.Ephemeral, Runtime: x.Runtime, CreatedAt: x.CreatedAt, ExpiresAt: x.ExpiresAt,
-		Resources: resourcesAPI(x.Resources),
+		Resources: resourcesAPI(x.Resources), Network: &networkNone,
 	}
 	if x.EndedAt != nil {
 		out.Reason, out.EndedAt = x.Reason, x.EndedAt
@@ -240,6 +240,9 @@ func (s *Service) Create(ctx context.Context, acct store.Account, req api.Create
 	}
 	asked, err := Asked(req.Resources)
 	if err != nil {
+		return api.Session{}, false, err
+	}
+	if err := checkNetwork(req.Network); err != nil {
 		return api.Session{}, false, err
 	}
 	if req.Workspace == "" && (req.Ephemeral || req.Image != "" || !req.Resources.Empty() || acct.Tier != api.TierPaid) {
