@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/image/imagetest"
 )
 
 // writeConfig writes an operator config file for a test server.
@@ -221,5 +224,19 @@ func TestConfigFileRefused(t *testing.T) {
 				t.Fatal("the server opened its store before refusing the config")
 			}
 		})
+	}
+}
+
+// TestConfigFileRegistries: the file's registries.allow lets pulls reach a
+// loopback registry, and an --allow-registry flag adds to the list rather
+// than replacing it.
+func TestConfigFileRegistries(t *testing.T) {
+	reg := imagetest.StartRegistry(t)
+	ref := reg.Push(t, "test/fromfile:v1", imagetest.Image(t, v1.Config{}, imagetest.BusyboxLayer(t)))
+	cfg := writeConfig(t, "registries:\n  allow: [\""+reg.Host+"\"]\n")
+	s := newServer(t, "--config", cfg, "--allow-registry", "127.0.0.1:1")
+	key := s.account(t, api.TierFree)
+	if status, b := s.do(t, key, "POST", "/v1/images", `{"ref":"`+ref+`"}`); status != 200 {
+		t.Fatalf("pull from a loopback registry the config file allows: %d %s", status, b)
 	}
 }
