@@ -52,6 +52,11 @@ type Session struct {
 	EndedAt *time.Time `json:"ended_at,omitempty"`
 	// AccountID is the owner, shown in an admin's ?all=true list.
 	AccountID string `json:"account_id,omitempty"`
+	// Resources are the sandbox's resources: those asked for, the rest
+	// from the tier's defaults (or the workspace's).
+	Resources *Resources `json:"resources,omitempty"`
+	// Network is the sandbox's network policy.
+	Network *Network `json:"network,omitempty"`
 }
 
 // CreateSessionRequest is the body of POST /v1/sessions.
@@ -60,6 +65,14 @@ type CreateSessionRequest struct {
 	Ephemeral bool   `json:"ephemeral,omitempty"`
 	Image     string `json:"image,omitempty"`
 	Workspace string `json:"workspace,omitempty"`
+	// Resources asks for resources other than the tier's defaults. Not
+	// with Workspace: a workspace fixes its resources when it is created.
+	// Without a workspace it makes a throwaway sandbox, as Image does.
+	Resources *ResourceRequest `json:"resources,omitempty"`
+	// Network asks for a network policy. Only mode "none" (loopback
+	// only, what every sandbox has) is available yet; "internet", allow
+	// and deny answer 501.
+	Network *Network `json:"network,omitempty"`
 }
 
 // SessionList is the body of GET /v1/sessions.

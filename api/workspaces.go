@@ -20,6 +20,9 @@ type Workspace struct {
 	SizeBytes int64 `json:"size_bytes"`
 	// AccountID is the owner, shown in an admin's ?all=true list.
 	AccountID string `json:"account_id,omitempty"`
+	// Resources are those the workspace was created with; every session
+	// on it gets them, and the tier's defaults for what they leave out.
+	Resources *ResourceRequest `json:"resources,omitempty"`
 }
 
 // CreateWorkspaceRequest is the body of POST /v1/workspaces.
@@ -27,6 +30,8 @@ type CreateWorkspaceRequest struct {
 	Name        string `json:"name"`
 	SessionType string `json:"session_type,omitempty"`
 	Image       string `json:"image,omitempty"`
+	// Resources fixes the resources of every session on the workspace.
+	Resources *ResourceRequest `json:"resources,omitempty"`
 }
 
 // WorkspaceList is the body of GET /v1/workspaces.

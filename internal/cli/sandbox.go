@@ -14,12 +14,24 @@ import (
 
 func newSandbox(e *env) *cobra.Command {
 	var req api.CreateSessionRequest
+	var res *resourceFlags
+	var network string
 	cmd := &cobra.Command{
 		Use:   "sandbox",
 		Short: "Create a sandbox session",
-		Args:  cobra.NoArgs,
+		Long: `Create a sandbox session. --cpu, --memory, --disk and --pids ask for other
+resources than the tier's defaults (up to the tier's maximums); with them,
+a paid account gets a throwaway sandbox instead of its default workspace.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Type = api.SessionTypeSandbox
+			var err error
+			if req.Resources, err = res.request(); err != nil {
+				return err
+			}
+			if network != "" {
+				req.Network = &api.Network{Mode: network}
+			}
 			if req.Image != "" && req.Image != "host" && !e.json {
 				// Pull first so a terminal shows progress; the create
 				// then finds the image cached.
@@ -41,6 +53,8 @@ func newSandbox(e *env) *cobra.Command {
 	cmd.Flags().BoolVar(&req.Ephemeral, "ephemeral", false, "a throwaway sandbox, bypassing workspace defaults")
 	cmd.Flags().StringVar(&req.Image, "image", "", "OCI image (default: the server's default image)")
 	cmd.Flags().StringVar(&req.Workspace, "workspace", "", "workspace to run on")
+	res = addResourceFlags(cmd.Flags())
+	cmd.Flags().StringVar(&network, "network", "", "network: none (loopback only, the default; internet is not available yet)")
 	return cmd
 }
 

@@ -24,7 +24,13 @@ CHASER_CORS_ORIGINS (the last three comma-separated), and the CHASER_* variable 
 
 Connections over --max-conns-per-ip or --max-conns are answered 429 Too Many
 Requests with Retry-After and closed. There is no server-wide read or write
-timeout (streams, terminals and uploads last as long as they need).`,
+timeout (streams, terminals and uploads last as long as they need).
+
+--config FILE (YAML) sets what flags cannot say well: per tier the most
+sandboxes, TTL, idle timeout, runtime, resource defaults and maximums; see
+docs/config.md. Flags win over the file for server-wide settings
+(--idle-timeout replaces every tier's); --allow-registry and
+--insecure-registry add to the file's registries lists.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			level := slog.LevelInfo
@@ -36,6 +42,7 @@ timeout (streams, terminals and uploads last as long as they need).`,
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&cfg.ConfigFile, "config", cfg.ConfigFile, "operator policy file (YAML): per-tier limits, resource defaults and maximums, runtimes; see docs/config.md (env CHASER_SERVER_CONFIG)")
 	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "address to listen on")
 	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "where the store, keys and sandboxes live")
 	f.StringVar(&cfg.Runtime, "runtime", cfg.Runtime, "isolation runtime: runc or runsc")

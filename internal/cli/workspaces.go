@@ -16,11 +16,16 @@ import (
 func newWorkspaces(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "workspaces", Short: "Manage persistent workspaces (paid accounts)"}
 	var req api.CreateWorkspaceRequest
+	var res *resourceFlags
 	create := &cobra.Command{
-		Use:   "create --name NAME [--session-type sandbox] [--image REF]",
-		Short: "Create a workspace; its image is fixed from now on",
+		Use:   "create --name NAME [--session-type sandbox] [--image REF] [--cpu N --memory SIZE --disk SIZE --pids N]",
+		Short: "Create a workspace; its image and resources are fixed from now on",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if req.Resources, err = res.request(); err != nil {
+				return err
+			}
 			w, err := e.client().CreateWorkspace(cmd.Context(), req)
 			if err != nil {
 				return err
@@ -35,6 +40,7 @@ func newWorkspaces(e *env) *cobra.Command {
 	create.Flags().StringVar(&req.Name, "name", "", "workspace name")
 	create.Flags().StringVar(&req.SessionType, "session-type", api.SessionTypeSandbox, "session type")
 	create.Flags().StringVar(&req.Image, "image", "", "image (default: the server's default image)")
+	res = addResourceFlags(create.Flags())
 	_ = create.MarkFlagRequired("name")
 
 	var allWorkspaces bool

@@ -24,6 +24,7 @@ import (
 	"github.com/chaserhq/chaser/client"
 	"github.com/chaserhq/chaser/internal/account"
 	"github.com/chaserhq/chaser/internal/agent/fs"
+	"github.com/chaserhq/chaser/internal/config"
 	"github.com/chaserhq/chaser/internal/connlimit"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
@@ -39,6 +40,9 @@ import (
 // Config is the whole configuration of the server. Flags override CHASER_*
 // environment variables, which override the defaults.
 type Config struct {
+	// ConfigFile is the operator's policy file (YAML, optional; see
+	// internal/config and docs/config.md). CHASER_SERVER_CONFIG.
+	ConfigFile   string
 	Addr         string // CHASER_ADDR
 	DataDir      string // CHASER_DATA_DIR
 	Runtime      string // CHASER_RUNTIME: runc or runsc
@@ -166,6 +170,7 @@ func Defaults() Config {
 		return def
 	}
 	return Config{
+		ConfigFile:         os.Getenv("CHASER_SERVER_CONFIG"),
 		Addr:               env("CHASER_ADDR", "127.0.0.1:8080"),
 		DataDir:            env("CHASER_DATA_DIR", DefaultDataDir()),
 		Runtime:            env("CHASER_RUNTIME", "runc"),
@@ -329,8 +334,34 @@ func httpServer(cfg Config, h http.Handler) *http.Server {
 
 // Run serves until ctx ends, then destroys every sandbox and returns.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	file, err := config.Load(cfg.ConfigFile)
+	if err != nil {
+		return err
+	}
+	if file != nil {
+		// Flags set server-wide settings; for registries they add to the
+		// file's lists.
+		cfg.AllowRegistries = union(file.Registries.Allow, cfg.AllowRegistries)
+		cfg.InsecureRegistries = union(file.Registries.Insecure, cfg.InsecureRegistries)
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	tiers, err := file.ApplyTiers(sandbox.DefaultTiers)
+	if err != nil {
+		return err
+	}
+	for name, t := range tiers {
+		if cfg.IdleTimeout != 0 { // the flag wins over the file
+			t.IdleTimeout = max(cfg.IdleTimeout, 0)
+		}
+		tiers[name] = t
+	}
+	if file != nil {
+		log.Info("operator config loaded", "file", file.Path)
+		for _, setting := range file.Inactive() {
+			log.Warn("config setting is not active yet: it is validated but the server does not apply it", "setting", setting, "file", file.Path)
+		}
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
@@ -375,13 +406,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("sandbox agent", "path", agentPath)
 	var sandboxes *sandbox.Service
 	m := metrics.New(func() float64 { return sandboxes.Running() })
-	tiers := map[string]sandbox.TierLimits{}
-	for name, t := range sandbox.DefaultTiers {
-		if cfg.IdleTimeout != 0 {
-			t.IdleTimeout = max(cfg.IdleTimeout, 0)
-		}
-		tiers[name] = t
-	}
 	sandboxes = sandbox.New(sandbox.Config{
 		Runtime: rt, Images: images, Store: st, AgentPath: agentPath,
 		DefaultImage: cfg.DefaultImage, WorkspaceDir: filepath.Join(cfg.DataDir, "workspaces"), Log: log, Metrics: m,

@@ -28,21 +28,28 @@ import (
 type TierLimits struct {
 	// MaxSandboxes is how many sessions an account may have at once.
 	MaxSandboxes int
-	// Resources bound each sandbox.
-	Resources runtime.Limits
+	// Defaults are the resources of a sandbox that asks for none; Max
+	// bounds what one may ask for (every field is set).
+	Defaults, Max Resources
 	// TTL is how long a session lives at most.
 	TTL time.Duration
 	// IdleTimeout ends a session nobody used for this long: no API call
 	// reached it and no command runs in it. Zero disables it.
 	IdleTimeout time.Duration
+	// Runtime names the runtime of the tier's sandboxes ("runc",
+	// "runsc"); empty: the server's. Set from the operator's config file.
+	Runtime string
 }
 
-// DefaultTiers are the limits used unless configured otherwise.
+// DefaultTiers are the limits used unless configured otherwise (the
+// operator's config file overrides them field by field).
 var DefaultTiers = map[string]TierLimits{
 	api.TierFree: {MaxSandboxes: 3, TTL: 30 * time.Minute, IdleTimeout: 10 * time.Minute,
-		Resources: runtime.Limits{MemoryBytes: 512 << 20, MilliCPUs: 1000, Pids: 256}},
+		Defaults: Resources{MilliCPUs: 1000, MemoryMB: 512, DiskMB: 1024, Pids: 256},
+		Max:      Resources{MilliCPUs: 1000, MemoryMB: 512, DiskMB: 1024, Pids: 256}},
 	api.TierPaid: {MaxSandboxes: 20, TTL: 8 * time.Hour, IdleTimeout: time.Hour,
-		Resources: runtime.Limits{MemoryBytes: 2 << 30, MilliCPUs: 2000, Pids: 1024}},
+		Defaults: Resources{MilliCPUs: 2000, MemoryMB: 2048, DiskMB: 10240, Pids: 1024},
+		Max:      Resources{MilliCPUs: 4000, MemoryMB: 8192, DiskMB: 51200, Pids: 4096}},
 }
 
 // Config configures a Service.
@@ -153,6 +160,7 @@ func toAPI(x store.Session) api.Session {
 	out := api.Session{
 		ID: x.ID, Type: x.Type, Status: x.Status, WorkspaceID: x.WorkspaceID, Image: x.Image,
 		Ephemeral: x.Ephemeral, Runtime: x.Runtime, CreatedAt: x.CreatedAt, ExpiresAt: x.ExpiresAt,
+		Resources: resourcesAPI(x.Resources), Network: &networkNone,
 	}
 	if x.EndedAt != nil {
 		out.Reason, out.EndedAt = x.Reason, x.EndedAt
@@ -212,8 +220,8 @@ func (s *Service) tier(acct store.Account) TierLimits {
 //
 // It reports whether it created a session. Errors: ErrInvalidArgument for a
 // bad request, ErrNotFound for an unknown workspace, ErrPermissionDenied for
-// workspaces on the free tier, ErrResourceExhausted when the tier's sandbox
-// limit is reached.
+// workspaces on the free tier and for resources beyond the tier's maximum,
+// ErrResourceExhausted when the tier's sandbox limit is reached.
 func (s *Service) Create(ctx context.Context, acct store.Account, req api.CreateSessionRequest) (api.Session, bool, error) {
 	if req.Type == "" {
 		req.Type = api.SessionTypeSandbox
@@ -227,12 +235,21 @@ func (s *Service) Create(ctx context.Context, acct store.Account, req api.Create
 	if req.Workspace != "" && req.Ephemeral {
 		return api.Session{}, false, errdefs.New(errdefs.ErrInvalidArgument, "workspace and ephemeral cannot be used together")
 	}
-	if req.Workspace == "" && (req.Ephemeral || req.Image != "" || acct.Tier != api.TierPaid) {
-		sess, err := s.create(ctx, acct, req.Type, req.Image, nil)
+	if req.Workspace != "" && !req.Resources.Empty() {
+		return api.Session{}, false, errdefs.New(errdefs.ErrInvalidArgument, "workspace and resources cannot be used together: a workspace fixes its resources when it is created")
+	}
+	asked, err := Asked(req.Resources)
+	if err != nil {
+		return api.Session{}, false, err
+	}
+	if err := checkNetwork(req.Network); err != nil {
+		return api.Session{}, false, err
+	}
+	if req.Workspace == "" && (req.Ephemeral || req.Image != "" || !req.Resources.Empty() || acct.Tier != api.TierPaid) {
+		sess, err := s.create(ctx, acct, req.Type, req.Image, asked, nil)
 		return sess, err == nil, err
 	}
 	var ws store.Workspace
-	var err error
 	if req.Workspace != "" {
 		ws, err = s.workspace(ctx, acct, req.Workspace)
 	} else {
@@ -245,11 +262,21 @@ func (s *Service) Create(ctx context.Context, acct store.Account, req api.Create
 }
 
 // create creates a session and its sandbox on image ref (the default image
-// when empty), on workspace ws when not nil, and returns when the agent
-// answers.
-func (s *Service) create(ctx context.Context, acct store.Account, typ, ref string, ws *store.Workspace) (api.Session, error) {
+// when empty), on workspace ws when not nil (whose resources it then
+// takes), with the resources asked (the tier's defaults for what it leaves
+// out), and returns when the agent answers.
+func (s *Service) create(ctx context.Context, acct store.Account, typ, ref string, asked Resources, ws *store.Workspace) (api.Session, error) {
 	if ref == "" {
 		ref = s.cfg.DefaultImage
+	}
+	tier := s.tier(acct)
+	what := ""
+	if ws != nil {
+		asked, what = ws.Resources, fmt.Sprintf("workspace %q: ", ws.Name)
+	}
+	res, err := tier.Resolve(acct.Tier, asked)
+	if err != nil {
+		return api.Session{}, fmt.Errorf("%s%w", what, err)
 	}
 	img, err := s.cfg.Images.Resolve(ctx, ref)
 	if err != nil {
@@ -258,7 +285,6 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	// The lease keeps the image's layers from GC until the rootfs is
 	// mounted (or creation failed).
 	defer img.Release()
-	tier := s.tier(acct)
 	id := NewID("s")
 	release, err := s.reserve(ctx, acct, tier, id)
 	if err != nil {
@@ -270,7 +296,7 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	sess := store.Session{
 		ID: id, AccountID: acct.ID, Type: typ, Status: api.StatusStarting,
 		Image: img.Ref, Runtime: s.cfg.Runtime.Name(), Ephemeral: ws == nil,
-		CreatedAt: now, ExpiresAt: now.Add(tier.TTL),
+		CreatedAt: now, ExpiresAt: now.Add(tier.TTL), Resources: res,
 	}
 	upper := ""
 	if ws != nil {
@@ -285,7 +311,7 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	begin := time.Now()
-	if err := s.start(bctx, sess, img, tier, upper); err != nil {
+	if err := s.start(bctx, sess, img, upper); err != nil {
 		s.cfg.Metrics.SandboxFailures.Inc()
 		if derr := s.cfg.Store.DeleteSession(bctx, sess.ID); derr != nil {
 			s.log.Error("forget failed session", "session_id", sess.ID, "err", derr)
@@ -346,7 +372,7 @@ func (s *Service) reserve(ctx context.Context, acct store.Account, tier TierLimi
 	}, nil
 }
 
-func (s *Service) start(ctx context.Context, sess store.Session, img *image.Image, tier TierLimits, upper string) error {
+func (s *Service) start(ctx context.Context, sess store.Session, img *image.Image, upper string) error {
 	ws := ""
 	if sess.WorkspaceID != nil {
 		ws = *sess.WorkspaceID
@@ -360,7 +386,7 @@ func (s *Service) start(ctx context.Context, sess store.Session, img *image.Imag
 		"CHASER_RUNTIME="+s.cfg.Runtime.Name(),
 	)
 	spec := runtime.Spec{
-		ID: sess.ID, Hostname: sess.ID, Env: env, Limits: tier.Resources, AgentPath: s.cfg.AgentPath,
+		ID: sess.ID, Hostname: sess.ID, Env: env, Limits: limits(sess.Resources), AgentPath: s.cfg.AgentPath,
 		Rootfs: runtime.Rootfs{Overlays: img.Overlays, UpperDir: upper},
 	}
 	if err := s.cfg.Runtime.Create(ctx, spec); err != nil {

@@ -105,7 +105,7 @@ func (s *Service) onWorkspace(ctx context.Context, acct store.Account, ws store.
 			return api.Session{}, false, err
 		}
 		if x == nil {
-			sess, err := s.create(ctx, acct, ws.SessionType, ws.Image, &ws)
+			sess, err := s.create(ctx, acct, ws.SessionType, ws.Image, Resources{}, &ws)
 			return sess, err == nil, err
 		}
 		if x.Status == api.StatusRunning {
@@ -137,6 +137,13 @@ func (s *Service) CreateWorkspace(ctx context.Context, acct store.Account, req a
 	if !validWorkspaceName.MatchString(req.Name) {
 		return api.Workspace{}, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("workspace name %q: use 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name))
 	}
+	asked, err := Asked(req.Resources)
+	if err != nil {
+		return api.Workspace{}, err
+	}
+	if _, err := s.tier(acct).Resolve(acct.Tier, asked); err != nil {
+		return api.Workspace{}, err
+	}
 	ref := req.Image
 	if ref == "" {
 		ref = s.cfg.DefaultImage
@@ -147,7 +154,7 @@ func (s *Service) CreateWorkspace(ctx context.Context, acct store.Account, req a
 	}
 	img.Release() // only its canonical reference is kept; sessions resolve it again
 	w := store.Workspace{ID: NewID("ws"), AccountID: acct.ID, Name: req.Name, SessionType: req.SessionType,
-		Image: img.Ref, CreatedAt: time.Now().UTC()}
+		Image: img.Ref, CreatedAt: time.Now().UTC(), Resources: asked}
 	if err := os.MkdirAll(s.workspaceDir(w.ID), 0o700); err != nil {
 		return api.Workspace{}, err
 	}
@@ -164,7 +171,7 @@ func (s *Service) CreateWorkspace(ctx context.Context, acct store.Account, req a
 
 func (s *Service) workspaceAPI(ctx context.Context, acct store.Account, w store.Workspace) (api.Workspace, error) {
 	out := api.Workspace{ID: w.ID, Name: w.Name, SessionType: w.SessionType, Image: w.Image, CreatedAt: w.CreatedAt,
-		SizeBytes: dirSize(s.workspaceDir(w.ID))}
+		SizeBytes: dirSize(s.workspaceDir(w.ID)), Resources: requestAPI(w.Resources)}
 	if id, err := s.cfg.Store.GetDefault(ctx, acct.ID, w.SessionType); err == nil && id == w.ID {
 		out.Default = true
 	}

@@ -45,6 +45,18 @@ type Session struct {
 	// EndedAt is when the session ended; nil while it lives. An ended
 	// session keeps its record (for GetSession) until PruneSessions.
 	EndedAt *time.Time
+	// Resources are the sandbox's resources (all zero for sessions made
+	// before they were recorded).
+	Resources Resources
+}
+
+// Resources are the resources of a sandbox. In a workspace, a zero field
+// was not asked for: its sessions take the tier's default.
+type Resources struct {
+	MilliCPUs int64 // 1000 = one core
+	MemoryMB  int64 // MiB
+	DiskMB    int64 // MiB of writable layer
+	Pids      int64
 }
 
 // Workspace is a persistent writable layer that sessions run on, one at a
@@ -56,6 +68,9 @@ type Workspace struct {
 	SessionType string
 	Image       string
 	CreatedAt   time.Time
+	// Resources are those asked for at creation; every session on the
+	// workspace gets them.
+	Resources Resources
 }
 
 // Store persists the control plane's state. Methods return

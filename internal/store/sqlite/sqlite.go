@@ -71,6 +71,16 @@ var migrations = []string{
 	ALTER TABLE sessions ADD COLUMN ended_at INTEGER;
 	DROP INDEX sessions_one_per_workspace;
 	CREATE UNIQUE INDEX sessions_one_per_workspace ON sessions(workspace_id) WHERE workspace_id IS NOT NULL AND ended_at IS NULL;`,
+	// Per-session resources; a workspace keeps those it was created with
+	// (0: not asked for, the tier's default).
+	`ALTER TABLE sessions ADD COLUMN cpu_millis INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE sessions ADD COLUMN memory_mb INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE sessions ADD COLUMN disk_mb INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE sessions ADD COLUMN pids INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE workspaces ADD COLUMN cpu_millis INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE workspaces ADD COLUMN memory_mb INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE workspaces ADD COLUMN disk_mb INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE workspaces ADD COLUMN pids INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // Store is a store.Store backed by a SQLite file.
@@ -222,14 +232,15 @@ func (s *Store) ListAccounts(ctx context.Context) ([]store.Account, error) {
 	return queryAll(ctx, s.db, scanAccount, `SELECT `+accountCols+` FROM accounts a ORDER BY a.created_at, a.id`)
 }
 
-const sessionCols = `id, account_id, type, status, image, runtime, workspace_id, ephemeral, created_at, expires_at, reason, ended_at`
+const sessionCols = `id, account_id, type, status, image, runtime, workspace_id, ephemeral, created_at, expires_at, reason, ended_at, cpu_millis, memory_mb, disk_mb, pids`
 
 func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 	var x store.Session
 	var ws sql.NullString
 	var created, expires int64
 	var ended sql.NullInt64
-	err := row.Scan(&x.ID, &x.AccountID, &x.Type, &x.Status, &x.Image, &x.Runtime, &ws, &x.Ephemeral, &created, &expires, &x.Reason, &ended)
+	err := row.Scan(&x.ID, &x.AccountID, &x.Type, &x.Status, &x.Image, &x.Runtime, &ws, &x.Ephemeral, &created, &expires, &x.Reason, &ended,
+		&x.Resources.MilliCPUs, &x.Resources.MemoryMB, &x.Resources.DiskMB, &x.Resources.Pids)
 	if ws.Valid {
 		x.WorkspaceID = &ws.String
 	}
@@ -249,9 +260,10 @@ func (s *Store) CreateSession(ctx context.Context, x store.Session) error {
 		n := x.EndedAt.UnixNano()
 		ended = &n
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		x.ID, x.AccountID, x.Type, x.Status, x.Image, x.Runtime, x.WorkspaceID, x.Ephemeral,
-		x.CreatedAt.UnixNano(), x.ExpiresAt.UnixNano(), x.Reason, ended)
+		x.CreatedAt.UnixNano(), x.ExpiresAt.UnixNano(), x.Reason, ended,
+		x.Resources.MilliCPUs, x.Resources.MemoryMB, x.Resources.DiskMB, x.Resources.Pids)
 	if isUnique(err) {
 		return fmt.Errorf("session %s: %w", x.ID, errdefs.ErrAlreadyExists)
 	}
@@ -344,20 +356,22 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 	return nil
 }
 
-const workspaceCols = `id, account_id, name, session_type, image, created_at`
+const workspaceCols = `id, account_id, name, session_type, image, created_at, cpu_millis, memory_mb, disk_mb, pids`
 
 func scanWorkspace(row interface{ Scan(...any) error }) (store.Workspace, error) {
 	var w store.Workspace
 	var created int64
-	err := row.Scan(&w.ID, &w.AccountID, &w.Name, &w.SessionType, &w.Image, &created)
+	err := row.Scan(&w.ID, &w.AccountID, &w.Name, &w.SessionType, &w.Image, &created,
+		&w.Resources.MilliCPUs, &w.Resources.MemoryMB, &w.Resources.DiskMB, &w.Resources.Pids)
 	w.CreatedAt = time.Unix(0, created).UTC()
 	return w, err
 }
 
 // CreateWorkspace implements store.Store.
 func (s *Store) CreateWorkspace(ctx context.Context, w store.Workspace) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO workspaces(`+workspaceCols+`) VALUES (?,?,?,?,?,?)`,
-		w.ID, w.AccountID, w.Name, w.SessionType, w.Image, w.CreatedAt.UnixNano())
+	_, err := s.db.ExecContext(ctx, `INSERT INTO workspaces(`+workspaceCols+`) VALUES (?,?,?,?,?,?,?,?,?,?)`,
+		w.ID, w.AccountID, w.Name, w.SessionType, w.Image, w.CreatedAt.UnixNano(),
+		w.Resources.MilliCPUs, w.Resources.MemoryMB, w.Resources.DiskMB, w.Resources.Pids)
 	if isUnique(err) {
 		return fmt.Errorf("workspace %q: %w", w.Name, errdefs.ErrAlreadyExists)
 	}

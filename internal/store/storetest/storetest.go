@@ -34,9 +34,13 @@ func testEndedSessions(t *testing.T, s store.Store) {
 	}
 	ws := "ws-1"
 	x := store.Session{ID: "s-1", AccountID: "acc-a", Type: "sandbox", Status: "running", Image: "host", Runtime: "runc",
-		WorkspaceID: &ws, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		WorkspaceID: &ws, CreatedAt: now, ExpiresAt: now.Add(time.Hour),
+		Resources: store.Resources{MilliCPUs: 1500, MemoryMB: 512, DiskMB: 2048, Pids: 128}}
 	if err := s.CreateSession(ctx, x); err != nil {
 		t.Fatal(err)
+	}
+	if got, err := s.GetSession(ctx, "s-1"); err != nil || got.Resources != x.Resources {
+		t.Fatalf("session resources = %+v, %v; want %+v", got.Resources, err, x.Resources)
 	}
 	if err := s.SetPortPublic(ctx, "s-1", 8080, true); err != nil {
 		t.Fatal(err)
@@ -191,7 +195,8 @@ func testWorkspaces(t *testing.T, s store.Store) {
 			t.Fatal(err)
 		}
 	}
-	w := store.Workspace{ID: "ws-1", AccountID: "acc-a", Name: "dev", SessionType: "sandbox", Image: "host", CreatedAt: now}
+	w := store.Workspace{ID: "ws-1", AccountID: "acc-a", Name: "dev", SessionType: "sandbox", Image: "host", CreatedAt: now,
+		Resources: store.Resources{MilliCPUs: 500, MemoryMB: 1024}}
 	if err := s.CreateWorkspace(ctx, w); err != nil {
 		t.Fatal(err)
 	}
