@@ -238,6 +238,20 @@ def kexec():
     return "kexec_load accepted"
 
 
+def read_masked(*paths):
+    """Reads files the runtime masks: each must be empty or absent."""
+    for p in paths:
+        try:
+            data = read_all(p)
+        except Failed as f:
+            if f.err != errno.ENOENT:
+                raise
+            continue
+        if data:
+            return "read %s: %r" % (p, data[:64])
+    return b""
+
+
 def host_files(marker, *dirs):
     """Tries to read host file marker through every path that might lead
     out: directly, /proc/1/root, /proc/self/root, every host directory the
@@ -323,6 +337,7 @@ ATTEMPTS = {
     "cgroup-pids": lambda: open_write("/sys/fs/cgroup/pids/pids.max"),
     "cgroup-mkdir": lambda: oserr(os.mkdir, "/sys/fs/cgroup/memory/escape", step="mkdir"),
     "kcore": lambda: read_all("/proc/kcore"),
+    "masked": read_masked,
     "dev-kmsg": lambda: read_all("/dev/kmsg"),
     "proc-kmsg": lambda: read_all("/proc/kmsg"),
     "dev-mem": lambda: read_all("/dev/mem"),
