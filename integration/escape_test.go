@@ -63,6 +63,7 @@ var bothUsers = []string{"", "nobody"}
 //   - ENOENT: masked or absent files (this kernel has no /proc/kcore and
 //     no sysrq; /dev holds only the safe devices);
 //   - ENOSYS: a call gVisor does not implement, or a kernel without it;
+//   - ECONNREFUSED: the sandbox's own loopback, where nothing listens;
 //   - ETXTBSY, EBUSY: the agent binary is running (it cannot be opened
 //     for writing) and is a mount point (it cannot be replaced);
 //   - under gVisor, what its sentry answers for what it does not have or
@@ -75,7 +76,7 @@ var bothUsers = []string{"", "nobody"}
 //     /proc/sys/kernel/hostname and /proc/sysrq-trigger for writing (the
 //     writes change nothing, not even the sandbox's hostname), which this
 //     battery reports as not blocked.
-func escapeAttempts(marker, dataDir, usrFile, usrNew string) []escapeAttempt {
+func escapeAttempts(marker, dataDir, usrFile, usrNew, apiPort string) []escapeAttempt {
 	return []escapeAttempt{
 		{name: "mount a tmpfs", probe: []string{"mount"}, users: bothUsers, want: []string{"EPERM"}},
 		{name: "remount /proc/sys read-write", probe: []string{"remount-proc-sys"}, users: bothUsers, want: []string{"EPERM"}},
@@ -88,6 +89,8 @@ func escapeAttempts(marker, dataDir, usrFile, usrNew string) []escapeAttempt {
 		{name: "write /proc/sysrq-trigger", probe: []string{"sysrq-trigger"}, users: bothUsers, want: []string{"EROFS", "EACCES", "ENOENT"}},
 		{name: "write the memory cgroup's limit", probe: []string{"cgroup-limit"}, users: bothUsers, want: []string{"EROFS", "EACCES"}, gvisor: []string{"ENOENT"}},
 		{name: "write the pids cgroup's limit", probe: []string{"cgroup-pids"}, users: bothUsers, want: []string{"EROFS", "EACCES"}, gvisor: []string{"ENOENT"}},
+		{name: "write the cgroup's release_agent", probe: []string{"cgroup-release-agent"}, users: bothUsers, want: []string{"EROFS", "EACCES", "ENOENT"}},
+		{name: "write /sys/kernel/uevent_helper", probe: []string{"uevent-helper"}, users: bothUsers, want: []string{"EROFS", "EACCES", "ENOENT"}},
 		{name: "make a child cgroup", probe: []string{"cgroup-mkdir"}, users: bothUsers, want: []string{"EROFS", "EACCES"}, gvisor: []string{"ENOENT"}},
 		{name: "read /proc/kcore", probe: []string{"kcore"}, users: bothUsers, want: []string{"empty", "ENOENT", "EACCES"}},
 		{name: "read masked /proc files", probe: []string{"masked", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats", "/proc/timer_stats"}, users: bothUsers, want: []string{"empty"}},
@@ -112,6 +115,9 @@ func escapeAttempts(marker, dataDir, usrFile, usrNew string) []escapeAttempt {
 		{name: "open_by_handle_at (shocker)", probe: []string{"open-by-handle"}, users: bothUsers, want: []string{"EPERM"}, gvisor: []string{"ENOSYS", "ENOTSUP"}},
 		{name: "kexec_load", probe: []string{"kexec-load"}, users: bothUsers, want: []string{"EPERM"}, gvisor: []string{"ENOSYS"}},
 		{name: "setuid(0) as nobody", probe: []string{"setuid-root"}, users: []string{"nobody"}, want: []string{"EPERM"}},
+		// The server's API on the host's loopback: the sandbox has a
+		// loopback of its own.
+		{name: "connect to the server's API port", probe: []string{"connect", "127.0.0.1", apiPort}, users: bothUsers, want: []string{"ECONNREFUSED"}},
 		// A host file through /proc/1/root, /proc/self/root, /proc/*/cwd and
 		// every host directory mountinfo names (mountinfo itself shows host
 		// paths, as documented: only their content must stay out of reach).
@@ -249,7 +255,7 @@ func escapeBattery(t *testing.T, rt string) {
 		tried++
 		switch {
 		case !ok:
-			t.Errorf("%s: NOT blocked: "+format, append([]any{what}, args...)...)
+			t.Errorf("%s: not blocked for a right reason: "+format, append([]any{what}, args...)...)
 		case testing.Verbose():
 			t.Logf("%-50s %s", what, fmt.Sprintf(format, args...))
 		}
@@ -260,7 +266,8 @@ func escapeBattery(t *testing.T, rt string) {
 	noToken := func(b []byte) bool { return !bytes.Contains(b, []byte(token)) }
 
 	// 1. Attempts from a command run by the exec API.
-	for _, a := range escapeAttempts(marker, s.DataDir, usrFile, usrNew) {
+	_, apiPort, _ := strings.Cut(s.Addr, ":")
+	for _, a := range escapeAttempts(marker, s.DataDir, usrFile, usrNew, apiPort) {
 		for _, user := range a.users {
 			what := a.name
 			if user != "" {

@@ -252,6 +252,16 @@ def read_masked(*paths):
     return b""
 
 
+def connect(host, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        oserr(s.connect, (host, int(port)), step="connect")
+    finally:
+        s.close()
+    return "connected to %s:%s" % (host, port)
+
+
 def host_files(marker, *dirs):
     """Tries to read host file marker through every path that might lead
     out: directly, /proc/1/root, /proc/self/root, every host directory the
@@ -335,6 +345,8 @@ ATTEMPTS = {
     "sysrq-trigger": lambda: open_write("/proc/sysrq-trigger"),
     "cgroup-limit": lambda: open_write("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
     "cgroup-pids": lambda: open_write("/sys/fs/cgroup/pids/pids.max"),
+    "cgroup-release-agent": lambda: open_write("/sys/fs/cgroup/memory/release_agent"),
+    "uevent-helper": lambda: open_write("/sys/kernel/uevent_helper"),
     "cgroup-mkdir": lambda: oserr(os.mkdir, "/sys/fs/cgroup/memory/escape", step="mkdir"),
     "kcore": lambda: read_all("/proc/kcore"),
     "masked": read_masked,
@@ -356,6 +368,7 @@ ATTEMPTS = {
     "open-by-handle": open_by_handle,
     "kexec-load": kexec,
     "setuid-root": setuid_root,
+    "connect": connect,
     "host-files": host_files,
     "chroot-breakout": chroot_breakout,
     "write-usr": write_usr,
