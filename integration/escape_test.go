@@ -128,6 +128,8 @@ func escapeAttempts(marker, dataDir, usrFile, usrNew, apiPort string) []escapeAt
 		{name: "append to a file of the host's /usr", probe: []string{"write-usr", usrFile}, users: bothUsers, want: []string{"EACCES", "EROFS"}, insideOK: true},
 		{name: "create a file in the host's /usr", probe: []string{"write-usr", usrNew}, users: bothUsers, want: []string{"EACCES", "EROFS"}, insideOK: true},
 		{name: "write the agent binary", probe: []string{"replace-agent", "write"}, users: bothUsers, want: []string{"ETXTBSY", "EROFS", "EACCES"}},
+		// O_TRUNC asks the mount for write access first: EROFS.
+		{name: "truncate the agent binary", probe: []string{"replace-agent", "truncate"}, users: bothUsers, want: []string{"EROFS", "EACCES"}},
 		{name: "rename over the agent binary", probe: []string{"replace-agent", "rename"}, users: bothUsers, want: []string{"EBUSY", "EROFS", "EACCES"}},
 		{name: "remove the agent binary", probe: []string{"replace-agent", "unlink"}, users: bothUsers, want: []string{"EBUSY", "EROFS", "EACCES"}},
 		{name: "write the agent through /proc/1/exe", probe: []string{"replace-agent", "exe"}, users: bothUsers, want: []string{"EACCES", "ETXTBSY", "EPERM"}},
@@ -342,8 +344,11 @@ func escapeBattery(t *testing.T, rt string) {
 		if nnp, ok := status["NoNewPrivs"]; nnp != "1" && (ok || rt == "runc") {
 			bad = append(bad, "NoNewPrivs is "+strconv.Quote(nnp))
 		}
-		if user != "" && !strings.HasPrefix(status["Uid"], "65534\t65534\t65534") {
-			bad = append(bad, "Uid is "+status["Uid"])
+		if user != "" && (!strings.HasPrefix(status["Uid"], "65534\t65534\t65534") || !strings.HasPrefix(status["Gid"], "65534\t65534\t65534")) {
+			bad = append(bad, "Uid is "+status["Uid"]+", Gid "+status["Gid"])
+		}
+		if user != "" && slices.Contains(strings.Fields(status["Groups"]), "0") {
+			bad = append(bad, "in group 0: "+status["Groups"])
 		}
 		slices.Sort(bad)
 		tally(what, len(bad) == 0, "%s", strings.Join(append(bad, "CapEff "+status["CapEff"]), ", "))

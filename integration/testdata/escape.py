@@ -320,6 +320,10 @@ def write_usr(path):
 def replace_agent(how):
     if how == "write":
         return open_write("/.chaser/agent")
+    if how == "truncate":
+        fd = oserr(os.open, "/.chaser/agent", os.O_WRONLY | os.O_TRUNC, step="open")
+        os.close(fd)
+        return "truncated the agent"
     if how == "rename":
         with open("/tmp/escape-agent", "wb") as f:
             f.write(b"#!/bin/sh\n")
