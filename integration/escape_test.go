@@ -232,6 +232,7 @@ func escapeBattery(t *testing.T, rt string) {
 	agentPath := filepath.Join(filepath.Dir(binary), "chaser-agent")
 	usrFile := "/usr/share/common-licenses/GPL-3"
 	usrNew := "/usr/share/chaser-escape-new-" + hex.EncodeToString(randomBytes(t, 8))
+	t.Cleanup(func() { os.Remove(usrNew) }) // only there if the battery failed
 	hostState := func() map[string]string {
 		m := map[string]string{}
 		for _, p := range []string{agentPath, usrFile, usrNew} {
