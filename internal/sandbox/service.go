@@ -556,7 +556,7 @@ func (s *Service) Recover(ctx context.Context) error {
 	}
 	running := map[string]bool{}
 	for _, in := range instances {
-		if in.State == runtime.Running {
+		if in.State.Live() { // a paused one is checked like a running one
 			running[in.ID] = true
 		}
 	}
@@ -749,8 +749,8 @@ func (s *Service) Reap(ctx context.Context) {
 // CheckHealth asks every running sandbox's agent for its health, with a
 // deadline, and ends the sessions whose sandbox stopped (reason died, or
 // oom when the OOM killer struck) and those whose agent missed
-// MaxHealthMisses checks in a row while its sandbox still runs (reason
-// agent_unresponsive: frozen or hung; calls to it would hang).
+// MaxHealthMisses checks in a row while its sandbox still runs or is paused
+// (reason agent_unresponsive: frozen or hung; calls to it would hang).
 func (s *Service) CheckHealth(ctx context.Context) {
 	s.mu.Lock()
 	ids := make([]string, 0, len(s.live))
@@ -788,7 +788,8 @@ func (s *Service) probe(ctx context.Context, id string) string {
 	}
 	in, serr := s.cfg.Runtime.State(ctx, id)
 	switch {
-	case errors.Is(serr, errdefs.ErrNotFound), serr == nil && in.State != runtime.Running:
+	// A paused (frozen) sandbox is not dead: its silent agent counts misses.
+	case errors.Is(serr, errdefs.ErrNotFound), serr == nil && !in.State.Live():
 		if in.OOMKilled {
 			return api.ReasonOOM
 		}
