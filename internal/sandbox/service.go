@@ -20,6 +20,7 @@ import (
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
 	"github.com/chaserhq/chaser/internal/metrics"
+	"github.com/chaserhq/chaser/internal/paging"
 	"github.com/chaserhq/chaser/internal/runtime"
 	"github.com/chaserhq/chaser/internal/store"
 )
@@ -408,17 +409,34 @@ func (s *Service) Get(ctx context.Context, acct store.Account, id string) (api.S
 	return toAPI(x), nil
 }
 
-// List returns the account's sessions.
-func (s *Service) List(ctx context.Context, acct store.Account) ([]api.Session, error) {
-	list, err := s.cfg.Store.ListSessions(ctx, acct.ID)
+// List returns one page of live sessions, oldest first: the account's,
+// or with all every account's, each with its AccountID (the admin only:
+// others get ErrPermissionDenied). next is the next_token of the page
+// after, "" on the last.
+func (s *Service) List(ctx context.Context, acct store.Account, all bool, q paging.Query) (page []api.Session, next string, err error) {
+	owner := acct.ID
+	if all {
+		if !acct.Admin {
+			return nil, "", errNotAdmin("sessions")
+		}
+		owner = ""
+	}
+	list, err := s.cfg.Store.ListSessionsPage(ctx, owner, q.After, q.Limit+1)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	out := make([]api.Session, 0, len(list))
+	list, next = paging.Cut(list, q, "sessions", func(x store.Session) paging.Cursor {
+		return paging.Cursor{Time: x.CreatedAt, Key: x.ID}
+	})
+	page = make([]api.Session, 0, len(list))
 	for _, x := range list {
-		out = append(out, toAPI(x))
+		a := toAPI(x)
+		if all {
+			a.AccountID = x.AccountID
+		}
+		page = append(page, a)
 	}
-	return out, nil
+	return page, next, nil
 }
 
 // Delete ends one of the account's sessions (reason deleted) and releases
