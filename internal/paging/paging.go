@@ -35,7 +35,8 @@ type Cursor struct {
 // IsZero reports whether c is the start of the list.
 func (c Cursor) IsZero() bool { return c.Time.IsZero() && c.Key == "" }
 
-// Query is one page asked for: at most Limit items after After.
+// Query is one page asked for: at most Limit items (1 to Max; Parse sets
+// Default when the request names none) after After.
 type Query struct {
 	Limit int
 	After Cursor
@@ -101,7 +102,7 @@ func Token(list string, c Cursor) string {
 // tell whether more follow), it returns the page and the next_token of
 // list after its last item, or "" when the page is the last.
 func Cut[T any](items []T, q Query, list string, cursor func(T) Cursor) ([]T, string) {
-	if len(items) <= q.Limit {
+	if len(items) <= q.Limit || q.Limit < 1 {
 		return items, ""
 	}
 	items = items[:q.Limit]
