@@ -78,6 +78,9 @@ type CreateSessionRequest struct {
 // SessionList is the body of GET /v1/sessions.
 type SessionList struct {
 	Sessions []Session `json:"sessions"`
+	// NextToken, when set, fetches the next page (?next_token=…); it is
+	// absent on the last page.
+	NextToken string `json:"next_token,omitempty"`
 }
 
 // ExecRequest is the body of POST /v1/exec and POST /v1/sessions/{id}/exec.

@@ -31,6 +31,9 @@ type Image struct {
 // ImageList is the body of GET /v1/images.
 type ImageList struct {
 	Images []Image `json:"images"`
+	// NextToken, when set, fetches the next page (?next_token=…); it is
+	// absent on the last page.
+	NextToken string `json:"next_token,omitempty"`
 }
 
 // PullImageRequest is the body of POST /v1/images.

@@ -37,6 +37,9 @@ type CreateWorkspaceRequest struct {
 // WorkspaceList is the body of GET /v1/workspaces.
 type WorkspaceList struct {
 	Workspaces []Workspace `json:"workspaces"`
+	// NextToken, when set, fetches the next page (?next_token=…); it is
+	// absent on the last page.
+	NextToken string `json:"next_token,omitempty"`
 }
 
 // DefaultWorkspace is the body of PUT and GET /v1/defaults/{session_type}.

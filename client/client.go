@@ -139,20 +139,73 @@ func (c *Client) CreateSession(ctx context.Context, req api.CreateSessionRequest
 	return s, err
 }
 
-// ListSessions lists the account's sessions.
+// ListOptions selects one page of a list: at most Limit items (0: the
+// server's default), after the page that gave NextToken ("" for the
+// first); All lists every account's (the admin only; sessions and
+// workspaces).
+type ListOptions struct {
+	Limit     int
+	NextToken string
+	All       bool
+}
+
+// query returns o as a list's query string, with its leading "?".
+func (o ListOptions) query() string {
+	q := url.Values{}
+	if o.Limit > 0 {
+		q.Set("limit", strconv.Itoa(o.Limit))
+	}
+	if o.NextToken != "" {
+		q.Set("next_token", o.NextToken)
+	}
+	if o.All {
+		q.Set("all", "true")
+	}
+	if len(q) == 0 {
+		return ""
+	}
+	return "?" + q.Encode()
+}
+
+// allPages calls page with each next_token in turn, from the first page to
+// the last, and returns every item.
+func allPages[T any](ctx context.Context, o ListOptions, page func(context.Context, ListOptions) ([]T, string, error)) ([]T, error) {
+	var all []T
+	for {
+		items, next, err := page(ctx, o)
+		if err != nil {
+			return all, err
+		}
+		all = append(all, items...)
+		if next == "" {
+			return all, nil
+		}
+		o.NextToken = next
+	}
+}
+
+// ListSessions lists the account's sessions, page after page.
 func (c *Client) ListSessions(ctx context.Context) ([]api.Session, error) {
-	var l api.SessionList
-	err := c.call(ctx, http.MethodGet, "/v1/sessions", nil, &l)
-	return l.Sessions, err
+	return allPages(ctx, ListOptions{}, c.sessionsPage)
 }
 
 // ListAllSessions lists every account's sessions (GET /v1/sessions?all=true),
-// each with its AccountID. Only the admin may: others get
+// each with its AccountID, page after page. Only the admin may: others get
 // errdefs.ErrPermissionDenied.
 func (c *Client) ListAllSessions(ctx context.Context) ([]api.Session, error) {
+	return allPages(ctx, ListOptions{All: true}, c.sessionsPage)
+}
+
+// SessionsPage returns one page of sessions (GET /v1/sessions?limit=&next_token=).
+func (c *Client) SessionsPage(ctx context.Context, o ListOptions) (api.SessionList, error) {
 	var l api.SessionList
-	err := c.call(ctx, http.MethodGet, "/v1/sessions?all=true", nil, &l)
-	return l.Sessions, err
+	err := c.call(ctx, http.MethodGet, "/v1/sessions"+o.query(), nil, &l)
+	return l, err
+}
+
+func (c *Client) sessionsPage(ctx context.Context, o ListOptions) ([]api.Session, string, error) {
+	l, err := c.SessionsPage(ctx, o)
+	return l.Sessions, l.NextToken, err
 }
 
 // GetSession returns a session.

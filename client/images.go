@@ -24,11 +24,23 @@ func imagePath(ref string) string {
 	return "/v1/images/" + strings.Join(parts, "/")
 }
 
-// ListImages lists the server's image cache.
+// ListImages lists the server's image cache, page after page.
 func (c *Client) ListImages(ctx context.Context) ([]api.Image, error) {
+	return allPages(ctx, ListOptions{}, c.imagesPage)
+}
+
+// ImagesPage returns one page of the image cache, by reference (GET
+// /v1/images?limit=&next_token=; All does not apply).
+func (c *Client) ImagesPage(ctx context.Context, o ListOptions) (api.ImageList, error) {
+	o.All = false
 	var l api.ImageList
-	err := c.call(ctx, http.MethodGet, "/v1/images", nil, &l)
-	return l.Images, err
+	err := c.call(ctx, http.MethodGet, "/v1/images"+o.query(), nil, &l)
+	return l, err
+}
+
+func (c *Client) imagesPage(ctx context.Context, o ListOptions) ([]api.Image, string, error) {
+	l, err := c.ImagesPage(ctx, o)
+	return l.Images, l.NextToken, err
 }
 
 // GetImage returns one cached image.

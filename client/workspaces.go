@@ -15,19 +15,27 @@ func (c *Client) CreateWorkspace(ctx context.Context, req api.CreateWorkspaceReq
 	return w, err
 }
 
-// ListWorkspaces lists the account's workspaces.
+// ListWorkspaces lists the account's workspaces, page after page.
 func (c *Client) ListWorkspaces(ctx context.Context) ([]api.Workspace, error) {
-	var l api.WorkspaceList
-	err := c.call(ctx, http.MethodGet, "/v1/workspaces", nil, &l)
-	return l.Workspaces, err
+	return allPages(ctx, ListOptions{}, c.workspacesPage)
 }
 
 // ListAllWorkspaces lists every account's workspaces (admin only), each
-// with its AccountID.
+// with its AccountID, page after page.
 func (c *Client) ListAllWorkspaces(ctx context.Context) ([]api.Workspace, error) {
+	return allPages(ctx, ListOptions{All: true}, c.workspacesPage)
+}
+
+// WorkspacesPage returns one page of workspaces (GET /v1/workspaces?limit=&next_token=).
+func (c *Client) WorkspacesPage(ctx context.Context, o ListOptions) (api.WorkspaceList, error) {
 	var l api.WorkspaceList
-	err := c.call(ctx, http.MethodGet, "/v1/workspaces?all=true", nil, &l)
-	return l.Workspaces, err
+	err := c.call(ctx, http.MethodGet, "/v1/workspaces"+o.query(), nil, &l)
+	return l, err
+}
+
+func (c *Client) workspacesPage(ctx context.Context, o ListOptions) ([]api.Workspace, string, error) {
+	l, err := c.WorkspacesPage(ctx, o)
+	return l.Workspaces, l.NextToken, err
 }
 
 // GetWorkspace returns a workspace by name.

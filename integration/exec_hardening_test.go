@@ -494,15 +494,19 @@ func TestNoFreeProcessSlots(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Signal(context.Background(), id, cid, "KILL")
-	var code int
-	var body []byte
+	var resp *http.Response
+	var body string
 	waitFor(t, func() bool {
-		code, body = s.do(t, key, "POST", "/v1/sessions/"+id+"/exec", `{"command":"true"}`)
-		return code != 200
+		resp, body = fwd(t, s, "POST", "", "/v1/sessions/"+id+"/exec", key, strings.NewReader(`{"command":"true"}`), "Content-Type", "application/json")
+		return resp.StatusCode != 200
 	})
-	expectError(t, code, body, 429, "resource_exhausted")
-	if !strings.Contains(string(body), "no free process slots in this sandbox") {
+	expectError(t, resp.StatusCode, []byte(body), 429, "resource_exhausted")
+	if !strings.Contains(body, "no free process slots in this sandbox") {
 		t.Fatalf("message: %s", body)
+	}
+	// Slots free up as processes end: the answer says when to try again.
+	if ra := resp.Header.Get("Retry-After"); ra != "1" {
+		t.Fatalf("Retry-After %q, want 1", ra)
 	}
 	if err := c.Signal(ctx, id, cid, "KILL"); err != nil {
 		t.Fatal(err)

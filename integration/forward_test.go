@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -771,3 +773,67 @@ func TestForwardCredentialsNeverReachApp(t *testing.T) {
 }
 
 const forwardCookieName = "chaser_forward"
+
+// TestForwardAppCookiesStayInTheirSession has a forwarded app set cookies
+// with a Domain attribute, as an app may to reach its neighbours: the
+// answer reaches the browser without Domain, so each cookie is host-only
+// and, in path style, under the session's prefix. A cookie jar (what a
+// browser keeps) then offers none of them to another session's URLs, host
+// or path style.
+func TestForwardAppCookiesStayInTheirSession(t *testing.T) {
+	s := newServer(t, "--domain", testDom)
+	key := s.account(t, "paid")
+	id := s.sandbox(t, key)
+	startInSandbox(t, s, key, id, "fwdapp.py", appPort)
+	const other = "s-0123456789abcdef" // another session's id, as it would look
+	set := []string{
+		"a=1; Domain=" + testDom + "; Path=/",
+		"b=2; domain=." + testDom,
+		"c=3; Path=/; DOMAIN=" + other + "." + testDom + "; HttpOnly",
+		"d=4; Max-Age=600; Domain=" + id + "." + testDom,
+		"e=5",
+	}
+	q := url.Values{"c": set}.Encode()
+	// Where the same browser could go next: another session, in both styles.
+	elsewhere := []string{
+		fmt.Sprintf("http://%s.%s/forward/%d/", other, testDom, appPort),
+		fmt.Sprintf("http://%s/s/%s/forward/%d/", testDom, other, appPort),
+		fmt.Sprintf("http://%s/v1/sessions", testDom),
+	}
+	for _, tc := range []struct{ name, host, prefix string }{
+		// Path style on the bare domain, whose cookies could otherwise
+		// cover every session's host.
+		{"path style", testDom, fmt.Sprintf("/s/%s/forward/%d", id, appPort)},
+		{"host style", id + "." + testDom, fmt.Sprintf("/forward/%d", appPort)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := fwd(t, s, "GET", tc.host, tc.prefix+"/set-cookie?"+q, key, nil)
+			wantStatus(t, resp, body, 200)
+			raw := resp.Header.Values("Set-Cookie")
+			if len(raw) != len(set) {
+				t.Fatalf("Set-Cookie %q, want %d cookies", raw, len(set))
+			}
+			for _, c := range raw {
+				if strings.Contains(strings.ToLower(c), "domain") {
+					t.Errorf("Set-Cookie %q keeps a Domain", c)
+				}
+			}
+			jar, err := cookiejar.New(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			own, _ := url.Parse("http://" + tc.host + tc.prefix + "/set-cookie")
+			jar.SetCookies(own, resp.Cookies())
+			for _, u := range elsewhere {
+				where, _ := url.Parse(u)
+				if got := jar.Cookies(where); len(got) > 0 {
+					t.Errorf("the app's cookies %v reach %s", got, u)
+				}
+			}
+			home, _ := url.Parse("http://" + tc.host + tc.prefix + "/")
+			if got := jar.Cookies(home); len(got) != len(set) {
+				t.Errorf("the app's own URL gets cookies %v, want all %d", got, len(set))
+			}
+		})
+	}
+}

@@ -114,6 +114,27 @@ func TestAgentUnresponsive(t *testing.T) {
 	}
 }
 
+// TestAgentFrozenByCgroup freezes a whole sandbox as `runc pause` does (its
+// cgroup freezer): the runtime then calls it paused, not running, and the
+// session must still end as agent_unresponsive — not died — and be
+// released without leaks although its processes are frozen.
+func TestAgentFrozenByCgroup(t *testing.T) {
+	s := newServer(t, "--health-interval", "200ms")
+	key := s.account(t, "free")
+	id := s.sandbox(t, key)
+	root := filepath.Join(s.DataDir, "runc") // the runtime's --root
+	if out, err := exec.Command("runc", "--root", root, "pause", id).CombinedOutput(); err != nil {
+		t.Fatalf("runc pause: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("runc", "--root", root, "resume", id).Run() })
+
+	sess := s.waitEnded(t, key, id, 20*time.Second)
+	if sess.Status != api.StatusFailed || sess.Reason != api.ReasonAgentUnresponsive {
+		t.Fatalf("ended session = %+v, want failed / agent_unresponsive", sess)
+	}
+	waitFor(t, func() bool { return len(s.leaks(t, id)) == 0 })
+}
+
 // TestOOMReason makes the OOM killer take a sandbox's init (its agent made
 // the likeliest victim, then memory exhausted) and checks the session ends
 // as failed with reason oom.

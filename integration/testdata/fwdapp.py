@@ -1,7 +1,7 @@
 # A small app run inside sandboxes by the forwarding tests: HTTP/1.1 with
 # keep-alive, a body echo, redirects, a slow stream and a WebSocket echo
 # written by hand (the sandbox has no pip packages). Standard library only.
-import base64, hashlib, json, struct, sys, time
+import base64, hashlib, json, struct, sys, time, urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -42,6 +42,10 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(302, b"", headers=[("Location", "https://example.com/")])
         elif path == "/cookie":
             self.reply(200, b"ok", headers=[("Set-Cookie", "sid=1; Path=/; HttpOnly")])
+        elif path == "/set-cookie":
+            # Sets each ?c= as a Set-Cookie header, as written.
+            q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            self.reply(200, b"ok", headers=[("Set-Cookie", c) for c in q.get("c", [])])
         elif path == "/stream":
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")

@@ -52,6 +52,10 @@ type terminals struct {
 	mu    sync.Mutex
 	grace time.Duration
 	m     map[string]*terminal
+	// starting counts the slots reserved by terminals whose shell is
+	// being started: the limit counts them with m, so that a check and
+	// the insert it allows are one step under mu.
+	starting int
 }
 
 func newTerminals(log *slog.Logger) *terminals {
@@ -69,15 +73,47 @@ func (ts *terminals) get(id string) (*terminal, error) {
 }
 
 // checkRoom returns errdefs.ErrResourceExhausted when the sandbox has
-// MaxTerminals terminals.
+// MaxTerminals terminals (started or starting). It only looks: reserve
+// takes the slot.
 func (ts *terminals) checkRoom() error {
 	ts.mu.Lock()
-	n := len(ts.m)
-	ts.mu.Unlock()
-	if n >= MaxTerminals {
+	defer ts.mu.Unlock()
+	return ts.roomLocked()
+}
+
+func (ts *terminals) roomLocked() error {
+	if n := len(ts.m) + ts.starting; n >= MaxTerminals {
 		return errdefs.New(errdefs.ErrResourceExhausted, fmt.Sprintf("this sandbox has %d terminals, the most allowed; close one (a dropped one ends %s after its connection)", n, PTYGrace))
 	}
 	return nil
+}
+
+// reserve takes a slot for a terminal about to start, or returns
+// errdefs.ErrResourceExhausted. The caller ends the reservation with
+// exactly one of add or release.
+func (ts *terminals) reserve() error {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if err := ts.roomLocked(); err != nil {
+		return err
+	}
+	ts.starting++
+	return nil
+}
+
+// release gives back a slot whose terminal did not start.
+func (ts *terminals) release() {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.starting--
+}
+
+// add turns a reserved slot into the started terminal t.
+func (ts *terminals) add(t *terminal) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.starting--
+	ts.m[t.id] = t
 }
 
 // count returns how many terminals the sandbox has.
@@ -135,7 +171,7 @@ type attachment struct{ cancel context.CancelCauseFunc }
 // termStart).
 func (a *Agent) startTerminal(o PTYOptions, id identity, shell, cwd string) (*terminal, error) {
 	ts := a.terms
-	if err := ts.checkRoom(); err != nil {
+	if err := ts.reserve(); err != nil {
 		return nil, err
 	}
 	t := &terminal{id: "p-" + randHex(10), mode: o.Mode, out: newFrameLog(ts.buffer), owner: ts}
@@ -170,6 +206,7 @@ func (a *Agent) startTerminal(o PTYOptions, id identity, shell, cwd string) (*te
 	}
 	tty, err := a.procs.StartTTY(spec)
 	if err != nil {
+		ts.release()
 		return nil, err
 	}
 	t.tty = tty
@@ -187,9 +224,7 @@ func (a *Agent) startTerminal(o PTYOptions, id identity, shell, cwd string) (*te
 		t.scripts <- []byte("exec 3<&- 9>&1\ntrap : INT\nshopt -s expand_aliases 2>/dev/null\n")
 		go t.writeScripts()
 	}
-	ts.mu.Lock()
-	ts.m[t.id] = t
-	ts.mu.Unlock()
+	ts.add(t)
 	go t.pump()
 	t.log.Info("terminal started", "pid", tty.PID)
 	return t, nil

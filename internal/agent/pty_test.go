@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -314,3 +316,59 @@ func TestPTYQueryErrorsBeforeUpgrade(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestTerminalLimitUnderConcurrentStarts opens twice the limit of terminals
+// at once: the limit holds exactly, however the starts interleave.
+func TestTerminalLimitUnderConcurrentStarts(t *testing.T) {
+	a, base := newTestAgent(t)
+	const tries = 2 * MaxTerminals
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		opened int
+		bad    []string
+	)
+	for range tries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			c, resp, err := websocket.Dial(ctx, base+"?mode=agent", nil)
+			if err != nil {
+				// Refused before the upgrade.
+				mu.Lock()
+				defer mu.Unlock()
+				if resp == nil || resp.StatusCode != 429 {
+					bad = append(bad, fmt.Sprintf("dial: %v %v", resp, err))
+				}
+				return
+			}
+			t.Cleanup(func() { c.CloseNow() })
+			_, data, err := c.Read(ctx)
+			var m api.PTYMessage
+			if err == nil {
+				err = json.Unmarshal(data, &m)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				bad = append(bad, fmt.Sprintf("first frame: %v", err))
+			case m.Type == api.PTYOpen:
+				opened++
+			case m.Type == api.PTYError && m.Error == "resource_exhausted":
+				// Refused after the upgrade.
+			default:
+				bad = append(bad, fmt.Sprintf("first frame %s", data))
+			}
+		}()
+	}
+	wg.Wait()
+	if len(bad) > 0 {
+		t.Fatalf("unexpected answers: %v", bad)
+	}
+	if opened != MaxTerminals || a.terms.count() != MaxTerminals {
+		t.Fatalf("%d concurrent starts opened %d terminals (registry holds %d), want exactly %d", tries, opened, a.terms.count(), MaxTerminals)
+	}
+}

@@ -8,6 +8,7 @@ package errdefs
 import (
 	"errors"
 	"net/http"
+	"time"
 )
 
 // The error classes. Wrap them with fmt.Errorf("...: %w", ErrX).
@@ -94,3 +95,25 @@ func (e *Error) Unwrap() error { return e.Class }
 
 // New returns an error of the given class with a user-facing message.
 func New(classErr error, msg string) error { return &Error{Class: classErr, Message: msg} }
+
+// retry is an error whose caller may retry after a known wait.
+type retry struct {
+	error
+	after time.Duration
+}
+
+func (e *retry) Unwrap() error { return e.error }
+
+// WithRetryAfter returns err carrying a hint that the same call may succeed
+// after d (a 429 answers with Retry-After). Class and message are err's.
+func WithRetryAfter(err error, d time.Duration) error { return &retry{error: err, after: d} }
+
+// RetryAfter returns the wait hinted by WithRetryAfter anywhere in err's
+// chain, or 0.
+func RetryAfter(err error) time.Duration {
+	var r *retry
+	if errors.As(err, &r) {
+		return r.after
+	}
+	return 0
+}

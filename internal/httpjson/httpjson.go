@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/internal/errdefs"
@@ -27,11 +29,16 @@ func Write(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// WriteError writes err as an api.ErrorBody with the status of its class.
-// Internal errors keep their message: Chaser is self-hosted and its operators
-// and users are the same people; no secrets flow through error strings.
+// WriteError writes err as an api.ErrorBody with the status of its class,
+// and Retry-After (whole seconds, rounded up) when err carries
+// errdefs.WithRetryAfter. Internal errors keep their message: Chaser is
+// self-hosted and its operators and users are the same people; no secrets
+// flow through error strings.
 func WriteError(w http.ResponseWriter, err error) {
 	code, status := errdefs.Code(err)
+	if d := errdefs.RetryAfter(err); d > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+	}
 	Write(w, status, api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: Message(err)}})
 }
 
@@ -80,17 +87,24 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
-// ReadError turns an error answer into an error of the right class. It reads
+// ReadError turns an error answer into an error of the right class, which
+// keeps the answer's Retry-After in seconds (errdefs.RetryAfter). It reads
 // at most 64 KiB of the body.
 func ReadError(resp *http.Response) error {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var err error
 	var body api.ErrorBody
-	if err := json.Unmarshal(data, &body); err == nil && body.Error.Code != "" {
-		return errdefs.New(errdefs.FromCode(body.Error.Code), body.Error.Message)
+	if json.Unmarshal(data, &body) == nil && body.Error.Code != "" {
+		err = errdefs.New(errdefs.FromCode(body.Error.Code), body.Error.Message)
+	} else {
+		msg := strings.TrimSpace(string(data))
+		if msg == "" {
+			msg = resp.Status
+		}
+		err = errdefs.New(errdefs.FromStatus(resp.StatusCode), msg)
 	}
-	msg := strings.TrimSpace(string(data))
-	if msg == "" {
-		msg = resp.Status
+	if secs, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && secs > 0 && secs <= 3600 {
+		err = errdefs.WithRetryAfter(err, time.Duration(secs)*time.Second)
 	}
-	return errdefs.New(errdefs.FromStatus(resp.StatusCode), msg)
+	return err
 }

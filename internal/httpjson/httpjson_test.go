@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chaserhq/chaser/internal/errdefs"
 )
@@ -62,8 +63,18 @@ func TestErrorRoundTrip(t *testing.T) {
 			t.Errorf("%v: round trip gave %v (%q)", class, err, Message(err))
 		}
 	}
-	// A non-JSON error answer still gets a class from its status.
+	// A retry hint becomes Retry-After (whole seconds, rounded up) and
+	// comes back from it, so it crosses the agent and the server.
 	rec := httptest.NewRecorder()
+	WriteError(rec, errdefs.WithRetryAfter(errdefs.New(errdefs.ErrResourceExhausted, "busy"), 1500*time.Millisecond))
+	if ra := rec.Result().Header.Get("Retry-After"); ra != "2" {
+		t.Errorf("Retry-After %q, want 2", ra)
+	}
+	if err := ReadError(rec.Result()); !errors.Is(err, errdefs.ErrResourceExhausted) || Message(err) != "busy" || errdefs.RetryAfter(err) != 2*time.Second {
+		t.Errorf("retry round trip gave %v (%q, %s)", err, Message(err), errdefs.RetryAfter(err))
+	}
+	// A non-JSON error answer still gets a class from its status.
+	rec = httptest.NewRecorder()
 	http.Error(rec, "gateway down", http.StatusServiceUnavailable)
 	if err := ReadError(rec.Result()); !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Errorf("plain 503 = %v", err)

@@ -60,8 +60,16 @@ type State string
 // States reported by runtimes.
 const (
 	Running State = "running"
+	// Paused: its processes exist but are frozen (the cgroup freezer, as
+	// `runc pause` does it). Whatever froze it, it is not dead: its agent
+	// may come back, or stay silent (agent_unresponsive).
+	Paused  State = "paused"
 	Stopped State = "stopped" // exists (or left state behind) but does not run
 )
+
+// Live reports whether the sandbox's processes still exist: it runs or is
+// paused.
+func (s State) Live() bool { return s == Running || s == Paused }
 
 // Instance is a sandbox known to the runtime.
 type Instance struct {

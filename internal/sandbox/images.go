@@ -3,16 +3,31 @@ package sandbox
 import (
 	"context"
 	"path"
+	"slices"
 	"strings"
 
+	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/internal/agent"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
+	"github.com/chaserhq/chaser/internal/paging"
 	"github.com/chaserhq/chaser/internal/store"
 )
 
 // Images returns the image store, for the images API.
 func (s *Service) Images() *image.Store { return s.cfg.Images }
+
+// ListImages returns one page of the image cache, by reference. next is
+// the next_token of the page after, "" on the last.
+func (s *Service) ListImages(q paging.Query) (page []api.Image, next string) {
+	list := s.cfg.Images.List() // sorted by Ref
+	from, _ := slices.BinarySearchFunc(list, q.After.Key, func(img api.Image, ref string) int { return strings.Compare(img.Ref, ref) })
+	if from < len(list) && q.After.Key != "" && list[from].Ref == q.After.Key {
+		from++
+	}
+	list = list[from:min(len(list), from+q.Limit+1)]
+	return paging.Cut(list, q, "images", func(img api.Image) paging.Cursor { return paging.Cursor{Key: img.Ref} })
+}
 
 // RemoveImage removes an image from the cache. The cache is shared by every
 // account, so only an admin may: others get ErrPermissionDenied.

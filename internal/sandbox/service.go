@@ -20,6 +20,7 @@ import (
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
 	"github.com/chaserhq/chaser/internal/metrics"
+	"github.com/chaserhq/chaser/internal/paging"
 	"github.com/chaserhq/chaser/internal/runtime"
 	"github.com/chaserhq/chaser/internal/store"
 )
@@ -434,17 +435,34 @@ func (s *Service) Get(ctx context.Context, acct store.Account, id string) (api.S
 	return toAPI(x), nil
 }
 
-// List returns the account's sessions.
-func (s *Service) List(ctx context.Context, acct store.Account) ([]api.Session, error) {
-	list, err := s.cfg.Store.ListSessions(ctx, acct.ID)
+// List returns one page of live sessions, oldest first: the account's,
+// or with all every account's, each with its AccountID (the admin only:
+// others get ErrPermissionDenied). next is the next_token of the page
+// after, "" on the last.
+func (s *Service) List(ctx context.Context, acct store.Account, all bool, q paging.Query) (page []api.Session, next string, err error) {
+	owner := acct.ID
+	if all {
+		if !acct.Admin {
+			return nil, "", errNotAdmin("sessions")
+		}
+		owner = ""
+	}
+	list, err := s.cfg.Store.ListSessionsPage(ctx, owner, q.After, q.Limit+1)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	out := make([]api.Session, 0, len(list))
+	list, next = paging.Cut(list, q, "sessions", func(x store.Session) paging.Cursor {
+		return paging.Cursor{Time: x.CreatedAt, Key: x.ID}
+	})
+	page = make([]api.Session, 0, len(list))
 	for _, x := range list {
-		out = append(out, toAPI(x))
+		a := toAPI(x)
+		if all {
+			a.AccountID = x.AccountID
+		}
+		page = append(page, a)
 	}
-	return out, nil
+	return page, next, nil
 }
 
 // Delete ends one of the account's sessions (reason deleted) and releases
@@ -582,7 +600,7 @@ func (s *Service) Recover(ctx context.Context) error {
 	}
 	running := map[string]bool{}
 	for _, in := range instances {
-		if in.State == runtime.Running {
+		if in.State.Live() { // a paused one is checked like a running one
 			running[in.ID] = true
 		}
 	}
@@ -775,8 +793,8 @@ func (s *Service) Reap(ctx context.Context) {
 // CheckHealth asks every running sandbox's agent for its health, with a
 // deadline, and ends the sessions whose sandbox stopped (reason died, or
 // oom when the OOM killer struck) and those whose agent missed
-// MaxHealthMisses checks in a row while its sandbox still runs (reason
-// agent_unresponsive: frozen or hung; calls to it would hang).
+// MaxHealthMisses checks in a row while its sandbox still runs or is paused
+// (reason agent_unresponsive: frozen or hung; calls to it would hang).
 func (s *Service) CheckHealth(ctx context.Context) {
 	s.mu.Lock()
 	ids := make([]string, 0, len(s.live))
@@ -814,7 +832,8 @@ func (s *Service) probe(ctx context.Context, id string) string {
 	}
 	in, serr := s.cfg.Runtime.State(ctx, id)
 	switch {
-	case errors.Is(serr, errdefs.ErrNotFound), serr == nil && in.State != runtime.Running:
+	// A paused (frozen) sandbox is not dead: its silent agent counts misses.
+	case errors.Is(serr, errdefs.ErrNotFound), serr == nil && !in.State.Live():
 		if in.OOMKilled {
 			return api.ReasonOOM
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/paging"
 	"github.com/chaserhq/chaser/internal/store"
 )
 
@@ -209,21 +210,37 @@ func (s *Service) GetWorkspace(ctx context.Context, acct store.Account, name str
 	return s.workspaceAPI(ctx, acct, w)
 }
 
-// ListWorkspaces returns the account's workspaces (none on the free tier).
-func (s *Service) ListWorkspaces(ctx context.Context, acct store.Account) ([]api.Workspace, error) {
-	list, err := s.cfg.Store.ListWorkspaces(ctx, acct.ID)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]api.Workspace, 0, len(list))
-	for _, w := range list {
-		aw, err := s.workspaceAPI(ctx, acct, w)
-		if err != nil {
-			return nil, err
+// ListWorkspaces returns one page of workspaces, oldest first: the
+// account's (none on the free tier), or with all every account's, each
+// with its AccountID (the admin only: others get ErrPermissionDenied).
+// next is the next_token of the page after, "" on the last.
+func (s *Service) ListWorkspaces(ctx context.Context, acct store.Account, all bool, q paging.Query) (page []api.Workspace, next string, err error) {
+	owner := acct.ID
+	if all {
+		if !acct.Admin {
+			return nil, "", errNotAdmin("workspaces")
 		}
-		out = append(out, aw)
+		owner = ""
 	}
-	return out, nil
+	list, err := s.cfg.Store.ListWorkspacesPage(ctx, owner, q.After, q.Limit+1)
+	if err != nil {
+		return nil, "", err
+	}
+	list, next = paging.Cut(list, q, "workspaces", func(w store.Workspace) paging.Cursor {
+		return paging.Cursor{Time: w.CreatedAt, Key: w.ID}
+	})
+	page = make([]api.Workspace, 0, len(list))
+	for _, w := range list {
+		aw, err := s.workspaceAPI(ctx, store.Account{ID: w.AccountID}, w)
+		if err != nil {
+			return nil, "", err
+		}
+		if all {
+			aw.AccountID = w.AccountID
+		}
+		page = append(page, aw)
+	}
+	return page, next, nil
 }
 
 // DeleteWorkspace deletes a workspace and its data. A session running on it

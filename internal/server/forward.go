@@ -408,7 +408,8 @@ type prefixInfo struct {
 // rewriteResponse keeps redirects and cookies of the app under the forward
 // prefix: "Location: /login" becomes "/s/ID/forward/PORT/login", an absolute
 // URL back to the app's own local address becomes the public one, and a
-// cookie's Path moves under the prefix.
+// cookie's Path moves under the prefix and its Domain goes (see
+// rewriteCookie).
 func rewriteResponse(resp *http.Response) error {
 	info, ok := resp.Request.Context().Value(prefixKey{}).(prefixInfo)
 	if !ok {
@@ -420,7 +421,7 @@ func rewriteResponse(resp *http.Response) error {
 	if cookies := resp.Header.Values("Set-Cookie"); len(cookies) > 0 {
 		resp.Header.Del("Set-Cookie")
 		for _, c := range cookies {
-			resp.Header.Add("Set-Cookie", rewriteCookiePath(c, info.prefix))
+			resp.Header.Add("Set-Cookie", rewriteCookie(c, info.prefix))
 		}
 	}
 	return nil
@@ -453,23 +454,35 @@ func rewriteLocation(loc string, info prefixInfo) string {
 	return u.String()
 }
 
-func rewriteCookiePath(c, prefix string) string {
+// rewriteCookie scopes one Set-Cookie of an app to its session. Its Path
+// moves under prefix, and its Domain attribute is dropped: the cookie is
+// then host-only, for the host the browser asked (SESSION.DOMAIN in host
+// style, the server's own host in path style). A Domain would let one
+// session's app set cookies for every session's host under --domain, or
+// for the server's parent domain.
+func rewriteCookie(c, prefix string) string {
 	parts := strings.Split(c, ";")
+	out := []string{parts[0]} // name=value
 	found := false
-	for i, p := range parts {
-		name, val, _ := strings.Cut(strings.TrimSpace(p), "=")
-		if i > 0 && strings.EqualFold(name, "path") {
+	for _, p := range parts[1:] {
+		name, val, _ := strings.Cut(p, "=")
+		name, val = strings.TrimSpace(name), strings.TrimSpace(val)
+		switch {
+		case strings.EqualFold(name, "domain"):
+			continue
+		case strings.EqualFold(name, "path"):
 			found = true
 			if strings.HasPrefix(val, "/") && !strings.HasPrefix(val, prefix+"/") && val != prefix {
-				parts[i] = " Path=" + strings.TrimSuffix(prefix+val, "/")
+				p = " Path=" + strings.TrimSuffix(prefix+val, "/")
 				if val == "/" {
-					parts[i] = " Path=" + prefix + "/"
+					p = " Path=" + prefix + "/"
 				}
 			}
 		}
+		out = append(out, p)
 	}
 	if !found {
-		parts = append(parts, " Path="+prefix+"/")
+		out = append(out, " Path="+prefix+"/")
 	}
-	return strings.Join(parts, ";")
+	return strings.Join(out, ";")
 }

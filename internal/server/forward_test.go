@@ -26,16 +26,20 @@ func TestRewriteLocation(t *testing.T) {
 	}
 }
 
-func TestRewriteCookiePath(t *testing.T) {
+func TestRewriteCookie(t *testing.T) {
 	p := "/forward/8000"
 	for _, tc := range []struct{ in, want string }{
 		{"a=1; Path=/; HttpOnly", "a=1; Path=/forward/8000/; HttpOnly"},
 		{"a=1; path=/api", "a=1; Path=/forward/8000/api"},
 		{"a=1", "a=1; Path=/forward/8000/"},
 		{"a=1; Path=/forward/8000/x", "a=1; Path=/forward/8000/x"},
+		{"a=1; Domain=example.com; Path=/", "a=1; Path=/forward/8000/"},
+		{"a=1;domain=.example.com;Secure", "a=1;Secure; Path=/forward/8000/"},
+		{"a=1; DOMAIN = x.example.com ; HttpOnly; Domain", "a=1; HttpOnly; Path=/forward/8000/"},
+		{"domain=1; Path=/", "domain=1; Path=/forward/8000/"}, // a cookie named domain stays
 	} {
-		if got := rewriteCookiePath(tc.in, p); got != tc.want {
-			t.Errorf("rewriteCookiePath(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := rewriteCookie(tc.in, p); got != tc.want {
+			t.Errorf("rewriteCookie(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/httpjson"
 	"github.com/chaserhq/chaser/internal/image"
+	"github.com/chaserhq/chaser/internal/paging"
 	"github.com/chaserhq/chaser/internal/store"
 )
 
@@ -24,7 +25,13 @@ func (s *Server) imageRoutes() {
 }
 
 func (s *Server) listImages(w http.ResponseWriter, r *http.Request, acct store.Account) {
-	writeJSON(w, http.StatusOK, api.ImageList{Images: s.sandboxes.Images().List()})
+	q, err := paging.Parse(r.URL.Query(), "images")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	list, next := s.sandboxes.ListImages(q)
+	writeJSON(w, http.StatusOK, api.ImageList{Images: list, NextToken: next})
 }
 
 func (s *Server) getImage(w http.ResponseWriter, r *http.Request, acct store.Account) {

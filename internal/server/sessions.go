@@ -25,22 +25,17 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request, acct stor
 }
 
 func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, acct store.Account) {
-	all, err := queryAll(r)
+	all, q, err := listQuery(r, "sessions")
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	var list []api.Session
-	if all {
-		list, err = s.sandboxes.ListAll(r.Context(), acct)
-	} else {
-		list, err = s.sandboxes.List(r.Context(), acct)
-	}
+	list, next, err := s.sandboxes.List(r.Context(), acct, all, q)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.SessionList{Sessions: list})
+	writeJSON(w, http.StatusOK, api.SessionList{Sessions: list, NextToken: next})
 }
 
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request, acct store.Account) {

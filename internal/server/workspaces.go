@@ -22,22 +22,17 @@ func (s *Server) createWorkspace(w http.ResponseWriter, r *http.Request, acct st
 }
 
 func (s *Server) listWorkspaces(w http.ResponseWriter, r *http.Request, acct store.Account) {
-	all, err := queryAll(r)
+	all, q, err := listQuery(r, "workspaces")
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	var list []api.Workspace
-	if all {
-		list, err = s.sandboxes.ListAllWorkspaces(r.Context(), acct)
-	} else {
-		list, err = s.sandboxes.ListWorkspaces(r.Context(), acct)
-	}
+	list, next, err := s.sandboxes.ListWorkspaces(r.Context(), acct, all, q)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.WorkspaceList{Workspaces: list})
+	writeJSON(w, http.StatusOK, api.WorkspaceList{Workspaces: list, NextToken: next})
 }
 
 func (s *Server) getWorkspace(w http.ResponseWriter, r *http.Request, acct store.Account) {

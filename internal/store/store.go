@@ -7,6 +7,8 @@ package store
 import (
 	"context"
 	"time"
+
+	"github.com/chaserhq/chaser/internal/paging"
 )
 
 // Account owns keys and sessions.
@@ -93,6 +95,10 @@ type Store interface {
 	// ListSessions returns an account's live sessions, oldest first; all
 	// live sessions when accountID is empty. Ended sessions are left out.
 	ListSessions(ctx context.Context, accountID string) ([]Session, error)
+	// ListSessionsPage returns at most limit of what ListSessions
+	// returns, those after the cursor (CreatedAt, ID) of the previous
+	// page's last session: a keyset page.
+	ListSessionsPage(ctx context.Context, accountID string, after paging.Cursor, limit int) ([]Session, error)
 	// UpdateSessionStatus sets the status of a live session.
 	UpdateSessionStatus(ctx context.Context, id, status string) error
 	// StopSession marks a live session "stopping" and records why it ends.
@@ -114,6 +120,10 @@ type Store interface {
 	// ListWorkspaces returns an account's workspaces (all when accountID
 	// is empty), oldest first.
 	ListWorkspaces(ctx context.Context, accountID string) ([]Workspace, error)
+	// ListWorkspacesPage returns at most limit of what ListWorkspaces
+	// returns, those after the cursor (CreatedAt, ID) of the previous
+	// page's last workspace: a keyset page.
+	ListWorkspacesPage(ctx context.Context, accountID string, after paging.Cursor, limit int) ([]Workspace, error)
 	// DeleteWorkspace deletes a workspace and any default pointing at it.
 	DeleteWorkspace(ctx context.Context, id string) error
 	// SetDefault makes a workspace the account's default for its session

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/chaserhq/chaser/internal/errdefs"
 )
@@ -38,7 +39,8 @@ func startError(err error, argv0, path string, u User) error {
 	}
 	switch errno {
 	case syscall.EAGAIN:
-		return errdefs.New(errdefs.ErrResourceExhausted, "no free process slots in this sandbox: its processes reached the pids limit; wait for some to end or kill them, then retry")
+		// Slots free as processes end: a second is a fair first wait.
+		return errdefs.WithRetryAfter(errdefs.New(errdefs.ErrResourceExhausted, "no free process slots in this sandbox: its processes reached the pids limit; wait for some to end or kill them, then retry"), time.Second)
 	case syscall.E2BIG:
 		return errdefs.New(errdefs.ErrInvalidArgument, "the command and its environment are over the kernel's argument limit; send a long script on stdin or as a file")
 	case syscall.ENOMEM:

@@ -260,8 +260,11 @@ type runcState struct {
 
 func toInstance(st runcState) runtime.Instance {
 	in := runtime.Instance{ID: st.ID, PID: st.Pid, State: runtime.Stopped}
-	if st.Status == "running" {
+	switch st.Status {
+	case "running":
 		in.State = runtime.Running
+	case "paused": // frozen, by `runc pause` or the freezer cgroup
+		in.State = runtime.Paused
 	}
 	return in
 }

@@ -13,6 +13,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/paging"
 	"github.com/chaserhq/chaser/internal/store"
 )
 
@@ -290,6 +291,29 @@ func (s *Store) ListSessions(ctx context.Context, accountID string) ([]store.Ses
 	return queryAll(ctx, s.db, scanSession, q+` ORDER BY created_at, id`, args...)
 }
 
+// ListSessionsPage implements store.Store.
+func (s *Store) ListSessionsPage(ctx context.Context, accountID string, after paging.Cursor, limit int) ([]store.Session, error) {
+	q, args := ownedBy(`SELECT `+sessionCols+` FROM sessions`, accountID)
+	if accountID == "" {
+		q += ` WHERE ended_at IS NULL`
+	} else {
+		q += ` AND ended_at IS NULL`
+	}
+	q, args = keyset(q, args, after, limit)
+	return queryAll(ctx, s.db, scanSession, q, args...)
+}
+
+// keyset appends to q (which has a WHERE clause) the condition, order and
+// limit of a page after the cursor on (created_at, id).
+func keyset(q string, args []any, after paging.Cursor, limit int) (string, []any) {
+	if !after.IsZero() {
+		t := after.Time.UnixNano()
+		q += ` AND (created_at > ? OR (created_at = ? AND id > ?))`
+		args = append(args, t, t, after.Key)
+	}
+	return q + ` ORDER BY created_at, id LIMIT ?`, append(args, limit)
+}
+
 // updateLive runs an UPDATE of one live session (its WHERE clause ends in
 // "id = ? AND ended_at IS NULL", id last): ErrNotFound when there is none.
 func (s *Store) updateLive(ctx context.Context, id, q string, args ...any) error {
@@ -400,6 +424,16 @@ func (s *Store) GetWorkspaceByID(ctx context.Context, id string) (store.Workspac
 func (s *Store) ListWorkspaces(ctx context.Context, accountID string) ([]store.Workspace, error) {
 	q, args := ownedBy(`SELECT `+workspaceCols+` FROM workspaces`, accountID)
 	return queryAll(ctx, s.db, scanWorkspace, q+` ORDER BY created_at, id`, args...)
+}
+
+// ListWorkspacesPage implements store.Store.
+func (s *Store) ListWorkspacesPage(ctx context.Context, accountID string, after paging.Cursor, limit int) ([]store.Workspace, error) {
+	q, args := ownedBy(`SELECT `+workspaceCols+` FROM workspaces`, accountID)
+	if accountID == "" {
+		q += ` WHERE 1`
+	}
+	q, args = keyset(q, args, after, limit)
+	return queryAll(ctx, s.db, scanWorkspace, q, args...)
 }
 
 // DeleteWorkspace implements store.Store.

@@ -4,10 +4,12 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/paging"
 	"github.com/chaserhq/chaser/internal/store"
 )
 
@@ -19,6 +21,97 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Workspaces", func(t *testing.T) { testWorkspaces(t, newStore(t)) })
 	t.Run("PublicPorts", func(t *testing.T) { testPublicPorts(t, newStore(t)) })
 	t.Run("EndedSessions", func(t *testing.T) { testEndedSessions(t, newStore(t)) })
+	t.Run("Pages", func(t *testing.T) { testPages(t, newStore(t)) })
+}
+
+// testPages walks the session and workspace lists page by page, each
+// account's and everyone's, where several items share a creation time (the
+// id breaks the tie) and ended sessions are left out: the pages together
+// are the whole list, in its order, each item once.
+func testPages(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	for _, name := range []string{"a", "b"} {
+		if err := s.CreateAccount(ctx, store.Account{ID: "acc-" + name, Name: name, Tier: "paid", CreatedAt: now}, store.APIKey{ID: "k-" + name, Hash: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 11 {
+		acct := []string{"acc-a", "acc-b"}[i%3/2]
+		at := now.Add(time.Duration(i/3) * time.Second) // three at a time share a creation time
+		id := fmt.Sprintf("x-%02d", 20-i)               // ids against creation order
+		if err := s.CreateSession(ctx, store.Session{ID: "s" + id, AccountID: acct, Type: "sandbox", Status: "running", Image: "host",
+			Runtime: "runc", CreatedAt: at, ExpiresAt: at.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateWorkspace(ctx, store.Workspace{ID: "w" + id, AccountID: acct, Name: "n" + id, SessionType: "sandbox",
+			Image: "host", CreatedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.EndSession(ctx, "sx-15", "stopped", "deleted", now); err != nil {
+		t.Fatal(err)
+	}
+	for _, acct := range []string{"acc-a", "acc-b", ""} {
+		want, err := s.ListSessions(ctx, acct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := walk(t, func(after paging.Cursor, limit int) ([]string, paging.Cursor, error) {
+			l, err := s.ListSessionsPage(ctx, acct, after, limit)
+			if err != nil || len(l) == 0 {
+				return nil, paging.Cursor{}, err
+			}
+			return ids(l, func(x store.Session) string { return x.ID }), paging.Cursor{Time: l[len(l)-1].CreatedAt, Key: l[len(l)-1].ID}, nil
+		})
+		if fmt.Sprint(got) != fmt.Sprint(ids(want, func(x store.Session) string { return x.ID })) || len(got) == 0 {
+			t.Errorf("sessions of %q by pages %v, whole list %v", acct, got, ids(want, func(x store.Session) string { return x.ID }))
+		}
+		wantWs, err := s.ListWorkspaces(ctx, acct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotWs := walk(t, func(after paging.Cursor, limit int) ([]string, paging.Cursor, error) {
+			l, err := s.ListWorkspacesPage(ctx, acct, after, limit)
+			if err != nil || len(l) == 0 {
+				return nil, paging.Cursor{}, err
+			}
+			return ids(l, func(w store.Workspace) string { return w.ID }), paging.Cursor{Time: l[len(l)-1].CreatedAt, Key: l[len(l)-1].ID}, nil
+		})
+		if fmt.Sprint(gotWs) != fmt.Sprint(ids(wantWs, func(w store.Workspace) string { return w.ID })) || len(gotWs) == 0 {
+			t.Errorf("workspaces of %q by pages %v, whole list %v", acct, gotWs, ids(wantWs, func(w store.Workspace) string { return w.ID }))
+		}
+	}
+}
+
+// walk reads pages of 2 until one comes back empty and returns the ids.
+func walk(t *testing.T, page func(after paging.Cursor, limit int) ([]string, paging.Cursor, error)) []string {
+	t.Helper()
+	var all []string
+	var after paging.Cursor
+	for range 100 {
+		ids, next, err := page(after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids) > 2 {
+			t.Fatalf("page of %d items, limit 2", len(ids))
+		}
+		if len(ids) == 0 {
+			return all
+		}
+		all, after = append(all, ids...), next
+	}
+	t.Fatal("pages never end")
+	return nil
+}
+
+func ids[T any](l []T, id func(T) string) []string {
+	out := make([]string, len(l))
+	for i, x := range l {
+		out[i] = id(x)
+	}
+	return out
 }
 
 // testEndedSessions checks that an ended session keeps its record and
