@@ -18,8 +18,13 @@ import (
 
 // Config configures a Runtime.
 type Config struct {
-	// Binary is the runtime CLI: "runc" (default) or "runsc".
+	// Name is the runtime: "runc" (default) or "runsc" (gVisor).
+	Name string
+	// Binary is the runtime CLI, a path or a name looked up on PATH; the
+	// default is Name.
 	Binary string
+	// Platform is runsc's --platform (default systrap); runc has none.
+	Platform string
 	// StateDir holds one directory per sandbox.
 	StateDir string
 	// RootDir is the runtime CLI's own state (--root).
