@@ -467,9 +467,25 @@ func (r *Runtime) State(ctx context.Context, id string) (runtime.Instance, error
 	if err := json.Unmarshal(out, &st); err != nil {
 		return runtime.Instance{}, fmt.Errorf("%s state %s: %w", r.Name(), id, err)
 	}
+	return r.instance(st), nil
+}
+
+// instance is what the runtime's state st means. runsc keeps saying
+// "running" after gVisor's sandbox died — an OOM kill takes the whole
+// sandbox, sentry included — so under runsc a sandbox whose process is gone
+// or whose cgroup counted an OOM kill is Stopped.
+func (r *Runtime) instance(st runcState) runtime.Instance {
 	in := toInstance(st)
-	in.OOMKilled = r.oomKilled(id)
-	return in, nil
+	in.OOMKilled = r.oomKilled(st.ID)
+	if r.gvisor() && in.State == runtime.Running && (in.OOMKilled || !alive(in.PID)) {
+		in.State = runtime.Stopped
+	}
+	return in
+}
+
+// alive tells whether process pid exists.
+func alive(pid int) bool {
+	return pid > 0 && unix.Kill(pid, 0) != unix.ESRCH
 }
 
 // oomKilled tells whether the memory cgroup of sandbox id counted an OOM
@@ -510,7 +526,7 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.Instance, error) {
 	var list []runtime.Instance
 	for _, st := range sts {
 		seen[st.ID] = true
-		list = append(list, toInstance(st))
+		list = append(list, r.instance(st))
 	}
 	entries, err := os.ReadDir(r.cfg.StateDir)
 	if err != nil {
