@@ -34,6 +34,19 @@ type Config struct {
 	Log          *slog.Logger
 }
 
+// RunscModule is the gVisor release Chaser is tested with: older runsc
+// builds (Debian's) lack the systrap platform and mishandle networking in a
+// network namespace. Operators install it with `go install` (RunscInstall).
+const RunscModule = "gvisor.dev/gvisor/runsc@v0.0.0-20260905035102-160fafc42237"
+
+// RunscInstall is the command that installs runsc where the server looks
+// for it by default (RunscCache).
+const RunscInstall = "CGO_ENABLED=0 GOBIN=" + RunscCache + " go install " + RunscModule
+
+// RunscCache is the directory the setup scripts build runsc into; the
+// server looks there when runsc is not on PATH.
+const RunscCache = "/var/cache/chaser-runsc"
+
 var (
 	_ runtime.Runtime = (*Runtime)(nil)
 	_ runtime.Closer  = (*Runtime)(nil)

@@ -28,19 +28,6 @@ type Runtime struct {
 	log *slog.Logger
 }
 
-// RunscModule is the gVisor release Chaser is tested with: older runsc
-// builds (Debian's) lack the systrap platform and mishandle networking in a
-// network namespace. Operators install it with `go install` (RunscInstall).
-const RunscModule = "gvisor.dev/gvisor/runsc@v0.0.0-20260905035102-160fafc42237"
-
-// RunscInstall is the command that installs runsc where the server looks
-// for it by default (RunscCache).
-const RunscInstall = "CGO_ENABLED=0 GOBIN=" + RunscCache + " go install " + RunscModule
-
-// RunscCache is the directory the setup scripts build runsc into; the
-// server looks there when runsc is not on PATH.
-const RunscCache = "/var/cache/chaser-runsc"
-
 // sentryTasks is how many tasks gVisor's own sentry, gofer and their
 // threads need beside the sandbox's processes: the pids limit of a runsc
 // sandbox is raised by that much, or it could not start.
