@@ -745,9 +745,14 @@ func (s *Service) Shutdown(ctx context.Context) error {
 			mu.Unlock()
 		}
 	})
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
 	for _, rt := range s.cfg.Runtimes {
-		if c, ok := rt.(runtime.Closer); ok && len(errs) == 0 {
-			errs = append(errs, c.Close())
+		if c, ok := rt.(runtime.Closer); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
