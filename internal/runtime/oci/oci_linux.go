@@ -104,7 +104,10 @@ func (r *Runtime) Platform() string { return r.cfg.Platform }
 func (r *Runtime) globalArgs() []string {
 	args := []string{"--root", r.cfg.RootDir}
 	if r.cfg.Name == "runsc" {
-		args = append(args, "--platform", r.cfg.Platform, "--overlay2", "none", "--network", "sandbox", "--host-uds", "create")
+		// --network=none: gVisor's own loopback only, as runc sandboxes
+		// have (=sandbox copies the interfaces of the network namespace,
+		// and a fresh one has none up: not even loopback would work).
+		args = append(args, "--platform", r.cfg.Platform, "--overlay2", "none", "--network", "none", "--host-uds", "create")
 	}
 	return args
 }
@@ -267,16 +270,19 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 // sandbox to bind its socket.
 const agentStartTimeout = 30 * time.Second
 
-// waitSocket waits until the agent of runsc sandbox id has bound its
+// waitSocket waits until the agent of runsc sandbox id listens on its
 // socket. gVisor cannot accept on a listening socket handed in from the
 // host (accept4 answers EINVAL), so under runsc the agent binds its own
 // socket, in a directory shared with the host (runsc --host-uds=create
-// makes it a host socket): it exists only once the agent runs.
+// makes it a host socket): it exists only once the agent runs, and takes
+// connections only once it listens (bind comes first: connect is refused
+// in between), so it is dialled, not looked for.
 func (r *Runtime) waitSocket(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, agentStartTimeout)
 	defer cancel()
 	for {
-		if fi, err := os.Stat(r.socketPath(id)); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.DialTimeout("unix", r.socketPath(id), time.Second); err == nil {
+			c.Close()
 			return nil
 		}
 		if in, err := r.State(ctx, id); err == nil && in.State != runtime.Running {

@@ -44,6 +44,7 @@ func Run(t *testing.T, newRuntime Factory) {
 	t.Run("Remnants", func(t *testing.T) { testRemnants(t, newRuntime) })
 	t.Run("WritesReachUpper", func(t *testing.T) { testWritesReachUpper(t, newRuntime) })
 	t.Run("ConcurrentDials", func(t *testing.T) { testConcurrentDials(t, newRuntime) })
+	t.Run("Loopback", func(t *testing.T) { testLoopback(t, newRuntime) })
 	t.Run("OOMReported", func(t *testing.T) { testOOM(t, newRuntime) })
 }
 
@@ -122,6 +123,24 @@ func testConcurrentDials(t *testing.T, newRuntime Factory) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// testLoopback checks that a sandbox has a working loopback interface:
+// apps listen on 127.0.0.1 and the agent dials them for port forwarding.
+func testLoopback(t *testing.T, newRuntime Factory) {
+	rt, _ := newRuntime(t)
+	id := "rt-lo"
+	if err := rt.Create(t.Context(), spec(t, id)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Delete(context.Background(), id) })
+	out := run(t, rt, id, `python3 -c "
+import socket
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+socket.create_connection(l.getsockname(), 2).close(); print('ok')" 2>&1`)
+	if out != "ok\n" {
+		t.Fatalf("loopback listen and connect: %q", out)
 	}
 }
 
