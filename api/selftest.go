@@ -18,6 +18,9 @@ type SelfTest struct {
 	Limits   SandboxLimits `json:"limits"`
 	// Runtime is the isolation runtime (runc, runsc).
 	Runtime string `json:"runtime"`
+	// Platform is how the runtime runs the sandbox, where it has a choice:
+	// gVisor's platform under runsc (systrap, ptrace); absent under runc.
+	Platform string `json:"platform,omitempty"`
 	// Env holds the Chaser markers set in every sandbox: CHASER,
 	// CHASER_SESSION_ID, CHASER_WORKSPACE_ID (and CHASER_IMAGE,
 	// CHASER_RUNTIME). A marker that is missing is absent from the map.

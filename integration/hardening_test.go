@@ -402,7 +402,7 @@ func TestAgentUnreachable(t *testing.T) {
 	})
 	t.Run("a write storm leaves agent.log within its cap", func(t *testing.T) {
 		exec("for fd in 1 2; do head -c 52428800 /dev/zero > /proc/1/fd/$fd; done 2>/dev/null; true")
-		log := filepath.Join(s.DataDir, "sandboxes", id, "agent.log")
+		log := filepath.Join(s.stateDir(id), "agent.log")
 		fi, err := os.Stat(log)
 		if err != nil {
 			t.Fatal(err)

@@ -29,6 +29,22 @@ import (
 // binary is the chaser binary built for this test run.
 var binary string
 
+// testRuntime is the runtime of the test servers' sandboxes, from
+// CHASER_TEST_RUNTIME: runc by default; CI runs a focused subset again
+// with runsc (see .ci/run). testRunsc is CHASER_RUNSC, the runsc binary
+// servers use (else the one on PATH or in oci.RunscCache).
+var testRuntime, testRunsc = "runc", ""
+
+// runtimeArgs are the flags that make a test server use testRuntime; a
+// test's own flags come after them and win.
+func runtimeArgs() []string {
+	args := []string{"--runtime", testRuntime}
+	if testRunsc != "" {
+		args = append(args, "--runsc", testRunsc)
+	}
+	return args
+}
+
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
 		fmt.Println("integration: skipping: these tests need root (they run runc and mount overlays)")
@@ -38,6 +54,10 @@ func TestMain(m *testing.M) {
 		fmt.Println("integration: runc is not installed: apt-get install -y runc")
 		os.Exit(1)
 	}
+	if v := os.Getenv("CHASER_TEST_RUNTIME"); v != "" {
+		testRuntime = v
+	}
+	testRunsc = os.Getenv("CHASER_RUNSC")
 	var err error
 	if binary, err = testserver.Binary(); err != nil {
 		fmt.Println("integration:", err)
@@ -122,7 +142,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // until it answers. The caller stops it (t.Cleanup does for newServer).
 func startServer(t testing.TB, dataDir string, args ...string) *Server {
 	t.Helper()
-	ts, err := testserver.Start(dataDir, args...)
+	ts, err := testserver.Start(dataDir, append(runtimeArgs(), args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,10 +184,12 @@ func sharedServer(t *testing.T) *Server {
 // running. It does what an operator does: start a server on the data dir
 // (recovery) and stop it (graceful shutdown destroys every sandbox).
 func release(dataDir string) {
-	if entries, _ := os.ReadDir(filepath.Join(dataDir, "sandboxes")); len(entries) == 0 {
+	runc, _ := os.ReadDir(filepath.Join(dataDir, "sandboxes"))
+	runsc, _ := os.ReadDir(filepath.Join(dataDir, "sandboxes-runsc"))
+	if len(runc)+len(runsc) == 0 {
 		return
 	}
-	if s, err := testserver.Start(dataDir); err == nil {
+	if s, err := testserver.Start(dataDir, runtimeArgs()...); err == nil {
 		s.Stop()
 	}
 }
@@ -280,6 +302,16 @@ func (s *Server) sandbox(t *testing.T, key string) string {
 	return sess.ID
 }
 
+// stateDir returns the host state directory of sandbox id, under whichever
+// runtime runs it.
+func (s *Server) stateDir(id string) string {
+	dir := filepath.Join(s.DataDir, "sandboxes-runsc", id)
+	if _, err := os.Stat(dir); err == nil {
+		return dir
+	}
+	return filepath.Join(s.DataDir, "sandboxes", id)
+}
+
 // hostMounts returns the lines of the host's mount table under dir.
 func hostMounts(t *testing.T, dir string) []string {
 	f, err := os.Open("/proc/self/mountinfo")
@@ -304,11 +336,14 @@ func (s *Server) leaks(t *testing.T, id string) []string {
 	for _, m := range hostMounts(t, id) {
 		left = append(left, "mount: "+m)
 	}
-	cgs, _ := filepath.Glob("/sys/fs/cgroup/*/" + daemon.CgroupParent(s.DataDir) + "/" + id)
-	for _, c := range cgs {
-		left = append(left, "cgroup: "+c)
+	for _, parent := range []string{daemon.CgroupParent(s.DataDir), daemon.CgroupParent(s.DataDir) + "-runsc"} {
+		cgs, _ := filepath.Glob("/sys/fs/cgroup/*/" + parent + "/" + id)
+		for _, c := range cgs {
+			left = append(left, "cgroup: "+c)
+		}
 	}
-	for _, p := range []string{filepath.Join(s.DataDir, "sandboxes", id), filepath.Join(s.DataDir, "runc", id)} {
+	for _, p := range []string{filepath.Join(s.DataDir, "sandboxes", id), filepath.Join(s.DataDir, "runc", id),
+		filepath.Join(s.DataDir, "sandboxes-runsc", id), filepath.Join(s.DataDir, "runsc", id)} {
 		if _, err := os.Stat(p); err == nil {
 			left = append(left, "state: "+p)
 		}

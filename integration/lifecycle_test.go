@@ -20,7 +20,7 @@ import (
 // runtime recorded it.
 func (s *Server) agentPID(t *testing.T, id string) string {
 	t.Helper()
-	pid, err := readFileHost(filepath.Join(s.DataDir, "sandboxes", id, "pid"))
+	pid, err := readFileHost(filepath.Join(s.stateDir(id), "pid"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -371,7 +371,11 @@ func TestSelfTest(t *testing.T) {
 	}
 	var res api.SelfTest
 	decodeJSON(t, body, &res)
-	if res.SessionID != id || res.Runtime != "runc" || res.Cwd != "/workspace" || res.Kernel == "" || res.OS.Name == "" {
+	wantPlatform := map[string]string{"runsc": "systrap"}[testRuntime]
+	if res.Runtime != testRuntime || res.Platform != wantPlatform {
+		t.Fatalf("self-test runtime = %q platform %q, want %q %q", res.Runtime, res.Platform, testRuntime, wantPlatform)
+	}
+	if res.SessionID != id || res.Cwd != "/workspace" || res.Kernel == "" || res.OS.Name == "" {
 		t.Fatalf("self-test basics: %+v", res)
 	}
 	if res.Env["CHASER"] != "1" || res.Env["CHASER_SESSION_ID"] != id {
@@ -380,7 +384,13 @@ func TestSelfTest(t *testing.T) {
 	if _, ok := res.Env["CHASER_WORKSPACE_ID"]; !ok {
 		t.Fatalf("CHASER_WORKSPACE_ID is not set: %v", res.Env)
 	}
-	if res.Limits.MemoryBytes != 512<<20 || res.Limits.Pids != 256 || res.Limits.CPUs != 1 {
+	wantPids := int64(256)
+	if testRuntime == "runsc" {
+		// gVisor's own cgroupfs shows no pids limit: the host's pids
+		// cgroup enforces it on the sandbox (with room for the sentry).
+		wantPids = 0
+	}
+	if res.Limits.MemoryBytes != 512<<20 || res.Limits.Pids != wantPids || res.Limits.CPUs != 1 {
 		t.Fatalf("limits seen inside: %+v (free tier: 512 MiB, 256 pids, 1 CPU)", res.Limits)
 	}
 	if len(res.Path) == 0 {
@@ -425,7 +435,11 @@ func TestSelfTest(t *testing.T) {
 		t.Fatalf("cli --json: %+v", viaCLI)
 	}
 	r = s.cli(t, key, nil, "sessions", "self-test", id)
-	for _, want := range []string{"runtime   runc", "CHASER=1", "CHASER_SESSION_ID=" + id, "tools", "GNU bash", "rustc", "absent"} {
+	wantRuntime := "runtime   runc\n"
+	if testRuntime == "runsc" {
+		wantRuntime = "runtime   runsc (platform systrap)\n"
+	}
+	for _, want := range []string{wantRuntime, "CHASER=1", "CHASER_SESSION_ID=" + id, "tools", "GNU bash", "rustc", "absent"} {
 		if !strings.Contains(r.Stdout, want) {
 			t.Errorf("human output lacks %q:\n%s", want, r.Stdout)
 		}

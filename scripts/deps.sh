@@ -23,3 +23,21 @@ install_deps() {
   [ -d "$xterm/node_modules/puppeteer-core" ] || (cd "$xterm" && npm ci --no-audit --no-fund)
   command -v go >/dev/null || { echo "Go is needed to build chaser: install it to /usr/local/go" >&2; return 1; }
 }
+
+# gVisor's runsc, pinned: Debian's (2022) is too old here (no systrap
+# platform, broken networking in a namespace). Keep RUNSC_MODULE equal to
+# oci.RunscModule (a unit test checks). It is built once with `go install`
+# into RUNSC_CACHE, where `chaser serve --runtime runsc` looks when runsc is
+# not on PATH, and reused while its embedded version matches: a build takes
+# 2.5-6 minutes on 2 cores.
+RUNSC_MODULE=gvisor.dev/gvisor/runsc@v0.0.0-20260905035102-160fafc42237
+RUNSC_CACHE=/var/cache/chaser-runsc
+install_runsc() {
+  local bin=$RUNSC_CACHE/runsc want=${RUNSC_MODULE#*@}
+  if [ -x "$bin" ] && go version -m "$bin" 2>/dev/null | grep -Eq "^[[:space:]]+mod[[:space:]]+gvisor.dev/gvisor[[:space:]]+$want([[:space:]]|\$)"; then
+    return 0
+  fi
+  echo "deps: building runsc $want into $RUNSC_CACHE (once; a few minutes)" >&2
+  mkdir -p "$RUNSC_CACHE"
+  CGO_ENABLED=0 GOBIN="$RUNSC_CACHE" go install "$RUNSC_MODULE"
+}

@@ -32,7 +32,11 @@ func newSelfTest(e *env) *cobra.Command {
 
 func printSelfTest(w io.Writer, st api.SelfTest) {
 	fmt.Fprintf(w, "session   %s\n", st.SessionID)
-	fmt.Fprintf(w, "runtime   %s\n", st.Runtime)
+	if st.Platform != "" {
+		fmt.Fprintf(w, "runtime   %s (platform %s)\n", st.Runtime, st.Platform)
+	} else {
+		fmt.Fprintf(w, "runtime   %s\n", st.Runtime)
+	}
 	fmt.Fprintf(w, "os        %s\n", orDash(st.OS.Name))
 	fmt.Fprintf(w, "kernel    %s\n", st.Kernel)
 	fmt.Fprintf(w, "user      %s (home %s, host %s)\n", st.User, st.Home, st.Hostname)

@@ -329,9 +329,6 @@ func show(name string, v int64) string {
 
 // Inactive lists the settings the file sets that the server parses and
 // validates but does not apply yet, by their path in the file.
-//
-// Per-tier runtimes are listed until the sandbox service creates each
-// tier's sandboxes under TierLimits.Runtime; remove them from here then.
 func (f *File) Inactive() []string {
 	if f == nil {
 		return nil
@@ -339,9 +336,6 @@ func (f *File) Inactive() []string {
 	var out []string
 	for _, name := range sortedKeys(f.Tiers) {
 		t := f.Tiers[name]
-		if t.Runtime != "" {
-			out = append(out, "tiers."+name+".runtime")
-		}
 		if t.Egress != "" {
 			out = append(out, "tiers."+name+".egress")
 		}

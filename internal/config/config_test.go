@@ -61,7 +61,7 @@ func TestApplyTiers(t *testing.T) {
 	if sandbox.DefaultTiers[api.TierFree] != builtFree {
 		t.Error("ApplyTiers changed the built-in tiers")
 	}
-	want := []string{"tiers.free.runtime", "tiers.free.egress", "tiers.paid.egress", "tiers.paid.allow", "pool", "network.subnet"}
+	want := []string{"tiers.free.egress", "tiers.paid.egress", "tiers.paid.allow", "pool", "network.subnet"}
 	if got := f.Inactive(); !slices.Equal(got, want) {
 		t.Errorf("Inactive = %q, want %q", got, want)
 	}

@@ -31,7 +31,6 @@ import (
 	"github.com/chaserhq/chaser/internal/mcp"
 	"github.com/chaserhq/chaser/internal/metrics"
 	"github.com/chaserhq/chaser/internal/netguard"
-	"github.com/chaserhq/chaser/internal/runtime/oci"
 	"github.com/chaserhq/chaser/internal/sandbox"
 	"github.com/chaserhq/chaser/internal/server"
 	"github.com/chaserhq/chaser/internal/store/sqlite"
@@ -45,7 +44,7 @@ type Config struct {
 	ConfigFile   string
 	Addr         string // CHASER_ADDR
 	DataDir      string // CHASER_DATA_DIR
-	Runtime      string // CHASER_RUNTIME: runc or runsc
+	Runtime      string // CHASER_RUNTIME: runc or runsc, the default runtime
 	DefaultImage string // CHASER_DEFAULT_IMAGE
 	MaxFileSize  Size   // CHASER_MAX_FILE_SIZE: bytes per upload or download
 	// IdleTimeout, when set, replaces every tier's idle timeout
@@ -98,6 +97,17 @@ type Config struct {
 	// MetricsAddr, when set, serves /metrics without a key on a listener
 	// of its own (CHASER_METRICS_ADDR); on Addr it needs the admin key.
 	MetricsAddr string
+	// Runsc is the runsc binary, a path or a name on PATH (CHASER_RUNSC);
+	// when it is the default "runsc" and not on PATH, oci.RunscCache is
+	// tried. Only read when some tier or the default runs runsc.
+	Runsc string
+	// RunscPlatform is gVisor's platform (CHASER_RUNSC_PLATFORM, default
+	// systrap; ptrace works too).
+	RunscPlatform string
+	// TierRuntimes choose a runtime per tier ("free" → "runsc"), over
+	// Runtime (--tier-runtime free=runsc, CHASER_TIER_RUNTIMES
+	// "free=runsc,paid=runc").
+	TierRuntimes map[string]string
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -174,6 +184,9 @@ func Defaults() Config {
 		Addr:               env("CHASER_ADDR", "127.0.0.1:8080"),
 		DataDir:            env("CHASER_DATA_DIR", DefaultDataDir()),
 		Runtime:            env("CHASER_RUNTIME", "runc"),
+		Runsc:              env("CHASER_RUNSC", "runsc"),
+		RunscPlatform:      env("CHASER_RUNSC_PLATFORM", "systrap"),
+		TierRuntimes:       tierRuntimesEnv(os.Getenv("CHASER_TIER_RUNTIMES")),
 		DefaultImage:       env("CHASER_DEFAULT_IMAGE", image.HostRef),
 		MaxFileSize:        sizeEnv("CHASER_MAX_FILE_SIZE", Size(fs.DefaultMaxFileSize)),
 		IdleTimeout:        durationEnv("CHASER_IDLE_TIMEOUT", 0),
@@ -244,6 +257,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime != "runc" && c.Runtime != "runsc" {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--runtime %q: use runc or runsc", c.Runtime))
+	}
+	if err := validateTierRuntimes(c.TierRuntimes); err != nil {
+		return err
 	}
 	if c.MaxFileSize <= 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--max-file-size / CHASER_MAX_FILE_SIZE: want a positive size such as 16MB")
@@ -355,6 +371,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if cfg.IdleTimeout != 0 { // the flag wins over the file
 			t.IdleTimeout = max(cfg.IdleTimeout, 0)
 		}
+		if r, ok := cfg.TierRuntimes[name]; ok { // so does --tier-runtime
+			t.Runtime = r
+		}
 		tiers[name] = t
 	}
 	if file != nil {
@@ -382,16 +401,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		log.Info("created the admin account; its API key is in "+keyPath, "key_file", keyPath)
 	}
 
-	rt, err := oci.New(oci.Config{
-		Binary:       cfg.Runtime,
-		StateDir:     filepath.Join(cfg.DataDir, "sandboxes"),
-		RootDir:      filepath.Join(cfg.DataDir, cfg.Runtime),
-		CgroupParent: CgroupParent(cfg.DataDir),
-		Log:          log,
-	})
-	if err != nil {
-		return err
-	}
 	images, err := image.NewStore(filepath.Join(cfg.DataDir, "images"), log,
 		image.WithInsecureRegistries(cfg.InsecureRegistries), image.WithCertsDir(cfg.RegistryCertsDir),
 		image.WithAllowedRegistries(cfg.AllowRegistries))
@@ -406,8 +415,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("sandbox agent", "path", agentPath)
 	var sandboxes *sandbox.Service
 	m := metrics.New(func() float64 { return sandboxes.Running() })
+	var inUse []string
+	if list, err := st.ListSessions(ctx, ""); err == nil {
+		for _, x := range list {
+			if x.EndedAt == nil {
+				inUse = append(inUse, x.Runtime)
+			}
+		}
+	}
+	runtimes, err := newRuntimes(cfg, tiers, inUse, log)
+	if err != nil {
+		return err
+	}
 	sandboxes = sandbox.New(sandbox.Config{
-		Runtime: rt, Images: images, Store: st, AgentPath: agentPath,
+		Runtimes: runtimes, DefaultRuntime: cfg.Runtime, Images: images, Store: st, AgentPath: agentPath,
 		DefaultImage: cfg.DefaultImage, WorkspaceDir: filepath.Join(cfg.DataDir, "workspaces"), Log: log, Metrics: m,
 		MaxFileSize: int64(cfg.MaxFileSize), Tiers: tiers,
 	})
@@ -463,7 +484,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	loops.Go(func() { sandboxes.RunHealth(loopCtx, cfg.HealthInterval) })
 	loops.Go(func() { images.RunGC(loopCtx, 10*time.Minute) })
 	go func() { errc <- srv.Serve(l) }()
-	log.Info("chaser serving", "addr", l.Addr().String(), "data_dir", cfg.DataDir, "runtime", rt.Name())
+	log.Info("chaser serving", "addr", l.Addr().String(), "data_dir", cfg.DataDir, "runtime", cfg.Runtime)
 
 	select {
 	case err := <-errc:

@@ -20,7 +20,11 @@ func (s *Service) SelfTest(ctx context.Context, acct store.Account, id string) (
 		return api.SelfTest{}, err
 	}
 	st.SessionID = x.ID
-	if st.Runtime == "" {
+	// The server knows which runtime runs the session; the agent only
+	// reads what its environment says.
+	if rt, err := s.runtimeOf(ctx, x.ID); err == nil {
+		st.Runtime, st.Platform = rt.Name(), platform(rt)
+	} else if st.Runtime == "" {
 		st.Runtime = x.Runtime
 	}
 	return st, nil

@@ -37,8 +37,9 @@ type TierLimits struct {
 	// IdleTimeout ends a session nobody used for this long: no API call
 	// reached it and no command runs in it. Zero disables it.
 	IdleTimeout time.Duration
-	// Runtime names the runtime of the tier's sandboxes ("runc",
-	// "runsc"); empty: the server's. Set from the operator's config file.
+	// Runtime names the runtime of the tier's sandboxes (a key of
+	// Config.Runtimes, e.g. "runsc" for free, "runc" for paid); empty means
+	// Config.DefaultRuntime.
 	Runtime string
 }
 
@@ -55,9 +56,8 @@ var DefaultTiers = map[string]TierLimits{
 
 // Config configures a Service.
 type Config struct {
-	Runtime runtime.Runtime
-	Images  *image.Store
-	Store   store.Store
+	Images *image.Store
+	Store  store.Store
 	// AgentPath is the host path of the binary that runs as the agent.
 	AgentPath    string
 	DefaultImage string
@@ -68,6 +68,12 @@ type Config struct {
 	Log          *slog.Logger
 	// Metrics is updated by the service; nil makes a private set.
 	Metrics *metrics.Metrics
+	// Runtimes are the isolation runtimes by name ("runc", "runsc"). Each
+	// keeps its own state directory and cgroup parent, so that one's List
+	// never claims the other's sandboxes. A session runs under its tier's
+	// runtime, else DefaultRuntime, and keeps it (Session.Runtime).
+	Runtimes       map[string]runtime.Runtime
+	DefaultRuntime string
 }
 
 // Service manages sessions.
@@ -99,6 +105,7 @@ type Service struct {
 // handle is the service's record of a running sandbox.
 type handle struct {
 	client *agent.Client
+	rt     runtime.Runtime
 	// used is when the session was last reached through the API.
 	used time.Time
 	// misses counts the health checks in a row its agent did not answer.
@@ -144,8 +151,52 @@ func (s *Service) Running() float64 {
 	return float64(len(s.live))
 }
 
-// RuntimeName names the isolation runtime.
-func (s *Service) RuntimeName() string { return s.cfg.Runtime.Name() }
+// RuntimeName names the default isolation runtime.
+func (s *Service) RuntimeName() string { return s.cfg.DefaultRuntime }
+
+// runtime returns the runtime called name ("" is the default), or
+// ErrFailedPrecondition when the server runs without it.
+func (s *Service) runtime(name string) (runtime.Runtime, error) {
+	name = s.runtimeName(name)
+	if rt, ok := s.cfg.Runtimes[name]; ok {
+		return rt, nil
+	}
+	return nil, errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("runtime %s is not enabled on this server (chaser serve --runtime or a tier's runtime)", name))
+}
+
+// runtimeName is the name of runtime name: the default for "" (sessions
+// recorded before there was a choice).
+func (s *Service) runtimeName(name string) string {
+	if name == "" {
+		return s.cfg.DefaultRuntime
+	}
+	return name
+}
+
+// runtimeOf returns the runtime that runs session id's sandbox: the one of
+// its live handle, else the one its record names.
+func (s *Service) runtimeOf(ctx context.Context, id string) (runtime.Runtime, error) {
+	s.mu.Lock()
+	h := s.live[id]
+	s.mu.Unlock()
+	if h != nil {
+		return h.rt, nil
+	}
+	x, err := s.cfg.Store.GetSession(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.runtime(x.Runtime)
+}
+
+// platform describes how a runtime runs sandboxes beyond its name
+// (runsc's platform, e.g. systrap); "" when it has nothing to add.
+func platform(rt runtime.Runtime) string {
+	if p, ok := rt.(interface{ Platform() string }); ok {
+		return p.Platform()
+	}
+	return ""
+}
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
@@ -286,6 +337,10 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	// The lease keeps the image's layers from GC until the rootfs is
 	// mounted (or creation failed).
 	defer img.Release()
+	rt, err := s.runtime(tier.Runtime)
+	if err != nil {
+		return api.Session{}, err
+	}
 	id := NewID("s")
 	release, err := s.reserve(ctx, acct, tier, id)
 	if err != nil {
@@ -296,7 +351,7 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	now := time.Now().UTC()
 	sess := store.Session{
 		ID: id, AccountID: acct.ID, Type: typ, Status: api.StatusStarting,
-		Image: img.Ref, Runtime: s.cfg.Runtime.Name(), Ephemeral: ws == nil,
+		Image: img.Ref, Runtime: rt.Name(), Ephemeral: ws == nil,
 		CreatedAt: now, ExpiresAt: now.Add(tier.TTL), Resources: res,
 	}
 	upper := ""
@@ -312,7 +367,7 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	begin := time.Now()
-	if err := s.start(bctx, sess, img, upper); err != nil {
+	if err := s.start(bctx, rt, sess, img, upper); err != nil {
 		s.cfg.Metrics.SandboxFailures.Inc()
 		if derr := s.cfg.Store.DeleteSession(bctx, sess.ID); derr != nil {
 			s.log.Error("forget failed session", "session_id", sess.ID, "err", derr)
@@ -373,7 +428,7 @@ func (s *Service) reserve(ctx context.Context, acct store.Account, tier TierLimi
 	}, nil
 }
 
-func (s *Service) start(ctx context.Context, sess store.Session, img *image.Image, upper string) error {
+func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Session, img *image.Image, upper string) error {
 	ws := ""
 	if sess.WorkspaceID != nil {
 		ws = *sess.WorkspaceID
@@ -384,16 +439,16 @@ func (s *Service) start(ctx context.Context, sess store.Session, img *image.Imag
 		"CHASER_SESSION_ID="+sess.ID,
 		"CHASER_WORKSPACE_ID="+ws,
 		"CHASER_IMAGE="+img.Ref,
-		"CHASER_RUNTIME="+s.cfg.Runtime.Name(),
+		"CHASER_RUNTIME="+rt.Name(),
 	)
 	spec := runtime.Spec{
 		ID: sess.ID, Hostname: sess.ID, Env: env, Limits: limits(sess.Resources), AgentPath: s.cfg.AgentPath,
 		Rootfs: runtime.Rootfs{Overlays: img.Overlays, UpperDir: upper},
 	}
-	if err := s.cfg.Runtime.Create(ctx, spec); err != nil {
+	if err := rt.Create(ctx, spec); err != nil {
 		return err
 	}
-	c := s.client(sess.ID)
+	c := client(rt, sess.ID)
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if _, err := c.Health(hctx); err != nil {
@@ -402,14 +457,14 @@ func (s *Service) start(ctx context.Context, sess store.Session, img *image.Imag
 		return fmt.Errorf("sandbox %s: agent did not answer: %w", sess.ID, err)
 	}
 	s.mu.Lock()
-	s.live[sess.ID] = &handle{client: c, used: time.Now()}
+	s.live[sess.ID] = &handle{client: c, rt: rt, used: time.Now()}
 	s.mu.Unlock()
 	return nil
 }
 
-func (s *Service) client(id string) *agent.Client {
+func client(rt runtime.Runtime, id string) *agent.Client {
 	return agent.NewClient(func(ctx context.Context) (net.Conn, error) {
-		return s.cfg.Runtime.Dial(ctx, id)
+		return rt.Dial(ctx, id)
 	})
 }
 
@@ -571,6 +626,10 @@ func (s *Service) forget(ctx context.Context, id string) error {
 }
 
 func (s *Service) destroyRuntime(ctx context.Context, id string) error {
+	rt, err := s.runtimeOf(ctx, id)
+	if err != nil {
+		return fmt.Errorf("delete sandbox %s: %w", id, err)
+	}
 	s.mu.Lock()
 	h := s.live[id]
 	delete(s.live, id)
@@ -579,7 +638,7 @@ func (s *Service) destroyRuntime(ctx context.Context, id string) error {
 	if h != nil {
 		h.client.Close()
 	}
-	if err := s.cfg.Runtime.Delete(ctx, id); err != nil {
+	if err := rt.Delete(ctx, id); err != nil {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
 	return nil
@@ -594,34 +653,46 @@ func (s *Service) Recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	instances, err := s.cfg.Runtime.List(ctx)
-	if err != nil {
-		return err
+	// Every runtime lists only its own sandboxes (its own state directory
+	// and cgroup parent), so a sandbox is released by the runtime that ran
+	// it, and only a sandbox of a session of that runtime counts as its.
+	type listed struct {
+		rt runtime.Runtime
+		in runtime.Instance
 	}
-	running := map[string]bool{}
-	for _, in := range instances {
-		if in.State.Live() { // a paused one is checked like a running one
-			running[in.ID] = true
+	var instances []listed
+	running := map[string]string{} // sandbox id → runtime name
+	for _, rt := range s.cfg.Runtimes {
+		list, err := rt.List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, in := range list {
+			instances = append(instances, listed{rt, in})
+			if in.State.Live() { // a paused one is checked like a running one
+				running[in.ID] = rt.Name()
+			}
 		}
 	}
-	known := map[string]bool{}
+	known := map[string]string{} // session id → its runtime's name
 	var errs []error
 	for _, x := range sessions {
-		known[x.ID] = true
+		known[x.ID] = s.runtimeName(x.Runtime)
 		reason := api.ReasonDied
 		switch {
 		case x.Status == api.StatusStopping && x.Reason != "":
 			reason = x.Reason // a teardown the crash cut short
-		case x.Status == api.StatusRunning && running[x.ID]:
-			c := s.client(x.ID)
+		case x.Status == api.StatusRunning && running[x.ID] != "" && running[x.ID] == s.runtimeName(x.Runtime):
+			rt := s.cfg.Runtimes[running[x.ID]]
+			c := client(rt, x.ID)
 			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, herr := c.Health(hctx)
 			cancel()
 			if herr == nil {
 				s.mu.Lock()
-				s.live[x.ID] = &handle{client: c, used: time.Now()}
+				s.live[x.ID] = &handle{client: c, rt: rt, used: time.Now()}
 				s.mu.Unlock()
-				s.log.Info("session recovered", "session_id", x.ID)
+				s.log.Info("session recovered", "session_id", x.ID, "runtime", rt.Name())
 				if err := s.killOrphans(ctx, x.ID, c); err != nil {
 					errs = append(errs, err)
 				}
@@ -631,7 +702,15 @@ func (s *Service) Recover(ctx context.Context) error {
 			s.log.Warn("agent of recovered session does not answer", "session_id", x.ID, "err", herr)
 			reason = api.ReasonAgentUnresponsive
 		default:
-			if in, err := s.cfg.Runtime.State(ctx, x.ID); err == nil && in.OOMKilled {
+			if rt, err := s.runtime(x.Runtime); err != nil {
+				// Its runtime is no longer enabled: nothing can release
+				// its sandbox; end the record and say so.
+				s.log.Warn("session's runtime is not enabled; its sandbox is left as it is", "session_id", x.ID, "runtime", x.Runtime)
+				if err := s.cfg.Store.EndSession(ctx, x.ID, statusAfter(api.ReasonDied), api.ReasonDied, time.Now().UTC()); err != nil {
+					errs = append(errs, err)
+				}
+				continue
+			} else if in, err := rt.State(ctx, x.ID); err == nil && in.OOMKilled {
 				reason = api.ReasonOOM
 			}
 		}
@@ -648,10 +727,10 @@ func (s *Service) Recover(ctx context.Context) error {
 	} else {
 		s.ports.load(ports, func(id string) bool { return s.IsRunning(id) })
 	}
-	for _, in := range instances {
-		if !known[in.ID] {
-			s.log.Info("releasing sandbox without a session", "sandbox", in.ID)
-			if err := s.cfg.Runtime.Delete(ctx, in.ID); err != nil {
+	for _, l := range instances {
+		if known[l.in.ID] != l.rt.Name() {
+			s.log.Info("releasing sandbox without a session", "sandbox", l.in.ID, "runtime", l.rt.Name())
+			if err := l.rt.Delete(ctx, l.in.ID); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -707,8 +786,15 @@ func (s *Service) Shutdown(ctx context.Context) error {
 			mu.Unlock()
 		}
 	})
-	if c, ok := s.cfg.Runtime.(runtime.Closer); ok && len(errs) == 0 {
-		errs = append(errs, c.Close())
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	for _, rt := range s.cfg.Runtimes {
+		if c, ok := rt.(runtime.Closer); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -830,7 +916,7 @@ func (s *Service) probe(ctx context.Context, id string) string {
 		s.mu.Unlock()
 		return ""
 	}
-	in, serr := s.cfg.Runtime.State(ctx, id)
+	in, serr := h.rt.State(ctx, id)
 	switch {
 	// A paused (frozen) sandbox is not dead: its silent agent counts misses.
 	case errors.Is(serr, errdefs.ErrNotFound), serr == nil && !in.State.Live():

@@ -18,8 +18,13 @@ import (
 
 // Config configures a Runtime.
 type Config struct {
-	// Binary is the runtime CLI: "runc" (default) or "runsc".
+	// Name is the runtime: "runc" (default) or "runsc" (gVisor).
+	Name string
+	// Binary is the runtime CLI, a path or a name looked up on PATH; the
+	// default is Name.
 	Binary string
+	// Platform is runsc's --platform (default systrap); runc has none.
+	Platform string
 	// StateDir holds one directory per sandbox.
 	StateDir string
 	// RootDir is the runtime CLI's own state (--root).
@@ -28,6 +33,19 @@ type Config struct {
 	CgroupParent string
 	Log          *slog.Logger
 }
+
+// RunscModule is the gVisor release Chaser is tested with: older runsc
+// builds (Debian's) lack the systrap platform and mishandle networking in a
+// network namespace. Operators install it with `go install` (RunscInstall).
+const RunscModule = "gvisor.dev/gvisor/runsc@v0.0.0-20260905035102-160fafc42237"
+
+// RunscInstall is the command that installs runsc where the server looks
+// for it by default (RunscCache).
+const RunscInstall = "CGO_ENABLED=0 GOBIN=" + RunscCache + " go install " + RunscModule
+
+// RunscCache is the directory the setup scripts build runsc into; the
+// server looks there when runsc is not on PATH.
+const RunscCache = "/var/cache/chaser-runsc"
 
 var (
 	_ runtime.Runtime = (*Runtime)(nil)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -27,12 +28,26 @@ type Runtime struct {
 	log *slog.Logger
 }
 
-// New checks that the runtime binary exists and returns a Runtime. It
-// returns errdefs.ErrFailedPrecondition, with what to install, if it does
-// not.
+// sentryTasks is how many tasks gVisor's own sentry, gofer and their
+// threads need beside the sandbox's processes: the pids limit of a runsc
+// sandbox is raised by that much, or it could not start.
+const sentryTasks = 32
+
+// New checks that the runtime binary exists (and, for runsc, is recent
+// enough) and returns a Runtime. It returns errdefs.ErrFailedPrecondition,
+// with what to install, if it does not.
 func New(cfg Config) (*Runtime, error) {
+	if cfg.Name == "" {
+		cfg.Name = "runc"
+	}
+	if cfg.Name != "runc" && cfg.Name != "runsc" {
+		return nil, fmt.Errorf("runtime %q: use runc or runsc: %w", cfg.Name, errdefs.ErrInvalidArgument)
+	}
 	if cfg.Binary == "" {
-		cfg.Binary = "runc"
+		cfg.Binary = cfg.Name
+	}
+	if cfg.Name == "runsc" && cfg.Platform == "" {
+		cfg.Platform = "systrap"
 	}
 	if cfg.CgroupParent == "" {
 		cfg.CgroupParent = "chaser"
@@ -41,28 +56,81 @@ func New(cfg Config) (*Runtime, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	path, err := exec.LookPath(cfg.Binary)
+	if err != nil && cfg.Name == "runsc" && cfg.Binary == "runsc" {
+		path, err = exec.LookPath(filepath.Join(RunscCache, "runsc"))
+	}
 	if err != nil {
-		return nil, fmt.Errorf("runtime %q is not installed (apt-get install -y %s): %w", cfg.Binary, cfg.Binary, errdefs.ErrFailedPrecondition)
+		if cfg.Name == "runsc" {
+			return nil, fmt.Errorf("runtime runsc (%s) is not installed; install it with: %s: %w", cfg.Binary, RunscInstall, errdefs.ErrFailedPrecondition)
+		}
+		return nil, fmt.Errorf("runtime %q is not installed (apt-get install -y %s): %w", cfg.Binary, cfg.Name, errdefs.ErrFailedPrecondition)
 	}
 	cfg.Binary = path
+	if cfg.Name == "runsc" {
+		if err := checkRunsc(path, cfg.Platform); err != nil {
+			return nil, err
+		}
+	}
 	for _, d := range []string{cfg.StateDir, cfg.RootDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
 	}
-	return &Runtime{cfg: cfg, log: cfg.Log.With("component", "runtime/oci", "runtime", filepath.Base(path))}, nil
+	return &Runtime{cfg: cfg, log: cfg.Log.With("component", "runtime/oci", "runtime", cfg.Name)}, nil
+}
+
+// checkRunsc fails with what to install when the runsc at path lacks
+// platform (Debian's 2022 build has no systrap).
+func checkRunsc(path, platform string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "help", "platforms").Output()
+	if err != nil || !strings.Contains("\n"+string(out)+"\n", "\n"+platform+"\n") {
+		return fmt.Errorf("runsc at %s is too old or broken (it lacks the %s platform); install the current one with: %s: %w",
+			path, platform, RunscInstall, errdefs.ErrFailedPrecondition)
+	}
+	return nil
+}
+
+// Platform names how the runtime runs sandboxes beyond its name: runsc's
+// platform (systrap, ptrace), "" for runc.
+func (r *Runtime) Platform() string { return r.cfg.Platform }
+
+// globalArgs are the flags every invocation of the runtime CLI takes.
+// runsc: --overlay2=none, so that writes reach the host upper directory
+// (workspaces keep it; the default root:self keeps them inside gVisor's
+// own memory-backed overlay); --host-uds=create, so that the agent's
+// socket is a host socket the server dials (see waitSocket).
+func (r *Runtime) globalArgs() []string {
+	args := []string{"--root", r.cfg.RootDir}
+	if r.cfg.Name == "runsc" {
+		// --network=none: gVisor's own loopback only, as runc sandboxes
+		// have (=sandbox copies the interfaces of the network namespace,
+		// and a fresh one has none up: not even loopback would work).
+		args = append(args, "--platform", r.cfg.Platform, "--overlay2", "none", "--network", "none", "--host-uds", "create")
+	}
+	return args
 }
 
 // Name implements runtime.Runtime.
-func (r *Runtime) Name() string { return filepath.Base(r.cfg.Binary) }
+func (r *Runtime) Name() string { return r.cfg.Name }
 
 func (r *Runtime) dir(id string) string { return filepath.Join(r.cfg.StateDir, id) }
 
-func (r *Runtime) socketPath(id string) string { return filepath.Join(r.dir(id), "agent.sock") }
+// socketPath is the host path of the agent's socket. Under runsc it lies in
+// the directory shared with the sandbox as agentRunDir (see Create).
+func (r *Runtime) socketPath(id string) string {
+	if r.gvisor() {
+		return filepath.Join(r.dir(id), "run", "agent.sock")
+	}
+	return filepath.Join(r.dir(id), "agent.sock")
+}
+
+func (r *Runtime) gvisor() bool { return r.cfg.Name == "runsc" }
 
 // run runs the runtime CLI and returns its stdout; stderr becomes the error.
 func (r *Runtime) run(ctx context.Context, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, r.cfg.Binary, append([]string{"--root", r.cfg.RootDir}, args...)...)
+	cmd := exec.CommandContext(ctx, r.cfg.Binary, append(r.globalArgs(), args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -131,7 +199,23 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 	if err := unix.Mount("overlay", rootfs, "overlay", 0, overlayData(s.Rootfs.UpperDir, s.Rootfs.Overlays[0])); err != nil {
 		return fmt.Errorf("mount rootfs of %s: %w", s.ID, err)
 	}
-	spec, err := bundleSpec(s, dir, r.cfg.CgroupParent)
+	if r.gvisor() {
+		// The agent's socket directory, shared with the sandbox (see
+		// waitSocket); only root may enter it.
+		if err := os.Mkdir(filepath.Join(dir, "run"), 0o700); err != nil {
+			return err
+		}
+		for _, o := range s.Rootfs.Overlays[1:] {
+			m := hostMount(dir, o)
+			if err := os.MkdirAll(m, 0o755); err != nil {
+				return err
+			}
+			if err := unix.Mount("overlay", m, "overlay", 0, overlayData(s.Rootfs.UpperDir, o)); err != nil {
+				return fmt.Errorf("mount %s of %s: %w", o.Target, s.ID, err)
+			}
+		}
+	}
+	spec, err := bundleSpec(s, dir, r.cfg.CgroupParent, r.cfg.Name == "runsc")
 	if err != nil {
 		return err
 	}
@@ -143,34 +227,73 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 		return err
 	}
 
-	// The agent's socket: made here, handed over as fd 3.
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: r.socketPath(s.ID), Net: "unix"})
-	if err != nil {
-		return err
-	}
-	l.SetUnlinkOnClose(false)
-	lf, err := l.File()
-	l.Close()
-	if err != nil {
-		return err
-	}
-	defer lf.Close()
 	logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-
-	cmd := exec.CommandContext(ctx, r.cfg.Binary, "--root", r.cfg.RootDir, "run", "--detach",
-		"--bundle", dir, "--pid-file", filepath.Join(dir, "pid"), "--preserve-fds", "1", s.ID)
-	cmd.ExtraFiles = []*os.File{lf}
+	args := append(r.globalArgs(), "run", "--detach", "--bundle", dir, "--pid-file", filepath.Join(dir, "pid"))
+	var extra []*os.File
+	if !r.gvisor() {
+		// The agent's socket: made here, handed over as fd 3.
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: r.socketPath(s.ID), Net: "unix"})
+		if err != nil {
+			return err
+		}
+		l.SetUnlinkOnClose(false)
+		lf, err := l.File()
+		l.Close()
+		if err != nil {
+			return err
+		}
+		defer lf.Close()
+		extra = []*os.File{lf}
+		args = append(args, "--preserve-fds", "1")
+	}
+	cmd := exec.CommandContext(ctx, r.cfg.Binary, append(args, s.ID)...)
+	cmd.ExtraFiles = extra
 	cmd.Stdout, cmd.Stderr = logf, logf
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s run %s: %v: %s", r.Name(), s.ID, err, tail(filepath.Join(dir, "agent.log")))
 	}
+	if r.gvisor() {
+		if err := r.waitSocket(ctx, s.ID); err != nil {
+			return err
+		}
+	}
 	r.log.Debug("sandbox started", "sandbox", s.ID, "took", time.Since(start))
 	return nil
+}
+
+// agentStartTimeout bounds how long Create waits for the agent of a runsc
+// sandbox to bind its socket.
+const agentStartTimeout = 30 * time.Second
+
+// waitSocket waits until the agent of runsc sandbox id listens on its
+// socket. gVisor cannot accept on a listening socket handed in from the
+// host (accept4 answers EINVAL), so under runsc the agent binds its own
+// socket, in a directory shared with the host (runsc --host-uds=create
+// makes it a host socket): it exists only once the agent runs, and takes
+// connections only once it listens (bind comes first: connect is refused
+// in between), so it is dialled, not looked for.
+func (r *Runtime) waitSocket(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, agentStartTimeout)
+	defer cancel()
+	for {
+		if c, err := net.DialTimeout("unix", r.socketPath(id), time.Second); err == nil {
+			c.Close()
+			return nil
+		}
+		if in, err := r.State(ctx, id); err == nil && in.State != runtime.Running {
+			return fmt.Errorf("sandbox %s stopped before its agent listened: %s", id, tail(filepath.Join(r.dir(id), "agent.log")))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sandbox %s: the agent did not listen within %v: %s", id, agentStartTimeout, tail(filepath.Join(r.dir(id), "agent.log")))
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // tail returns the last lines of a log file, for error messages.
@@ -222,22 +345,8 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 		errs = append(errs, err)
 	}
 	dir := r.dir(id)
-	rootfs := filepath.Join(dir, "rootfs")
-	for {
-		err := unix.Unmount(rootfs, 0)
-		if err == nil {
-			continue // stacked mounts: unmount until none is left
-		}
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-			break // not a mount point (any more)
-		}
-		if errors.Is(err, unix.EBUSY) {
-			if derr := unix.Unmount(rootfs, unix.MNT_DETACH); derr == nil {
-				continue
-			}
-		}
-		errs = append(errs, fmt.Errorf("unmount %s: %w", rootfs, err))
-		break
+	if err := unmountUnder(dir); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
 		if err := os.RemoveAll(dir); err != nil {
@@ -245,6 +354,72 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// unmountUnder unmounts every mount at or below dir, deepest first: the
+// rootfs, runsc's host overlays, whatever a runtime left (runsc leaves an
+// nsfs mount of the sandbox's network namespace). A busy mount is detached.
+func unmountUnder(dir string) error {
+	var errs []error
+	for range 8 { // stacked mounts need more than one round
+		points := mountPointsUnder(dir)
+		if len(points) == 0 {
+			break
+		}
+		for _, p := range points {
+			err := unix.Unmount(p, 0)
+			if errors.Is(err, unix.EBUSY) {
+				err = unix.Unmount(p, unix.MNT_DETACH)
+			}
+			if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
+			}
+		}
+		if len(errs) > 0 {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mountPointsUnder lists the mount points at or below dir, deepest first.
+func mountPointsUnder(dir string) []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		p := unescapeMount(f[4])
+		if p == dir || strings.HasPrefix(p, dir+"/") {
+			points = append(points, p)
+		}
+	}
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	return points
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 func notExist(err error) bool {
@@ -288,9 +463,25 @@ func (r *Runtime) State(ctx context.Context, id string) (runtime.Instance, error
 	if err := json.Unmarshal(out, &st); err != nil {
 		return runtime.Instance{}, fmt.Errorf("%s state %s: %w", r.Name(), id, err)
 	}
+	return r.instance(st), nil
+}
+
+// instance is what the runtime's state st means. runsc keeps saying
+// "running" after gVisor's sandbox died — an OOM kill takes the whole
+// sandbox, sentry included — so under runsc a sandbox whose process is gone
+// or whose cgroup counted an OOM kill is Stopped.
+func (r *Runtime) instance(st runcState) runtime.Instance {
 	in := toInstance(st)
-	in.OOMKilled = r.oomKilled(id)
-	return in, nil
+	in.OOMKilled = r.oomKilled(st.ID)
+	if r.gvisor() && in.State == runtime.Running && (in.OOMKilled || !alive(in.PID)) {
+		in.State = runtime.Stopped
+	}
+	return in
+}
+
+// alive tells whether process pid exists.
+func alive(pid int) bool {
+	return pid > 0 && unix.Kill(pid, 0) != unix.ESRCH
 }
 
 // oomKilled tells whether the memory cgroup of sandbox id counted an OOM
@@ -331,7 +522,7 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.Instance, error) {
 	var list []runtime.Instance
 	for _, st := range sts {
 		seen[st.ID] = true
-		list = append(list, toInstance(st))
+		list = append(list, r.instance(st))
 	}
 	entries, err := os.ReadDir(r.cfg.StateDir)
 	if err != nil {
@@ -418,11 +609,19 @@ func killProcs(dir string) {
 }
 
 // Close removes the runtime's cgroup parent in every hierarchy when no
-// sandbox is left in it (runc makes parents but never removes them).
+// sandbox is left in it (runc makes parents but never removes them), and
+// runsc's pin of the empty network namespace it gives its gofers: an nsfs
+// bind mount at ROOT/null-netns, shared by the sandboxes of one --root
+// (possibly stacked, by concurrent creates).
 func (r *Runtime) Close() error {
+	var errs []error
+	if r.gvisor() {
+		if err := unmountUnder(filepath.Join(r.cfg.RootDir, "null-netns")); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	parents, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", r.cfg.CgroupParent))
 	parents = append(parents, filepath.Join("/sys/fs/cgroup", r.cfg.CgroupParent))
-	var errs []error
 	for _, p := range parents {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", p, err))

@@ -20,6 +20,7 @@ func New(cfg Config) (*Runtime, error) {
 }
 
 func (r *Runtime) Name() string                               { return "oci" }
+func (r *Runtime) Platform() string                           { return "" }
 func (r *Runtime) Create(context.Context, runtime.Spec) error { return errdefs.ErrNotImplemented }
 func (r *Runtime) Delete(context.Context, string) error       { return errdefs.ErrNotImplemented }
 func (r *Runtime) List(context.Context) ([]runtime.Instance, error) {

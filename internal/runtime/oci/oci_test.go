@@ -21,12 +21,38 @@ func TestConformanceRunc(t *testing.T) {
 	}
 	runtimetest.Run(t, func(t *testing.T) (runtime.Runtime, string) {
 		dir := t.TempDir()
-		rt, err := New(Config{Binary: "runc", StateDir: filepath.Join(dir, "state"), RootDir: filepath.Join(dir, "runc"), CgroupParent: "chaser-test"})
+		rt, err := New(Config{Name: "runc", StateDir: filepath.Join(dir, "state"), RootDir: filepath.Join(dir, "runc"), CgroupParent: "chaser-test"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { rt.Close() })
 		return rt, dir
+	})
+}
+
+// TestConformanceRunsc runs the suite under gVisor: the runsc that the
+// server would find (CHASER_RUNSC, PATH, then RunscCache).
+func TestConformanceRunsc(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: runsc sandboxes need root")
+	}
+	runtimetest.Run(t, func(t *testing.T) (runtime.Runtime, string) {
+		dir := t.TempDir()
+		rt, err := New(Config{Name: "runsc", Binary: os.Getenv("CHASER_RUNSC"), StateDir: filepath.Join(dir, "state"), RootDir: filepath.Join(dir, "runsc"), CgroupParent: "chaser-test-runsc"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// runsc pins a network namespace per --root (ROOT/null-netns):
+		// Delete leaves it to Close, which must leave no mount at all.
+		t.Cleanup(func() {
+			if err := rt.Close(); err != nil {
+				t.Error(err)
+			}
+			if m := mountPointsUnder(dir); len(m) > 0 {
+				t.Errorf("mounts left after Close: %v", m)
+			}
+		})
+		return rt, filepath.Join(dir, "state")
 	})
 }
 

@@ -16,6 +16,10 @@ const agentDir = "/.chaser"
 // AgentBinary is the sandbox path of the agent.
 const AgentBinary = agentDir + "/agent"
 
+// agentRunDir is where a runsc sandbox's agent binds its socket: a bind
+// mount of the host directory the server dials it in.
+const agentRunDir = agentDir + "/run"
+
 // defaultCaps is the runtime's default capability set: Docker's without
 // CAP_NET_RAW. Raw and packet sockets let root in a sandbox forge packets
 // on its veth and reach the kernel's packet-socket code (CVE-2020-14386,
@@ -46,10 +50,7 @@ var readonlyPaths = []string{
 // overlayDirs returns the writable and work directories of overlay o
 // inside upper.
 func overlayDirs(upper string, o runtime.Overlay) (upperDir, workDir string) {
-	name := "root"
-	if o.Target != "/" {
-		name = strings.ReplaceAll(strings.Trim(o.Target, "/"), "/", "_")
-	}
+	name := overlayName(o)
 	return filepath.Join(upper, name, "upper"), filepath.Join(upper, name, "work")
 }
 
@@ -58,9 +59,27 @@ func overlayData(upper string, o runtime.Overlay) string {
 	return "lowerdir=" + strings.Join(o.Lower, ":") + ",upperdir=" + u + ",workdir=" + w
 }
 
+// overlayName names overlay o's directories (inside the upper directory and,
+// under runsc, its mount point in the state directory).
+func overlayName(o runtime.Overlay) string {
+	if o.Target == "/" {
+		return "root"
+	}
+	return strings.ReplaceAll(strings.Trim(o.Target, "/"), "/", "_")
+}
+
+// hostMount is where the overlay o is mounted on the host, in state
+// directory dir, for runsc, which mounts no overlays itself: it gets a bind
+// mount of this directory instead.
+func hostMount(dir string, o runtime.Overlay) string {
+	return filepath.Join(dir, "mnt", overlayName(o))
+}
+
 // bundleSpec builds the OCI config of a sandbox. dir is its state directory
-// (holding the generated /etc files).
-func bundleSpec(s runtime.Spec, dir, cgroupParent string) (*specs.Spec, error) {
+// (holding the generated /etc files). gvisor makes it for runsc: overlays
+// beyond the root are bind mounts of host mounts (hostMount), and the pids
+// limit leaves room for the sentry's own tasks.
+func bundleSpec(s runtime.Spec, dir, cgroupParent string, gvisor bool) (*specs.Spec, error) {
 	caps := append([]string(nil), defaultCaps...)
 	spec := &specs.Spec{
 		Version: "1.0.2",
@@ -97,7 +116,23 @@ func bundleSpec(s runtime.Spec, dir, cgroupParent string) (*specs.Spec, error) {
 			Sysctl:        pingGroupRange,
 		},
 	}
+	if gvisor {
+		spec.Process.Args = append(spec.Process.Args, "--socket", agentRunDir+"/agent.sock")
+		spec.Mounts = append(spec.Mounts, specs.Mount{
+			Destination: agentRunDir, Type: "bind", Source: filepath.Join(dir, "run"), Options: []string{"rbind", "rw", "nosuid", "nodev", "noexec"},
+		})
+	}
+	if gvisor && s.Limits.Pids > 0 {
+		p := s.Limits.Pids + sentryTasks
+		spec.Linux.Resources.Pids = &specs.LinuxPids{Limit: &p}
+	}
 	for _, o := range s.Rootfs.Overlays[1:] {
+		if gvisor {
+			spec.Mounts = append(spec.Mounts, specs.Mount{
+				Destination: o.Target, Type: "bind", Source: hostMount(dir, o), Options: []string{"rbind", "rw"},
+			})
+			continue
+		}
 		spec.Mounts = append(spec.Mounts, specs.Mount{
 			Destination: o.Target, Type: "overlay", Source: "overlay",
 			Options: []string{overlayData(s.Rootfs.UpperDir, o)},

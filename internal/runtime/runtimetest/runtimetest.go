@@ -6,6 +6,8 @@ package runtimetest
 import (
 	"context"
 	"errors"
+	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -40,6 +42,150 @@ func Run(t *testing.T, newRuntime Factory) {
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, newRuntime) })
 	t.Run("FailedCreateLeavesNothing", func(t *testing.T) { testFailedCreate(t, newRuntime) })
 	t.Run("Remnants", func(t *testing.T) { testRemnants(t, newRuntime) })
+	t.Run("WritesReachUpper", func(t *testing.T) { testWritesReachUpper(t, newRuntime) })
+	t.Run("ConcurrentDials", func(t *testing.T) { testConcurrentDials(t, newRuntime) })
+	t.Run("Loopback", func(t *testing.T) { testLoopback(t, newRuntime) })
+	t.Run("OOMReported", func(t *testing.T) { testOOM(t, newRuntime) })
+}
+
+// run runs command in sandbox id through its agent and returns its output.
+func run(t *testing.T, rt runtime.Runtime, id, command string) string {
+	t.Helper()
+	c := agent.NewClient(func(ctx context.Context) (net.Conn, error) { return rt.Dial(ctx, id) })
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd, err := c.Start(ctx, api.ExecRequest{Command: command, Cwd: "/"})
+	if err != nil {
+		t.Fatalf("start %q: %v", command, err)
+	}
+	resp, err := c.Output(ctx, cmd.ID, 0, true, false, "raw")
+	if err != nil {
+		t.Fatalf("output of %q: %v", command, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// testWritesReachUpper checks what workspaces rely on: writes to the root
+// and to a further overlay (/usr of the host image) land in the given
+// upper directory on the host and survive Delete.
+func testWritesReachUpper(t *testing.T, newRuntime Factory) {
+	rt, _ := newRuntime(t)
+	id := "rt-upper"
+	s := spec(t, id)
+	s.Rootfs.UpperDir = filepath.Join(t.TempDir(), "upper")
+	if err := rt.Create(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Delete(context.Background(), id) })
+	if out := run(t, rt, id, "echo kept >/root/kept && echo usr >/usr/local/kept && echo ok"); out != "ok\n" {
+		t.Fatalf("writes: %q", out)
+	}
+	if err := rt.Delete(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	filepath.WalkDir(s.Rootfs.UpperDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && d.Name() == "kept" {
+			found++
+		}
+		return nil
+	})
+	if found != 2 {
+		t.Fatalf("found %d of 2 written files in the upper dir after Delete", found)
+	}
+}
+
+// testConcurrentDials opens many agent connections at once, as a busy
+// session does (streams, terminals, forwards).
+func testConcurrentDials(t *testing.T, newRuntime Factory) {
+	rt, _ := newRuntime(t)
+	id := "rt-dials"
+	if err := rt.Create(t.Context(), spec(t, id)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Delete(context.Background(), id) })
+	const n = 32
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			c := agent.NewClient(func(ctx context.Context) (net.Conn, error) { return rt.Dial(ctx, id) })
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			_, err := c.Health(ctx)
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// testLoopback checks that a sandbox has a working loopback interface:
+// apps listen on 127.0.0.1 and the agent dials them for port forwarding.
+func testLoopback(t *testing.T, newRuntime Factory) {
+	rt, _ := newRuntime(t)
+	id := "rt-lo"
+	if err := rt.Create(t.Context(), spec(t, id)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Delete(context.Background(), id) })
+	out := run(t, rt, id, `python3 -c "
+import socket
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+socket.create_connection(l.getsockname(), 2).close(); print('ok')" 2>&1`)
+	if out != "ok\n" {
+		t.Fatalf("loopback listen and connect: %q", out)
+	}
+}
+
+// testOOM checks that a sandbox that ran out of memory says so
+// (Instance.OOMKilled). runc kills only the offending process and the
+// sandbox lives on; under runsc the whole sandbox dies, and then State must
+// not say Running.
+func testOOM(t *testing.T, newRuntime Factory) {
+	rt, _ := newRuntime(t)
+	id := "rt-oom"
+	s := spec(t, id)
+	s.Limits.MemoryBytes = 64 << 20
+	if err := rt.Create(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Delete(context.Background(), id) })
+	c := agent.NewClient(func(ctx context.Context) (net.Conn, error) { return rt.Dial(ctx, id) })
+	defer c.Close()
+	// tail keeps a line in memory until it ends: this one never does.
+	if _, err := c.Start(t.Context(), api.ExecRequest{Command: "head -c 1000000000 /dev/zero | tail -n 1", Cwd: "/"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		in, err := rt.State(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.OOMKilled {
+			if in.State == runtime.Running {
+				hctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+				_, herr := c.Health(hctx)
+				cancel()
+				if herr != nil {
+					t.Fatalf("State = %+v after the OOM kill, but the agent does not answer: %v", in, herr)
+				}
+			}
+			t.Logf("after the OOM kill: %+v", in)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no OOM kill reported within 60s: %+v", in)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func spec(t *testing.T, id string) runtime.Spec {
