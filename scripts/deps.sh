@@ -21,6 +21,10 @@ install_deps() {
   local xterm
   xterm="$(dirname "${BASH_SOURCE[0]}")/../integration/testdata/xterm"
   [ -d "$xterm/node_modules/puppeteer-core" ] || (cd "$xterm" && npm ci --no-audit --no-fund)
+  # The E2B test's npm project: the e2b SDK, pinned.
+  local e2b
+  e2b="$(dirname "${BASH_SOURCE[0]}")/../integration/testdata/e2b"
+  [ -d "$e2b/node_modules/e2b" ] || (cd "$e2b" && npm ci --no-audit --no-fund)
   command -v go >/dev/null || { echo "Go is needed to build chaser: install it to /usr/local/go" >&2; return 1; }
 }
 

@@ -486,3 +486,61 @@ func rewriteCookie(c, prefix string) string {
 	}
 	return strings.Join(out, ";")
 }
+
+// e2bHostStyle serves a request to host PORT-ID.DOMAIN, the address of a
+// sandbox port in E2B's SDKs (sandbox.getHost), and reports whether the
+// host was one. The whole path goes to the app. Sandboxes made through
+// the E2B API follow E2B's access rule (e2b.Handler.PortAccess); Chaser's
+// own sessions keep Chaser's.
+func (f *forwarder) e2bHostStyle(w http.ResponseWriter, r *http.Request) bool {
+	if f.domain == "" {
+		return false
+	}
+	host := strings.ToLower(r.Host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	label, ok := strings.CutSuffix(host, "."+f.domain)
+	if !ok || strings.Contains(label, ".") {
+		return false
+	}
+	portStr, id, ok := strings.Cut(label, "-")
+	if !ok || id == "" || portStr == "" || strings.Trim(portStr, "0123456789") != "" {
+		return false
+	}
+	logAttrs(r).session = id
+	port, err := agent.ParsePort(portStr)
+	if err != nil {
+		writeError(w, r, err)
+		return true
+	}
+	made, err := f.s.e2b.PortAccess(r, id)
+	if err != nil {
+		writeError(w, r, err)
+		return true
+	}
+	stripAuth := false
+	if !made {
+		acc, err := f.authorize(r, id, port, "")
+		if err != nil {
+			writeError(w, r, err)
+			return true
+		}
+		if !acc.allowed {
+			writeError(w, r, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("session %s not found", id)))
+			return true
+		}
+		stripAuth = acc.stripAuth
+	}
+	out := r.Clone(r.Context())
+	out.URL = &url.URL{Scheme: "http", Host: net.JoinHostPort(id, strconv.Itoa(port)), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	out.Host = "localhost:" + strconv.Itoa(port)
+	dropCookie(out.Header, forwardCookie)
+	if stripAuth {
+		out.Header.Del("Authorization")
+	}
+	setForwarded(out.Header, r, "")
+	out.Header.Del("X-Forwarded-Prefix")
+	f.proxy.ServeHTTP(w, out)
+	return true
+}

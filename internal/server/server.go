@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chaserhq/chaser/internal/account"
+	"github.com/chaserhq/chaser/internal/e2b"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/mcp"
 	"github.com/chaserhq/chaser/internal/metrics"
@@ -30,6 +31,7 @@ type Server struct {
 	sandboxes *sandbox.Service
 	metrics   *metrics.Metrics
 	mcp       *mcp.Server
+	e2b       *e2b.Handler
 	log       *slog.Logger
 	mux       *http.ServeMux
 	fwd       *forwarder
@@ -44,6 +46,7 @@ func New(accounts *account.Service, sandboxes *sandbox.Service, m *metrics.Metri
 		bodyTimeout: time.Minute}
 	s.mcp = mcp.New(sandboxes, log)
 	s.routes()
+	s.e2b = e2b.New(sandboxes, accounts, log, func() []byte { return s.fwd.secret }, func() string { return s.fwd.domain })
 	return s
 }
 
@@ -218,5 +221,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.serveCORS(sw, r) {
 		return // a preflight, answered
 	}
-	s.mux.ServeHTTP(sw, r)
+	// The E2B-compatible API shares the port (internal/e2b): envd calls
+	// by their sandbox header, host-style PORT-ID.DOMAIN ports, then its
+	// control-plane paths, before Chaser's own routes.
+	switch {
+	case e2b.IsEnvd(r):
+		s.e2b.ServeEnvd(sw, r)
+	case s.fwd.e2bHostStyle(sw, r):
+	case e2b.IsControl(r):
+		s.e2b.ServeControl(sw, r)
+	default:
+		s.mux.ServeHTTP(sw, r)
+	}
 }

@@ -50,6 +50,10 @@ type Session struct {
 	// Resources are the sandbox's resources (all zero for sessions made
 	// before they were recorded).
 	Resources Resources
+	// E2B is what the E2B-compatible front end keeps of a sandbox made
+	// through it (its JSON: template, metadata, envVars); empty for
+	// others. The store does not read it.
+	E2B string
 }
 
 // Resources are the resources of a sandbox. In a workspace, a zero field
@@ -112,6 +116,10 @@ type Store interface {
 	PruneSessions(ctx context.Context, endedBefore time.Time) (int, error)
 	// DeleteSession forgets a session, live or ended, without a trace.
 	DeleteSession(ctx context.Context, id string) error
+	// SetSessionE2B records the E2B front end's data of a live session.
+	SetSessionE2B(ctx context.Context, id, data string) error
+	// SetSessionExpiry moves the expiry of a live session.
+	SetSessionExpiry(ctx context.Context, id string, at time.Time) error
 
 	CreateWorkspace(ctx context.Context, w Workspace) error
 	// GetWorkspace finds an account's workspace by name.

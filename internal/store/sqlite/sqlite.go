@@ -82,6 +82,9 @@ var migrations = []string{
 	ALTER TABLE workspaces ADD COLUMN memory_mb INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE workspaces ADD COLUMN disk_mb INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE workspaces ADD COLUMN pids INTEGER NOT NULL DEFAULT 0;`,
+	// What the E2B-compatible API keeps of the sandboxes made through it
+	// (JSON, read only by internal/e2b).
+	`ALTER TABLE sessions ADD COLUMN e2b TEXT NOT NULL DEFAULT '';`,
 }
 
 // Store is a store.Store backed by a SQLite file.
@@ -233,7 +236,7 @@ func (s *Store) ListAccounts(ctx context.Context) ([]store.Account, error) {
 	return queryAll(ctx, s.db, scanAccount, `SELECT `+accountCols+` FROM accounts a ORDER BY a.created_at, a.id`)
 }
 
-const sessionCols = `id, account_id, type, status, image, runtime, workspace_id, ephemeral, created_at, expires_at, reason, ended_at, cpu_millis, memory_mb, disk_mb, pids`
+const sessionCols = `id, account_id, type, status, image, runtime, workspace_id, ephemeral, created_at, expires_at, reason, ended_at, cpu_millis, memory_mb, disk_mb, pids, e2b`
 
 func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 	var x store.Session
@@ -241,7 +244,7 @@ func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 	var created, expires int64
 	var ended sql.NullInt64
 	err := row.Scan(&x.ID, &x.AccountID, &x.Type, &x.Status, &x.Image, &x.Runtime, &ws, &x.Ephemeral, &created, &expires, &x.Reason, &ended,
-		&x.Resources.MilliCPUs, &x.Resources.MemoryMB, &x.Resources.DiskMB, &x.Resources.Pids)
+		&x.Resources.MilliCPUs, &x.Resources.MemoryMB, &x.Resources.DiskMB, &x.Resources.Pids, &x.E2B)
 	if ws.Valid {
 		x.WorkspaceID = &ws.String
 	}
@@ -261,10 +264,10 @@ func (s *Store) CreateSession(ctx context.Context, x store.Session) error {
 		n := x.EndedAt.UnixNano()
 		ended = &n
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		x.ID, x.AccountID, x.Type, x.Status, x.Image, x.Runtime, x.WorkspaceID, x.Ephemeral,
 		x.CreatedAt.UnixNano(), x.ExpiresAt.UnixNano(), x.Reason, ended,
-		x.Resources.MilliCPUs, x.Resources.MemoryMB, x.Resources.DiskMB, x.Resources.Pids)
+		x.Resources.MilliCPUs, x.Resources.MemoryMB, x.Resources.DiskMB, x.Resources.Pids, x.E2B)
 	if isUnique(err) {
 		return fmt.Errorf("session %s: %w", x.ID, errdefs.ErrAlreadyExists)
 	}
@@ -330,6 +333,16 @@ func (s *Store) updateLive(ctx context.Context, id, q string, args ...any) error
 // UpdateSessionStatus implements store.Store.
 func (s *Store) UpdateSessionStatus(ctx context.Context, id, status string) error {
 	return s.updateLive(ctx, id, `UPDATE sessions SET status = ? WHERE id = ? AND ended_at IS NULL`, status)
+}
+
+// SetSessionE2B implements store.Store.
+func (s *Store) SetSessionE2B(ctx context.Context, id, data string) error {
+	return s.updateLive(ctx, id, `UPDATE sessions SET e2b = ? WHERE id = ? AND ended_at IS NULL`, data)
+}
+
+// SetSessionExpiry implements store.Store.
+func (s *Store) SetSessionExpiry(ctx context.Context, id string, at time.Time) error {
+	return s.updateLive(ctx, id, `UPDATE sessions SET expires_at = ? WHERE id = ? AND ended_at IS NULL`, at.UnixNano())
 }
 
 // StopSession implements store.Store.

@@ -22,6 +22,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("PublicPorts", func(t *testing.T) { testPublicPorts(t, newStore(t)) })
 	t.Run("EndedSessions", func(t *testing.T) { testEndedSessions(t, newStore(t)) })
 	t.Run("Pages", func(t *testing.T) { testPages(t, newStore(t)) })
+	t.Run("SessionE2BAndExpiry", func(t *testing.T) { testSessionE2B(t, newStore(t)) })
 }
 
 // testPages walks the session and workspace lists page by page, each
@@ -382,5 +383,42 @@ func testPublicPorts(t *testing.T, s store.Store) {
 	}
 	if got, _ := s.PublicPorts(ctx); len(got) != 0 {
 		t.Fatalf("ports outlive their session: %v", got)
+	}
+}
+
+// testSessionE2B checks the E2B front end's data and a moved expiry: kept
+// with the session, refused for sessions that ended or do not exist.
+func testSessionE2B(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	if err := s.CreateAccount(ctx, store.Account{ID: "acc-a", Name: "a", Tier: "free", CreatedAt: now}, store.APIKey{ID: "k-a", Hash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	x := store.Session{ID: "s-1", AccountID: "acc-a", Type: "sandbox", Status: "running", Image: "host", Runtime: "runc",
+		Ephemeral: true, CreatedAt: now, ExpiresAt: now.Add(time.Hour), E2B: `{"templateID":"base"}`}
+	if err := s.CreateSession(ctx, x); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetSessionE2B(ctx, "s-1", `{"templateID":"x"}`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetSessionExpiry(ctx, "s-1", now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetSession(ctx, "s-1")
+	if err != nil || got.E2B != `{"templateID":"x"}` || !got.ExpiresAt.Equal(now.Add(time.Minute)) {
+		t.Fatalf("GetSession = %+v, %v", got, err)
+	}
+	list, err := s.ListSessions(ctx, "acc-a")
+	if err != nil || len(list) != 1 || list[0].E2B != got.E2B {
+		t.Fatalf("ListSessions = %+v, %v", list, err)
+	}
+	if err := s.EndSession(ctx, "s-1", "stopped", "deleted", now); err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{s.SetSessionE2B(ctx, "s-1", "{}"), s.SetSessionExpiry(ctx, "s-1", now), s.SetSessionE2B(ctx, "nope", "{}")} {
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("update of an ended or unknown session: got %v, want not found", err)
+		}
 	}
 }

@@ -1,0 +1,192 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/chaserhq/chaser/api"
+)
+
+// e2bDir holds the E2B test's npm project: the `e2b` SDK, pinned.
+const e2bDir = "testdata/e2b"
+
+// e2bFlow is what testdata/e2b/flow.mjs reports.
+type e2bFlow struct {
+	Last, Error        string
+	SandboxID          string
+	CreateToFirstRunMs float64
+	Echo               struct {
+		Stdout   string
+		ExitCode int
+	}
+	Env, RootUID string
+	Exit3        struct {
+		Error              string
+		IsCommandExitError bool
+		ExitCode           int
+		Stdout             string
+	}
+	Read                            string
+	List                            []struct{ Name, Type, Path string }
+	ReadMissing                     string
+	BgPid                           int
+	BgListed                        bool
+	BgKilled                        bool
+	KillUnknownPid                  bool
+	PtyAnswered, PtySize, PtyKilled bool
+	Host                            string
+	HostStatus                      int
+	HostBody                        string
+	EndAtInS                        int
+	InfoMetadata                    map[string]string
+	Listed                          []string
+	ListedOther                     int
+	TrueMedianMs                    float64
+	IsRunningBefore                 bool
+	KillAgain                       bool
+	ConnectKilled                   string
+	BadKey                          struct {
+		Error                 string
+		IsAuthenticationError bool
+	}
+	KillUnknown bool
+	InfoUnknown struct {
+		Error           string
+		IsNotFoundError bool
+	}
+	KillOther    bool
+	ConnectOther struct {
+		Error           string
+		IsNotFoundError bool
+	}
+}
+
+// TestE2BSDK drives a Chaser server with the unmodified `e2b` npm SDK,
+// pointed at it by E2B_API_URL and E2B_SANDBOX_URL: the whole flow of
+// issue 16 (create, commands, files, background commands, a terminal,
+// getHost through host-style forwarding, setTimeout, list with a metadata
+// filter, kill, connect to a killed one) and the error paths (bad key,
+// unknown sandbox, exit 3, another account's sandbox). It also reports
+// create-to-first-result and the round trip of `true`, next to Chaser's
+// own API in the same run.
+func TestE2BSDK(t *testing.T) {
+	if _, err := os.Stat(e2bDir + "/node_modules/e2b/package.json"); err != nil {
+		t.Fatalf("the e2b SDK is missing in %s: run `. scripts/deps.sh && install_deps` (cd integration/testdata/e2b && npm ci)", e2bDir)
+	}
+	s := newServer(t, "--domain", testDom)
+	key := s.account(t, api.TierPaid)
+	other := s.account(t, api.TierFree)
+	otherID := s.sandbox(t, other)
+
+	run := fmt.Sprintf("run-%d", time.Now().UnixNano())
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "flow.mjs")
+	cmd.Dir = e2bDir
+	cmd.Env = append(os.Environ(), "E2B_API_URL="+s.URL, "E2B_SANDBOX_URL="+s.URL, "E2B_API_KEY="+key,
+		"E2B_DOMAIN=", "RUN_ID="+run, "OTHER_ID="+otherID)
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node flow.mjs: %v\n%s", err, b)
+	}
+	var got e2bFlow
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("flow output: %v\n%s", err, b)
+	}
+	t.Logf("flow: %s", b)
+	if got.Error != "" || got.Last != "done" {
+		t.Fatalf("the flow stopped at %q: %s", got.Last, got.Error)
+	}
+	u, _ := url.Parse(s.URL)
+	checks := []struct {
+		what      string
+		got, want any
+	}{
+		{"commands.run('echo hi')", got.Echo.Stdout, "hi\n"},
+		{"its exit code", got.Echo.ExitCode, 0},
+		{"envVars of create reach commands", got.Env, "hello-env\n"},
+		{"user root", got.RootUID, "0\n"},
+		{"exit 3 raises CommandExitError", got.Exit3.IsCommandExitError, true},
+		{"its exitCode", got.Exit3.ExitCode, 3},
+		{"its stdout", got.Exit3.Stdout, "out\n"},
+		{"files.read of files.write", got.Read, "hello from e2b"},
+		{"reading a missing file", got.ReadMissing, "FileNotFoundError"},
+		{"background command listed", got.BgListed, true},
+		{"background command killed", got.BgKilled, true},
+		{"kill of an unknown pid", got.KillUnknownPid, false},
+		{"pty answers input", got.PtyAnswered, true},
+		{"pty resize reaches stty", got.PtySize, true},
+		{"pty killed", got.PtyKilled, true},
+		{"getHost", got.Host, "8000-" + got.SandboxID + "." + testDom + ":" + u.Port()},
+		{"host-style status", got.HostStatus, 200},
+		{"host-style body", got.HostBody, "hello from e2b"},
+		{"getInfo metadata", got.InfoMetadata, map[string]string{"purpose": "chaser-e2b-test", "run": run}},
+		{"list with the metadata filter", got.Listed, []string{got.SandboxID}},
+		{"list with another filter", got.ListedOther, 0},
+		{"isRunning", got.IsRunningBefore, true},
+		{"Sandbox.kill of a killed one", got.KillAgain, false},
+		{"Sandbox.connect of a killed one", got.ConnectKilled, "SandboxNotFoundError"},
+		{"bad key", got.BadKey.IsAuthenticationError, true},
+		{"kill of an unknown sandbox", got.KillUnknown, false},
+		{"getInfo of an unknown sandbox", got.InfoUnknown.IsNotFoundError, true},
+		{"kill of another account's sandbox", got.KillOther, false},
+		{"connect to another account's sandbox", got.ConnectOther.IsNotFoundError, true},
+	}
+	for _, c := range checks {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s: got %#v, want %#v", c.what, c.got, c.want)
+		}
+	}
+	if len(got.List) != 1 || got.List[0].Name != "hello.txt" || got.List[0].Type != "file" || got.List[0].Path != "/tmp/e2b/hello.txt" {
+		t.Errorf("files.list = %+v", got.List)
+	}
+	if got.EndAtInS < 100 || got.EndAtInS > 125 {
+		t.Errorf("after setTimeout(120 s) the sandbox ends in %d s", got.EndAtInS)
+	}
+	// The other account's sandbox is untouched.
+	if sess, err := s.Client(other).GetSession(ctx, otherID); err != nil || sess.Status != api.StatusRunning {
+		t.Errorf("the other account's session after the E2B calls: %+v, %v", sess, err)
+	}
+	// The E2B sandbox was an ordinary session, now ended.
+	if sess, err := s.Client(key).GetSession(ctx, got.SandboxID); err != nil || sess.Status == api.StatusRunning {
+		t.Errorf("the E2B sandbox's session after kill: %+v, %v", sess, err)
+	}
+
+	// Measure (reported, not asserted): Chaser's own API in the same run.
+	c := s.Client(key)
+	start := time.Now()
+	sess, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: api.SessionTypeSandbox, Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, sess.ID, api.ExecRequest{Command: "echo hi"}); err != nil {
+		t.Fatal(err)
+	}
+	own := time.Since(start)
+	var times []time.Duration
+	for range 20 {
+		t0 := time.Now()
+		if _, err := c.Exec(ctx, sess.ID, api.ExecRequest{Command: "true"}); err != nil {
+			t.Fatal(err)
+		}
+		times = append(times, time.Since(t0))
+	}
+	sortDurations(times)
+	t.Logf("MEASURE create→first result: E2B SDK %.0f ms, Chaser API %.0f ms", got.CreateToFirstRunMs, float64(own.Microseconds())/1000)
+	t.Logf("MEASURE run('true') median of 20: E2B SDK %.1f ms, Chaser API %.1f ms", got.TrueMedianMs, float64(times[10].Microseconds())/1000)
+}
+
+func sortDurations(d []time.Duration) {
+	for i := 1; i < len(d); i++ {
+		for j := i; j > 0 && d[j] < d[j-1]; j-- {
+			d[j], d[j-1] = d[j-1], d[j]
+		}
+	}
+}

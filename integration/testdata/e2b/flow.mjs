@@ -1,0 +1,144 @@
+// The E2B SDK flow of integration/e2b_test.go: the unmodified `e2b` package
+// against a Chaser server (E2B_API_URL, E2B_SANDBOX_URL, E2B_API_KEY).
+// Prints one JSON object with what each step saw; the Go test checks it.
+import http from 'node:http'
+import { Sandbox, CommandExitError, AuthenticationError, NotFoundError, SandboxNotFoundError } from 'e2b'
+
+const out = {}
+const step = (name) => { out.last = name }
+const RUN = process.env.RUN_ID
+const ms = (t) => Math.round((performance.now() - t) * 10) / 10
+const name = (e) => e?.constructor?.name ?? String(e)
+
+function get(host, path) {
+  const u = new URL(process.env.E2B_API_URL)
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: u.hostname, port: u.port, path, headers: { Host: host } }, (res) => {
+      let body = ''
+      res.on('data', (d) => { body += d })
+      res.on('end', () => resolve({ status: res.statusCode, body }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+try {
+  step('create')
+  const t0 = performance.now()
+  const sbx = await Sandbox.create({ metadata: { purpose: 'chaser-e2b-test', run: RUN }, envs: { GREETING: 'hello-env' } })
+  const first = await sbx.commands.run('echo hi')
+  out.createToFirstRunMs = ms(t0)
+  out.sandboxId = sbx.sandboxId
+  out.echo = { stdout: first.stdout, exitCode: first.exitCode }
+  out.env = (await sbx.commands.run('echo $GREETING')).stdout
+  out.rootUid = (await sbx.commands.run('id -u', { user: 'root' })).stdout
+
+  step('exit 3')
+  try {
+    await sbx.commands.run('echo out; exit 3')
+    out.exit3 = 'no error'
+  } catch (e) {
+    out.exit3 = { error: name(e), isCommandExitError: e instanceof CommandExitError, exitCode: e.exitCode, stdout: e.stdout }
+  }
+
+  step('files')
+  await sbx.files.write('/tmp/e2b/hello.txt', 'hello from e2b')
+  out.read = await sbx.files.read('/tmp/e2b/hello.txt')
+  out.list = (await sbx.files.list('/tmp/e2b')).map((e) => ({ name: e.name, type: e.type, path: e.path }))
+  try {
+    await sbx.files.read('/tmp/e2b/missing.txt')
+    out.readMissing = 'no error'
+  } catch (e) {
+    out.readMissing = name(e)
+  }
+
+  step('background')
+  const bg = await sbx.commands.run('sleep 300', { background: true })
+  out.bgPid = bg.pid
+  out.bgListed = (await sbx.commands.list()).some((p) => p.pid === bg.pid)
+  out.bgKilled = await bg.kill()
+  out.killUnknownPid = await sbx.commands.kill(999999)
+
+  step('pty')
+  let ptyOut = ''
+  const dec = new TextDecoder()
+  const pty = await sbx.pty.create({ cols: 80, rows: 24, onData: (d) => { ptyOut += dec.decode(d) } })
+  await sbx.pty.resize(pty.pid, { cols: 100, rows: 30 })
+  await sbx.pty.sendInput(pty.pid, new TextEncoder().encode('stty size; echo pty-$((6*7))\n'))
+  for (let i = 0; i < 100 && !ptyOut.includes('pty-42'); i++) await new Promise((r) => setTimeout(r, 100))
+  out.ptyAnswered = ptyOut.includes('pty-42')
+  out.ptySize = ptyOut.includes('30 100')
+  out.ptyKilled = await sbx.pty.kill(pty.pid)
+
+  step('getHost')
+  await sbx.commands.run('cd /tmp/e2b && exec python3 -m http.server 8000 --bind 127.0.0.1', { background: true })
+  const host = sbx.getHost(8000)
+  out.host = host
+  let res = { status: 0 }
+  for (let i = 0; i < 100; i++) {
+    res = await get(host, '/hello.txt').catch((e) => ({ status: 0, body: String(e) }))
+    if (res.status === 200) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  out.hostStatus = res.status
+  out.hostBody = res.body
+
+  step('setTimeout')
+  await sbx.setTimeout(120_000)
+  const info = await sbx.getInfo()
+  out.endAtInS = Math.round((info.endAt.getTime() - Date.now()) / 1000)
+  out.infoMetadata = info.metadata
+
+  step('list')
+  out.listed = (await Sandbox.list({ query: { metadata: { run: RUN } } }).nextItems()).map((s) => s.sandboxId)
+  out.listedOther = (await Sandbox.list({ query: { metadata: { run: 'another-run' } } }).nextItems()).length
+
+  step('round trip')
+  const times = []
+  for (let i = 0; i < 20; i++) {
+    const t = performance.now()
+    await sbx.commands.run('true')
+    times.push(ms(t))
+  }
+  times.sort((a, b) => a - b)
+  out.trueMedianMs = times[10]
+
+  step('kill')
+  out.isRunningBefore = await sbx.isRunning()
+  await sbx.kill()
+  out.killAgain = await Sandbox.kill(sbx.sandboxId)
+  try {
+    await Sandbox.connect(sbx.sandboxId)
+    out.connectKilled = 'no error'
+  } catch (e) {
+    out.connectKilled = name(e)
+  }
+
+  step('errors')
+  try {
+    await Sandbox.create({ apiKey: 'not-a-chaser-key' })
+    out.badKey = 'no error'
+  } catch (e) {
+    out.badKey = { error: name(e), isAuthenticationError: e instanceof AuthenticationError }
+  }
+  out.killUnknown = await Sandbox.kill('s-doesnotexist')
+  try {
+    await Sandbox.getInfo('s-doesnotexist')
+    out.infoUnknown = 'no error'
+  } catch (e) {
+    out.infoUnknown = { error: name(e), isNotFoundError: e instanceof NotFoundError }
+  }
+  const other = process.env.OTHER_ID
+  out.killOther = await Sandbox.kill(other)
+  try {
+    await Sandbox.connect(other)
+    out.connectOther = 'no error'
+  } catch (e) {
+    out.connectOther = { error: name(e), isNotFoundError: e instanceof SandboxNotFoundError }
+  }
+  out.last = 'done'
+} catch (e) {
+  out.error = `${name(e)}: ${e?.message}`
+}
+console.log(JSON.stringify(out))
