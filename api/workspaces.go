@@ -18,6 +18,9 @@ type Workspace struct {
 	SessionID *string `json:"session_id"`
 	// SizeBytes is the disk space the workspace's files take.
 	SizeBytes int64 `json:"size_bytes"`
+	// DiskMB is the size of the workspace's disk, its quota; 0 for a
+	// workspace made before disk quotas, which has none.
+	DiskMB int64 `json:"disk_mb"`
 	// AccountID is the owner, shown in an admin's ?all=true list.
 	AccountID string `json:"account_id,omitempty"`
 }
@@ -38,4 +41,11 @@ type WorkspaceList struct {
 type DefaultWorkspace struct {
 	SessionType string `json:"session_type,omitempty"`
 	Workspace   string `json:"workspace"`
+}
+
+// UpdateWorkspaceRequest is the body of PATCH /v1/workspaces/{name}.
+type UpdateWorkspaceRequest struct {
+	// DiskMB grows the workspace's disk to this many MiB; it never
+	// shrinks.
+	DiskMB *int64 `json:"disk_mb"`
 }

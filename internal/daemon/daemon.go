@@ -25,6 +25,7 @@ import (
 	"github.com/chaserhq/chaser/internal/account"
 	"github.com/chaserhq/chaser/internal/agent/fs"
 	"github.com/chaserhq/chaser/internal/connlimit"
+	"github.com/chaserhq/chaser/internal/disk"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
 	"github.com/chaserhq/chaser/internal/mcp"
@@ -94,6 +95,9 @@ type Config struct {
 	// MetricsAddr, when set, serves /metrics without a key on a listener
 	// of its own (CHASER_METRICS_ADDR); on Addr it needs the admin key.
 	MetricsAddr string
+	// DiskSize, when set, replaces every tier's disk quota of new
+	// sandboxes and workspaces (CHASER_DISK_SIZE, e.g. 4GiB).
+	DiskSize Size
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -186,6 +190,7 @@ func Defaults() Config {
 		MaxConnsPerIP:      intEnv("CHASER_MAX_CONNS_PER_IP", 512),
 		MaxConns:           intEnv("CHASER_MAX_CONNS", defaultMaxConns()),
 		MetricsAddr:        os.Getenv("CHASER_METRICS_ADDR"),
+		DiskSize:           sizeEnv("CHASER_DISK_SIZE", 0),
 	}
 }
 
@@ -242,6 +247,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxFileSize <= 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--max-file-size / CHASER_MAX_FILE_SIZE: want a positive size such as 16MB")
+	}
+	if c.DiskSize < 0 || c.DiskSize > 0 && c.DiskSize < disk.MinSize {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--disk-size / CHASER_DISK_SIZE: want a size of at least %d MiB, such as 4GiB", disk.MinSize>>20))
 	}
 	if c.IdleTimeout == badDuration {
 		return errdefs.New(errdefs.ErrInvalidArgument, "CHASER_IDLE_TIMEOUT is not a duration (e.g. 10m)")
@@ -380,11 +388,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if cfg.IdleTimeout != 0 {
 			t.IdleTimeout = max(cfg.IdleTimeout, 0)
 		}
+		if cfg.DiskSize > 0 {
+			t.DiskBytes = int64(cfg.DiskSize)
+			t.MaxDiskBytes = max(t.MaxDiskBytes, t.DiskBytes)
+		}
 		tiers[name] = t
 	}
 	sandboxes = sandbox.New(sandbox.Config{
 		Runtime: rt, Images: images, Store: st, AgentPath: agentPath,
 		DefaultImage: cfg.DefaultImage, WorkspaceDir: filepath.Join(cfg.DataDir, "workspaces"), Log: log, Metrics: m,
+		DiskDir:     filepath.Join(cfg.DataDir, "disks"),
 		MaxFileSize: int64(cfg.MaxFileSize), Tiers: tiers,
 	})
 	if err := sandboxes.Recover(ctx); err != nil {

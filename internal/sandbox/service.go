@@ -35,14 +35,21 @@ type TierLimits struct {
 	// IdleTimeout ends a session nobody used for this long: no API call
 	// reached it and no command runs in it. Zero disables it.
 	IdleTimeout time.Duration
+	// DiskBytes is the size of the writable layer of each new sandbox and
+	// workspace (its disk quota); zero: no quota.
+	DiskBytes int64
+	// MaxDiskBytes is the most a workspace's disk may grow to.
+	MaxDiskBytes int64
 }
 
 // DefaultTiers are the limits used unless configured otherwise.
 var DefaultTiers = map[string]TierLimits{
 	api.TierFree: {MaxSandboxes: 3, TTL: 30 * time.Minute, IdleTimeout: 10 * time.Minute,
-		Resources: runtime.Limits{MemoryBytes: 512 << 20, MilliCPUs: 1000, Pids: 256}},
+		Resources: runtime.Limits{MemoryBytes: 512 << 20, MilliCPUs: 1000, Pids: 256},
+		DiskBytes: 1 << 30, MaxDiskBytes: 1 << 30},
 	api.TierPaid: {MaxSandboxes: 20, TTL: 8 * time.Hour, IdleTimeout: time.Hour,
-		Resources: runtime.Limits{MemoryBytes: 2 << 30, MilliCPUs: 2000, Pids: 1024}},
+		Resources: runtime.Limits{MemoryBytes: 2 << 30, MilliCPUs: 2000, Pids: 1024},
+		DiskBytes: 10 << 30, MaxDiskBytes: 100 << 30},
 }
 
 // Config configures a Service.
@@ -53,13 +60,18 @@ type Config struct {
 	// AgentPath is the host path of the binary that runs as the agent.
 	AgentPath    string
 	DefaultImage string
-	// WorkspaceDir holds one directory per workspace: its writable layer.
+	// WorkspaceDir holds the writable layer of each workspace: a disk
+	// image, or a directory for workspaces made before disk quotas.
 	WorkspaceDir string
 	Tiers        map[string]TierLimits
 	MaxFileSize  int64 // bytes per upload or download; 0: fs.DefaultMaxFileSize
 	Log          *slog.Logger
 	// Metrics is updated by the service; nil makes a private set.
 	Metrics *metrics.Metrics
+
+	// DiskDir holds the disk images of ephemeral sandboxes and the mount
+	// points of every sandbox's writable layer. Empty: no disk quotas.
+	DiskDir string
 }
 
 // Service manages sessions.
@@ -272,10 +284,8 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 		Image: img.Ref, Runtime: s.cfg.Runtime.Name(), Ephemeral: ws == nil,
 		CreatedAt: now, ExpiresAt: now.Add(tier.TTL),
 	}
-	upper := ""
 	if ws != nil {
 		sess.WorkspaceID = &ws.ID
-		upper = s.workspaceDir(ws.ID)
 	}
 	if err := s.cfg.Store.CreateSession(ctx, sess); err != nil {
 		return api.Session{}, err
@@ -285,7 +295,7 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	begin := time.Now()
-	if err := s.start(bctx, sess, img, tier, upper); err != nil {
+	if err := s.start(bctx, sess, img, tier, ws, tier.DiskBytes); err != nil {
 		s.cfg.Metrics.SandboxFailures.Inc()
 		if derr := s.cfg.Store.DeleteSession(bctx, sess.ID); derr != nil {
 			s.log.Error("forget failed session", "session_id", sess.ID, "err", derr)
@@ -346,10 +356,18 @@ func (s *Service) reserve(ctx context.Context, acct store.Account, tier TierLimi
 	}, nil
 }
 
-func (s *Service) start(ctx context.Context, sess store.Session, img *image.Image, tier TierLimits, upper string) error {
+// start makes the sandbox of session sess: its writable layer (on
+// workspace w when not nil, else a fresh one of diskBytes, 0 for no
+// quota), then the sandbox, and waits for its agent. On error nothing of
+// it is left.
+func (s *Service) start(ctx context.Context, sess store.Session, img *image.Image, tier TierLimits, w *store.Workspace, diskBytes int64) error {
 	ws := ""
 	if sess.WorkspaceID != nil {
 		ws = *sess.WorkspaceID
+	}
+	upper, err := s.mountDisk(ctx, sess.ID, w, diskBytes)
+	if err != nil {
+		return err
 	}
 	env := append(append(append([]string(nil), img.Env...), imageEnv(img)...),
 		"HOSTNAME="+sess.ID,
@@ -364,6 +382,9 @@ func (s *Service) start(ctx context.Context, sess store.Session, img *image.Imag
 		Rootfs: runtime.Rootfs{Overlays: img.Overlays, UpperDir: upper},
 	}
 	if err := s.cfg.Runtime.Create(ctx, spec); err != nil {
+		if derr := s.releaseDisk(sess.ID); derr != nil {
+			s.log.Error("release disk after failed create", "session_id", sess.ID, "err", derr)
+		}
 		return err
 	}
 	c := s.client(sess.ID)
@@ -538,7 +559,8 @@ func (s *Service) destroyRuntime(ctx context.Context, id string) error {
 	if err := s.cfg.Runtime.Delete(ctx, id); err != nil {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
-	return nil
+	// Only now: the sandbox's mounts held the disk until it was deleted.
+	return s.releaseDisk(id)
 }
 
 // Recover reconciles the store with the runtime after a start: running
@@ -611,6 +633,9 @@ func (s *Service) Recover(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+	}
+	if err := s.releaseOrphanDisks(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
