@@ -57,6 +57,7 @@ timeout (streams, terminals and uploads last as long as they need).`,
 	f.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most connections held open in total (default: 3/4 of the open-files limit); 0: no cap (env CHASER_MAX_CONNS)")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "also serve /metrics without a key on this HOST:PORT (on --addr it needs the admin key; env CHASER_METRICS_ADDR)")
 	f.Var(&cfg.DiskSize, "disk-size", "disk quota of each new sandbox and workspace, for every tier, e.g. 4GiB (default: the tier's, free 1GiB, paid 10GiB; env CHASER_DISK_SIZE)")
+	f.BoolVar(&cfg.NoDiskQuota, "no-disk-quota", cfg.NoDiskQuota, "no disk images: writable layers share the data dir's file system, unbounded (env CHASER_NO_DISK_QUOTA=1)")
 	f.BoolVar(&debug, "debug", false, "log at debug level")
 	return cmd
 }

@@ -98,6 +98,10 @@ type Config struct {
 	// DiskSize, when set, replaces every tier's disk quota of new
 	// sandboxes and workspaces (CHASER_DISK_SIZE, e.g. 4GiB).
 	DiskSize Size
+	// NoDiskQuota turns disk quotas off: writable layers are plain
+	// directories on the data dir's file system, for hosts without loop
+	// devices (CHASER_NO_DISK_QUOTA=1).
+	NoDiskQuota bool
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -191,6 +195,7 @@ func Defaults() Config {
 		MaxConns:           intEnv("CHASER_MAX_CONNS", defaultMaxConns()),
 		MetricsAddr:        os.Getenv("CHASER_METRICS_ADDR"),
 		DiskSize:           sizeEnv("CHASER_DISK_SIZE", 0),
+		NoDiskQuota:        os.Getenv("CHASER_NO_DISK_QUOTA") == "1",
 	}
 }
 
@@ -250,6 +255,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DiskSize < 0 || c.DiskSize > 0 && c.DiskSize < disk.MinSize {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--disk-size / CHASER_DISK_SIZE: want a size of at least %d MiB, such as 4GiB", disk.MinSize>>20))
+	}
+	if c.DiskSize > 0 && c.NoDiskQuota {
+		return errdefs.New(errdefs.ErrInvalidArgument, "--disk-size and --no-disk-quota contradict each other: choose one")
 	}
 	if c.IdleTimeout == badDuration {
 		return errdefs.New(errdefs.ErrInvalidArgument, "CHASER_IDLE_TIMEOUT is not a duration (e.g. 10m)")
@@ -392,6 +400,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			t.DiskBytes = int64(cfg.DiskSize)
 			t.MaxDiskBytes = max(t.MaxDiskBytes, t.DiskBytes)
 		}
+		if cfg.NoDiskQuota {
+			// New layers get no image; workspaces that have one still
+			// mount it.
+			t.DiskBytes = 0
+		}
 		tiers[name] = t
 	}
 	sandboxes = sandbox.New(sandbox.Config{
@@ -400,6 +413,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		DiskDir:     filepath.Join(cfg.DataDir, "disks"),
 		MaxFileSize: int64(cfg.MaxFileSize), Tiers: tiers,
 	})
+	if cfg.NoDiskQuota {
+		log.Warn("disk quotas are off (--no-disk-quota): a sandbox can fill the data dir's file system")
+	}
 	if err := sandboxes.Recover(ctx); err != nil {
 		log.Error("recovery left something behind", "err", err)
 	}
