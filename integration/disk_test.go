@@ -210,9 +210,12 @@ func TestWorkspaceDisk(t *testing.T) {
 	if code, body := s.do(t, key, "PATCH", "/v1/workspaces/nope", `{"disk_mb": 128}`); code != 404 {
 		t.Fatalf("grow of a missing workspace: %d %s", code, body)
 	}
-	w, err = c.GrowWorkspace(t.Context(), "data", 128)
-	if err != nil || w.DiskMB != 128 {
-		t.Fatalf("grow to 128 MiB: %+v %v", w, err)
+	w, err = c.GrowWorkspace(t.Context(), "data", 112)
+	if err != nil || w.DiskMB != 112 {
+		t.Fatalf("grow to 112 MiB: %+v %v", w, err)
+	}
+	if r := s.cli(t, key, nil, "workspaces", "grow", "data", "--disk", "128MiB"); r.Code != 0 || !strings.Contains(r.Stdout, "128 MiB") {
+		t.Fatalf("chaser workspaces grow: %+v", r)
 	}
 
 	sess, _, err = createOn(t, c, "data")
@@ -316,5 +319,57 @@ func TestDiskRecovery(t *testing.T) {
 	}
 	if imgs, _ := filepath.Glob(filepath.Join(s.DataDir, "workspaces", "*.img")); len(imgs) != 1 {
 		t.Fatalf("workspace images after graceful stop: %v, want the one workspace's", imgs)
+	}
+}
+
+// TestLegacyWorkspace: a workspace made before disk quotas (a plain
+// directory, no image) keeps working with its data and no quota, and
+// cannot be grown (409).
+func TestLegacyWorkspace(t *testing.T) {
+	s := newDiskServer(t)
+	key := s.account(t, "paid")
+	c := s.Client(key)
+	w, err := c.CreateWorkspace(t.Context(), api.CreateWorkspaceRequest{Name: "old"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// What an earlier release left: the layer as a directory.
+	if err := os.Remove(filepath.Join(s.DataDir, "workspaces", w.ID+".img")); err != nil {
+		t.Fatal(err)
+	}
+	files := filepath.Join(s.DataDir, "workspaces", w.ID, "root", "upper", "workspace")
+	if err := os.MkdirAll(files, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(files, "legacy"), []byte("kept\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s2 := startServer(t, s.DataDir, "--disk-size", strconv.Itoa(diskMB)+"MiB")
+	defer s2.stop()
+	c = s2.Client(key)
+	sess, _, err := createOn(t, c, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Exec(t.Context(), sess, api.ExecRequest{Command: "cat /workspace/legacy && echo new > /workspace/new"})
+	if err != nil || res.Stdout != "kept\n" {
+		t.Fatalf("legacy workspace: %+v %v", res, err)
+	}
+	if mb := dfMB(t, c, sess, "/workspace"); mb <= diskMB*4 {
+		t.Fatalf("legacy workspace has %d MiB: it should have no quota", mb)
+	}
+	if got, err := c.GetWorkspace(t.Context(), "old"); err != nil || got.DiskMB != 0 {
+		t.Fatalf("legacy workspace: %+v %v, want disk_mb 0", got, err)
+	}
+	code, body := s2.do(t, key, "PATCH", "/v1/workspaces/old", `{"disk_mb": 128}`)
+	expectError(t, code, body, 409, "failed_precondition")
+	if err := c.DeleteSession(t.Context(), sess); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(files, "new")); err != nil || string(b) != "new\n" {
+		t.Fatalf("write to the legacy workspace: %q %v", b, err)
 	}
 }
