@@ -164,7 +164,9 @@ func sharedServer(t *testing.T) *Server {
 // running. It does what an operator does: start a server on the data dir
 // (recovery) and stop it (graceful shutdown destroys every sandbox).
 func release(dataDir string) {
-	if entries, _ := os.ReadDir(filepath.Join(dataDir, "sandboxes")); len(entries) == 0 {
+	sandboxes, _ := os.ReadDir(filepath.Join(dataDir, "sandboxes"))
+	disks, _ := os.ReadDir(filepath.Join(dataDir, "disks"))
+	if len(sandboxes) == 0 && len(disks) == 0 {
 		return
 	}
 	if s, err := testserver.Start(dataDir); err == nil {
@@ -281,6 +283,24 @@ func (s *Server) sandbox(t *testing.T, key string) string {
 }
 
 // hostMounts returns the lines of the host's mount table under dir.
+// loopDevices lists the loop devices whose backing file's path contains
+// s (a data dir, a session or workspace id), with that file.
+func loopDevices(t *testing.T, s string) []string {
+	t.Helper()
+	files, err := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err == nil && strings.Contains(string(b), s) {
+			out = append(out, filepath.Base(filepath.Dir(filepath.Dir(f)))+" "+strings.TrimSpace(string(b)))
+		}
+	}
+	return out
+}
+
 func hostMounts(t *testing.T, dir string) []string {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
@@ -297,12 +317,21 @@ func hostMounts(t *testing.T, dir string) []string {
 	return out
 }
 
-// leaks lists what remains on the host of sandbox id: mounts, cgroups,
-// runtime state, state directory, processes.
+// leaks lists what remains on the host of sandbox id: mounts, loop
+// devices, disk images, cgroups, runtime state, state directory,
+// processes.
 func (s *Server) leaks(t *testing.T, id string) []string {
 	var left []string
 	for _, m := range hostMounts(t, id) {
 		left = append(left, "mount: "+m)
+	}
+	for _, l := range loopDevices(t, id) {
+		left = append(left, "loop device: "+l)
+	}
+	for _, p := range []string{filepath.Join(s.DataDir, "disks", id), filepath.Join(s.DataDir, "disks", id+".img")} {
+		if _, err := os.Stat(p); err == nil {
+			left = append(left, "disk: "+p)
+		}
 	}
 	cgs, _ := filepath.Glob("/sys/fs/cgroup/*/" + daemon.CgroupParent(s.DataDir) + "/" + id)
 	for _, c := range cgs {
