@@ -194,6 +194,13 @@ func (s *Service) workspaceAPI(ctx context.Context, acct store.Account, w store.
 	var quota int64
 	quota, out.SizeBytes = s.workspaceDisk(w.ID, mnt)
 	out.DiskMB = quota >> 20
+	if out.DiskMB > 0 {
+		// The image is the truth, the record follows it (SetWorkspaceDisk):
+		// both fields show its size.
+		r := w.Resources
+		r.DiskMB = out.DiskMB
+		out.Resources = requestAPI(r)
+	}
 	return out, nil
 }
 
@@ -299,7 +306,8 @@ func (s *Service) DeleteWorkspace(ctx context.Context, acct store.Account, name 
 // Errors: ErrInvalidArgument for a size that is missing or below the
 // current one (disks never shrink), ErrPermissionDenied beyond the tier's
 // maximum (Max.DiskMB), ErrFailedPrecondition for a workspace without a
-// disk image (made before disk quotas or with them off).
+// disk image (made before disk quotas or with them off). The new size is
+// recorded as the workspace's resources.disk_mb, and its session's.
 func (s *Service) GrowWorkspace(ctx context.Context, acct store.Account, name string, req api.UpdateWorkspaceRequest) (api.Workspace, error) {
 	w, err := s.workspace(ctx, acct, name)
 	if err != nil {
@@ -340,6 +348,12 @@ func (s *Service) GrowWorkspace(ctx context.Context, acct store.Account, name st
 		return api.Workspace{}, fmt.Errorf("grow workspace %s: %w", w.ID, err)
 	}
 	s.log.Info("workspace grown", "account", acct.ID, "workspace_id", w.ID, "from_bytes", quota, "to_bytes", size)
+	// The image is the truth (sessions take their disk_mb from it); the
+	// record follows, so resources.disk_mb shows the size too.
+	if err := s.cfg.Store.SetWorkspaceDisk(gctx, w.ID, *req.DiskMB); err != nil {
+		return api.Workspace{}, fmt.Errorf("record the new size of workspace %s: %w", w.ID, err)
+	}
+	w.Resources.DiskMB = *req.DiskMB
 	return s.workspaceAPI(ctx, acct, w)
 }
 
