@@ -282,7 +282,6 @@ func (s *Server) sandbox(t *testing.T, key string) string {
 	return sess.ID
 }
 
-// hostMounts returns the lines of the host's mount table under dir.
 // loopDevices lists the loop devices whose backing file's path contains
 // s (a data dir, a session or workspace id), with that file.
 func loopDevices(t *testing.T, s string) []string {
@@ -301,6 +300,7 @@ func loopDevices(t *testing.T, s string) []string {
 	return out
 }
 
+// hostMounts returns the lines of the host's mount table under dir.
 func hostMounts(t *testing.T, dir string) []string {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
