@@ -18,10 +18,17 @@ type Workspace struct {
 	SessionID *string `json:"session_id"`
 	// SizeBytes is the disk space the workspace's files take.
 	SizeBytes int64 `json:"size_bytes"`
+	// DiskMB is the size of the workspace's disk now, its quota (equal to
+	// Resources.DiskMB); 0 for a workspace without a disk image (made
+	// before disk quotas, or on a server with them off), which has none.
+	DiskMB int64 `json:"disk_mb"`
 	// AccountID is the owner, shown in an admin's ?all=true list.
 	AccountID string `json:"account_id,omitempty"`
 	// Resources are those the workspace was created with; every session
 	// on it gets them, and the tier's defaults for what they leave out.
+	// DiskMB is set for every workspace made since disk quotas: the disk
+	// is made at creation (asked for, or the tier's default then) and its
+	// growth shows here too.
 	Resources *ResourceRequest `json:"resources,omitempty"`
 }
 
@@ -46,4 +53,11 @@ type WorkspaceList struct {
 type DefaultWorkspace struct {
 	SessionType string `json:"session_type,omitempty"`
 	Workspace   string `json:"workspace"`
+}
+
+// UpdateWorkspaceRequest is the body of PATCH /v1/workspaces/{name}.
+type UpdateWorkspaceRequest struct {
+	// DiskMB grows the workspace's disk to this many MiB; it never
+	// shrinks.
+	DiskMB *int64 `json:"disk_mb"`
 }

@@ -45,6 +45,13 @@ func (c *Client) GetWorkspace(ctx context.Context, name string) (api.Workspace, 
 	return w, err
 }
 
+// GrowWorkspace grows a workspace's disk to diskMB MiB.
+func (c *Client) GrowWorkspace(ctx context.Context, name string, diskMB int64) (api.Workspace, error) {
+	var w api.Workspace
+	err := c.call(ctx, http.MethodPatch, "/v1/workspaces/"+url.PathEscape(name), api.UpdateWorkspaceRequest{DiskMB: &diskMB}, &w)
+	return w, err
+}
+
 // DeleteWorkspace deletes a workspace and its data; force stops a session
 // running on it first.
 func (c *Client) DeleteWorkspace(ctx context.Context, name string, force bool) error {

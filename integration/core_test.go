@@ -472,6 +472,9 @@ func TestRestart(t *testing.T) {
 	if m := hostMounts(t, s.DataDir); len(m) > 0 {
 		t.Fatalf("mounts left under the data dir: %v", m)
 	}
+	if l := loopDevices(t, s.DataDir); len(l) > 0 {
+		t.Fatalf("loop devices left backed by the data dir: %v", l)
+	}
 	if cgs, _ := filepath.Glob("/sys/fs/cgroup/*/" + daemon.CgroupParent(s.DataDir)); len(cgs) > 0 {
 		t.Fatalf("cgroup parents left after graceful stop: %v", cgs)
 	}

@@ -186,7 +186,8 @@ func sharedServer(t *testing.T) *Server {
 func release(dataDir string) {
 	runc, _ := os.ReadDir(filepath.Join(dataDir, "sandboxes"))
 	runsc, _ := os.ReadDir(filepath.Join(dataDir, "sandboxes-runsc"))
-	if len(runc)+len(runsc) == 0 {
+	disks, _ := os.ReadDir(filepath.Join(dataDir, "disks"))
+	if len(runc)+len(runsc)+len(disks) == 0 {
 		return
 	}
 	if s, err := testserver.Start(dataDir, runtimeArgs()...); err == nil {
@@ -312,6 +313,24 @@ func (s *Server) stateDir(id string) string {
 	return filepath.Join(s.DataDir, "sandboxes", id)
 }
 
+// loopDevices lists the loop devices whose backing file's path contains
+// s (a data dir, a session or workspace id), with that file.
+func loopDevices(t *testing.T, s string) []string {
+	t.Helper()
+	files, err := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err == nil && strings.Contains(string(b), s) {
+			out = append(out, filepath.Base(filepath.Dir(filepath.Dir(f)))+" "+strings.TrimSpace(string(b)))
+		}
+	}
+	return out
+}
+
 // hostMounts returns the lines of the host's mount table under dir.
 func hostMounts(t *testing.T, dir string) []string {
 	f, err := os.Open("/proc/self/mountinfo")
@@ -329,12 +348,21 @@ func hostMounts(t *testing.T, dir string) []string {
 	return out
 }
 
-// leaks lists what remains on the host of sandbox id: mounts, cgroups,
-// runtime state, state directory, processes.
+// leaks lists what remains on the host of sandbox id: mounts, loop
+// devices, disk images, cgroups, runtime state, state directory,
+// processes.
 func (s *Server) leaks(t *testing.T, id string) []string {
 	var left []string
 	for _, m := range hostMounts(t, id) {
 		left = append(left, "mount: "+m)
+	}
+	for _, l := range loopDevices(t, id) {
+		left = append(left, "loop device: "+l)
+	}
+	for _, p := range []string{filepath.Join(s.DataDir, "disks", id), filepath.Join(s.DataDir, "disks", id+".img")} {
+		if _, err := os.Stat(p); err == nil {
+			left = append(left, "disk: "+p)
+		}
 	}
 	for _, parent := range []string{daemon.CgroupParent(s.DataDir), daemon.CgroupParent(s.DataDir) + "-runsc"} {
 		cgs, _ := filepath.Glob("/sys/fs/cgroup/*/" + parent + "/" + id)

@@ -6,6 +6,7 @@ install_deps() {
   command -v runc >/dev/null || need+=(runc)
   command -v tmux >/dev/null || need+=(tmux)
   command -v curl >/dev/null || need+=(curl)
+  [ -x /usr/sbin/mkfs.ext4 ] && [ -x /usr/sbin/resize2fs ] || need+=(e2fsprogs)   # disk quotas: an ext4 image per sandbox
   dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)   # base layer of the image tests
   # The tests run these inside sandboxes of the host image (its /usr).
   [ -x /usr/bin/python3 ] || need+=(python3)

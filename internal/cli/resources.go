@@ -25,7 +25,7 @@ func addResourceFlags(f *pflag.FlagSet) *resourceFlags {
 	r := &resourceFlags{flags: f}
 	f.Float64Var(&r.cpu, "cpu", 0, "CPU cores, e.g. 0.5 or 2 (default: the tier's)")
 	f.StringVar(&r.memory, "memory", "", "memory, e.g. 512M or 2G; a bare number is MiB (default: the tier's)")
-	f.StringVar(&r.disk, "disk", "", "size of the writable layer, e.g. 1G (default: the tier's)")
+	f.StringVar(&r.disk, "disk", "", "size of the disk (the writable layer, its quota), e.g. 1G (default: the tier's)")
 	f.Int64Var(&r.pids, "pids", 0, "most processes and threads (default: the tier's)")
 	return r
 }

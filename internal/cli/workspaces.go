@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/daemon"
 	"github.com/chaserhq/chaser/internal/errdefs"
 )
 
@@ -99,7 +101,32 @@ func newWorkspaces(e *env) *cobra.Command {
 	}
 	del.Flags().BoolVar(&force, "force", false, "stop a session running on the workspace first")
 
-	cmd.AddCommand(create, list, get, del, newDefault(e))
+	var size string
+	grow := &cobra.Command{
+		Use:     "grow NAME --disk SIZE",
+		Short:   "Grow a workspace's disk (its quota), e.g. --disk 20GiB; disks never shrink",
+		Example: "  chaser workspaces grow data --disk 20GiB",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := daemon.ParseSize(size)
+			if err != nil {
+				return errdefs.New(errdefs.ErrInvalidArgument, "--disk: "+err.Error())
+			}
+			w, err := e.client().GrowWorkspace(cmd.Context(), args[0], (int64(n)+(1<<20)-1)>>20)
+			if err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(w)
+			}
+			fmt.Fprintf(e.stdout, "workspace %s has %d MiB of disk\n", w.Name, w.DiskMB)
+			return nil
+		},
+	}
+	grow.Flags().StringVar(&size, "disk", "", "new size of the disk, e.g. 20GiB or 512MiB")
+	_ = grow.MarkFlagRequired("disk")
+
+	cmd.AddCommand(create, list, get, del, grow, newDefault(e))
 	return cmd
 }
 
@@ -164,7 +191,7 @@ func printWorkspaces(w io.Writer, list []api.Workspace) {
 	if owners {
 		fmt.Fprint(tw, "ACCOUNT\t")
 	}
-	fmt.Fprintln(tw, "NAME\tID\tIMAGE\tDEFAULT\tSESSION\tSIZE\tCREATED")
+	fmt.Fprintln(tw, "NAME\tID\tIMAGE\tDEFAULT\tSESSION\tSIZE\tDISK\tCREATED")
 	for _, x := range list {
 		if owners {
 			fmt.Fprintf(tw, "%s\t", x.AccountID)
@@ -173,7 +200,11 @@ func printWorkspaces(w io.Writer, list []api.Workspace) {
 		if x.SessionID != nil {
 			sess = *x.SessionID
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%d\t%s\n", x.Name, x.ID, x.Image, x.Default, sess, x.SizeBytes, x.CreatedAt.Local().Format(time.DateTime))
+		quota := "-"
+		if x.DiskMB > 0 {
+			quota = strconv.FormatInt(x.DiskMB, 10) + "MiB"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%d\t%s\t%s\n", x.Name, x.ID, x.Image, x.Default, sess, x.SizeBytes, quota, x.CreatedAt.Local().Format(time.DateTime))
 	}
 	tw.Flush()
 }

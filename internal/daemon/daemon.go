@@ -26,6 +26,7 @@ import (
 	"github.com/chaserhq/chaser/internal/agent/fs"
 	"github.com/chaserhq/chaser/internal/config"
 	"github.com/chaserhq/chaser/internal/connlimit"
+	"github.com/chaserhq/chaser/internal/disk"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
 	"github.com/chaserhq/chaser/internal/mcp"
@@ -108,6 +109,16 @@ type Config struct {
 	// Runtime (--tier-runtime free=runsc, CHASER_TIER_RUNTIMES
 	// "free=runsc,paid=runc").
 	TierRuntimes map[string]string
+	// DiskSize, when set, replaces every tier's default disk_mb, the disk
+	// quota of new sandboxes and workspaces that ask for none, and raises
+	// the tier's maximum to it if below; over the config file's
+	// (CHASER_DISK_SIZE, e.g. 4GiB).
+	DiskSize Size
+	// NoDiskQuota turns disk quotas off for new sandboxes and workspaces:
+	// their writable layers are plain directories on the data dir's file
+	// system, their disk_mb unenforced, for hosts without loop devices
+	// (CHASER_NO_DISK_QUOTA=1).
+	NoDiskQuota bool
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -204,6 +215,8 @@ func Defaults() Config {
 		MaxConnsPerIP:      intEnv("CHASER_MAX_CONNS_PER_IP", 512),
 		MaxConns:           intEnv("CHASER_MAX_CONNS", defaultMaxConns()),
 		MetricsAddr:        os.Getenv("CHASER_METRICS_ADDR"),
+		DiskSize:           sizeEnv("CHASER_DISK_SIZE", 0),
+		NoDiskQuota:        os.Getenv("CHASER_NO_DISK_QUOTA") == "1",
 	}
 }
 
@@ -263,6 +276,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxFileSize <= 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--max-file-size / CHASER_MAX_FILE_SIZE: want a positive size such as 16MB")
+	}
+	if c.DiskSize < 0 || c.DiskSize > 0 && c.DiskSize < disk.MinSize {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--disk-size / CHASER_DISK_SIZE: want a size of at least %d MiB, such as 4GiB", disk.MinSize>>20))
+	}
+	if c.DiskSize > 0 && c.NoDiskQuota {
+		return errdefs.New(errdefs.ErrInvalidArgument, "--disk-size and --no-disk-quota contradict each other: choose one")
 	}
 	if c.IdleTimeout == badDuration {
 		return errdefs.New(errdefs.ErrInvalidArgument, "CHASER_IDLE_TIMEOUT is not a duration (e.g. 10m)")
@@ -348,6 +367,26 @@ func httpServer(cfg Config, h http.Handler) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.HTTPIdleTimeout}
 }
 
+// overrideTiers lays the flags that set something of every tier over
+// tiers (the built-in limits with the config file's laid over them): the
+// flags win over the file. --disk-size sets the default disk of every
+// tier, in whole MiB, and raises the tier's maximum to it if below.
+func overrideTiers(tiers map[string]sandbox.TierLimits, cfg Config) {
+	for name, t := range tiers {
+		if cfg.IdleTimeout != 0 {
+			t.IdleTimeout = max(cfg.IdleTimeout, 0)
+		}
+		if cfg.DiskSize > 0 {
+			t.Defaults.DiskMB = (int64(cfg.DiskSize) + 1<<20 - 1) >> 20
+			t.Max.DiskMB = max(t.Max.DiskMB, t.Defaults.DiskMB)
+		}
+		if r, ok := cfg.TierRuntimes[name]; ok { // --tier-runtime wins too
+			t.Runtime = r
+		}
+		tiers[name] = t
+	}
+}
+
 // Run serves until ctx ends, then destroys every sandbox and returns.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	file, err := config.Load(cfg.ConfigFile)
@@ -367,15 +406,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	for name, t := range tiers {
-		if cfg.IdleTimeout != 0 { // the flag wins over the file
-			t.IdleTimeout = max(cfg.IdleTimeout, 0)
-		}
-		if r, ok := cfg.TierRuntimes[name]; ok { // so does --tier-runtime
-			t.Runtime = r
-		}
-		tiers[name] = t
-	}
+	overrideTiers(tiers, cfg)
 	if file != nil {
 		log.Info("operator config loaded", "file", file.Path)
 		for _, setting := range file.Inactive() {
@@ -430,8 +461,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	sandboxes = sandbox.New(sandbox.Config{
 		Runtimes: runtimes, DefaultRuntime: cfg.Runtime, Images: images, Store: st, AgentPath: agentPath,
 		DefaultImage: cfg.DefaultImage, WorkspaceDir: filepath.Join(cfg.DataDir, "workspaces"), Log: log, Metrics: m,
+		DiskDir: filepath.Join(cfg.DataDir, "disks"), NoDiskQuota: cfg.NoDiskQuota,
 		MaxFileSize: int64(cfg.MaxFileSize), Tiers: tiers,
 	})
+	if cfg.NoDiskQuota {
+		log.Warn("disk quotas are off (--no-disk-quota): new sandboxes and workspaces get no disk image, their disk_mb is not enforced and a sandbox can fill the data dir's file system")
+	}
 	if err := sandboxes.Recover(ctx); err != nil {
 		log.Error("recovery left something behind", "err", err)
 	}

@@ -27,6 +27,10 @@ var (
 	ErrInternal           = errors.New("internal error")
 )
 
+// ErrInsufficientStorage is the class of a write that a sandbox's or
+// workspace's full disk quota refused (507).
+var ErrInsufficientStorage = errors.New("insufficient storage")
+
 type class struct {
 	err    error
 	code   string
@@ -47,6 +51,7 @@ var classes = []class{
 	{ErrUnavailable, "unavailable", http.StatusServiceUnavailable},
 	{ErrNotImplemented, "not_implemented", http.StatusNotImplemented},
 	{ErrInternal, "internal", http.StatusInternalServerError},
+	{ErrInsufficientStorage, "insufficient_storage", http.StatusInsufficientStorage},
 }
 
 // Code returns the wire code and HTTP status of err's class. Errors of no

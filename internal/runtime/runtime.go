@@ -48,10 +48,6 @@ type Limits struct {
 	MemoryBytes int64
 	MilliCPUs   int64 // 1000 = one core
 	Pids        int64
-	// DiskBytes is the size the sandbox's writable layer is granted.
-	// runtime/oci does not enforce it yet: the disk quota (a loop-mounted
-	// ext4 upper per sandbox) lands separately and reads it from here.
-	DiskBytes int64
 }
 
 // State is the lifecycle state of a sandbox as the runtime sees it.

@@ -127,10 +127,11 @@ func (t TierLimits) fields(r *Resources) []resourceField {
 	}
 }
 
-// limits are the runtime limits of resources r. DiskBytes goes to the
-// runtime as the size of the writable layer.
+// limits are the cgroup limits of resources r. The disk is not the
+// runtime's: the service gives the sandbox a writable layer of r.DiskMB
+// (mountDisk) and hands the runtime its directory.
 func limits(r Resources) runtime.Limits {
-	return runtime.Limits{MilliCPUs: r.MilliCPUs, MemoryBytes: r.MemoryMB << 20, Pids: r.Pids, DiskBytes: r.DiskMB << 20}
+	return runtime.Limits{MilliCPUs: r.MilliCPUs, MemoryBytes: r.MemoryMB << 20, Pids: r.Pids}
 }
 
 // resourcesAPI shows a session's resources; nil for sessions recorded

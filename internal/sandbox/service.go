@@ -61,7 +61,8 @@ type Config struct {
 	// AgentPath is the host path of the binary that runs as the agent.
 	AgentPath    string
 	DefaultImage string
-	// WorkspaceDir holds one directory per workspace: its writable layer.
+	// WorkspaceDir holds the writable layer of each workspace: a disk
+	// image, or a directory for workspaces made before disk quotas.
 	WorkspaceDir string
 	Tiers        map[string]TierLimits
 	MaxFileSize  int64 // bytes per upload or download; 0: fs.DefaultMaxFileSize
@@ -74,6 +75,15 @@ type Config struct {
 	// runtime, else DefaultRuntime, and keeps it (Session.Runtime).
 	Runtimes       map[string]runtime.Runtime
 	DefaultRuntime string
+
+	// DiskDir holds the disk images of ephemeral sandboxes and the mount
+	// points of every sandbox's writable layer. Empty: no disk quotas.
+	DiskDir string
+	// NoDiskQuota gives new sandboxes and workspaces no disk image: their
+	// writable layers share the host's file system, unbounded, while
+	// their resources still show the disk_mb asked for. Workspaces that
+	// have an image keep mounting it (chaser serve --no-disk-quota).
+	NoDiskQuota bool
 }
 
 // Service manages sessions.
@@ -324,11 +334,17 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	tier := s.tier(acct)
 	what := ""
 	if ws != nil {
+		// The workspace's disk exists at its size, checked when it was
+		// made or grown: a maximum lowered since does not lock it out.
 		asked, what = ws.Resources, fmt.Sprintf("workspace %q: ", ws.Name)
+		asked.DiskMB = 0
 	}
 	res, err := tier.Resolve(acct.Tier, asked)
 	if err != nil {
 		return api.Session{}, fmt.Errorf("%s%w", what, err)
+	}
+	if ws != nil {
+		res.DiskMB = s.workspaceDiskMB(*ws, res.DiskMB)
 	}
 	img, err := s.cfg.Images.Resolve(ctx, ref)
 	if err != nil {
@@ -354,10 +370,8 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 		Image: img.Ref, Runtime: rt.Name(), Ephemeral: ws == nil,
 		CreatedAt: now, ExpiresAt: now.Add(tier.TTL), Resources: res,
 	}
-	upper := ""
 	if ws != nil {
 		sess.WorkspaceID = &ws.ID
-		upper = s.workspaceDir(ws.ID)
 	}
 	if err := s.cfg.Store.CreateSession(ctx, sess); err != nil {
 		return api.Session{}, err
@@ -367,7 +381,7 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	begin := time.Now()
-	if err := s.start(bctx, rt, sess, img, upper); err != nil {
+	if err := s.start(bctx, rt, sess, img, ws); err != nil {
 		s.cfg.Metrics.SandboxFailures.Inc()
 		if derr := s.cfg.Store.DeleteSession(bctx, sess.ID); derr != nil {
 			s.log.Error("forget failed session", "session_id", sess.ID, "err", derr)
@@ -428,10 +442,18 @@ func (s *Service) reserve(ctx context.Context, acct store.Account, tier TierLimi
 	}, nil
 }
 
-func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Session, img *image.Image, upper string) error {
+// start makes the sandbox of session sess: its writable layer (workspace
+// w's disk when w is not nil, else a fresh one of sess.Resources.DiskMB),
+// then the sandbox, and waits for its agent. On error nothing of it is
+// left.
+func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Session, img *image.Image, w *store.Workspace) error {
 	ws := ""
 	if sess.WorkspaceID != nil {
 		ws = *sess.WorkspaceID
+	}
+	upper, err := s.mountDisk(ctx, sess.ID, w, sess.Resources.DiskMB<<20)
+	if err != nil {
+		return err
 	}
 	env := append(append(append([]string(nil), img.Env...), imageEnv(img)...),
 		"HOSTNAME="+sess.ID,
@@ -446,6 +468,9 @@ func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Sess
 		Rootfs: runtime.Rootfs{Overlays: img.Overlays, UpperDir: upper},
 	}
 	if err := rt.Create(ctx, spec); err != nil {
+		if derr := s.releaseDisk(sess.ID); derr != nil {
+			s.log.Error("release disk after failed create", "session_id", sess.ID, "err", derr)
+		}
 		return err
 	}
 	c := client(rt, sess.ID)
@@ -641,7 +666,8 @@ func (s *Service) destroyRuntime(ctx context.Context, id string) error {
 	if err := rt.Delete(ctx, id); err != nil {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
-	return nil
+	// Only now: the sandbox's mounts held the disk until it was deleted.
+	return s.releaseDisk(id)
 }
 
 // Recover reconciles the store with the runtime after a start: running
@@ -734,6 +760,9 @@ func (s *Service) Recover(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+	}
+	if err := s.releaseOrphanDisks(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

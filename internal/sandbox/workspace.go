@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/disk"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/paging"
 	"github.com/chaserhq/chaser/internal/store"
@@ -142,9 +144,13 @@ func (s *Service) CreateWorkspace(ctx context.Context, acct store.Account, req a
 	if err != nil {
 		return api.Workspace{}, err
 	}
-	if _, err := s.tier(acct).Resolve(acct.Tier, asked); err != nil {
+	res, err := s.tier(acct).Resolve(acct.Tier, asked)
+	if err != nil {
 		return api.Workspace{}, err
 	}
+	// The disk is made now, of the size asked or the tier's default, and
+	// keeps it (until grown) whatever the tier's default becomes.
+	asked.DiskMB = res.DiskMB
 	ref := req.Image
 	if ref == "" {
 		ref = s.cfg.DefaultImage
@@ -156,11 +162,11 @@ func (s *Service) CreateWorkspace(ctx context.Context, acct store.Account, req a
 	img.Release() // only its canonical reference is kept; sessions resolve it again
 	w := store.Workspace{ID: NewID("ws"), AccountID: acct.ID, Name: req.Name, SessionType: req.SessionType,
 		Image: img.Ref, CreatedAt: time.Now().UTC(), Resources: asked}
-	if err := os.MkdirAll(s.workspaceDir(w.ID), 0o700); err != nil {
-		return api.Workspace{}, err
+	if err := s.createWorkspaceDisk(ctx, w.ID, asked.DiskMB<<20); err != nil {
+		return api.Workspace{}, fmt.Errorf("workspace %s: %w", w.ID, err)
 	}
 	if err := s.cfg.Store.CreateWorkspace(ctx, w); err != nil {
-		os.RemoveAll(s.workspaceDir(w.ID))
+		s.removeWorkspaceData(w.ID)
 		if errors.Is(err, errdefs.ErrAlreadyExists) {
 			return api.Workspace{}, errdefs.New(errdefs.ErrAlreadyExists, fmt.Sprintf("a workspace named %q already exists", req.Name))
 		}
@@ -172,7 +178,7 @@ func (s *Service) CreateWorkspace(ctx context.Context, acct store.Account, req a
 
 func (s *Service) workspaceAPI(ctx context.Context, acct store.Account, w store.Workspace) (api.Workspace, error) {
 	out := api.Workspace{ID: w.ID, Name: w.Name, SessionType: w.SessionType, Image: w.Image, CreatedAt: w.CreatedAt,
-		SizeBytes: dirSize(s.workspaceDir(w.ID)), Resources: requestAPI(w.Resources)}
+		Resources: requestAPI(w.Resources)}
 	if id, err := s.cfg.Store.GetDefault(ctx, acct.ID, w.SessionType); err == nil && id == w.ID {
 		out.Default = true
 	}
@@ -180,8 +186,20 @@ func (s *Service) workspaceAPI(ctx context.Context, acct store.Account, w store.
 	if err != nil {
 		return out, err
 	}
+	mnt := ""
 	if x != nil {
 		out.SessionID = &x.ID
+		mnt = s.diskMount(x.ID)
+	}
+	var quota int64
+	quota, out.SizeBytes = s.workspaceDisk(w.ID, mnt)
+	out.DiskMB = quota >> 20
+	if out.DiskMB > 0 {
+		// The image is the truth, the record follows it (SetWorkspaceDisk):
+		// both fields show its size.
+		r := w.Resources
+		r.DiskMB = out.DiskMB
+		out.Resources = requestAPI(r)
 	}
 	return out, nil
 }
@@ -274,11 +292,69 @@ func (s *Service) DeleteWorkspace(ctx context.Context, acct store.Account, name 
 	if err := s.cfg.Store.DeleteWorkspace(dctx, w.ID); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(s.workspaceDir(w.ID)); err != nil {
+	if err := s.removeWorkspaceData(w.ID); err != nil {
 		return fmt.Errorf("remove data of workspace %s: %w", w.ID, err)
 	}
 	s.log.Info("workspace deleted", "account", acct.ID, "workspace_id", w.ID)
 	return nil
+}
+
+// GrowWorkspace grows the disk of one of the account's workspaces to
+// req.DiskMB MiB. A session running on it keeps running and sees the new
+// size where the kernel allows growing a mounted file system; where it
+// does not, that is ErrFailedPrecondition (stop the session first).
+// Errors: ErrInvalidArgument for a size that is missing or below the
+// current one (disks never shrink), ErrPermissionDenied beyond the tier's
+// maximum (Max.DiskMB), ErrFailedPrecondition for a workspace without a
+// disk image (made before disk quotas or with them off). The new size is
+// recorded as the workspace's resources.disk_mb, and its session's.
+func (s *Service) GrowWorkspace(ctx context.Context, acct store.Account, name string, req api.UpdateWorkspaceRequest) (api.Workspace, error) {
+	w, err := s.workspace(ctx, acct, name)
+	if err != nil {
+		return api.Workspace{}, err
+	}
+	if req.DiskMB == nil || *req.DiskMB <= 0 {
+		return api.Workspace{}, errdefs.New(errdefs.ErrInvalidArgument, `"disk_mb" is required: the new size of the workspace's disk in MiB, such as 20480`)
+	}
+	size := *req.DiskMB << 20
+	if *req.DiskMB > 1<<30 || size < disk.MinSize {
+		return api.Workspace{}, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("disk_mb %d is out of range", *req.DiskMB))
+	}
+	if max := s.tier(acct).Max.DiskMB; max > 0 && *req.DiskMB > max {
+		return api.Workspace{}, errdefs.New(errdefs.ErrPermissionDenied, fmt.Sprintf(
+			"disk_mb %d is over the %s tier's maximum of %d", *req.DiskMB, acct.Tier, max))
+	}
+	unlock, err := s.wsLocks.lock(ctx, w.ID)
+	if err != nil {
+		return api.Workspace{}, err
+	}
+	defer unlock()
+	quota, _ := s.workspaceDisk(w.ID, "")
+	switch {
+	case quota == 0:
+		return api.Workspace{}, errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf(
+			"workspace %q has no disk image to grow (it was made before disk quotas, or with them off): it has no size limit", name))
+	case size < quota:
+		return api.Workspace{}, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf(
+			"workspace %q has %d MiB; a disk can only grow, not shrink to %d MiB", name, quota>>20, *req.DiskMB))
+	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if err := disk.Grow(gctx, s.workspaceImage(w.ID), size); err != nil {
+		if errors.Is(err, disk.ErrInUse) {
+			return api.Workspace{}, errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf(
+				"workspace %q is in use and this server cannot grow a mounted disk (it lacks CAP_SYS_RESOURCE): delete its session, then grow it", name))
+		}
+		return api.Workspace{}, fmt.Errorf("grow workspace %s: %w", w.ID, err)
+	}
+	s.log.Info("workspace grown", "account", acct.ID, "workspace_id", w.ID, "from_bytes", quota, "to_bytes", size)
+	// The image is the truth (sessions take their disk_mb from it); the
+	// record follows, so resources.disk_mb shows the size too.
+	if err := s.cfg.Store.SetWorkspaceDisk(gctx, w.ID, *req.DiskMB); err != nil {
+		return api.Workspace{}, fmt.Errorf("record the new size of workspace %s: %w", w.ID, err)
+	}
+	w.Resources.DiskMB = *req.DiskMB
+	return s.workspaceAPI(ctx, acct, w)
 }
 
 // SetDefault makes a workspace the account's default for its session type.
@@ -335,10 +411,17 @@ func (s *Service) removeOrphanWorkspaces(ctx context.Context) error {
 	}
 	var errs []error
 	for _, e := range entries {
-		if !known[e.Name()] {
-			s.log.Info("removing workspace data without a workspace", "dir", e.Name())
-			errs = append(errs, os.RemoveAll(filepath.Join(s.cfg.WorkspaceDir, e.Name())))
+		id := strings.TrimSuffix(e.Name(), ".img")
+		if known[id] {
+			continue
 		}
+		p := filepath.Join(s.cfg.WorkspaceDir, e.Name())
+		if devs, _ := disk.Devices(p); len(devs) > 0 {
+			s.log.Warn("workspace image without a workspace is still attached; left for now", "file", e.Name(), "devices", devs)
+			continue
+		}
+		s.log.Info("removing workspace data without a workspace", "file", e.Name())
+		errs = append(errs, os.RemoveAll(p))
 	}
 	return errors.Join(errs...)
 }

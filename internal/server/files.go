@@ -86,6 +86,12 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, acct store.Accou
 			// over-limit body is not worth reading.
 			w.Header().Set("Connection", "close")
 		}
+		if errors.Is(err, errdefs.ErrInsufficientStorage) {
+			// The disk filled up mid-body. The client is still sending
+			// (at most the size limit, checked before): read the rest,
+			// so it gets the 507 instead of a connection reset.
+			_, _ = io.Copy(io.Discard, io.LimitReader(body, s.sandboxes.MaxFileSize()+multipartSlack))
+		}
 		writeError(w, r, err)
 		return
 	}

@@ -66,6 +66,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/workspaces", s.listWorkspaces)
 	s.handle("GET /v1/workspaces/{name}", s.getWorkspace)
 	s.handle("DELETE /v1/workspaces/{name}", s.deleteWorkspace)
+	s.handle("PATCH /v1/workspaces/{name}", s.updateWorkspace)
 	s.handle("PUT /v1/defaults/{type}", s.setDefault)
 	s.handle("GET /v1/defaults/{type}", s.getDefault)
 

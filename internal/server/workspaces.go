@@ -44,6 +44,20 @@ func (s *Server) getWorkspace(w http.ResponseWriter, r *http.Request, acct store
 	writeJSON(w, http.StatusOK, ws)
 }
 
+// updateWorkspace grows a workspace's disk ({"disk_mb": N}).
+func (s *Server) updateWorkspace(w http.ResponseWriter, r *http.Request, acct store.Account) {
+	var req api.UpdateWorkspaceRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	ws, err := s.sandboxes.GrowWorkspace(r.Context(), acct, r.PathValue("name"), req)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ws)
+}
+
 // deleteWorkspace deletes a workspace; ?force=true stops a session running
 // on it first (otherwise that is a 409).
 func (s *Server) deleteWorkspace(w http.ResponseWriter, r *http.Request, acct store.Account) {

@@ -132,6 +132,9 @@ type Store interface {
 	// returns, those after the cursor (CreatedAt, ID) of the previous
 	// page's last workspace: a keyset page.
 	ListWorkspacesPage(ctx context.Context, accountID string, after paging.Cursor, limit int) ([]Workspace, error)
+	// SetWorkspaceDisk records the new size of a workspace's disk (its
+	// Resources.DiskMB), and of the live session on it.
+	SetWorkspaceDisk(ctx context.Context, id string, diskMB int64) error
 	// DeleteWorkspace deletes a workspace and any default pointing at it.
 	DeleteWorkspace(ctx context.Context, id string) error
 	// SetDefault makes a workspace the account's default for its session

@@ -85,7 +85,7 @@ func classify(p string, err error) error {
 	case unix.EXDEV:
 		cls, msg = errdefs.ErrFailedPrecondition, fmt.Sprintf("%s: cannot move across file systems", p)
 	case unix.ENOSPC, unix.EDQUOT:
-		cls, msg = errdefs.ErrResourceExhausted, fmt.Sprintf("%s: no space left in the sandbox", p)
+		cls, msg = errdefs.ErrInsufficientStorage, fmt.Sprintf("%s: no space left on the sandbox's disk (its quota is full); delete files or, for a workspace, grow it", p)
 	case unix.ENAMETOOLONG:
 		cls, msg = errdefs.ErrInvalidArgument, fmt.Sprintf("%s: name too long", p)
 	case unix.EINVAL:

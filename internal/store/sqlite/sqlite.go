@@ -449,6 +449,26 @@ func (s *Store) ListWorkspacesPage(ctx context.Context, accountID string, after 
 	return queryAll(ctx, s.db, scanWorkspace, q, args...)
 }
 
+// SetWorkspaceDisk implements store.Store.
+func (s *Store) SetWorkspaceDisk(ctx context.Context, id string, diskMB int64) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE workspaces SET disk_mb = ? WHERE id = ?`, diskMB, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("workspace %s: %w", id, errdefs.ErrNotFound)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE sessions SET disk_mb = ? WHERE workspace_id = ? AND ended_at IS NULL`, diskMB, id); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
 // DeleteWorkspace implements store.Store.
 func (s *Store) DeleteWorkspace(ctx context.Context, id string) error {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM workspaces WHERE id = ?`, id)

@@ -330,6 +330,26 @@ func testWorkspaces(t *testing.T, s store.Store) {
 		t.Fatalf("second session on a workspace: %v", err)
 	}
 
+	// A grown disk is recorded on the workspace and its live session,
+	// the other resources untouched.
+	if err := s.SetWorkspaceDisk(ctx, "ws-1", 4096); err != nil {
+		t.Fatal(err)
+	}
+	want := w.Resources
+	want.DiskMB = 4096
+	if got, err := s.GetWorkspaceByID(ctx, "ws-1"); err != nil || got.Resources != want {
+		t.Fatalf("workspace resources after SetWorkspaceDisk = %+v, %v; want %+v", got.Resources, err, want)
+	}
+	if got, err := s.GetSession(ctx, "s-1"); err != nil || got.Resources.DiskMB != 4096 {
+		t.Fatalf("session resources after SetWorkspaceDisk = %+v, %v", got.Resources, err)
+	}
+	if got, err := s.GetWorkspaceByID(ctx, "ws-3"); err != nil || got.Resources.DiskMB != 0 {
+		t.Fatalf("other workspace's resources after SetWorkspaceDisk = %+v, %v", got.Resources, err)
+	}
+	if err := s.SetWorkspaceDisk(ctx, "ws-nope", 4096); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("SetWorkspaceDisk of a missing workspace: %v", err)
+	}
+
 	if _, err := s.GetDefault(ctx, "acc-a", "sandbox"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("GetDefault before set: %v", err)
 	}

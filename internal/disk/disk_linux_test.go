@@ -1,0 +1,171 @@
+package disk
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/chaserhq/chaser/internal/errdefs"
+)
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("loop devices need root")
+	}
+}
+
+// fill writes zeros to path until the file system refuses, and returns
+// the error that stopped it and the bytes written.
+func fill(t *testing.T, path string, most int64) (int64, error) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	var n int64
+	for n < most {
+		k, err := f.Write(buf)
+		n += int64(k)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, f.Sync()
+}
+
+// TestImage formats, mounts, fills, grows online and offline, and
+// unmounts an image, and checks no loop device outlives it.
+func TestImage(t *testing.T) {
+	needRoot(t)
+	for _, journal := range []bool{false, true} {
+		t.Run(map[bool]string{false: "nojournal", true: "journal"}[journal], func(t *testing.T) {
+			dir := t.TempDir()
+			img, mnt := filepath.Join(dir, "a.img"), filepath.Join(dir, "mnt")
+			if err := Create(t.Context(), img, 32<<20, Options{Journal: journal}); err != nil {
+				t.Fatal(err)
+			}
+			if err := Create(t.Context(), img, 32<<20, Options{}); err == nil {
+				t.Fatal("Create over an existing image succeeded")
+			}
+			var st unix.Stat_t
+			if err := unix.Stat(img, &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Blocks*512 > 8<<20 {
+				t.Errorf("a fresh 32 MiB image takes %d bytes of the host: not sparse", st.Blocks*512)
+			}
+			if err := Mount(img, mnt); err != nil {
+				t.Fatal(err)
+			}
+			defer Unmount(mnt)
+			if err := Mount(img, filepath.Join(dir, "again")); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+				t.Fatalf("second mount of one image: %v, want ErrFailedPrecondition", err)
+			}
+			n, err := fill(t, filepath.Join(mnt, "big"), 64<<20)
+			if !errors.Is(err, unix.ENOSPC) {
+				t.Fatalf("writing 64 MiB into 32 MiB: wrote %d, err %v; want ENOSPC", n, err)
+			}
+			if err := unix.Stat(img, &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Blocks*512 > 33<<20 {
+				t.Errorf("image takes %d bytes of the host, more than its 32 MiB", st.Blocks*512)
+			}
+			os.Remove(filepath.Join(mnt, "big"))
+
+			u, err := UsageOf(mnt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Grow(t.Context(), img, 16<<20); !errors.Is(err, errdefs.ErrInvalidArgument) {
+				t.Fatalf("shrink: %v, want ErrInvalidArgument", err)
+			}
+			err = Grow(t.Context(), img, 64<<20)
+			if !CanGrowOnline() {
+				// This process lacks CAP_SYS_RESOURCE: refused, and
+				// nothing changed.
+				if !errors.Is(err, ErrInUse) || !errors.Is(err, errdefs.ErrFailedPrecondition) {
+					t.Fatalf("online grow without CAP_SYS_RESOURCE: %v, want ErrInUse", err)
+				}
+				if fi, _ := os.Stat(img); fi.Size() != 32<<20 {
+					t.Fatalf("refused grow left the image at %d bytes", fi.Size())
+				}
+				if err := Unmount(mnt); err != nil {
+					t.Fatal(err)
+				}
+				if err := Grow(t.Context(), img, 64<<20); err != nil {
+					t.Fatal(err)
+				}
+				if err := Mount(img, mnt); err != nil {
+					t.Fatal(err)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			u2, err := UsageOf(mnt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u2.Size < u.Size+28<<20 {
+				t.Fatalf("grow: size %d -> %d", u.Size, u2.Size)
+			}
+			if n, err := fill(t, filepath.Join(mnt, "big"), 40<<20); err != nil {
+				t.Fatalf("after growing to 64 MiB, 40 MiB: wrote %d: %v", n, err)
+			}
+
+			if err := Unmount(mnt); err != nil {
+				t.Fatal(err)
+			}
+			if devs, _ := Devices(img); len(devs) > 0 {
+				t.Fatalf("loop devices left after unmount: %v", devs)
+			}
+			if _, err := UsageOf(mnt); err == nil {
+				t.Fatal("usage of an unmounted dir")
+			}
+			if err := Grow(t.Context(), img, 96<<20); err != nil {
+				t.Fatalf("offline grow: %v", err)
+			}
+			if err := Mount(img, mnt); err != nil {
+				t.Fatal(err)
+			}
+			u3, err := UsageOf(mnt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u3.Size < u2.Size+28<<20 {
+				t.Fatalf("offline grow: size %d -> %d", u2.Size, u3.Size)
+			}
+			if b, err := os.ReadFile(filepath.Join(mnt, "big")); err != nil || len(b) != 40<<20 {
+				t.Fatalf("data after remount: %d bytes, %v", len(b), err)
+			}
+			if err := Unmount(mnt); err != nil {
+				t.Fatal(err)
+			}
+			if devs, _ := Devices(img); len(devs) > 0 {
+				t.Fatalf("loop devices left after unmount: %v", devs)
+			}
+			if m, _ := Mounts(dir); len(m) > 0 {
+				t.Fatalf("mounts left: %v", m)
+			}
+		})
+	}
+}
+
+func TestCreateTooSmall(t *testing.T) {
+	err := Create(t.Context(), filepath.Join(t.TempDir(), "a.img"), 1<<20, Options{})
+	if !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("1 MiB image: %v", err)
+	}
+}
+
+func TestUnescape(t *testing.T) {
+	if got := unescape(`/a\040b\134c`); got != `/a b\c` {
+		t.Fatalf("got %q", got)
+	}
+}
