@@ -117,6 +117,9 @@ func TestConsoleBrowser(t *testing.T) {
 	want("console keeps key", "stored", true)
 	want("deleted", "", nil)
 	want("signed out", "stored", nil)
+	if rows := fmt.Sprint(steps["ports listed"]["rows"]); !strings.Contains(rows, "8000listening") {
+		t.Errorf("the ports page does not show 8000 listening: %s", rows)
+	}
 	if fp, ok := steps["forwarded page"]; !ok {
 		t.Error("the forwarded page was not reached")
 	} else {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +88,14 @@ func TestTickets(t *testing.T) {
 	t.Run("forward", func(t *testing.T) {
 		startInSandbox(t, s, key, id, "fwdapp.py", appPort)
 		base := fmt.Sprintf("/s/%s/forward/%d", id, appPort)
+		// The app's port is listed as listening (the agent reads the
+		// sandbox's socket tables), private.
+		st, b := s.do(t, key, "GET", "/v1/sessions/"+id+"/ports", "")
+		var l api.PortList
+		decodeJSON(t, b, &l)
+		if st != 200 || !slices.Contains(l.Ports, api.Port{Port: appPort, Listening: true, Path: base + "/"}) {
+			t.Errorf("ports: %d %s, want %d listening", st, b, appPort)
+		}
 		other := s.ticket(t, key, id, api.TicketForward, appPort+1)
 		resp, _ := fwd(t, s, "GET", "", base+"/hello?ticket="+other.Ticket, "", nil)
 		if resp.StatusCode != http.StatusUnauthorized {
