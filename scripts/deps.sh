@@ -21,5 +21,10 @@ install_deps() {
   local xterm
   xterm="$(dirname "${BASH_SOURCE[0]}")/../integration/testdata/xterm"
   [ -d "$xterm/node_modules/puppeteer-core" ] || (cd "$xterm" && npm ci --no-audit --no-fund)
+  # The web console's npm project: vite (its build), xterm.js, and
+  # puppeteer-core for its end-to-end test.
+  local web
+  web="$(dirname "${BASH_SOURCE[0]}")/../web"
+  [ -d "$web/node_modules/puppeteer-core" ] && [ -d "$web/node_modules/vite" ] || (cd "$web" && npm ci --no-audit --no-fund)
   command -v go >/dev/null || { echo "Go is needed to build chaser: install it to /usr/local/go" >&2; return 1; }
 }

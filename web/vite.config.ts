@@ -6,7 +6,7 @@ import { defineConfig } from 'vite';
 export default defineConfig({
   base: '/',
   build: {
-    outDir: '../internal/console/dist',
+    outDir: process.env.CONSOLE_OUT || '../internal/console/dist',
     emptyOutDir: true,
     target: 'es2022',
     sourcemap: false,
