@@ -53,6 +53,7 @@ func (s *Server) routes() {
 	s.handle("GET /metrics", s.metricsForAdmin)
 
 	s.handle("POST /v1/accounts", s.createAccount)
+	s.handle("GET /v1/accounts", s.listAccounts)
 	s.handle("GET /v1/account", s.whoami)
 
 	s.handle("POST /v1/sessions", s.createSession)

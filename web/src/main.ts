@@ -316,13 +316,7 @@ async function adminPage() {
       const l = await api.get('/v1/accounts');
       clear(accounts, l.accounts.map((a: any) => h('tr', {},
         h('td', {}, a.name), h('td', {}, a.tier), h('td', {}, a.admin ? 'admin' : ''), h('td', {}, ago(a.created_at)),
-        h('td', {}, a.admin ? '' : h('button.danger', {
-          type: 'button', onclick: async () => {
-            if (!confirm(`Delete account ${a.name}, its keys, sessions and workspaces?`)) return;
-            await api.del(`/v1/accounts/${a.id}`).catch((e) => say(msg, e.message, 'error'));
-            refresh();
-          },
-        }, 'Delete')))));
+        h('td', {}, a.id))));
     } catch (e: any) { say(msg, 'accounts: ' + e.message, 'error'); }
     try {
       const l = await api.get('/v1/images');
@@ -345,7 +339,7 @@ async function adminPage() {
       },
     }, name, tier, h('button', { type: 'submit' }, 'Create account')),
     shown, msg,
-    h('table', {}, h('thead', {}, h('tr', {}, ...['Name', 'Tier', '', 'Created', ''].map((t) => h('th', {}, t)))), accounts),
+    h('table', {}, h('thead', {}, h('tr', {}, ...['Name', 'Tier', '', 'Created', 'ID'].map((t) => h('th', {}, t)))), accounts),
     h('h2', {}, 'Images'),
     h('table', {}, h('thead', {}, h('tr', {}, ...['Reference', 'Size', 'Layers', 'Pulled'].map((t) => h('th', {}, t)))), images));
   refresh();
