@@ -216,6 +216,11 @@ type Account struct {
 	APIKey string `json:"api_key,omitempty"`
 }
 
+// AccountList is the body of GET /v1/accounts (admin only).
+type AccountList struct {
+	Accounts []Account `json:"accounts"`
+}
+
 // CreateAccountRequest is the body of POST /v1/accounts (admin only).
 type CreateAccountRequest struct {
 	Name string `json:"name"`

@@ -12,6 +12,9 @@ type Port struct {
 	Path string `json:"path,omitempty"`
 	// URL is the host-style forward URL, set when the server has a domain.
 	URL string `json:"url,omitempty"`
+	// Listening says something listens on the port in the sandbox (set in
+	// lists: GET /v1/sessions/{id}/ports).
+	Listening bool `json:"listening,omitempty"`
 }
 
 // PortList is the body of GET /v1/sessions/{id}/ports.

@@ -132,6 +132,13 @@ func (c *Client) CreateAccount(ctx context.Context, req api.CreateAccountRequest
 	return a, err
 }
 
+// Accounts lists every account (admin only).
+func (c *Client) Accounts(ctx context.Context) ([]api.Account, error) {
+	var l api.AccountList
+	err := c.call(ctx, http.MethodGet, "/v1/accounts", nil, &l)
+	return l.Accounts, err
+}
+
 // CreateSession creates a session.
 func (c *Client) CreateSession(ctx context.Context, req api.CreateSessionRequest) (api.Session, error) {
 	var s api.Session

@@ -26,6 +26,11 @@ install_deps() {
   local e2b
   e2b="$(dirname "${BASH_SOURCE[0]}")/../integration/testdata/e2b"
   [ -d "$e2b/node_modules/e2b" ] || (cd "$e2b" && npm ci --no-audit --no-fund)
+  # The web console's npm project: vite (its build), xterm.js, and
+  # puppeteer-core for its end-to-end test.
+  local web
+  web="$(dirname "${BASH_SOURCE[0]}")/../web"
+  [ -d "$web/node_modules/puppeteer-core" ] && [ -d "$web/node_modules/vite" ] || (cd "$web" && npm ci --no-audit --no-fund)
   command -v go >/dev/null || { echo "Go is needed to build chaser: install it to /usr/local/go" >&2; return 1; }
 }
 

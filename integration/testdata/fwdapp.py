@@ -56,6 +56,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(1.5)
             self.wfile.write(b"0\r\n\r\n")
+        elif path == "/sw.js":
+            # A Service Worker asking to control the whole origin.
+            self.reply(200, b"self.addEventListener('fetch', () => {});", "text/javascript",
+                       headers=[("Service-Worker-Allowed", "/")])
         elif path == "/ws":
             self.websocket()
         elif path == "/ws-headers":

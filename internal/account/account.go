@@ -82,6 +82,23 @@ func (s *Service) CreateBy(ctx context.Context, caller store.Account, name, tier
 	return s.Create(ctx, name, tier, false)
 }
 
+// ListBy returns every account, oldest first, for caller, who must be an
+// admin (ErrPermissionDenied otherwise).
+func (s *Service) ListBy(ctx context.Context, caller store.Account) ([]api.Account, error) {
+	if !caller.Admin {
+		return nil, errdefs.New(errdefs.ErrPermissionDenied, "only an admin account can list accounts")
+	}
+	list, err := s.store.ListAccounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Account, 0, len(list))
+	for _, a := range list {
+		out = append(out, ToAPI(a))
+	}
+	return out, nil
+}
+
 // ToAPI converts a stored account to its wire form.
 func ToAPI(a store.Account) api.Account {
 	return api.Account{ID: a.ID, Name: a.Name, Tier: a.Tier, Admin: a.Admin, CreatedAt: a.CreatedAt}

@@ -40,6 +40,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/processes/{id}/signal", a.signal)
 	a.fileRoutes(mux)
 	a.syncRoutes(mux)
+	mux.HandleFunc("GET /v1/ports", a.listPorts)
 	mux.HandleFunc("GET /v1/ports/{port}/dial", a.dial)
 	mux.HandleFunc("GET /v1/pty", a.ptyHandler)
 	mux.HandleFunc("POST /v1/self-test", a.selfTest)

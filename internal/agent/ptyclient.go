@@ -12,7 +12,15 @@ import (
 // connection of a 101 answer, so bytes flow through without re-framing.
 func (c *Client) Transport() http.RoundTripper { return c.hc.Transport }
 
-// SelfTest asks the agent what a command in the sandbox sees.
+// ListeningPorts returns the TCP ports something listens on in the
+// sandbox (GET /v1/ports), each with Listening set.
+func (c *Client) ListeningPorts(ctx context.Context) ([]api.Port, error) {
+	var l api.PortList
+	err := c.call(ctx, http.MethodGet, "/v1/ports", nil, &l)
+	return l.Ports, err
+}
+
+// SelfTest runs the agent's self-test.
 func (c *Client) SelfTest(ctx context.Context) (api.SelfTest, error) {
 	var st api.SelfTest
 	err := c.call(ctx, http.MethodPost, "/v1/self-test", nil, &st)

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -31,5 +33,25 @@ func newAccounts(e *env) *cobra.Command {
 	create.Flags().StringVar(&tier, "tier", "free", "free or paid")
 	_ = create.MarkFlagRequired("name")
 	cmd.AddCommand(create)
+	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List every account",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			list, err := e.client().Accounts(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(api.AccountList{Accounts: list})
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tTIER\tADMIN\tCREATED")
+			for _, a := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\n", a.ID, a.Name, a.Tier, a.Admin, a.CreatedAt.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	})
 	return cmd
 }

@@ -66,6 +66,7 @@ docs/config.md. Flags win over the file for server-wide settings
 	f.DurationVar(&cfg.BodyTimeout, "body-timeout", cfg.BodyTimeout, "longest time to receive a JSON request body (env CHASER_BODY_TIMEOUT)")
 	f.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "most connections one client address (IPv6: /64) holds open, loopback included; 0: no cap (env CHASER_MAX_CONNS_PER_IP)")
 	f.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most connections held open in total (default: 3/4 of the open-files limit); 0: no cap (env CHASER_MAX_CONNS)")
+	f.StringVar(&cfg.ConsoleAddr, "console-addr", cfg.ConsoleAddr, "serve the web console on this HOST:PORT, an origin of its own (with --domain it is also on console.DOMAIN; env CHASER_CONSOLE_ADDR)")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "also serve /metrics without a key on this HOST:PORT (on --addr it needs the admin key; env CHASER_METRICS_ADDR)")
 	f.Var(&cfg.DiskSize, "disk-size", "default disk quota (disk_mb) of new sandboxes and workspaces, for every tier, over the config file's; raises a tier's maximum to it if below; e.g. 4GiB (default: the tier's, free 1GiB, paid 10GiB; env CHASER_DISK_SIZE)")
 	f.BoolVar(&cfg.NoDiskQuota, "no-disk-quota", cfg.NoDiskQuota, "no disk images for new sandboxes and workspaces: writable layers share the data dir's file system, disk_mb unenforced (env CHASER_NO_DISK_QUOTA=1)")

@@ -26,6 +26,7 @@ import (
 	"github.com/chaserhq/chaser/internal/agent/fs"
 	"github.com/chaserhq/chaser/internal/config"
 	"github.com/chaserhq/chaser/internal/connlimit"
+	"github.com/chaserhq/chaser/internal/console"
 	"github.com/chaserhq/chaser/internal/disk"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
@@ -119,6 +120,11 @@ type Config struct {
 	// system, their disk_mb unenforced, for hosts without loop devices
 	// (CHASER_NO_DISK_QUOTA=1).
 	NoDiskQuota bool
+	// ConsoleAddr, when set, serves the web console (internal/console) on
+	// a listener of its own, an origin no forwarded app shares
+	// (CHASER_CONSOLE_ADDR). With Domain it is also served on the host
+	// console.DOMAIN of Addr.
+	ConsoleAddr string
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -217,6 +223,7 @@ func Defaults() Config {
 		MetricsAddr:        os.Getenv("CHASER_METRICS_ADDR"),
 		DiskSize:           sizeEnv("CHASER_DISK_SIZE", 0),
 		NoDiskQuota:        os.Getenv("CHASER_NO_DISK_QUOTA") == "1",
+		ConsoleAddr:        os.Getenv("CHASER_CONSOLE_ADDR"),
 	}
 }
 
@@ -264,6 +271,9 @@ func durationEnv(k string, def time.Duration) time.Duration {
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--addr %q: want HOST:PORT", c.Addr))
+	}
+	if _, _, err := net.SplitHostPort(c.ConsoleAddr); c.ConsoleAddr != "" && err != nil {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--console-addr %q: want HOST:PORT", c.ConsoleAddr))
 	}
 	if _, _, err := net.SplitHostPort(c.MetricsAddr); c.MetricsAddr != "" && err != nil {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--metrics-addr %q: want HOST:PORT", c.MetricsAddr))
@@ -488,7 +498,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	m.OpenConnections(func() float64 { return float64(l.Open()) })
 	servers := []*http.Server{}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	if cfg.MetricsAddr != "" {
 		ml, err := listen(cfg, cfg.MetricsAddr, m)
 		if err != nil {
@@ -506,8 +516,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	handler := server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain).WithCookieKey(cookieKey).
 		WithMCPProgressInterval(cfg.MCPProgress).WithCORS(cfg.CORSOrigins).WithBodyTimeout(cfg.BodyTimeout)
-	srv := httpServer(cfg, handler)
+	con := console.Handler(console.Config{API: handler, APIAddr: l.Addr().String(), Domain: cfg.Domain, Log: log})
+	srv := httpServer(cfg, console.ByHost(cfg.Domain, handler, con))
 	servers = append(servers, srv)
+	if cfg.ConsoleAddr != "" {
+		cl, err := listen(cfg, cfg.ConsoleAddr, m)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("--console-addr: %w", err)
+		}
+		csrv := httpServer(cfg, con)
+		servers = append(servers, csrv)
+		go func() { errc <- csrv.Serve(cl) }()
+		log.Info("web console", "url", "http://"+cl.Addr().String()+"/")
+	}
 	// The background loops are joined before the sandboxes are torn down:
 	// a reap round still ending a session must not race the shutdown that
 	// destroys the same sessions (and the GC must not outlive the store).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -100,16 +101,33 @@ func (s *Service) Port(ctx context.Context, acct store.Account, id string, port 
 	return api.Port{Port: port, Public: s.ports.isPublic(id, port)}, nil
 }
 
-// Ports lists the ports of one of the account's sessions that have
-// settings (today: the public ones).
+// Ports lists the ports of one of the account's sessions: those something
+// listens on inside a running sandbox (the agent reads the kernel's socket
+// tables) and the public ones, sorted.
 func (s *Service) Ports(ctx context.Context, acct store.Account, id string) ([]api.Port, error) {
 	if _, err := s.session(ctx, acct, id); err != nil {
 		return nil, err
 	}
-	out := []api.Port{}
+	byPort := map[int]api.Port{}
 	for _, p := range s.ports.list(id) {
-		out = append(out, api.Port{Port: p, Public: true})
+		byPort[p] = api.Port{Port: p, Public: true}
 	}
+	if c, _, err := s.Agent(ctx, acct, id); err == nil {
+		listening, err := c.ListeningPorts(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("session %s: list listening ports: %w", id, err)
+		}
+		for _, l := range listening {
+			p := byPort[l.Port]
+			p.Port, p.Listening = l.Port, true
+			byPort[l.Port] = p
+		}
+	}
+	out := make([]api.Port, 0, len(byPort))
+	for _, p := range byPort {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b api.Port) int { return a.Port - b.Port })
 	return out, nil
 }
 

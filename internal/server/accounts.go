@@ -21,6 +21,15 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request, acct stor
 	writeJSON(w, http.StatusCreated, a)
 }
 
+func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request, acct store.Account) {
+	list, err := s.accounts.ListBy(r.Context(), acct)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.AccountList{Accounts: list})
+}
+
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request, acct store.Account) {
 	writeJSON(w, http.StatusOK, account.ToAPI(acct))
 }

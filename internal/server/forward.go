@@ -176,9 +176,10 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, id, portStr, p
 	}
 
 	q := r.URL.Query()
-	token := q.Get("token")
+	token, ticket := q.Get("token"), q.Get("ticket")
 	q.Del("token")
-	acc, err := f.authorize(r, id, port, token)
+	q.Del("ticket")
+	acc, err := f.authorize(r, id, port, token, ticket)
 	if err != nil {
 		if errors.Is(err, errdefs.ErrUnauthenticated) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="chaser"`)
@@ -190,7 +191,7 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, id, portStr, p
 		writeError(w, r, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("session %s not found", id)))
 		return
 	}
-	if token != "" && acc.owner {
+	if (token != "" || ticket != "") && acc.owner {
 		http.SetCookie(w, &http.Cookie{
 			Name: forwardCookie, Value: f.sign(id, time.Now().Add(cookieTTL)), Path: cookiePath,
 			MaxAge: int(cookieTTL.Seconds()), HttpOnly: true, Secure: scheme(r) == "https", SameSite: http.SameSiteLaxMode,
@@ -205,7 +206,7 @@ func (f *forwarder) serve(w http.ResponseWriter, r *http.Request, id, portStr, p
 
 	out := r.Clone(r.Context())
 	out.URL = &url.URL{Scheme: "http", Host: net.JoinHostPort(id, strconv.Itoa(port)), RawQuery: r.URL.RawQuery}
-	if token != "" {
+	if token != "" || ticket != "" {
 		out.URL.RawQuery = q.Encode() // without the key; else the app's own encoding
 	}
 	if p, err := url.PathUnescape(rest); err == nil {
@@ -241,7 +242,21 @@ type access struct {
 // authorize decides whether r may reach port of session id. Whatever
 // credential decides, an Authorization header holding a Chaser key is
 // marked for removal: no key ever reaches an app.
-func (f *forwarder) authorize(r *http.Request, id string, port int, token string) (access, error) {
+//
+// ticket is a single-use forward ticket (POST /v1/sessions/{id}/tickets)
+// for this session and port: it stands for its account's key.
+// chaserKeyHeader says whether r's Authorization header holds a Chaser API
+// key (of any account).
+func (f *forwarder) chaserKeyHeader(r *http.Request) bool {
+	scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	_, err := f.s.accounts.Authenticate(r.Context(), strings.TrimSpace(key))
+	return err == nil
+}
+
+func (f *forwarder) authorize(r *http.Request, id string, port int, token, ticket string) (access, error) {
 	ctx := r.Context()
 	owns := func(key string) (bool, error) {
 		acct, err := f.s.accounts.Authenticate(ctx, key)
@@ -268,6 +283,17 @@ func (f *forwarder) authorize(r *http.Request, id string, port int, token string
 		}
 	}
 	switch {
+	case ticket != "":
+		acct, err := f.s.tickets.redeem(ticket, id, api.TicketForward, port, time.Now())
+		if err != nil {
+			return access{}, err
+		}
+		logAttrs(r).account = acct.ID
+		ok, err := f.owns(ctx, acct, id)
+		if err != nil {
+			return access{}, err
+		}
+		return access{allowed: ok || public, owner: ok, stripAuth: hdr.stripAuth}, nil
 	case token != "":
 		ok, err := owns(token)
 		if err != nil {
@@ -405,8 +431,8 @@ type prefixInfo struct {
 	port   int
 }
 
-// rewriteResponse keeps redirects and cookies of the app under the forward
-// prefix: "Location: /login" becomes "/s/ID/forward/PORT/login", an absolute
+// rewriteResponse keeps redirects, cookies and Service Worker scopes of the
+// app under the forward prefix: "Location: /login" becomes "/s/ID/forward/PORT/login", an absolute
 // URL back to the app's own local address becomes the public one, and a
 // cookie's Path moves under the prefix and its Domain goes (see
 // rewriteCookie).
@@ -415,6 +441,10 @@ func rewriteResponse(resp *http.Response) error {
 	if !ok {
 		return nil
 	}
+	// A Service Worker of the app may not widen its scope beyond the
+	// forward prefix: with Service-Worker-Allowed: / it would control
+	// every page of this origin, the API's own and other sessions' forwards.
+	resp.Header.Del("Service-Worker-Allowed")
 	if loc := resp.Header.Get("Location"); loc != "" {
 		resp.Header.Set("Location", rewriteLocation(loc, info))
 	}
@@ -519,9 +549,11 @@ func (f *forwarder) e2bHostStyle(w http.ResponseWriter, r *http.Request) bool {
 		writeError(w, r, err)
 		return true
 	}
-	stripAuth := false
+	// Credentials never reach an app (issue 13): a Chaser key in the
+	// Authorization header is dropped also on ports E2B made public.
+	stripAuth := made && f.chaserKeyHeader(r)
 	if !made {
-		acc, err := f.authorize(r, id, port, "")
+		acc, err := f.authorize(r, id, port, "", "")
 		if err != nil {
 			writeError(w, r, err)
 			return true

@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/internal/agent"
@@ -17,10 +18,24 @@ import (
 )
 
 // ptyAuth serves GET /v1/sessions/{id}/pty. Browsers cannot set headers on
-// a WebSocket, so besides the Bearer header the key may come as ?token=;
-// it is removed before anything is forwarded or logged.
+// a WebSocket, so besides the Bearer header the key may come as ?token=,
+// or a single-use ticket as ?ticket=; either is removed before anything is
+// forwarded or logged.
 func (s *Server) ptyAuth(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if t := q.Get("ticket"); t != "" {
+		// A browser's single-use ticket (POST …/tickets) instead of the key.
+		q.Del("ticket")
+		r.URL.RawQuery = q.Encode()
+		acct, err := s.tickets.redeem(t, r.PathValue("id"), api.TicketPTY, 0, time.Now())
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		logAttrs(r).account = acct.ID
+		s.pty(w, r, acct)
+		return
+	}
 	if tok := q.Get("token"); tok != "" {
 		if r.Header.Get("Authorization") == "" {
 			r.Header.Set("Authorization", "Bearer "+tok)

@@ -35,7 +35,8 @@ type Server struct {
 	log       *slog.Logger
 	mux       *http.ServeMux
 	fwd       *forwarder
-	cors      cors // WithCORS; cors.go
+	cors      cors    // WithCORS; cors.go
+	tickets   tickets // tickets.go
 	// bodyTimeout bounds the reading of a JSON request body.
 	bodyTimeout time.Duration
 }
@@ -55,6 +56,7 @@ func (s *Server) routes() {
 	s.handle("GET /metrics", s.metricsForAdmin)
 
 	s.handle("POST /v1/accounts", s.createAccount)
+	s.handle("GET /v1/accounts", s.listAccounts)
 	s.handle("GET /v1/account", s.whoami)
 
 	s.handle("POST /v1/sessions", s.createSession)
@@ -95,6 +97,7 @@ func (s *Server) routes() {
 	s.handle("PUT /v1/sessions/{id}/ports/{port}", s.setPort)
 	s.mux.HandleFunc("GET /v1/sessions/{id}/pty", s.ptyAuth)
 	s.handle("POST /v1/sessions/{id}/self-test", s.selfTest)
+	s.handle("POST /v1/sessions/{id}/tickets", s.createTicket)
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))

@@ -1,0 +1,150 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// webDir is the console's npm project; its dev dependencies hold
+// puppeteer-core for the end-to-end driver (web/e2e/console.mjs).
+const webDir = "../web"
+
+// screenshotDir is where TestConsoleBrowser leaves a screenshot of every
+// page it visits, for people to look at (gitignored).
+const screenshotDir = "testdata/screenshots"
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestConsoleBrowser drives the web console of a real server
+// (--console-addr) in headless Chromium: a wrong key is refused with a
+// message; sign in; create a sandbox; the terminal answers `echo $((6*7))`
+// with 42, follows a resize and survives a dropped connection; a file is
+// uploaded, listed, downloaded unchanged, and one over the limit is
+// refused before it is sent; a forwarded port opens in a new tab through a
+// ticket, where the app's scripts cannot read the console's key; the
+// sandbox is deleted; signing out forgets the key. No CSP violation on the
+// way.
+func TestConsoleBrowser(t *testing.T) {
+	const install = "run `. scripts/deps.sh && install_deps` (apt-get install -y chromium; cd web && npm ci)"
+	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
+		t.Fatalf("headless Chromium is not installed (/usr/bin/chromium): %s", install)
+	}
+	if _, err := os.Stat(webDir + "/node_modules/puppeteer-core/package.json"); err != nil {
+		t.Fatalf("puppeteer-core is missing in %s: %s", webDir, install)
+	}
+	addr := freeAddr(t)
+	s := newServer(t, "--console-addr", addr)
+	key := s.account(t, "paid")
+	shots, err := filepath.Abs(screenshotDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(shots)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "e2e/console.mjs", "http://"+addr+"/", key, s.AdminKey, t.TempDir(), shots)
+	cmd.Dir = webDir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node e2e/console.mjs: %v\n%s", err, stderr.String())
+	}
+	var res struct {
+		Steps   []map[string]any `json:"steps"`
+		Log     []string         `json:"log"`
+		CSP     []string         `json:"csp"`
+		Measure map[string]any   `json:"measure"`
+		Error   string           `json:"error"`
+		Screen  string           `json:"screen"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("driver output %q: %v", out, err)
+	}
+	t.Logf("screenshots in %s", shots)
+	steps := map[string]map[string]any{}
+	for _, st := range res.Steps {
+		steps[st["name"].(string)] = st
+		b, _ := json.Marshal(st)
+		t.Logf("step %s", b)
+	}
+	m, _ := json.Marshal(res.Measure)
+	t.Logf("measured: %s", m)
+	if res.Error != "" {
+		t.Errorf("the browser run stopped: %s\nscreen:\n%s\nbrowser log:\n%s", res.Error, res.Screen, strings.Join(res.Log, "\n"))
+	}
+	if len(res.CSP) > 0 {
+		t.Errorf("Content-Security-Policy violations: %q", res.CSP)
+	}
+	want := func(name, field string, v any) {
+		t.Helper()
+		st, ok := steps[name]
+		if !ok {
+			t.Errorf("step %q did not happen", name)
+			return
+		}
+		if field != "" && fmt.Sprint(st[field]) != fmt.Sprint(v) {
+			t.Errorf("step %q: %s = %v, want %v", name, field, st[field], v)
+		}
+	}
+	want("wrong key", "", nil)
+	want("signed in", "stored", true)
+	want("terminal 42", "", nil)
+	want("resized", "", nil)
+	want("reconnected", "", nil)
+	want("exited", "state", "exited with code 7")
+	want("too big", "", nil)
+	want("uploaded", "", nil)
+	want("downloaded", "same", true)
+	want("console keeps key", "stored", true)
+	want("deleted", "", nil)
+	want("signed out", "stored", nil)
+	if rows := fmt.Sprint(steps["ports listed"]["rows"]); !strings.Contains(rows, "8000listening") {
+		t.Errorf("the ports page does not show 8000 listening: %s", rows)
+	}
+	if fp, ok := steps["forwarded page"]; !ok {
+		t.Error("the forwarded page was not reached")
+	} else {
+		if fp["origin"] == "http://"+addr {
+			t.Errorf("the forwarded app runs on the console's origin %v", fp["origin"])
+		}
+		if strings.Contains(fmt.Sprint(fp["url"]), "ticket=") || strings.Contains(fmt.Sprint(fp["url"]), key) {
+			t.Errorf("the forwarded page's URL still holds a credential: %v", fp["url"])
+		}
+		if fp["key"] != nil || fp["storage"] != float64(0) || fp["opener"] != false {
+			t.Errorf("the forwarded app sees the console's storage or window: %v", fp)
+		}
+		if f := fmt.Sprint(fp["fetch"]); f != "401" && !strings.HasPrefix(f, "blocked") {
+			t.Errorf("the forwarded app's fetch of the console's API: %v, want 401 or blocked", f)
+		}
+		if f := fmt.Sprint(fp["frame"]); strings.HasPrefix(f, "read") {
+			t.Errorf("the forwarded app framed the console and read its storage: %v", f)
+		}
+	}
+	if id, _ := steps["created"]["id"].(string); id != "" {
+		if _, err := s.Client(key).GetSession(t.Context(), id); err == nil {
+			sess, _ := s.Client(key).GetSession(t.Context(), id)
+			if sess.Status == "running" {
+				t.Errorf("session %s still runs after the console deleted it", id)
+			}
+		}
+	}
+}
