@@ -239,12 +239,6 @@ type access struct {
 	stripAuth bool
 }
 
-// authorize decides whether r may reach port of session id. Whatever
-// credential decides, an Authorization header holding a Chaser key is
-// marked for removal: no key ever reaches an app.
-//
-// ticket is a single-use forward ticket (POST /v1/sessions/{id}/tickets)
-// for this session and port: it stands for its account's key.
 // chaserKeyHeader says whether r's Authorization header holds a Chaser API
 // key (of any account).
 func (f *forwarder) chaserKeyHeader(r *http.Request) bool {
@@ -256,6 +250,12 @@ func (f *forwarder) chaserKeyHeader(r *http.Request) bool {
 	return err == nil
 }
 
+// authorize decides whether r may reach port of session id. Whatever
+// credential decides, an Authorization header holding a Chaser key is
+// marked for removal: no key ever reaches an app.
+//
+// ticket is a single-use forward ticket (POST /v1/sessions/{id}/tickets)
+// for this session and port: it stands for its account's key.
 func (f *forwarder) authorize(r *http.Request, id string, port int, token, ticket string) (access, error) {
 	ctx := r.Context()
 	owns := func(key string) (bool, error) {
