@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -149,4 +150,32 @@ func Unmount(dst string) error {
 			return err
 		}
 	}
+}
+
+// Enterable tells whether the range's root (uid and gid Base, no
+// capability on the host) may enter directory dir.
+func Enterable(dir string, m Remap) bool {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return false
+	}
+	switch {
+	case st.Uid == m.Base:
+		return st.Mode&0o100 != 0
+	case st.Gid == m.Base:
+		return st.Mode&0o010 != 0
+	default:
+		return st.Mode&0o001 != 0
+	}
+}
+
+// OpenDir lets the range's root enter dir, a directory Chaser owns (the
+// data directory), and nobody else who could not before: group Base,
+// mode 0710. Nothing in it becomes readable: files that must stay the
+// host's are 0600 or in 0700 directories.
+func OpenDir(dir string, m Remap) error {
+	if err := os.Chown(dir, 0, int(m.Base)); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o710)
 }

@@ -28,3 +28,11 @@ func (m Remap) IDMap(src, dst string) error {
 
 // Unmount is Linux only.
 func Unmount(dst string) error { return nil }
+
+// Enterable is Linux only.
+func Enterable(dir string, m Remap) bool { return false }
+
+// OpenDir is Linux only.
+func OpenDir(dir string, m Remap) error {
+	return fmt.Errorf("user namespaces: %w", errdefs.ErrNotImplemented)
+}
