@@ -144,3 +144,55 @@ func TestUsernsRemap(t *testing.T) {
 		}
 	})
 }
+
+// TestUsernsRemapAdoptsWorkspace turns the remap on for a server whose
+// workspace was written with sandbox root as host root: the next session
+// on it finds its files with the owners they had, and writes them.
+func TestUsernsRemapAdoptsWorkspace(t *testing.T) {
+	s := newServer(t)
+	key := s.account(t, "paid")
+	c := s.Client(key)
+	ctx := t.Context()
+	ws, err := c.CreateWorkspace(ctx, api.CreateWorkspaceRequest{Name: "before", SessionType: "sandbox"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Workspace: "before"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, s, key, sess.ID, "mkdir -p /home/app && chown 1000:1000 /home/app && echo root > /root/f")
+	if res, err := c.Exec(ctx, sess.ID, api.ExecRequest{Command: "echo mine > /home/app/f", User: "1000:1000"}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("write as 1000: %+v %v", res, err)
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2 := startServer(t, s.DataDir, "--userns-remap", usernsRange)
+	t.Cleanup(func() {
+		s2.stop()
+		if t.Failed() {
+			t.Logf("server log:\n%s", s2.Log())
+		}
+	})
+	c = s2.Client(key)
+	sess2, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Workspace: "before"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.DeleteSession(context.Background(), sess2.ID) })
+	if uid := agentHostUID(t, s2, sess2.ID); uid != usernsBase {
+		t.Fatalf("agent's host uid %d; want %d", uid, usernsBase)
+	}
+	if out := run(t, s2, key, sess2.ID, "stat -c %u:%g /home/app/f /root/f && echo more >> /root/f && cat /root/f"); out != "1000:1000\n0:0\nroot\nmore" {
+		t.Fatalf("after the remap: %q; want the owners from before, writable", out)
+	}
+	if res, err := c.Exec(ctx, sess2.ID, api.ExecRequest{Command: "echo again >> /home/app/f", User: "1000:1000"}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("user 1000 writes its file: %+v %v", res, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(s.DataDir, "workspaces", ws.ID, "root", "upper", "home", "app", "f"), &st); err != nil || st.Uid != usernsBase+1000 {
+		t.Errorf("the file on the host: owner %d, %v; want %d", st.Uid, err, usernsBase+1000)
+	}
+}
