@@ -4,19 +4,14 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/chaserhq/chaser/api"
-	"github.com/chaserhq/chaser/internal/agent"
 	"github.com/chaserhq/chaser/internal/runtime"
 	"github.com/chaserhq/chaser/internal/runtime/runtimetest"
 	"github.com/chaserhq/chaser/internal/userns"
@@ -77,7 +72,7 @@ func TestUsernsRoot(t *testing.T) {
 		t.Errorf("agent's host gid %s; want %d", gid, testRemap.Base)
 	}
 	motd, _ := os.ReadFile("/usr/share/base-files/motd")
-	out := runIn(t, rt, id, "id -u; stat -c %u /usr/bin /etc/passwd; mkdir /usr/local/x && echo z >> /usr/share/base-files/motd && echo p >> /etc/passwd && chown 1000:1000 /usr/local/x && echo ok")
+	out := runtimetest.Exec(t, rt, id, "(id -u; stat -c %u /usr/bin /etc/passwd; mkdir /usr/local/x && echo z >> /usr/share/base-files/motd && echo p >> /etc/passwd && chown 1000:1000 /usr/local/x && echo ok) 2>&1")
 	if out != "0\n0\n0\nok\n" {
 		t.Fatalf("inside: %q; want root, owning /usr/bin and /etc/passwd, and writing", out)
 	}
@@ -117,23 +112,4 @@ func statusIDs(t *testing.T, pid int, key string) string {
 	}
 	t.Fatalf("no %s in /proc/%d/status", key, pid)
 	return ""
-}
-
-func runIn(t *testing.T, rt runtime.Runtime, id, command string) string {
-	t.Helper()
-	c := agent.NewClient(func(ctx context.Context) (net.Conn, error) { return rt.Dial(ctx, id) })
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd, err := c.Start(ctx, api.ExecRequest{Command: command + " 2>&1", Cwd: "/"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := c.Output(ctx, cmd.ID, 0, true, false, "raw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }

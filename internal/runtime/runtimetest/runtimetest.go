@@ -49,8 +49,9 @@ func Run(t *testing.T, newRuntime Factory) {
 	t.Run("OOMReported", func(t *testing.T) { testOOM(t, newRuntime) })
 }
 
-// run runs command in sandbox id through its agent and returns its output.
-func run(t *testing.T, rt runtime.Runtime, id, command string) string {
+// Exec runs command in sandbox id through its agent and returns its
+// output (stdout).
+func Exec(t *testing.T, rt runtime.Runtime, id, command string) string {
 	t.Helper()
 	c := agent.NewClient(func(ctx context.Context) (net.Conn, error) { return rt.Dial(ctx, id) })
 	defer c.Close()
@@ -81,7 +82,7 @@ func testWritesReachUpper(t *testing.T, newRuntime Factory) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Delete(context.Background(), id) })
-	if out := run(t, rt, id, "echo kept >/root/kept && echo usr >/usr/local/kept && echo ok"); out != "ok\n" {
+	if out := Exec(t, rt, id, "echo kept >/root/kept && echo usr >/usr/local/kept && echo ok"); out != "ok\n" {
 		t.Fatalf("writes: %q", out)
 	}
 	if err := rt.Delete(t.Context(), id); err != nil {
@@ -136,7 +137,7 @@ func testLoopback(t *testing.T, newRuntime Factory) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Delete(context.Background(), id) })
-	out := run(t, rt, id, `python3 -c "
+	out := Exec(t, rt, id, `python3 -c "
 import socket
 l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
 socket.create_connection(l.getsockname(), 2).close(); print('ok')" 2>&1`)
