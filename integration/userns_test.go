@@ -58,7 +58,8 @@ func agentHostUID(t *testing.T, s *Server, id string) int {
 func TestUsernsRemap(t *testing.T) {
 	reg := imagetest.StartRegistry(t)
 	ref := reg.Push(t, "test/userns:v1", imagetest.Image(t, v1.Config{Env: []string{"PATH=/bin"}}, imagetest.BusyboxLayer(t)))
-	s := newServer(t, "--userns-remap", usernsRange, "--insecure-registry", reg.Host)
+	// The remap is runc's: pinned even in CI's runsc pass.
+	s := newServer(t, "--runtime", "runc", "--userns-remap", usernsRange, "--insecure-registry", reg.Host)
 	key := s.account(t, "paid")
 	c := s.Client(key)
 	inRange := func(uid int) bool { return uid >= usernsBase && uid < usernsBase+65536 }
@@ -149,7 +150,7 @@ func TestUsernsRemap(t *testing.T) {
 // workspace was written with sandbox root as host root: the next session
 // on it finds its files with the owners they had, and writes them.
 func TestUsernsRemapAdoptsWorkspace(t *testing.T) {
-	s := newServer(t)
+	s := newServer(t, "--runtime", "runc")
 	key := s.account(t, "paid")
 	c := s.Client(key)
 	ctx := t.Context()
@@ -169,7 +170,7 @@ func TestUsernsRemapAdoptsWorkspace(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s2 := startServer(t, s.DataDir, "--userns-remap", usernsRange)
+	s2 := startServer(t, s.DataDir, "--runtime", "runc", "--userns-remap", usernsRange)
 	t.Cleanup(func() {
 		s2.stop()
 		if t.Failed() {
