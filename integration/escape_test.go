@@ -141,8 +141,12 @@ func escapeAttempts(marker, dataDir, usrFile, usrNew, apiPort string) []escapeAt
 // right reason (never for a missing tool), that no host data is visible,
 // and that the host is unchanged afterwards. It logs how many attempts
 // were tried and blocked per runtime.
+//
+// runc-userns is runc with root remapped to an unprivileged host range
+// (--userns-remap): the same attempts must fail, and root inside must be
+// the range's base on the host.
 func TestEscapeBattery(t *testing.T) {
-	for _, rt := range []string{"runc", "runsc"} {
+	for _, rt := range []string{"runc", "runsc", "runc-userns"} {
 		t.Run(rt, func(t *testing.T) { escapeBattery(t, rt) })
 	}
 }
@@ -168,7 +172,11 @@ func escapeServer(t *testing.T, rt string) (s *Server, key, id string) {
 			t.Setenv("PATH", runscCache+":"+os.Getenv("PATH"))
 		}
 	}
-	ts, err := testserver.Start("", "--runtime", rt)
+	args := []string{"--runtime", rt}
+	if rt == "runc-userns" {
+		args = []string{"--runtime", "runc", "--userns-remap", usernsRange}
+	}
+	ts, err := testserver.Start("", args...)
 	if err != nil {
 		if rt == "runsc" {
 			unavailable(t, "runsc: the server does not start with --runtime runsc: %v", err)
@@ -306,6 +314,13 @@ func escapeBattery(t *testing.T, rt string) {
 				tally(what, false, "%s, want one of %v", result, accepted)
 			}
 		}
+	}
+
+	// Under the remap, root inside is no root on the host: the agent and
+	// the commands it starts are host uids of the range.
+	if rt == "runc-userns" {
+		uid := agentHostUID(t, s, id)
+		tally("the agent's host uid", uid >= usernsBase, "uid %d (range base %d)", uid, usernsBase)
 	}
 
 	// 2. The privileges of a command: the sandbox's and nothing more.

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -184,6 +185,13 @@ func sharedServer(t *testing.T) *Server {
 // running. It does what an operator does: start a server on the data dir
 // (recovery) and stop it (graceful shutdown destroys every sandbox).
 func release(dataDir string) {
+	// The read-only idmapped mounts of the host's /usr that a killed
+	// --userns-remap server leaves (TestUsernsRemap): detached first, so
+	// nothing removing the data dir walks into them.
+	idmaps, _ := filepath.Glob(filepath.Join(dataDir, "images-userns-*", "idmap", "*"))
+	for _, m := range idmaps {
+		syscall.Unmount(m, syscall.MNT_DETACH)
+	}
 	runc, _ := os.ReadDir(filepath.Join(dataDir, "sandboxes"))
 	runsc, _ := os.ReadDir(filepath.Join(dataDir, "sandboxes-runsc"))
 	disks, _ := os.ReadDir(filepath.Join(dataDir, "disks"))

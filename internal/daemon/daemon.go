@@ -36,6 +36,7 @@ import (
 	"github.com/chaserhq/chaser/internal/sandbox"
 	"github.com/chaserhq/chaser/internal/server"
 	"github.com/chaserhq/chaser/internal/store/sqlite"
+	"github.com/chaserhq/chaser/internal/userns"
 )
 
 // Config is the whole configuration of the server. Flags override CHASER_*
@@ -125,6 +126,13 @@ type Config struct {
 	// (CHASER_CONSOLE_ADDR). With Domain it is also served on the host
 	// console.DOMAIN of Addr.
 	ConsoleAddr string
+	// UsernsRemap maps root of every runc sandbox to an unprivileged host
+	// range (--userns-remap, CHASER_USERNS): "off" (default: sandbox root
+	// is host root with reduced capabilities), "auto" (the chaser user's
+	// /etc/subuid range, else 100000:65536) or "BASE:SIZE". See
+	// internal/userns.
+	UsernsRemap string
+	remap       userns.Remap // parsed by Validate
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -204,6 +212,7 @@ func Defaults() Config {
 		Runsc:              env("CHASER_RUNSC", "runsc"),
 		RunscPlatform:      env("CHASER_RUNSC_PLATFORM", "systrap"),
 		TierRuntimes:       tierRuntimesEnv(os.Getenv("CHASER_TIER_RUNTIMES")),
+		UsernsRemap:        env("CHASER_USERNS", "off"),
 		DefaultImage:       env("CHASER_DEFAULT_IMAGE", image.HostRef),
 		MaxFileSize:        sizeEnv("CHASER_MAX_FILE_SIZE", Size(fs.DefaultMaxFileSize)),
 		IdleTimeout:        durationEnv("CHASER_IDLE_TIMEOUT", 0),
@@ -282,6 +291,9 @@ func (c *Config) Validate() error {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--runtime %q: use runc or runsc", c.Runtime))
 	}
 	if err := validateTierRuntimes(c.TierRuntimes); err != nil {
+		return err
+	}
+	if err := c.validateRemap(); err != nil {
 		return err
 	}
 	if c.MaxFileSize <= 0 {
@@ -426,6 +438,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
+	if err := openDataDir(cfg.DataDir, cfg.remap); err != nil {
+		return err
+	}
 	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "chaser.db"))
 	if err != nil {
 		return err
@@ -442,12 +457,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		log.Info("created the admin account; its API key is in "+keyPath, "key_file", keyPath)
 	}
 
-	images, err := image.NewStore(filepath.Join(cfg.DataDir, "images"), log,
+	images, err := image.NewStore(filepath.Join(cfg.DataDir, "images"+cfg.remap.Suffix()), log,
 		image.WithInsecureRegistries(cfg.InsecureRegistries), image.WithCertsDir(cfg.RegistryCertsDir),
-		image.WithAllowedRegistries(cfg.AllowRegistries))
+		image.WithAllowedRegistries(cfg.AllowRegistries), image.WithRemap(cfg.remap))
 	if err != nil {
 		return err
 	}
+	defer images.Close()
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -541,7 +557,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	loops.Go(func() { sandboxes.RunHealth(loopCtx, cfg.HealthInterval) })
 	loops.Go(func() { images.RunGC(loopCtx, 10*time.Minute) })
 	go func() { errc <- srv.Serve(l) }()
-	log.Info("chaser serving", "addr", l.Addr().String(), "data_dir", cfg.DataDir, "runtime", cfg.Runtime)
+	log.Info("chaser serving", "addr", l.Addr().String(), "data_dir", cfg.DataDir, "runtime", cfg.Runtime, "userns_remap", cfg.remap.String())
 
 	select {
 	case err := <-errc:

@@ -58,6 +58,9 @@ func newRuntime(cfg Config, name string, log *slog.Logger) (*oci.Runtime, error)
 		CgroupParent: CgroupParent(cfg.DataDir),
 		Log:          log,
 	}
+	if name == "runc" {
+		c.Remap = cfg.remap
+	}
 	if name == "runsc" {
 		c.Binary, c.Platform = cfg.Runsc, cfg.RunscPlatform
 		c.StateDir += "-runsc"

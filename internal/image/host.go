@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/chaserhq/chaser/internal/runtime"
+	"github.com/chaserhq/chaser/internal/userns"
 )
 
 // hostEtc lists what of the host's /etc a sandbox sees: configuration that
@@ -117,8 +118,8 @@ func copyTree(tree map[string]entry, root, name string) {
 // buildHost writes the host image's skeleton under dir/host/HASH, named by
 // the hash of its content so that a changed host (a new /etc/ld.so.cache)
 // gets a new skeleton while running sandboxes keep the old one as their
-// lower layer.
-func buildHost(dir string) (*Image, error) {
+// lower layer. Under the remap m the skeleton's files belong to its range.
+func buildHost(dir string, m userns.Remap) (*Image, error) {
 	tree, overlays := hostSkeleton()
 	paths := make([]string, 0, len(tree))
 	for p := range tree {
@@ -138,6 +139,12 @@ func buildHost(dir string) (*Image, error) {
 		if err := writeTree(tmp, paths, tree); err != nil {
 			os.RemoveAll(tmp)
 			return nil, err
+		}
+		if m.Enabled() {
+			if err := m.ShiftTree(tmp); err != nil {
+				os.RemoveAll(tmp)
+				return nil, err
+			}
 		}
 		if err := os.Rename(tmp, root); err != nil {
 			os.RemoveAll(tmp)

@@ -7,6 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/chaserhq/chaser/internal/userns"
 )
 
 // TestHostImage checks the host image: its skeleton holds a curated /etc
@@ -61,5 +65,49 @@ func TestHostImage(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Join(dir, "host"))
 	if len(entries) != 1 {
 		t.Errorf("%d skeletons, want 1", len(entries))
+	}
+}
+
+// TestHostImageRemapped checks the host image of a store for a remapped
+// range: a skeleton owned by the range, and /usr as a lower layer through
+// an idmapped mount that Close removes.
+func TestHostImageRemapped(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (chown, idmapped mounts); CI runs as root")
+	}
+	m := userns.Remap{Base: 100000, Size: 65536}
+	dir := t.TempDir()
+	s, err := NewStore(dir, slog.New(slog.DiscardHandler), WithRemap(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _ := s.Resolve(t.Context(), HostRef)
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(img.Overlays[0].Lower[0], "etc", "passwd"), &st); err != nil || st.Uid != m.Base || st.Gid != m.Base {
+		t.Errorf("skeleton's etc/passwd: %d:%d, %v; want %d", st.Uid, st.Gid, err, m.Base)
+	}
+	var usr string
+	for _, o := range img.Overlays[1:] {
+		if o.Target == "/usr" {
+			usr = o.Lower[0]
+		}
+	}
+	if usr == "" || usr == "/usr" {
+		t.Fatalf("/usr lower = %q; want an idmapped mount of /usr", usr)
+	}
+	if err := unix.Stat(filepath.Join(usr, "bin"), &st); err != nil || st.Uid != m.Base {
+		t.Errorf("%s/bin: owner %d, %v; want %d (host root shifted)", usr, st.Uid, err, m.Base)
+	}
+	// A second store (a restart) replaces the earlier mount, not stacks on it.
+	s2, err := NewStore(dir, slog.New(slog.DiscardHandler), WithRemap(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := os.Stat(filepath.Join(usr, "bin")); !os.IsNotExist(err) {
+		t.Errorf("after Close %s still shows /usr: %v", usr, err)
 	}
 }

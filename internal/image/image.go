@@ -10,17 +10,20 @@ package image
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/chaserhq/chaser/internal/runtime"
+	"github.com/chaserhq/chaser/internal/userns"
 )
 
 // HostRef is the reference of the built-in host image.
@@ -64,6 +67,8 @@ type Store struct {
 	log  *slog.Logger
 	host *Image
 
+	remap     userns.Remap // owners of unpacked files (WithRemap)
+	idmaps    []string     // idmapped mounts of host directories made for remap, to unmount at Close
 	insecure  map[string]bool
 	keychain  authn.Keychain
 	certsDir  string
@@ -109,6 +114,15 @@ func WithKeychain(k authn.Keychain) Option { return func(s *Store) { s.keychain 
 // client certificate. Empty disables it.
 func WithCertsDir(dir string) Option { return func(s *Store) { s.certsDir = dir } }
 
+// WithRemap makes the store's files belong to the range m: OCI layers are
+// unpacked with shifted owners, the host image's skeleton is owned by
+// m.Base, and its host directories (/usr, ...) are lower layers through
+// idmapped mounts (see userns.Remap.IDMap), so that a sandbox whose root is
+// m.Base on the host owns what it owns without the remap. The caller gives
+// such a store a directory of its own (userns.Remap.Suffix): files
+// unpacked for another range must never be served.
+func WithRemap(m userns.Remap) Option { return func(s *Store) { s.remap = m } }
+
 // NewStore returns a store keeping its files under dir. It builds the host
 // image's skeleton (a few KB) if this version of it is not there yet, loads
 // the OCI cache's state and removes what a crash left half-done.
@@ -125,9 +139,15 @@ func NewStore(dir string, log *slog.Logger, opts ...Option) (*Store, error) {
 		o(s)
 	}
 	s.transport = newRegistryTransport(s.certsDir, s.insecure, s.guardDialer())
-	host, err := buildHost(dir)
+	host, err := buildHost(dir, s.remap)
 	if err != nil {
 		return nil, fmt.Errorf("host image: %w", err)
+	}
+	if s.remap.Enabled() {
+		if err := s.idmapHost(host); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("host image: %w", err)
+		}
 	}
 	s.host = host
 	if err := s.open(); err != nil {
@@ -148,6 +168,47 @@ func (s *Store) Resolve(ctx context.Context, ref string) (*Image, error) {
 		return s.host, nil
 	}
 	return s.resolveOCI(ctx, ref, nil)
+}
+
+// idmapHost replaces the host directories among the host image's lower
+// layers by idmapped mounts of them in DIR/idmap, made once for the
+// server's life (an earlier run's are detached first).
+func (s *Store) idmapHost(host *Image) error {
+	for i, o := range host.Overlays {
+		if o.Target == "/" {
+			continue
+		}
+		dst := filepath.Join(s.dir, "idmap", overlayName(o.Target))
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return err
+		}
+		if err := userns.Unmount(dst); err != nil {
+			return err
+		}
+		if err := s.remap.IDMap(o.Lower[0], dst); err != nil {
+			return err
+		}
+		s.idmaps = append(s.idmaps, dst)
+		host.Overlays[i].Lower = []string{dst}
+	}
+	return nil
+}
+
+// Close unmounts the idmapped mounts of host directories (WithRemap);
+// overlays of sandboxes still running keep theirs until they go.
+func (s *Store) Close() error {
+	var errs []error
+	for _, d := range s.idmaps {
+		if err := userns.Unmount(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.idmaps = nil
+	return errors.Join(errs...)
+}
+
+func overlayName(target string) string {
+	return strings.ReplaceAll(strings.Trim(target, "/"), "/", "_")
 }
 
 // layerDir is where layer id is unpacked. Names are short (a base-36

@@ -301,7 +301,7 @@ func (s *Store) fetchLayer(ctx context.Context, r name.Reference, l v1.Layer, d,
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
-	st, uerr := Unpack(tee, tmp)
+	st, uerr := UnpackShifted(tee, tmp, s.remap)
 	if uerr == nil {
 		// Read to the end: the rest of the tar (padding) feeds the diff
 		// hash, the rest of the blob lets the digest be checked.

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/userns"
 )
 
 // OCI whiteout markers (image-spec layer.md). Unpack turns them into what
@@ -46,6 +47,14 @@ const (
 // On error dir is left half-written: the caller unpacks into a temporary
 // directory and removes it.
 func Unpack(r io.Reader, dir string) (UnpackStats, error) {
+	return UnpackShifted(r, dir, userns.Remap{})
+}
+
+// UnpackShifted is Unpack with every owner moved into the range m (uid 0
+// becomes m.Base), for sandboxes whose root is m.Base on the host
+// (--userns-remap). An owner beyond the range cannot be mapped: the layer
+// is refused with errdefs.ErrUnprocessable, as Docker refuses it.
+func UnpackShifted(r io.Reader, dir string, m userns.Remap) (UnpackStats, error) {
 	var st UnpackStats
 	root, err := os.OpenRoot(dir)
 	if err != nil {
@@ -76,7 +85,7 @@ func Unpack(r io.Reader, dir string) (UnpackStats, error) {
 		if name == "." {
 			// The layer root itself: keep its mode and owner.
 			if hdr.Typeflag == tar.TypeDir {
-				if err := setAttrs(root, ".", hdr); err != nil {
+				if err := setAttrs(root, ".", hdr, m); err != nil {
 					return st, err
 				}
 			}
@@ -123,7 +132,7 @@ func Unpack(r io.Reader, dir string) (UnpackStats, error) {
 			if err := root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 				return st, classify(name, err)
 			}
-			if err := setAttrs(root, name, hdr); err != nil {
+			if err := setAttrs(root, name, hdr, m); err != nil {
 				return st, err
 			}
 			dirs = append(dirs, dirTime{name, hdr.ModTime})
@@ -143,7 +152,7 @@ func Unpack(r io.Reader, dir string) (UnpackStats, error) {
 			if err != nil {
 				return st, fmt.Errorf("write %s: %w", name, err)
 			}
-			if err := setAttrs(root, name, hdr); err != nil {
+			if err := setAttrs(root, name, hdr, m); err != nil {
 				return st, err
 			}
 			if err := root.Chtimes(name, hdr.ModTime, hdr.ModTime); err != nil {
@@ -155,8 +164,8 @@ func Unpack(r io.Reader, dir string) (UnpackStats, error) {
 			if err := root.Symlink(hdr.Linkname, name); err != nil {
 				return st, classify(name, err)
 			}
-			if err := root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
-				return st, classify(name, err)
+			if err := lchown(root, name, hdr, m); err != nil {
+				return st, err
 			}
 		case tar.TypeLink:
 			target, err := cleanName(hdr.Linkname)
@@ -170,7 +179,7 @@ func Unpack(r io.Reader, dir string) (UnpackStats, error) {
 			if err := mknod(root, parent, base, unix.S_IFIFO|uint32(hdr.Mode&0o7777), 0); err != nil {
 				return st, classify(name, err)
 			}
-			if err := setAttrs(root, name, hdr); err != nil {
+			if err := setAttrs(root, name, hdr, m); err != nil {
 				return st, err
 			}
 		case tar.TypeXGlobalHeader:
@@ -279,11 +288,27 @@ func linkInRoot(root *os.Root, target, name string) error {
 	return nil
 }
 
-// setAttrs applies owner and mode of a header (not a symlink). Owner first:
-// chown clears set-id bits.
-func setAttrs(root *os.Root, name string, hdr *tar.Header) error {
-	if err := root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
+// lchown gives name the header's owner, moved into the range m.
+func lchown(root *os.Root, name string, hdr *tar.Header, m userns.Remap) error {
+	uid, err := m.Host(hdr.Uid)
+	if err != nil {
+		return fmt.Errorf("layer entry %s: owner: %w", name, err)
+	}
+	gid, err := m.Host(hdr.Gid)
+	if err != nil {
+		return fmt.Errorf("layer entry %s: group: %w", name, err)
+	}
+	if err := root.Lchown(name, uid, gid); err != nil {
 		return classify(name, err)
+	}
+	return nil
+}
+
+// setAttrs applies owner (moved into the range m) and mode of a header
+// (not a symlink). Owner first: chown clears set-id bits.
+func setAttrs(root *os.Root, name string, hdr *tar.Header, m userns.Remap) error {
+	if err := lchown(root, name, hdr, m); err != nil {
+		return err
 	}
 	mode := fs.FileMode(hdr.Mode & 0o777)
 	if hdr.Mode&04000 != 0 {

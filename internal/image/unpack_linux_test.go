@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/userns"
 )
 
 func needRoot(t *testing.T) {
@@ -240,5 +241,47 @@ func TestUnpackGarbage(t *testing.T) {
 	_, err := Unpack(bytes.NewReader(bytes.Repeat([]byte("not a tar "), 100)), t.TempDir())
 	if !errors.Is(err, errdefs.ErrUnprocessable) {
 		t.Fatalf("err = %v, want ErrUnprocessable", err)
+	}
+}
+
+func TestUnpackShifted(t *testing.T) {
+	needRoot(t)
+	m := userns.Remap{Base: 100000, Size: 65536}
+	dir := t.TempDir()
+	_, err := UnpackShifted(buildTar(t,
+		tarEntry{name: "./", typ: tar.TypeDir, mode: 0o755},
+		tarEntry{name: "bin/", typ: tar.TypeDir, mode: 0o755},
+		tarEntry{name: "bin/tool", typ: tar.TypeReg, mode: 0o4755, body: "#!/bin/sh\n"},
+		tarEntry{name: "home/u/", typ: tar.TypeDir, mode: 0o700, uid: 1000, gid: 1001},
+		tarEntry{name: "home/u/link", typ: tar.TypeSymlink, link: "/etc", uid: 1000, gid: 1001},
+		tarEntry{name: "nobody", typ: tar.TypeReg, uid: 65534, gid: 65534},
+	), dir, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path     string
+		uid, gid uint32
+		mode     uint32
+	}{
+		{".", 100000, 100000, 0o755},
+		{"bin/tool", 100000, 100000, 0o4755},
+		{"home/u", 101000, 101001, 0o700},
+		{"home/u/link", 101000, 101001, 0o777},
+		{"nobody", 165534, 165534, 0o644},
+	} {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(dir, c.path), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Uid != c.uid || st.Gid != c.gid || st.Mode&0o7777 != c.mode {
+			t.Errorf("%s: %d:%d %o; want %d:%d %o", c.path, st.Uid, st.Gid, st.Mode&0o7777, c.uid, c.gid, c.mode)
+		}
+	}
+
+	// An owner the range cannot map refuses the layer, as Docker does.
+	_, err = UnpackShifted(buildTar(t, tarEntry{name: "f", typ: tar.TypeReg, uid: 70000}), t.TempDir(), m)
+	if !errors.Is(err, errdefs.ErrUnprocessable) {
+		t.Fatalf("owner 70000 under a 65536-id range: %v; want ErrUnprocessable", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 
 	"github.com/chaserhq/chaser/internal/runtime"
+	"github.com/chaserhq/chaser/internal/userns"
 )
 
 // Config configures a Runtime.
@@ -31,7 +32,12 @@ type Config struct {
 	RootDir string
 	// CgroupParent is the cgroup under which sandboxes are placed.
 	CgroupParent string
-	Log          *slog.Logger
+	// Remap, when enabled, runs runc sandboxes in a user namespace whose
+	// root is Remap.Base on the host (--userns-remap; userns_linux.go).
+	// The images they run must come from a store with the same remap.
+	// runsc has its own kernel between root and the host and refuses it.
+	Remap userns.Remap
+	Log   *slog.Logger
 }
 
 // RunscModule is the gVisor release Chaser is tested with: older runsc

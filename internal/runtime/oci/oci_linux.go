@@ -46,6 +46,9 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.Binary == "" {
 		cfg.Binary = cfg.Name
 	}
+	if cfg.Name == "runsc" && cfg.Remap.Enabled() {
+		return nil, fmt.Errorf("runtime runsc: --userns-remap applies to runc only (gVisor's own kernel already stands between sandbox root and the host): %w", errdefs.ErrInvalidArgument)
+	}
 	if cfg.Name == "runsc" && cfg.Platform == "" {
 		cfg.Platform = "systrap"
 	}
@@ -73,6 +76,11 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	for _, d := range []string{cfg.StateDir, cfg.RootDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Remap.Enabled() {
+		if err := openStateRoot(cfg.StateDir, cfg.Remap); err != nil {
 			return nil, err
 		}
 	}
@@ -127,6 +135,12 @@ func (r *Runtime) socketPath(id string) string {
 }
 
 func (r *Runtime) gvisor() bool { return r.cfg.Name == "runsc" }
+
+// hostOverlays tells whether overlays beyond the root are mounted on the
+// host and bind-mounted in: runsc mounts no overlays itself, and under a
+// user namespace runc's would copy up with the namespace's credentials
+// (userns_linux.go).
+func (r *Runtime) hostOverlays() bool { return r.gvisor() || r.cfg.Remap.Enabled() }
 
 // run runs the runtime CLI and returns its stdout; stderr becomes the error.
 func (r *Runtime) run(ctx context.Context, args ...string) ([]byte, error) {
@@ -189,6 +203,14 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 			return err
 		}
 	}
+	if r.cfg.Remap.Enabled() {
+		if err := r.ownUpper(s); err != nil {
+			return err
+		}
+		if err := r.openStateDir(dir); err != nil {
+			return err
+		}
+	}
 	if err := writeEtc(filepath.Join(dir, "etc"), s.Hostname); err != nil {
 		return err
 	}
@@ -205,6 +227,8 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 		if err := os.Mkdir(filepath.Join(dir, "run"), 0o700); err != nil {
 			return err
 		}
+	}
+	if r.hostOverlays() {
 		for _, o := range s.Rootfs.Overlays[1:] {
 			m := hostMount(dir, o)
 			if err := os.MkdirAll(m, 0o755); err != nil {
@@ -218,6 +242,9 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 	spec, err := bundleSpec(s, dir, r.cfg.CgroupParent, r.cfg.Name == "runsc")
 	if err != nil {
 		return err
+	}
+	if r.cfg.Remap.Enabled() {
+		remapSpec(spec, s, dir, r.cfg.Remap)
 	}
 	cfg, err := json.MarshalIndent(spec, "", "  ")
 	if err != nil {

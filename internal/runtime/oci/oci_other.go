@@ -9,6 +9,7 @@ import (
 
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/runtime"
+	"github.com/chaserhq/chaser/internal/userns"
 )
 
 // Runtime is not available outside Linux.
@@ -36,3 +37,6 @@ func (r *Runtime) Stats(context.Context, string) (runtime.Stats, error) {
 	return runtime.Stats{}, errdefs.ErrNotImplemented
 }
 func (r *Runtime) Close() error { return errdefs.ErrNotImplemented }
+
+// Remap is off outside Linux.
+func (r *Runtime) Remap() userns.Remap { return userns.Remap{} }

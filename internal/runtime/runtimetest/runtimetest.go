@@ -22,6 +22,7 @@ import (
 	"github.com/chaserhq/chaser/internal/image"
 	"github.com/chaserhq/chaser/internal/runtime"
 	"github.com/chaserhq/chaser/internal/testserver"
+	"github.com/chaserhq/chaser/internal/userns"
 )
 
 // AgentBinary builds the chaser binary (static) once per test process.
@@ -48,8 +49,9 @@ func Run(t *testing.T, newRuntime Factory) {
 	t.Run("OOMReported", func(t *testing.T) { testOOM(t, newRuntime) })
 }
 
-// run runs command in sandbox id through its agent and returns its output.
-func run(t *testing.T, rt runtime.Runtime, id, command string) string {
+// Exec runs command in sandbox id through its agent and returns its
+// output (stdout).
+func Exec(t *testing.T, rt runtime.Runtime, id, command string) string {
 	t.Helper()
 	c := agent.NewClient(func(ctx context.Context) (net.Conn, error) { return rt.Dial(ctx, id) })
 	defer c.Close()
@@ -74,13 +76,13 @@ func run(t *testing.T, rt runtime.Runtime, id, command string) string {
 func testWritesReachUpper(t *testing.T, newRuntime Factory) {
 	rt, _ := newRuntime(t)
 	id := "rt-upper"
-	s := spec(t, id)
+	s := spec(t, rt, id)
 	s.Rootfs.UpperDir = filepath.Join(t.TempDir(), "upper")
 	if err := rt.Create(t.Context(), s); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Delete(context.Background(), id) })
-	if out := run(t, rt, id, "echo kept >/root/kept && echo usr >/usr/local/kept && echo ok"); out != "ok\n" {
+	if out := Exec(t, rt, id, "echo kept >/root/kept && echo usr >/usr/local/kept && echo ok"); out != "ok\n" {
 		t.Fatalf("writes: %q", out)
 	}
 	if err := rt.Delete(t.Context(), id); err != nil {
@@ -103,7 +105,7 @@ func testWritesReachUpper(t *testing.T, newRuntime Factory) {
 func testConcurrentDials(t *testing.T, newRuntime Factory) {
 	rt, _ := newRuntime(t)
 	id := "rt-dials"
-	if err := rt.Create(t.Context(), spec(t, id)); err != nil {
+	if err := rt.Create(t.Context(), spec(t, rt, id)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Delete(context.Background(), id) })
@@ -131,11 +133,11 @@ func testConcurrentDials(t *testing.T, newRuntime Factory) {
 func testLoopback(t *testing.T, newRuntime Factory) {
 	rt, _ := newRuntime(t)
 	id := "rt-lo"
-	if err := rt.Create(t.Context(), spec(t, id)); err != nil {
+	if err := rt.Create(t.Context(), spec(t, rt, id)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Delete(context.Background(), id) })
-	out := run(t, rt, id, `python3 -c "
+	out := Exec(t, rt, id, `python3 -c "
 import socket
 l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
 socket.create_connection(l.getsockname(), 2).close(); print('ok')" 2>&1`)
@@ -151,7 +153,7 @@ socket.create_connection(l.getsockname(), 2).close(); print('ok')" 2>&1`)
 func testOOM(t *testing.T, newRuntime Factory) {
 	rt, _ := newRuntime(t)
 	id := "rt-oom"
-	s := spec(t, id)
+	s := spec(t, rt, id)
 	s.Limits.MemoryBytes = 64 << 20
 	if err := rt.Create(t.Context(), s); err != nil {
 		t.Fatal(err)
@@ -188,11 +190,26 @@ func testOOM(t *testing.T, newRuntime Factory) {
 	}
 }
 
-func spec(t *testing.T, id string) runtime.Spec {
-	imgs, err := image.NewStore(t.TempDir(), slog.New(slog.DiscardHandler))
+// remapper is implemented by runtimes that may run sandboxes under a
+// user-namespace remap (oci.Runtime); their images must be unpacked for it.
+type remapper interface{ Remap() userns.Remap }
+
+func spec(t *testing.T, rt runtime.Runtime, id string) runtime.Spec {
+	var m userns.Remap
+	if r, ok := rt.(remapper); ok {
+		m = r.Remap()
+	}
+	return Spec(t, m, id)
+}
+
+// Spec returns the spec of a sandbox id running the host image (made for
+// the remap m) with the agent as init.
+func Spec(t *testing.T, m userns.Remap, id string) runtime.Spec {
+	imgs, err := image.NewStore(t.TempDir(), slog.New(slog.DiscardHandler), image.WithRemap(m))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { imgs.Close() })
 	img, err := imgs.Resolve(t.Context(), image.HostRef)
 	if err != nil {
 		t.Fatal(err)
@@ -220,11 +237,11 @@ func testLifecycle(t *testing.T, newRuntime Factory) {
 	rt, state := newRuntime(t)
 	ctx := t.Context()
 	id := "rt-life"
-	if err := rt.Create(ctx, spec(t, id)); err != nil {
+	if err := rt.Create(ctx, spec(t, rt, id)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Delete(context.Background(), id) })
-	if err := rt.Create(ctx, spec(t, id)); !errors.Is(err, errdefs.ErrAlreadyExists) {
+	if err := rt.Create(ctx, spec(t, rt, id)); !errors.Is(err, errdefs.ErrAlreadyExists) {
 		t.Fatalf("second Create = %v, want ErrAlreadyExists", err)
 	}
 	in, err := rt.State(ctx, id)
@@ -295,7 +312,7 @@ func testLifecycle(t *testing.T, newRuntime Factory) {
 
 func testFailedCreate(t *testing.T, newRuntime Factory) {
 	rt, state := newRuntime(t)
-	s := spec(t, "rt-fail")
+	s := spec(t, rt, "rt-fail")
 	s.AgentPath = "/does/not/exist"
 	if err := rt.Create(t.Context(), s); err == nil {
 		rt.Delete(context.Background(), s.ID)
@@ -307,7 +324,7 @@ func testFailedCreate(t *testing.T, newRuntime Factory) {
 	if _, err := rt.State(t.Context(), s.ID); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("State after failed Create = %v, want ErrNotFound", err)
 	}
-	bad := spec(t, "Bad_ID")
+	bad := spec(t, rt, "Bad_ID")
 	if err := rt.Create(t.Context(), bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("Create(bad id) = %v", err)
 	}
@@ -319,7 +336,7 @@ func testRemnants(t *testing.T, newRuntime Factory) {
 	rt, state := newRuntime(t)
 	ctx := t.Context()
 	id := "rt-remnant"
-	if err := rt.Create(ctx, spec(t, id)); err != nil {
+	if err := rt.Create(ctx, spec(t, rt, id)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Delete(context.Background(), id) })
