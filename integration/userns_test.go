@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -192,8 +193,14 @@ func TestUsernsRemapAdoptsWorkspace(t *testing.T) {
 	if res, err := c.Exec(ctx, sess2.ID, api.ExecRequest{Command: "echo again >> /home/app/f", User: "1000:1000"}); err != nil || res.ExitCode != 0 {
 		t.Fatalf("user 1000 writes its file: %+v %v", res, err)
 	}
+	// The writable layer: the workspace's disk image mounted for the
+	// session, or (without disk quotas) the workspace's directory.
 	var st unix.Stat_t
-	if err := unix.Lstat(filepath.Join(s.DataDir, "workspaces", ws.ID, "root", "upper", "home", "app", "f"), &st); err != nil || st.Uid != usernsBase+1000 {
+	err = unix.Lstat(filepath.Join(s.DataDir, "disks", sess2.ID, "root", "upper", "home", "app", "f"), &st)
+	if errors.Is(err, unix.ENOENT) {
+		err = unix.Lstat(filepath.Join(s.DataDir, "workspaces", ws.ID, "root", "upper", "home", "app", "f"), &st)
+	}
+	if err != nil || st.Uid != usernsBase+1000 {
 		t.Errorf("the file on the host: owner %d, %v; want %d", st.Uid, err, usernsBase+1000)
 	}
 }
