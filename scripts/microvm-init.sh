@@ -43,6 +43,7 @@ mount -t tmpfs -o mode=755,size=128m tmpfs /newroot/.chaser || fail "mount /.cha
 cp /chaser/agent /chaser/env /newroot/.chaser/ || fail "copy the agent"
 mount -o remount,ro /newroot/.chaser
 hostname "$(cat /chaser/hostname)"
+ip link set lo up || fail "loopback"
 umount /proc /sys
 mount --move /dev /newroot/dev || fail "move /dev"
 exec switch_root /newroot /.chaser/agent agent --vm

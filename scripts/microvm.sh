@@ -6,7 +6,8 @@
 #   vmlinux         the uncompressed kernel (PVH boot; the bzImage's xz
 #                   payload), booted by `qemu-system-x86_64 -M microvm`
 #   initramfs.cpio  busybox-static, the virtio/ext4/overlay modules and /init
-#   version         the kernel release they were built from
+#   version         the kernel release they were built from, and a hash
+#                   of /init and the module list
 #
 # The kernel package is fetched with `apt-get download` (linux-image-amd64
 # is a metapackage: its dependency names the versioned package) and
@@ -32,7 +33,10 @@ build_microvm() {
     return 1
   fi
   local kver=${pkg#linux-image-}
-  if [ -f "$cache/version" ] && [ "$(cat "$cache/version")" = "$kver" ] && [ -f "$cache/vmlinux" ] && [ -f "$cache/initramfs.cpio" ]; then
+  # Rebuilt when the kernel, the module list or /init changes.
+  local stamp
+  stamp="$kver $(cat "$(dirname "${BASH_SOURCE[0]}")/microvm-init.sh" <(echo "$MICROVM_MODULES") | sha256sum | cut -c1-16)"
+  if [ -f "$cache/version" ] && [ "$(cat "$cache/version")" = "$stamp" ] && [ -f "$cache/vmlinux" ] && [ -f "$cache/initramfs.cpio" ]; then
     return 0
   fi
   command -v cpio >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cpio
@@ -75,7 +79,7 @@ build_microvm() {
 
   mv "$work/vmlinux" "$cache/vmlinux"
   mv "$work/initramfs.cpio" "$cache/initramfs.cpio"
-  echo "$kver" > "$cache/version"
+  echo "$stamp" > "$cache/version"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -112,11 +112,13 @@ func (o Options) testWritesReachUpper(t *testing.T, newRuntime Factory) {
 	}
 	walk(s.Rootfs.UpperDir)
 	// A VM runtime keeps the writable layer as an ext4 disk image in the
-	// upper directory: look inside it.
+	// upper directory: look inside it. Mounted read-write, as the next
+	// guest would: the guest synced but did not unmount it, so its
+	// journal is replayed first.
 	disks, _ := filepath.Glob(filepath.Join(s.Rootfs.UpperDir, "*.ext4"))
 	for _, disk := range disks {
 		mnt := t.TempDir()
-		if out, err := exec.Command("mount", "-o", "loop,ro", disk, mnt).CombinedOutput(); err != nil {
+		if out, err := exec.Command("mount", "-o", "loop", disk, mnt).CombinedOutput(); err != nil {
 			t.Fatalf("mount %s: %v: %s", disk, err, out)
 		}
 		walk(mnt)
