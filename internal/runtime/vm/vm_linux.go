@@ -195,7 +195,6 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Run(); err != nil { // -daemonize: returns once the VM runs
-		r.log.Error("qemu failed", "sandbox", s.ID, "args", args, "err", err, "output", stderr.String(), "console", r.consoleTail(s.ID))
 		return fmt.Errorf("sandbox %s: qemu: %v: %s", s.ID, err, strings.TrimSpace(stderr.String()))
 	}
 	if err := r.waitAgent(ctx, s.ID); err != nil {
