@@ -39,6 +39,9 @@ func TestMicroVM(t *testing.T) {
 	if sess.Runtime != "microvm" {
 		t.Fatalf("session runtime = %q", sess.Runtime)
 	}
+	// The host image has no layers to boot: refused, nothing made.
+	status, body := s.do(t, key, "POST", "/v1/sessions", `{"type":"sandbox","ephemeral":true,"image":"host"}`)
+	expectError(t, status, body, 400, "invalid_argument")
 	st, err := c.SelfTest(t.Context(), sess.ID)
 	if err != nil || st.Runtime != "microvm" || (st.Platform != "tcg" && st.Platform != "kvm") {
 		t.Fatalf("self-test: runtime %q platform %q, %v", st.Runtime, st.Platform, err)
