@@ -379,7 +379,8 @@ func (s *Server) leaks(t *testing.T, id string) []string {
 		}
 	}
 	for _, p := range []string{filepath.Join(s.DataDir, "sandboxes", id), filepath.Join(s.DataDir, "runc", id),
-		filepath.Join(s.DataDir, "sandboxes-runsc", id), filepath.Join(s.DataDir, "runsc", id)} {
+		filepath.Join(s.DataDir, "sandboxes-runsc", id), filepath.Join(s.DataDir, "runsc", id),
+		filepath.Join(s.DataDir, "sandboxes-microvm", id)} {
 		if _, err := os.Stat(p); err == nil {
 			left = append(left, "state: "+p)
 		}

@@ -8,6 +8,8 @@ install_deps() {
   command -v curl >/dev/null || need+=(curl)
   [ -x /usr/sbin/mkfs.ext4 ] && [ -x /usr/sbin/resize2fs ] || need+=(e2fsprogs)   # disk quotas: an ext4 image per sandbox
   dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)   # base layer of the image tests
+  command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)  # runtime microvm
+  command -v cpio >/dev/null || need+=(cpio)                           # its initramfs
   # The tests run these inside sandboxes of the host image (its /usr).
   [ -x /usr/bin/python3 ] || need+=(python3)
   [ -x /usr/bin/git ] || need+=(git)
@@ -50,4 +52,10 @@ install_runsc() {
   echo "deps: building runsc $want into $RUNSC_CACHE (once; a few minutes)" >&2
   mkdir -p "$RUNSC_CACHE"
   CGO_ENABLED=0 GOBIN="$RUNSC_CACHE" go install "$RUNSC_MODULE"
+}
+
+# The microvm runtime's guest kernel and initramfs, from Debian packages,
+# into /var/cache/chaser-microvm (rebuilt when the kernel or /init changes).
+install_microvm() {
+  bash "$(dirname "${BASH_SOURCE[0]}")/microvm.sh"
 }

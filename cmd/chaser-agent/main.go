@@ -5,8 +5,9 @@
 // code. Being small (the agent's imports only, not the server's) halves the
 // memory an idle sandbox costs.
 //
-// Usage: chaser-agent [agent] [--socket PATH]. Without --socket it serves
-// on the listening socket inherited as fd 3.
+// Usage: chaser-agent [agent] [--socket PATH | --vm]. Without --socket it
+// serves on the listening socket inherited as fd 3; with --vm, as a
+// microVM's init, on a yamux session over the virtio-serial port.
 package main
 
 import (
@@ -24,8 +25,13 @@ func main() {
 	}
 	fs := flag.NewFlagSet("chaser-agent", flag.ExitOnError)
 	socket := fs.String("socket", "", "listen on this unix socket instead of the inherited fd 3")
+	vm := fs.Bool("vm", false, "run as a microVM's init: serve on the virtio-serial port (runtime microvm)")
 	_ = fs.Parse(args)
-	if err := agent.Main(*socket); err != nil {
+	run := func() error { return agent.Main(*socket) }
+	if *vm {
+		run = agent.MainVM
+	}
+	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "chaser-agent:", err)
 		os.Exit(1)
 	}

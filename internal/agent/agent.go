@@ -8,7 +8,8 @@
 //
 // The agent must stay small: it imports the standard library, api, errdefs,
 // httpjson, passwd, its own subpackages and a few small libraries (creack/pty,
-// coder/websocket, x/sys) only (TestImportsStaySmall checks this).
+// coder/websocket, x/sys, and hashicorp/yamux for the VM mode) only
+// (TestImportsStaySmall checks this).
 package agent
 
 import (
@@ -40,6 +41,10 @@ type Config struct {
 	Cwd        string
 	Credential *syscall.Credential
 	Log        *slog.Logger
+	// Poweroff, when set (the agent is a VM's init), is called by
+	// POST /v1/vm/poweroff after the answer went out: the VM runtime asks
+	// for it at Delete so the guest flushes its disks before QEMU ends.
+	Poweroff func()
 }
 
 // Agent serves the in-sandbox API.
@@ -54,6 +59,8 @@ type Agent struct {
 	// user is the image's user: who commands run as and new files belong
 	// to unless a request names another.
 	user identity
+	// poweroff: see Config.Poweroff.
+	poweroff func()
 }
 
 // New returns an agent. It picks bash as the shell when present, else sh;
@@ -76,6 +83,8 @@ func New(cfg Config) *Agent {
 		started: time.Now(),
 		cwd:     cfg.Cwd,
 		user:    defaultIdentity(cfg.Credential),
+
+		poweroff: cfg.Poweroff,
 	}
 }
 
@@ -105,7 +114,7 @@ func Main(socketPath string) error {
 	if err := harden(); err != nil {
 		return fmt.Errorf("make the agent non-dumpable: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(logWriter(os.Stderr, LogLimit), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := newLog()
 	var l net.Listener
 	var err error
 	if socketPath != "" {
@@ -119,13 +128,23 @@ func Main(socketPath string) error {
 	if err != nil {
 		return err
 	}
+	return serve(l, log, nil)
+}
+
+func newLog() *slog.Logger {
+	return slog.New(slog.NewTextHandler(logWriter(os.Stderr, LogLimit), &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// serve runs the agent on l with the settings of its environment.
+// poweroff is Config.Poweroff.
+func serve(l net.Listener, log *slog.Logger, poweroff func()) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	cred, err := parseUser(os.Getenv(EnvUser))
 	if err != nil {
 		return err
 	}
-	a := New(Config{Env: baseEnv(os.Environ()), ReapAll: os.Getpid() == 1, Cwd: os.Getenv(EnvCwd), Credential: cred, Log: log})
+	a := New(Config{Env: baseEnv(os.Environ()), ReapAll: os.Getpid() == 1, Cwd: os.Getenv(EnvCwd), Credential: cred, Log: log, Poweroff: poweroff})
 	if err := prepareDirs(a.user, a.cwd, DefaultCwd); err != nil {
 		log.Warn("default directories", "err", err)
 	}

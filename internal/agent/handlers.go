@@ -43,6 +43,9 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/ports", a.listPorts)
 	mux.HandleFunc("GET /v1/ports/{port}/dial", a.dial)
 	mux.HandleFunc("GET /v1/pty", a.ptyHandler)
+	if a.poweroff != nil {
+		mux.HandleFunc("POST /v1/vm/poweroff", a.poweroffHandler)
+	}
 	mux.HandleFunc("POST /v1/self-test", a.selfTest)
 	return mux
 }

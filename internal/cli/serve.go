@@ -8,6 +8,7 @@ import (
 
 	"github.com/chaserhq/chaser/internal/daemon"
 	"github.com/chaserhq/chaser/internal/runtime/oci"
+	"github.com/chaserhq/chaser/internal/runtime/vm"
 )
 
 func newServe(e *env) *cobra.Command {
@@ -46,9 +47,11 @@ docs/config.md. Flags win over the file for server-wide settings
 	f.StringVar(&cfg.ConfigFile, "config", cfg.ConfigFile, "operator policy file (YAML): per-tier limits, resource defaults and maximums, runtimes; see docs/config.md (env CHASER_SERVER_CONFIG)")
 	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "address to listen on")
 	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "where the store, keys and sandboxes live")
-	f.StringVar(&cfg.Runtime, "runtime", cfg.Runtime, "isolation runtime of sessions whose tier names none: runc or runsc (gVisor)")
+	f.StringVar(&cfg.Runtime, "runtime", cfg.Runtime, "isolation runtime of sessions whose tier names none: runc, runsc (gVisor) or microvm (QEMU; OCI images only)")
 	f.StringVar(&cfg.Runsc, "runsc", cfg.Runsc, "the runsc binary: a path, or a name looked up on PATH then in "+oci.RunscCache+" (env CHASER_RUNSC)")
 	f.StringVar(&cfg.RunscPlatform, "runsc-platform", cfg.RunscPlatform, "gVisor platform: systrap or ptrace (env CHASER_RUNSC_PLATFORM)")
+	f.StringVar(&cfg.MicrovmKernel, "microvm-kernel", cfg.MicrovmKernel, "directory of the microvm guest kernel and initramfs (default "+vm.DefaultKernelDir+", built by scripts/microvm.sh; env CHASER_MICROVM_KERNEL)")
+	f.StringVar(&cfg.MicrovmAccel, "microvm-accel", cfg.MicrovmAccel, "microvm accelerator: kvm or tcg (default: kvm when usable; env CHASER_MICROVM_ACCEL)")
 	f.StringToStringVar(&cfg.TierRuntimes, "tier-runtime", cfg.TierRuntimes, "runtime of a tier's sessions, TIER=RUNTIME, e.g. free=runsc (repeatable; env CHASER_TIER_RUNTIMES)")
 	f.StringVar(&cfg.UsernsRemap, "userns-remap", cfg.UsernsRemap, "map root of runc sandboxes to an unprivileged host range: off, auto (the chaser user's /etc/subuid range, else 100000:65536) or BASE:SIZE (env CHASER_USERNS)")
 	f.StringVar(&cfg.DefaultImage, "default-image", cfg.DefaultImage, "image of sessions that name none")

@@ -83,7 +83,7 @@ type Registries struct {
 }
 
 // Runtimes are the runtimes a tier or pool may name.
-var Runtimes = []string{"runc", "runsc"}
+var Runtimes = []string{"runc", "runsc", "microvm"}
 
 // Load reads and validates the file at path. An empty path is no file:
 // (nil, nil). Errors are ErrInvalidArgument naming the file and the

@@ -133,6 +133,12 @@ type Config struct {
 	// internal/userns.
 	UsernsRemap string
 	remap       userns.Remap // parsed by Validate
+	// MicrovmKernel is the directory of the microvm runtime's guest kernel
+	// and initramfs (CHASER_MICROVM_KERNEL, default vm.DefaultKernelDir,
+	// built by scripts/microvm.sh); MicrovmAccel is kvm, tcg or empty for
+	// kvm when usable (CHASER_MICROVM_ACCEL).
+	MicrovmKernel string
+	MicrovmAccel  string
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -213,6 +219,8 @@ func Defaults() Config {
 		RunscPlatform:      env("CHASER_RUNSC_PLATFORM", "systrap"),
 		TierRuntimes:       tierRuntimesEnv(os.Getenv("CHASER_TIER_RUNTIMES")),
 		UsernsRemap:        env("CHASER_USERNS", "off"),
+		MicrovmKernel:      os.Getenv("CHASER_MICROVM_KERNEL"),
+		MicrovmAccel:       os.Getenv("CHASER_MICROVM_ACCEL"),
 		DefaultImage:       env("CHASER_DEFAULT_IMAGE", image.HostRef),
 		MaxFileSize:        sizeEnv("CHASER_MAX_FILE_SIZE", Size(fs.DefaultMaxFileSize)),
 		IdleTimeout:        durationEnv("CHASER_IDLE_TIMEOUT", 0),
@@ -287,14 +295,26 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.MetricsAddr); c.MetricsAddr != "" && err != nil {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--metrics-addr %q: want HOST:PORT", c.MetricsAddr))
 	}
-	if c.Runtime != "runc" && c.Runtime != "runsc" {
-		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--runtime %q: use runc or runsc", c.Runtime))
+	if !knownRuntime(c.Runtime) {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--runtime %q: use runc, runsc or microvm", c.Runtime))
 	}
 	if err := validateTierRuntimes(c.TierRuntimes); err != nil {
 		return err
 	}
 	if err := c.validateRemap(); err != nil {
 		return err
+	}
+	if c.DefaultImage == image.HostRef || c.DefaultImage == "" {
+		// A VM boots a disk made from an image's layers: the host image
+		// (the host's own /usr) has none.
+		if c.Runtime == "microvm" {
+			return errdefs.New(errdefs.ErrInvalidArgument, "--runtime microvm runs OCI images only, and the default image is the built-in host image: set --default-image (CHASER_DEFAULT_IMAGE) to an OCI image, e.g. --default-image debian:12")
+		}
+		for t, r := range c.TierRuntimes {
+			if r == "microvm" {
+				return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--tier-runtime %s=microvm runs OCI images only, and the default image is the built-in host image: set --default-image (CHASER_DEFAULT_IMAGE) to an OCI image, e.g. --default-image debian:12", t))
+			}
+		}
 	}
 	if c.MaxFileSize <= 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--max-file-size / CHASER_MAX_FILE_SIZE: want a positive size such as 16MB")

@@ -10,6 +10,7 @@ import (
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/runtime"
 	"github.com/chaserhq/chaser/internal/runtime/oci"
+	"github.com/chaserhq/chaser/internal/runtime/vm"
 	"github.com/chaserhq/chaser/internal/sandbox"
 )
 
@@ -28,7 +29,7 @@ func newRuntimes(cfg Config, tiers map[string]sandbox.TierLimits, inUse []string
 	}
 	out := map[string]runtime.Runtime{}
 	for _, name := range inUse {
-		if names[name] || out[name] != nil || (name != "runc" && name != "runsc") {
+		if names[name] || out[name] != nil || !knownRuntime(name) {
 			continue
 		}
 		rt, err := newRuntime(cfg, name, log)
@@ -48,9 +49,26 @@ func newRuntimes(cfg Config, tiers map[string]sandbox.TierLimits, inUse []string
 	return out, nil
 }
 
+// knownRuntime tells whether Chaser drives runtime name.
+func knownRuntime(name string) bool {
+	return name == "runc" || name == "runsc" || name == "microvm"
+}
+
 // newRuntime sets up runtime name. runsc gets directories and a cgroup
-// parent of its own ("-runsc"); runc keeps the ones it always had.
-func newRuntime(cfg Config, name string, log *slog.Logger) (*oci.Runtime, error) {
+// parent of its own ("-runsc"); runc keeps the ones it always had;
+// microvm has its state and its disk cache.
+func newRuntime(cfg Config, name string, log *slog.Logger) (runtime.Runtime, error) {
+	if name == "microvm" {
+		rt, err := vm.New(vm.Config{
+			StateDir: filepath.Join(cfg.DataDir, "sandboxes-microvm"), CacheDir: filepath.Join(cfg.DataDir, "microvm"),
+			KernelDir: cfg.MicrovmKernel, Accel: cfg.MicrovmAccel, Log: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		log.Info("runtime", "name", name, "accel", rt.Accel())
+		return rt, nil
+	}
 	c := oci.Config{
 		Name:         name,
 		StateDir:     filepath.Join(cfg.DataDir, "sandboxes"),
@@ -97,8 +115,8 @@ func validateTierRuntimes(m map[string]string) error {
 		if _, ok := sandbox.DefaultTiers[t]; !ok {
 			return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--tier-runtime %s=%s: unknown tier %q (use TIER=RUNTIME with tier free or paid)", t, m[t], t))
 		}
-		if r := m[t]; r != "runc" && r != "runsc" {
-			return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--tier-runtime %s=%s: use runc or runsc", t, r))
+		if r := m[t]; !knownRuntime(r) {
+			return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--tier-runtime %s=%s: use runc, runsc or microvm", t, r))
 		}
 	}
 	return nil

@@ -48,7 +48,15 @@ type Limits struct {
 	MemoryBytes int64
 	MilliCPUs   int64 // 1000 = one core
 	Pids        int64
+	// DiskBytes sizes the writable disk of runtimes that make their own
+	// (DiskOwner); others get a writable layer the service bounds.
+	DiskBytes int64
 }
+
+// DiskOwner is implemented by runtimes whose sandboxes write to a disk
+// image of their own, sized by Limits.DiskBytes (microvm): that image is
+// the quota, so the service gives them a plain upper directory.
+type DiskOwner interface{ OwnsDisk() }
 
 // State is the lifecycle state of a sandbox as the runtime sees it.
 type State string

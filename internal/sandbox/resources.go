@@ -131,7 +131,7 @@ func (t TierLimits) fields(r *Resources) []resourceField {
 // runtime's: the service gives the sandbox a writable layer of r.DiskMB
 // (mountDisk) and hands the runtime its directory.
 func limits(r Resources) runtime.Limits {
-	return runtime.Limits{MilliCPUs: r.MilliCPUs, MemoryBytes: r.MemoryMB << 20, Pids: r.Pids}
+	return runtime.Limits{MilliCPUs: r.MilliCPUs, MemoryBytes: r.MemoryMB << 20, Pids: r.Pids, DiskBytes: r.DiskMB << 20}
 }
 
 // resourcesAPI shows a session's resources; nil for sessions recorded

@@ -451,7 +451,11 @@ func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Sess
 	if sess.WorkspaceID != nil {
 		ws = *sess.WorkspaceID
 	}
-	upper, err := s.mountDisk(ctx, sess.ID, w, sess.Resources.DiskMB<<20)
+	diskBytes := sess.Resources.DiskMB << 20
+	if _, ok := rt.(runtime.DiskOwner); ok {
+		diskBytes = 0 // the runtime's own disk image is the quota
+	}
+	upper, err := s.mountDisk(ctx, sess.ID, w, diskBytes)
 	if err != nil {
 		return err
 	}

@@ -6,23 +6,27 @@ package runtimetest
 import (
 	"context"
 	"errors"
+	"github.com/chaserhq/chaser/internal/userns"
 	"io"
 	"io/fs"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/internal/agent"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
+	"github.com/chaserhq/chaser/internal/image/imagetest"
 	"github.com/chaserhq/chaser/internal/runtime"
 	"github.com/chaserhq/chaser/internal/testserver"
-	"github.com/chaserhq/chaser/internal/userns"
 )
 
 // AgentBinary builds the chaser binary (static) once per test process.
@@ -38,20 +42,36 @@ func AgentBinary(t *testing.T) string {
 // state (checked for leftovers).
 type Factory func(t *testing.T) (rt runtime.Runtime, stateDir string)
 
-// Run runs the suite.
-func Run(t *testing.T, newRuntime Factory) {
-	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, newRuntime) })
-	t.Run("FailedCreateLeavesNothing", func(t *testing.T) { testFailedCreate(t, newRuntime) })
-	t.Run("Remnants", func(t *testing.T) { testRemnants(t, newRuntime) })
-	t.Run("WritesReachUpper", func(t *testing.T) { testWritesReachUpper(t, newRuntime) })
-	t.Run("ConcurrentDials", func(t *testing.T) { testConcurrentDials(t, newRuntime) })
-	t.Run("Loopback", func(t *testing.T) { testLoopback(t, newRuntime) })
-	t.Run("OOMReported", func(t *testing.T) { testOOM(t, newRuntime) })
+// Options adapt the suite to a runtime.
+type Options struct {
+	// OCIImage makes the sandboxes from a busybox OCI image, pushed to a
+	// registry started in the test and pulled, instead of the host image:
+	// for runtimes that run OCI images only (microvm).
+	OCIImage bool
 }
 
+// Run runs the suite on the host image.
+func Run(t *testing.T, newRuntime Factory) { RunWith(t, newRuntime, Options{}) }
+
+// RunWith runs the suite with options.
+func RunWith(t *testing.T, newRuntime Factory, o Options) {
+	t.Run("Lifecycle", func(t *testing.T) { o.testLifecycle(t, newRuntime) })
+	t.Run("FailedCreateLeavesNothing", func(t *testing.T) { o.testFailedCreate(t, newRuntime) })
+	t.Run("Remnants", func(t *testing.T) { o.testRemnants(t, newRuntime) })
+	t.Run("WritesReachUpper", func(t *testing.T) { o.testWritesReachUpper(t, newRuntime) })
+	t.Run("ConcurrentDials", func(t *testing.T) { o.testConcurrentDials(t, newRuntime) })
+	t.Run("Loopback", func(t *testing.T) { o.testLoopback(t, newRuntime) })
+	t.Run("OOMReported", func(t *testing.T) { o.testOOM(t, newRuntime) })
+}
+
+// run runs command in sandbox id through its agent and returns its output.
 // Exec runs command in sandbox id through its agent and returns its
 // output (stdout).
 func Exec(t *testing.T, rt runtime.Runtime, id, command string) string {
+	return run(t, rt, id, command)
+}
+
+func run(t *testing.T, rt runtime.Runtime, id, command string) string {
 	t.Helper()
 	c := agent.NewClient(func(ctx context.Context) (net.Conn, error) { return rt.Dial(ctx, id) })
 	defer c.Close()
@@ -73,28 +93,46 @@ func Exec(t *testing.T, rt runtime.Runtime, id, command string) string {
 // testWritesReachUpper checks what workspaces rely on: writes to the root
 // and to a further overlay (/usr of the host image) land in the given
 // upper directory on the host and survive Delete.
-func testWritesReachUpper(t *testing.T, newRuntime Factory) {
+func (o Options) testWritesReachUpper(t *testing.T, newRuntime Factory) {
 	rt, _ := newRuntime(t)
 	id := "rt-upper"
-	s := spec(t, rt, id)
+	s := o.spec(t, rt, id)
 	s.Rootfs.UpperDir = filepath.Join(t.TempDir(), "upper")
 	if err := rt.Create(t.Context(), s); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Delete(context.Background(), id) })
-	if out := Exec(t, rt, id, "echo kept >/root/kept && echo usr >/usr/local/kept && echo ok"); out != "ok\n" {
+	if out := run(t, rt, id, "mkdir -p /root /usr/local && echo kept >/root/kept && echo usr >/usr/local/kept && echo ok"); out != "ok\n" {
 		t.Fatalf("writes: %q", out)
 	}
 	if err := rt.Delete(t.Context(), id); err != nil {
 		t.Fatal(err)
 	}
 	found := 0
-	filepath.WalkDir(s.Rootfs.UpperDir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() && d.Name() == "kept" {
-			found++
+	walk := func(dir string) {
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() && d.Name() == "kept" {
+				found++
+			}
+			return nil
+		})
+	}
+	walk(s.Rootfs.UpperDir)
+	// A VM runtime keeps the writable layer as an ext4 disk image in the
+	// upper directory: look inside it. Mounted read-write, as the next
+	// guest would: the guest synced but did not unmount it, so its
+	// journal is replayed first.
+	disks, _ := filepath.Glob(filepath.Join(s.Rootfs.UpperDir, "*.ext4"))
+	for _, disk := range disks {
+		mnt := t.TempDir()
+		if out, err := exec.Command("mount", "-o", "loop", disk, mnt).CombinedOutput(); err != nil {
+			t.Fatalf("mount %s: %v: %s", disk, err, out)
 		}
-		return nil
-	})
+		walk(mnt)
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Fatalf("umount %s: %v: %s", mnt, err, out)
+		}
+	}
 	if found != 2 {
 		t.Fatalf("found %d of 2 written files in the upper dir after Delete", found)
 	}
@@ -102,10 +140,10 @@ func testWritesReachUpper(t *testing.T, newRuntime Factory) {
 
 // testConcurrentDials opens many agent connections at once, as a busy
 // session does (streams, terminals, forwards).
-func testConcurrentDials(t *testing.T, newRuntime Factory) {
+func (o Options) testConcurrentDials(t *testing.T, newRuntime Factory) {
 	rt, _ := newRuntime(t)
 	id := "rt-dials"
-	if err := rt.Create(t.Context(), spec(t, rt, id)); err != nil {
+	if err := rt.Create(t.Context(), o.spec(t, rt, id)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Delete(context.Background(), id) })
@@ -130,17 +168,21 @@ func testConcurrentDials(t *testing.T, newRuntime Factory) {
 
 // testLoopback checks that a sandbox has a working loopback interface:
 // apps listen on 127.0.0.1 and the agent dials them for port forwarding.
-func testLoopback(t *testing.T, newRuntime Factory) {
+func (o Options) testLoopback(t *testing.T, newRuntime Factory) {
 	rt, _ := newRuntime(t)
 	id := "rt-lo"
-	if err := rt.Create(t.Context(), spec(t, rt, id)); err != nil {
+	if err := rt.Create(t.Context(), o.spec(t, rt, id)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Delete(context.Background(), id) })
-	out := Exec(t, rt, id, `python3 -c "
+	command := `python3 -c "
 import socket
 l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
-socket.create_connection(l.getsockname(), 2).close(); print('ok')" 2>&1`)
+socket.create_connection(l.getsockname(), 2).close(); print('ok')" 2>&1`
+	if o.OCIImage { // busybox: nc listens, nc connects over 127.0.0.1
+		command = `nc -l -p 7777 >/tmp/got & sleep 1; echo ok | nc 127.0.0.1 7777; sleep 0.5; cat /tmp/got`
+	}
+	out := run(t, rt, id, command)
 	if out != "ok\n" {
 		t.Fatalf("loopback listen and connect: %q", out)
 	}
@@ -150,10 +192,10 @@ socket.create_connection(l.getsockname(), 2).close(); print('ok')" 2>&1`)
 // (Instance.OOMKilled). runc kills only the offending process and the
 // sandbox lives on; under runsc the whole sandbox dies, and then State must
 // not say Running.
-func testOOM(t *testing.T, newRuntime Factory) {
+func (o Options) testOOM(t *testing.T, newRuntime Factory) {
 	rt, _ := newRuntime(t)
 	id := "rt-oom"
-	s := spec(t, rt, id)
+	s := o.spec(t, rt, id)
 	s.Limits.MemoryBytes = 64 << 20
 	if err := rt.Create(t.Context(), s); err != nil {
 		t.Fatal(err)
@@ -194,23 +236,40 @@ func testOOM(t *testing.T, newRuntime Factory) {
 // user-namespace remap (oci.Runtime); their images must be unpacked for it.
 type remapper interface{ Remap() userns.Remap }
 
-func spec(t *testing.T, rt runtime.Runtime, id string) runtime.Spec {
+// Spec returns the spec of a sandbox id running the host image (made for
+// the remap m) with the agent as init.
+func Spec(t *testing.T, m userns.Remap, id string) runtime.Spec {
+	return Options{}.specFor(t, m, id)
+}
+
+func (o Options) spec(t *testing.T, rt runtime.Runtime, id string) runtime.Spec {
 	var m userns.Remap
 	if r, ok := rt.(remapper); ok {
 		m = r.Remap()
 	}
-	return Spec(t, m, id)
+	return o.specFor(t, m, id)
 }
 
-// Spec returns the spec of a sandbox id running the host image (made for
-// the remap m) with the agent as init.
-func Spec(t *testing.T, m userns.Remap, id string) runtime.Spec {
-	imgs, err := image.NewStore(t.TempDir(), slog.New(slog.DiscardHandler), image.WithRemap(m))
+func (o Options) specFor(t *testing.T, m userns.Remap, id string) runtime.Spec {
+	var reg *imagetest.Registry
+	opts := []image.Option{image.WithRemap(m)}
+	if o.OCIImage {
+		reg = imagetest.StartRegistry(t)
+		opts = append(opts, image.WithAllowedRegistries([]string{reg.Host}))
+	}
+	imgs, err := image.NewStore(t.TempDir(), slog.New(slog.DiscardHandler), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { imgs.Close() })
-	img, err := imgs.Resolve(t.Context(), image.HostRef)
+	ref := image.HostRef
+	if o.OCIImage {
+		ref = reg.Push(t, "test/busybox:v1", imagetest.Image(t, v1.Config{Env: []string{"PATH=/bin"}}, imagetest.BusyboxLayer(t)))
+		if _, err := imgs.Pull(t.Context(), ref, image.PullOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img, err := imgs.Resolve(t.Context(), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,15 +292,15 @@ func mountsUnder(dir string) []string {
 	return out
 }
 
-func testLifecycle(t *testing.T, newRuntime Factory) {
+func (o Options) testLifecycle(t *testing.T, newRuntime Factory) {
 	rt, state := newRuntime(t)
 	ctx := t.Context()
 	id := "rt-life"
-	if err := rt.Create(ctx, spec(t, rt, id)); err != nil {
+	if err := rt.Create(ctx, o.spec(t, rt, id)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Delete(context.Background(), id) })
-	if err := rt.Create(ctx, spec(t, rt, id)); !errors.Is(err, errdefs.ErrAlreadyExists) {
+	if err := rt.Create(ctx, o.spec(t, rt, id)); !errors.Is(err, errdefs.ErrAlreadyExists) {
 		t.Fatalf("second Create = %v, want ErrAlreadyExists", err)
 	}
 	in, err := rt.State(ctx, id)
@@ -310,9 +369,9 @@ func testLifecycle(t *testing.T, newRuntime Factory) {
 	}
 }
 
-func testFailedCreate(t *testing.T, newRuntime Factory) {
+func (o Options) testFailedCreate(t *testing.T, newRuntime Factory) {
 	rt, state := newRuntime(t)
-	s := spec(t, rt, "rt-fail")
+	s := o.spec(t, rt, "rt-fail")
 	s.AgentPath = "/does/not/exist"
 	if err := rt.Create(t.Context(), s); err == nil {
 		rt.Delete(context.Background(), s.ID)
@@ -324,7 +383,7 @@ func testFailedCreate(t *testing.T, newRuntime Factory) {
 	if _, err := rt.State(t.Context(), s.ID); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("State after failed Create = %v, want ErrNotFound", err)
 	}
-	bad := spec(t, rt, "Bad_ID")
+	bad := o.spec(t, rt, "Bad_ID")
 	if err := rt.Create(t.Context(), bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("Create(bad id) = %v", err)
 	}
@@ -332,11 +391,11 @@ func testFailedCreate(t *testing.T, newRuntime Factory) {
 
 // testRemnants checks that a sandbox whose processes died (as after a host
 // crash) is listed so recovery can find it, and that Delete releases it.
-func testRemnants(t *testing.T, newRuntime Factory) {
+func (o Options) testRemnants(t *testing.T, newRuntime Factory) {
 	rt, state := newRuntime(t)
 	ctx := t.Context()
 	id := "rt-remnant"
-	if err := rt.Create(ctx, spec(t, rt, id)); err != nil {
+	if err := rt.Create(ctx, o.spec(t, rt, id)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Delete(context.Background(), id) })
