@@ -35,7 +35,17 @@ func AgentBinary(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("build chaser: %v", err)
 	}
+	// The small agent binary, as the server uses when it is there: a VM's
+	// initramfs carries it in guest memory.
+	if small := filepath.Join(filepath.Dir(bin), "chaser-agent"); fileExists(small) {
+		return small
+	}
 	return bin
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // Factory returns a fresh runtime and the directory that holds all of its
