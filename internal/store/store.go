@@ -90,6 +90,10 @@ type Store interface {
 	KeyByID(ctx context.Context, keyID string) (APIKey, Account, error)
 	// ListAccounts returns every account, oldest first.
 	ListAccounts(ctx context.Context) ([]Account, error)
+	// DeleteAccount forgets an account with its keys, its ended sessions,
+	// its workspaces' records and defaults. An account with a live session
+	// is refused (ErrFailedPrecondition) and stays as it was.
+	DeleteAccount(ctx context.Context, id string) error
 
 	// CreateSession refuses (ErrAlreadyExists) a second live session on
 	// the same workspace: at most one session runs on a workspace.

@@ -236,6 +236,32 @@ func (s *Store) ListAccounts(ctx context.Context) ([]store.Account, error) {
 	return queryAll(ctx, s.db, scanAccount, `SELECT `+accountCols+` FROM accounts a ORDER BY a.created_at, a.id`)
 }
 
+// DeleteAccount implements store.Store: in one transaction, so a session
+// created meanwhile either blocks it or is not created.
+func (s *Store) DeleteAccount(ctx context.Context, id string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var live int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM sessions WHERE account_id = ? AND ended_at IS NULL`, id).Scan(&live); err != nil {
+		return err
+	}
+	if live > 0 {
+		return fmt.Errorf("account %s has %d live sessions: %w", id, live, errdefs.ErrFailedPrecondition)
+	}
+	// Keys, sessions, workspaces, defaults and public ports go by ON DELETE CASCADE.
+	res, err := tx.ExecContext(ctx, `DELETE FROM accounts WHERE id = ?`, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("account %s: %w", id, errdefs.ErrNotFound)
+	}
+	return tx.Commit()
+}
+
 const sessionCols = `id, account_id, type, status, image, runtime, workspace_id, ephemeral, created_at, expires_at, reason, ended_at, cpu_millis, memory_mb, disk_mb, pids, e2b`
 
 func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {

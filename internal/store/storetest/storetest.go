@@ -23,6 +23,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("EndedSessions", func(t *testing.T) { testEndedSessions(t, newStore(t)) })
 	t.Run("Pages", func(t *testing.T) { testPages(t, newStore(t)) })
 	t.Run("SessionE2BAndExpiry", func(t *testing.T) { testSessionE2B(t, newStore(t)) })
+	t.Run("DeleteAccount", func(t *testing.T) { testDeleteAccount(t, newStore(t)) })
 }
 
 // testPages walks the session and workspace lists page by page, each
@@ -440,5 +441,63 @@ func testSessionE2B(t *testing.T, s store.Store) {
 		if !errors.Is(err, errdefs.ErrNotFound) {
 			t.Fatalf("update of an ended or unknown session: got %v, want not found", err)
 		}
+	}
+}
+
+// testDeleteAccount: an account with a live session is refused and kept;
+// once its sessions ended it goes with its keys, sessions, workspaces and
+// defaults, and leaves other accounts alone; an unknown one is not found.
+func testDeleteAccount(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	for _, name := range []string{"a", "b"} {
+		if err := s.CreateAccount(ctx, store.Account{ID: "acc-" + name, Name: name, Tier: "paid", CreatedAt: now}, store.APIKey{ID: "k-" + name, AccountID: "acc-" + name, Hash: "h"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateWorkspace(ctx, store.Workspace{ID: "ws-" + name, AccountID: "acc-" + name, Name: "w", SessionType: "sandbox", Image: "host", CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetDefault(ctx, "acc-"+name, "sandbox", "ws-"+name); err != nil {
+			t.Fatal(err)
+		}
+		ws := "ws-" + name
+		if err := s.CreateSession(ctx, store.Session{ID: "s-" + name, AccountID: "acc-" + name, Type: "sandbox", Status: "running", Image: "host",
+			Runtime: "runc", WorkspaceID: &ws, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteAccount(ctx, "acc-a"); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("DeleteAccount with a live session = %v, want ErrFailedPrecondition", err)
+	}
+	if _, _, err := s.KeyByID(ctx, "k-a"); err != nil {
+		t.Fatalf("the refused account's key: %v", err)
+	}
+	if err := s.EndSession(ctx, "s-a", "stopped", "deleted", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAccount(ctx, "acc-a"); err != nil {
+		t.Fatalf("DeleteAccount: %v", err)
+	}
+	if _, _, err := s.KeyByID(ctx, "k-a"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("key of a deleted account: %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetSession(ctx, "s-a"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("session of a deleted account: %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetWorkspaceByID(ctx, "ws-a"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("workspace of a deleted account: %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetDefault(ctx, "acc-a", "sandbox"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("default of a deleted account: %v, want ErrNotFound", err)
+	}
+	all, err := s.ListAccounts(ctx)
+	if err != nil || len(all) != 1 || all[0].ID != "acc-b" {
+		t.Fatalf("ListAccounts after delete = %+v, %v", all, err)
+	}
+	if _, err := s.GetSession(ctx, "s-b"); err != nil {
+		t.Fatalf("the other account's session: %v", err)
+	}
+	if err := s.DeleteAccount(ctx, "acc-a"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("DeleteAccount of an unknown account = %v, want ErrNotFound", err)
 	}
 }
