@@ -139,6 +139,16 @@ func (c *Client) Accounts(ctx context.Context) ([]api.Account, error) {
 	return l.Accounts, err
 }
 
+// DeleteAccount deletes an account (admin only); force ends its live
+// sessions first.
+func (c *Client) DeleteAccount(ctx context.Context, id string, force bool) error {
+	p := "/v1/accounts/" + url.PathEscape(id)
+	if force {
+		p += "?force=true"
+	}
+	return c.call(ctx, http.MethodDelete, p, nil, nil)
+}
+
 // CreateSession creates a session.
 func (c *Client) CreateSession(ctx context.Context, req api.CreateSessionRequest) (api.Session, error) {
 	var s api.Session

@@ -99,6 +99,29 @@ func (s *Service) ListBy(ctx context.Context, caller store.Account) ([]api.Accou
 	return out, nil
 }
 
+// DeletableBy returns account id for caller to delete: ErrPermissionDenied
+// unless caller is an admin, ErrNotFound for an unknown account,
+// ErrFailedPrecondition for the caller's own account (the server would be
+// left without its admin).
+func (s *Service) DeletableBy(ctx context.Context, caller store.Account, id string) (store.Account, error) {
+	if !caller.Admin {
+		return store.Account{}, errdefs.New(errdefs.ErrPermissionDenied, "only an admin account can delete accounts")
+	}
+	if id == caller.ID {
+		return store.Account{}, errdefs.New(errdefs.ErrFailedPrecondition, "an admin cannot delete its own account")
+	}
+	list, err := s.store.ListAccounts(ctx)
+	if err != nil {
+		return store.Account{}, err
+	}
+	for _, a := range list {
+		if a.ID == id {
+			return a, nil
+		}
+	}
+	return store.Account{}, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("account %q not found", id))
+}
+
 // ToAPI converts a stored account to its wire form.
 func ToAPI(a store.Account) api.Account {
 	return api.Account{ID: a.ID, Name: a.Name, Tier: a.Tier, Admin: a.Admin, CreatedAt: a.CreatedAt}

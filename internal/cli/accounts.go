@@ -53,5 +53,22 @@ func newAccounts(e *env) *cobra.Command {
 			return tw.Flush()
 		},
 	})
+	var force bool
+	del := &cobra.Command{
+		Use:   "delete ID [--force]",
+		Short: "Delete an account, its keys and its workspaces (--force ends its live sessions first)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := e.client().DeleteAccount(cmd.Context(), args[0], force); err != nil {
+				return err
+			}
+			if !e.json {
+				fmt.Fprintf(e.stdout, "account %s deleted\n", args[0])
+			}
+			return nil
+		},
+	}
+	del.Flags().BoolVar(&force, "force", false, "end the account's live sessions first")
+	cmd.AddCommand(del)
 	return cmd
 }

@@ -299,6 +299,52 @@ func (s *Service) DeleteWorkspace(ctx context.Context, acct store.Account, name 
 	return nil
 }
 
+// DeleteAccount deletes an account (found by account.DeletableBy) with
+// everything it owns: its keys stop working at once. Live sessions make
+// this fail with ErrFailedPrecondition unless force is set, which ends
+// them first (reason deleted); its workspaces' data is removed.
+func (s *Service) DeleteAccount(ctx context.Context, a store.Account, force bool) error {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	live, err := s.cfg.Store.ListSessions(dctx, a.ID)
+	if err != nil {
+		return err
+	}
+	if len(live) > 0 && !force {
+		ids := make([]string, 0, len(live))
+		for _, x := range live {
+			ids = append(ids, x.ID)
+		}
+		return errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf(
+			"account %q has %d live sessions (%s): delete them first, or delete the account with force", a.Name, len(live), strings.Join(ids, ", ")))
+	}
+	for _, x := range live {
+		if err := s.end(dctx, x.ID, api.ReasonDeleted); err != nil {
+			return fmt.Errorf("end session %s of account %s: %w", x.ID, a.ID, err)
+		}
+	}
+	ws, err := s.cfg.Store.ListWorkspaces(dctx, a.ID)
+	if err != nil {
+		return err
+	}
+	// A session started meanwhile (its key still worked) makes the store
+	// refuse: the account stays, and a second try ends that one too.
+	if err := s.cfg.Store.DeleteAccount(dctx, a.ID); err != nil {
+		if errors.Is(err, errdefs.ErrFailedPrecondition) {
+			return errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("account %q started a session while being deleted: try again", a.Name))
+		}
+		return err
+	}
+	var errs []error
+	for _, w := range ws {
+		if err := s.removeWorkspaceData(w.ID); err != nil {
+			errs = append(errs, fmt.Errorf("remove data of workspace %s: %w", w.ID, err))
+		}
+	}
+	s.log.Info("account deleted", "account", a.ID, "sessions_ended", len(live), "workspaces", len(ws))
+	return errors.Join(errs...)
+}
+
 // GrowWorkspace grows the disk of one of the account's workspaces to
 // req.DiskMB MiB. A session running on it keeps running and sees the new
 // size where the kernel allows growing a mounted file system; where it

@@ -5,6 +5,7 @@ import (
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/internal/account"
+	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/store"
 )
 
@@ -28,6 +29,30 @@ func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request, acct store
 		return
 	}
 	writeJSON(w, http.StatusOK, api.AccountList{Accounts: list})
+}
+
+// deleteAccount deletes an account (admin only); ?force=true ends its live
+// sessions first (otherwise they are a 409).
+func (s *Server) deleteAccount(w http.ResponseWriter, r *http.Request, acct store.Account) {
+	target, err := s.accounts.DeletableBy(r.Context(), acct, r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	force := false
+	switch r.URL.Query().Get("force") {
+	case "", "false", "0":
+	case "true", "1":
+		force = true
+	default:
+		writeError(w, r, errdefs.New(errdefs.ErrInvalidArgument, "force must be true or false"))
+		return
+	}
+	if err := s.sandboxes.DeleteAccount(r.Context(), target, force); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request, acct store.Account) {

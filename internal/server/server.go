@@ -57,6 +57,7 @@ func (s *Server) routes() {
 
 	s.handle("POST /v1/accounts", s.createAccount)
 	s.handle("GET /v1/accounts", s.listAccounts)
+	s.handle("DELETE /v1/accounts/{id}", s.deleteAccount)
 	s.handle("GET /v1/account", s.whoami)
 
 	s.handle("POST /v1/sessions", s.createSession)
