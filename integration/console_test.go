@@ -50,7 +50,9 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Fatalf("puppeteer-core is missing in %s: %s", webDir, install)
 	}
 	addr := freeAddr(t)
-	s := newServer(t, "--console-addr", addr)
+	// A limit below the default: the page must learn it from the server.
+	const maxFile = 1 << 20
+	s := newServer(t, "--console-addr", addr, "--max-file-size", "1MiB")
 	key := s.account(t, "paid")
 	shots, err := filepath.Abs(screenshotDir)
 	if err != nil {
@@ -60,7 +62,7 @@ func TestConsoleBrowser(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "e2e/console.mjs", "http://"+addr+"/", key, s.AdminKey, t.TempDir(), shots)
+	cmd := exec.CommandContext(ctx, "node", "e2e/console.mjs", "http://"+addr+"/", key, s.AdminKey, t.TempDir(), shots, fmt.Sprint(maxFile))
 	cmd.Dir = webDir
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -112,11 +114,27 @@ func TestConsoleBrowser(t *testing.T) {
 	want("reconnected", "", nil)
 	want("exited", "state", "exited with code 7")
 	want("too big", "", nil)
+	if st := steps["too big"]; !strings.Contains(fmt.Sprint(st["message"]), "at most 1.0 MB") || !strings.Contains(fmt.Sprint(st["label"]), "1.0 MB") {
+		t.Errorf("the files page does not explain the server's 1 MiB limit: %v", st)
+	}
 	want("uploaded", "", nil)
 	want("downloaded", "same", true)
 	want("console keeps key", "stored", true)
 	want("deleted", "", nil)
 	want("signed out", "stored", nil)
+	want("workspace created", "", nil)
+	want("workspace default", "", nil)
+	want("workspace deleted", "", nil)
+	if _, err := s.Client(key).GetWorkspace(t.Context(), "e2e-ws"); err == nil {
+		t.Error("workspace e2e-ws still exists after the console deleted it")
+	}
+	want("account created", "", nil)
+	want("account deleted", "", nil)
+	if k, _ := steps["account created"]["key"].(string); k == "" {
+		t.Error("the admin page did not show the new account's key")
+	} else if _, err := s.Client(k).Account(t.Context()); err == nil {
+		t.Error("the key of the account the console deleted still works")
+	}
 	if rows := fmt.Sprint(steps["ports listed"]["rows"]); !strings.Contains(rows, "8000listening") {
 		t.Errorf("the ports page does not show 8000 listening: %s", rows)
 	}

@@ -55,7 +55,10 @@ type Config struct {
 	// Domain is chaser serve --domain: when set, the console is also
 	// served on the host console.DOMAIN of the API listener (ByHost).
 	Domain string
-	Log    *slog.Logger
+	// MaxFileSize is chaser serve --max-file-size: the page refuses a
+	// larger upload before sending it (/console.json tells it).
+	MaxFileSize int64
+	Log         *slog.Logger
 }
 
 type handler struct {
@@ -143,11 +146,15 @@ func (h *handler) forwardOrigin(r *http.Request) string {
 	return scheme + "://" + host
 }
 
-// config serves /console.json: what the page cannot know by itself.
+// config serves /console.json: what the page cannot know by itself — where
+// forwards are served and the server's per-file limit (0: not known).
 func (h *handler) config(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(map[string]string{"forward_origin": h.forwardOrigin(r)})
+	json.NewEncoder(w).Encode(struct {
+		ForwardOrigin string `json:"forward_origin"`
+		MaxFileSize   int64  `json:"max_file_size,omitempty"`
+	}{h.forwardOrigin(r), h.cfg.MaxFileSize})
 }
 
 func (h *handler) asset(w http.ResponseWriter, r *http.Request) {

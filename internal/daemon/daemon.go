@@ -552,7 +552,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	handler := server.New(accounts, sandboxes, m, log).WithDomain(cfg.Domain).WithCookieKey(cookieKey).
 		WithMCPProgressInterval(cfg.MCPProgress).WithCORS(cfg.CORSOrigins).WithBodyTimeout(cfg.BodyTimeout)
-	con := console.Handler(console.Config{API: handler, APIAddr: l.Addr().String(), Domain: cfg.Domain, Log: log})
+	con := console.Handler(console.Config{API: handler, APIAddr: l.Addr().String(), Domain: cfg.Domain, MaxFileSize: int64(cfg.MaxFileSize), Log: log})
 	srv := httpServer(cfg, console.ByHost(cfg.Domain, handler, con))
 	servers = append(servers, srv)
 	if cfg.ConsoleAddr != "" {

@@ -3,14 +3,19 @@
 // `echo $((6*7))`, resize, a dropped connection), upload and download a
 // file, open a forwarded port and check from the forwarded page that it
 // cannot read the console's key, delete the sandbox, sign out. Screenshots
-// of each page go to SHOT_DIR. Prints one JSON object with what it saw.
-// Usage: node console.mjs CONSOLE_URL KEY ADMIN_KEY WORK_DIR SHOT_DIR
+// of each page go to SHOT_DIR. On the Workspaces page: create a workspace,
+// make it the default, delete it. With the admin key: create an account on
+// the admin page and delete it. MAX_FILE is the server's --max-file-size in
+// bytes: a file one byte larger must be refused before it is sent. Prints
+// one JSON object with what it saw.
+// Usage: node console.mjs CONSOLE_URL KEY ADMIN_KEY WORK_DIR SHOT_DIR MAX_FILE
 import puppeteer from 'puppeteer-core';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 
-const [consoleURL, key, adminKey, work, shots] = process.argv.slice(2);
+const [consoleURL, key, adminKey, work, shots, maxFileArg] = process.argv.slice(2);
+const maxFile = Number(maxFileArg);
 fs.mkdirSync(shots, { recursive: true });
 const userDataDir = path.join(work, 'profile');
 const downloads = path.join(work, 'downloads');
@@ -143,11 +148,11 @@ try {
   const content = crypto.randomBytes(200_000);
   fs.writeFileSync(up, content);
   const big = path.join(work, 'too-big.bin');
-  fs.writeFileSync(big, Buffer.alloc((16 << 20) + 1));
+  fs.writeFileSync(big, Buffer.alloc(maxFile + 1));
   const input = await page.$('#upload');
   await input.uploadFile(big);
   await page.waitForFunction(() => /at most/.test(document.querySelector('#files-msg')?.textContent ?? ''));
-  step('too big', { message: await page.$eval('#files-msg', (e) => e.textContent) });
+  step('too big', { message: await page.$eval('#files-msg', (e) => e.textContent), label: await page.$eval('label[for="upload"]', (e) => e.textContent) });
   await input.uploadFile(up);
   await page.waitForSelector('#files tr[data-file="hello-upload.bin"]', { timeout: 30000 });
   step('uploaded', { message: await page.$eval('#files-msg', (e) => e.textContent) });
@@ -207,7 +212,18 @@ try {
 
   await page.goto(consoleURL + '#/workspaces', { waitUntil: 'load' });
   await page.waitForSelector('main h1');
+  await page.type('#ws-name', 'e2e-ws');
+  await page.click('#ws-name ~ button[type="submit"]');
+  const wsRow = 'tr[data-workspace="e2e-ws"]';
+  await page.waitForSelector(wsRow, { timeout: 60000 });
+  step('workspace created');
+  await page.click(wsRow + ' td:nth-child(5) button');
+  await page.waitForFunction((sel) => document.querySelector(sel + ' td:nth-child(5)')?.textContent === 'default', { timeout: 30000 }, wsRow);
+  step('workspace default');
   await shot('11-workspaces');
+  await page.click(wsRow + ' button.danger');
+  await page.waitForFunction((sel) => !document.querySelector(sel), { timeout: 60000 }, wsRow);
+  step('workspace deleted');
 
   await page.click('#signout');
   await page.waitForSelector('#key');
@@ -220,7 +236,17 @@ try {
   await page.goto(consoleURL + '#/admin', { waitUntil: 'load' });
   await page.waitForSelector('main table tbody tr', { timeout: 10000 }).catch(() => {});
   step('admin', { accounts: await page.$$eval('main table:first-of-type tbody tr', (rs) => rs.length) });
+  await page.type('#acct-name', 'e2e-doomed');
+  await page.click('#acct-tier ~ button[type="submit"]');
+  const acctRow = 'tr[data-account="e2e-doomed"]';
+  await page.waitForSelector(acctRow, { timeout: 30000 });
+  const doomedKey = await page.$eval('main p.msg code', (e) => e.textContent);
+  const doomedID = await page.$eval(acctRow + ' td:nth-child(5)', (e) => e.textContent);
+  step('account created', { id: doomedID, key: doomedKey });
   await shot('12-admin');
+  await page.click(acctRow + ' button.danger');
+  await page.waitForFunction((sel) => !document.querySelector(sel), { timeout: 60000 }, acctRow);
+  step('account deleted', { id: doomedID, message: await page.$$eval('main p.msg', (es) => es.map((e) => e.textContent).join(' ')) });
   await page.setViewport({ width: 420, height: 800 });
   await page.goto(consoleURL + '#/sessions', { waitUntil: 'load' });
   await page.waitForSelector('#sessions');

@@ -7,7 +7,11 @@ import { h, clear, say, fmtBytes, ago, until } from './dom';
 import { TermView } from './terminal';
 import { filesView } from './files';
 
-const MAX_UPLOAD = 16 << 20; // the server's default per-file limit (413 beyond)
+// What the page cannot know by itself: where forwards are served and the
+// server's per-file limit (--max-file-size; 413 beyond).
+const config: Promise<{ forward_origin?: string; max_file_size?: number }> =
+  fetch('/console.json').then((r) => r.json()).catch(() => ({}));
+const DEFAULT_MAX_UPLOAD = 16 << 20; // the server's default, if /console.json did not say
 
 type Account = { id: string; name: string; tier: string; admin: boolean };
 let me: Account | null = null;
@@ -194,7 +198,7 @@ async function sessionPage(id: string, tab: string) {
     tv.mount();
     cleanup.push(() => tv.dispose());
   } else if (tab === 'files') {
-    body.append(filesView(id, MAX_UPLOAD));
+    body.append(filesView(id, (await config).max_file_size || DEFAULT_MAX_UPLOAD));
   } else if (tab === 'ports') {
     body.append(portsView(id));
   } else {
@@ -314,9 +318,19 @@ async function adminPage() {
   const refresh = async () => {
     try {
       const l = await api.get('/v1/accounts');
-      clear(accounts, l.accounts.map((a: any) => h('tr', {},
+      clear(accounts, l.accounts.map((a: any) => h('tr', { 'data-account': a.name },
         h('td', {}, a.name), h('td', {}, a.tier), h('td', {}, a.admin ? 'admin' : ''), h('td', {}, ago(a.created_at)),
-        h('td', {}, a.id))));
+        h('td', {}, a.id),
+        h('td', {}, a.id === me?.id ? '' : h('button.danger', {
+          type: 'button', 'aria-label': `Delete account ${a.name}`, onclick: async () => {
+            if (!confirm(`Delete account ${a.name}? Its keys stop working, its sessions end and its workspaces are deleted with their files.`)) return;
+            try {
+              await api.del(`/v1/accounts/${encodeURIComponent(a.id)}?force=true`);
+              say(msg, `Account ${a.name} deleted.`, 'ok');
+            } catch (e: any) { say(msg, e.message, 'error'); }
+            refresh();
+          },
+        }, 'Delete')))));
     } catch (e: any) { say(msg, 'accounts: ' + e.message, 'error'); }
     try {
       const l = await api.get('/v1/images');
@@ -339,7 +353,7 @@ async function adminPage() {
       },
     }, name, tier, h('button', { type: 'submit' }, 'Create account')),
     shown, msg,
-    h('table', {}, h('thead', {}, h('tr', {}, ...['Name', 'Tier', '', 'Created', 'ID'].map((t) => h('th', {}, t)))), accounts),
+    h('table', {}, h('thead', {}, h('tr', {}, ...['Name', 'Tier', '', 'Created', 'ID', ''].map((t) => h('th', {}, t)))), accounts),
     h('h2', {}, 'Images'),
     h('table', {}, h('thead', {}, h('tr', {}, ...['Reference', 'Size', 'Layers', 'Pulled'].map((t) => h('th', {}, t)))), images));
   refresh();
@@ -364,6 +378,6 @@ async function route() {
   }
 }
 
-fetch('/console.json').then((r) => r.json()).then((c) => { forwardOrigin = c.forward_origin; }).catch(() => {});
+config.then((c) => { if (c.forward_origin) forwardOrigin = c.forward_origin; });
 window.addEventListener('hashchange', route);
 route();
