@@ -50,7 +50,7 @@ type e2bFlow struct {
 	ListedOther                     int
 	TrueMedianMs                    float64
 	RunTimeout                      string
-	SleepsLeft                      int
+	SleepsProbe, SleepsLeft         int
 	Metrics                         []struct {
 		Timestamp                              int64
 		CPUCount                               int     `json:"cpuCount"`
@@ -148,6 +148,7 @@ func TestE2BSDK(t *testing.T) {
 		{"kill of another account's sandbox", got.KillOther, false},
 		{"connect to another account's sandbox", got.ConnectOther.IsNotFoundError, true},
 		{"commands.run past its timeoutMs", got.RunTimeout, "TimeoutError"},
+		{"a running sleep is counted", got.SleepsProbe >= 1, true},
 		{"its process is killed", got.SleepsLeft, 0},
 	}
 	for _, c := range checks {

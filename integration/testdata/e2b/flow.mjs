@@ -105,14 +105,18 @@ try {
   out.trueMedianMs = times[10]
 
   step('timeoutMs')
+  // Count processes running `sleep 30` (from /proc, not Chaser's list).
+  const sleeps = "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f 2>/dev/null; echo; done | grep -c '^sleep 30 ' || true"
   try {
     await sbx.commands.run('sleep 30', { timeoutMs: 1000 })
     out.runTimeout = 'no error'
   } catch (e) {
     out.runTimeout = name(e)
   }
-  // Count processes running `sleep 30` (from /proc, not Chaser's list).
-  const sleeps = "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f 2>/dev/null; echo; done | grep -c '^sleep 30 ' || true"
+  // The counter sees a running one (so 0 below means gone).
+  const probe = await sbx.commands.run('sleep 30', { background: true, timeoutMs: 0 })
+  out.sleepsProbe = Number((await sbx.commands.run(sleeps)).stdout.trim())
+  await probe.kill()
   out.sleepsLeft = -1
   for (let i = 0; i < 30; i++) {
     out.sleepsLeft = Number((await sbx.commands.run(sleeps)).stdout.trim())
