@@ -49,10 +49,19 @@ type e2bFlow struct {
 	Listed                          []string
 	ListedOther                     int
 	TrueMedianMs                    float64
-	IsRunningBefore                 bool
-	KillAgain                       bool
-	ConnectKilled                   string
-	BadKey                          struct {
+	RunTimeout                      string
+	SleepsProbe, SleepsLeft         int
+	Metrics                         []struct {
+		Timestamp                              int64
+		CPUCount                               int     `json:"cpuCount"`
+		CPUUsedPct                             float64 `json:"cpuUsedPct"`
+		MemUsed, MemTotal, DiskUsed, DiskTotal int64
+	}
+	Watched, WatchedRecursive []struct{ Name, Type string }
+	IsRunningBefore           bool
+	KillAgain                 bool
+	ConnectKilled             string
+	BadKey                    struct {
 		Error                 string
 		IsAuthenticationError bool
 	}
@@ -138,6 +147,9 @@ func TestE2BSDK(t *testing.T) {
 		{"getInfo of an unknown sandbox", got.InfoUnknown.IsNotFoundError, true},
 		{"kill of another account's sandbox", got.KillOther, false},
 		{"connect to another account's sandbox", got.ConnectOther.IsNotFoundError, true},
+		{"commands.run past its timeoutMs", got.RunTimeout, "TimeoutError"},
+		{"a running sleep is counted", got.SleepsProbe >= 1, true},
+		{"its process is killed", got.SleepsLeft, 0},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -146,6 +158,34 @@ func TestE2BSDK(t *testing.T) {
 	}
 	if len(got.List) != 1 || got.List[0].Name != "hello.txt" || got.List[0].Type != "file" || got.List[0].Path != "/tmp/e2b/hello.txt" {
 		t.Errorf("files.list = %+v", got.List)
+	}
+	if len(got.Metrics) == 0 {
+		t.Errorf("getMetrics returned no sample")
+	}
+	for _, m := range got.Metrics {
+		if m.MemUsed <= 0 || m.MemTotal < m.MemUsed || m.CPUCount <= 0 || m.DiskTotal <= 0 || m.DiskUsed <= 0 || m.CPUUsedPct < 0 ||
+			time.Since(time.UnixMilli(m.Timestamp)) > time.Minute {
+			t.Errorf("getMetrics sample %+v", m)
+		}
+	}
+	watched := func(evs []struct{ Name, Type string }, name, typ string) bool {
+		for _, e := range evs {
+			if e.Name == name && e.Type == typ {
+				return true
+			}
+		}
+		return false
+	}
+	if !watched(got.Watched, "f", "create") || !watched(got.Watched, "f", "write") {
+		t.Errorf("watchDir saw %+v, want create and write of f", got.Watched)
+	}
+	if watched(got.Watched, "sub/g", "create") {
+		t.Errorf("a watch that is not recursive saw sub/g: %+v", got.Watched)
+	}
+	for _, w := range []struct{ name, typ string }{{"sub/h", "create"}, {"f", "rename"}, {"f2", "chmod"}, {"f2", "remove"}} {
+		if !watched(got.WatchedRecursive, w.name, w.typ) {
+			t.Errorf("recursive watchDir saw %+v, want %s of %s", got.WatchedRecursive, w.typ, w.name)
+		}
 	}
 	if got.EndAtInS < 100 || got.EndAtInS > 125 {
 		t.Errorf("after setTimeout(120 s) the sandbox ends in %d s", got.EndAtInS)

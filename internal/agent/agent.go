@@ -8,7 +8,8 @@
 //
 // The agent must stay small: it imports the standard library, api, errdefs,
 // httpjson, passwd, its own subpackages and a few small libraries (creack/pty,
-// coder/websocket, x/sys, and hashicorp/yamux for the VM mode) only
+// coder/websocket, x/sys, fsnotify for watches, and hashicorp/yamux for
+// the VM mode) only
 // (TestImportsStaySmall checks this).
 package agent
 

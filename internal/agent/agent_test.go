@@ -24,7 +24,9 @@ func TestImportsStaySmall(t *testing.T) {
 		"github.com/chaserhq/chaser/internal/passwd",
 		"github.com/creack/pty", "github.com/coder/websocket", "golang.org/x/sys",
 		// yamux: the VM mode's one serial stream carries many connections.
-		"github.com/hashicorp/yamux"}
+		"github.com/hashicorp/yamux",
+		// fsnotify: GET /v1/watch (inotify); small, no dependencies beyond x/sys.
+		"github.com/fsnotify/fsnotify"}
 	for _, dep := range strings.Fields(string(out)) {
 		ok := false
 		for _, a := range allowed {

@@ -41,6 +41,8 @@ func (a *Agent) Handler() http.Handler {
 	a.fileRoutes(mux)
 	a.syncRoutes(mux)
 	mux.HandleFunc("GET /v1/ports", a.listPorts)
+	mux.HandleFunc("GET /v1/stats", a.stats)
+	mux.HandleFunc("GET /v1/watch", a.watch)
 	mux.HandleFunc("GET /v1/ports/{port}/dial", a.dial)
 	mux.HandleFunc("GET /v1/pty", a.ptyHandler)
 	if a.poweroff != nil {

@@ -20,6 +20,13 @@ func (c *Client) ListeningPorts(ctx context.Context) ([]api.Port, error) {
 	return l.Ports, err
 }
 
+// Stats samples the sandbox's resource use (GET /v1/stats).
+func (c *Client) Stats(ctx context.Context) (Stats, error) {
+	var s Stats
+	err := c.call(ctx, http.MethodGet, "/v1/stats", nil, &s)
+	return s, err
+}
+
 // SelfTest runs the agent's self-test.
 func (c *Client) SelfTest(ctx context.Context) (api.SelfTest, error) {
 	var st api.SelfTest

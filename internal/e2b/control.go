@@ -461,14 +461,42 @@ func matches(md, want map[string]string) bool {
 	return true
 }
 
-// metrics answers GET /sandboxes/{id}/metrics with no samples: Chaser
-// does not sample sandboxes yet (Prometheus /metrics has the server's).
+// metricSample is one of E2B's SandboxMetric.
+type metricSample struct {
+	Timestamp  time.Time `json:"timestamp"`
+	TimestampS int64     `json:"timestampUnix"`
+	CPUCount   int       `json:"cpuCount"`
+	CPUUsedPct float64   `json:"cpuUsedPct"`
+	MemUsed    int64     `json:"memUsed"`
+	MemTotal   int64     `json:"memTotal"`
+	MemCache   int64     `json:"memCache"`
+	DiskUsed   int64     `json:"diskUsed"`
+	DiskTotal  int64     `json:"diskTotal"`
+}
+
+// metrics answers GET /sandboxes/{id}/metrics with one sample taken now
+// by the sandbox's agent: Chaser keeps no history, so start and end are
+// not honoured beyond that.
 func (h *Handler) metrics(w http.ResponseWriter, r *http.Request, acct store.Account) {
-	if _, err := h.live(r, acct); err != nil {
+	x, err := h.live(r, acct)
+	if err != nil {
 		h.writeAPIError(w, r, err)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, []struct{}{})
+	c, _, err := h.sandboxes.Agent(r.Context(), acct, x.ID)
+	if err != nil {
+		h.writeAPIError(w, r, err)
+		return
+	}
+	s, err := c.Stats(r.Context())
+	if err != nil {
+		h.writeAPIError(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, []metricSample{{
+		Timestamp: s.Timestamp, TimestampS: s.Timestamp.Unix(), CPUCount: s.CPUCount, CPUUsedPct: s.CPUUsedPct,
+		MemUsed: s.MemUsed, MemTotal: s.MemTotal, MemCache: s.MemCache, DiskUsed: s.DiskUsed, DiskTotal: s.DiskTotal,
+	}})
 }
 
 // unsupported answers what Chaser cannot do (pause, snapshots, forks,

@@ -59,6 +59,8 @@ type Handler struct {
 	envd    *http.ServeMux
 	ptys    ptyTable
 	tags    tagTable
+	// watchers are the watches of CreateWatcher.
+	watchers watcherTable
 }
 
 // New returns the E2B front end over sandboxes.

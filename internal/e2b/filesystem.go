@@ -23,8 +23,9 @@ import (
 )
 
 // filesystemService serves filesystem.Filesystem over the sandbox
-// service's file calls (done by the agent inside the sandbox). Directory
-// watches are not served (Unimplemented).
+// service's file calls (done by the agent inside the sandbox); directory
+// watches (WatchDir and the watcher trio, watch.go) use the agent's
+// GET /v1/watch.
 type filesystemService struct {
 	filesystemconnect.UnimplementedFilesystemHandler
 	h *Handler

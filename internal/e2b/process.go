@@ -16,6 +16,7 @@ import (
 	"github.com/chaserhq/chaser/internal/e2b/spec/process"
 	"github.com/chaserhq/chaser/internal/e2b/spec/process/processconnect"
 	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/sandbox"
 )
 
 // processService serves process.Process over Chaser's commands: every
@@ -53,7 +54,7 @@ func (p *processService) Start(ctx context.Context, req *connect.Request[process
 	stdin := req.Msg.Stdin == nil || req.Msg.GetStdin()
 	cmd, err := p.h.sandboxes.Start(ctx, t.acct, t.id, api.ExecRequest{
 		Argv: append([]string{cfg.GetCmd()}, cfg.GetArgs()...), Env: t.env(cfg.GetEnvs()), Cwd: cfg.GetCwd(),
-		User: t.user, Background: true, StdinOpen: &stdin,
+		User: t.user, Background: true, StdinOpen: &stdin, TimeoutMS: deadlineMS(ctx),
 	})
 	if err != nil {
 		return p.h.connectError(err)
@@ -65,6 +66,17 @@ func (p *processService) Start(ctx context.Context, req *connect.Request[process
 		return err
 	}
 	return p.h.connectError(p.h.stream(ctx, t, cmd.ID, send, keepalive(req.Header())))
+}
+
+// deadlineMS is what is left of the request's Connect-Timeout-Ms (the
+// SDK's timeoutMs), as the command's timeout: as in envd, the process is
+// killed when it elapses, not only the stream. 0: no deadline.
+func deadlineMS(ctx context.Context) int64 {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return 0
+	}
+	return min(max(time.Until(d).Milliseconds(), 1), sandbox.MaxTimeout.Milliseconds())
 }
 
 func startEvent(pid int) *process.ProcessEvent {

@@ -104,6 +104,45 @@ try {
   times.sort((a, b) => a - b)
   out.trueMedianMs = times[10]
 
+  step('timeoutMs')
+  // Count processes running `sleep 30` (from /proc, not Chaser's list).
+  const sleeps = "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f 2>/dev/null; echo; done | grep -c '^sleep 30 ' || true"
+  try {
+    await sbx.commands.run('sleep 30', { timeoutMs: 1000 })
+    out.runTimeout = 'no error'
+  } catch (e) {
+    out.runTimeout = name(e)
+  }
+  // The counter sees a running one (so 0 below means gone).
+  const probe = await sbx.commands.run('sleep 30', { background: true, timeoutMs: 0 })
+  out.sleepsProbe = Number((await sbx.commands.run(sleeps)).stdout.trim())
+  await probe.kill()
+  out.sleepsLeft = -1
+  for (let i = 0; i < 30; i++) {
+    out.sleepsLeft = Number((await sbx.commands.run(sleeps)).stdout.trim())
+    if (out.sleepsLeft === 0) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
+
+  step('metrics')
+  out.metrics = (await sbx.getMetrics()).map((m) => ({ ...m, timestamp: m.timestamp.getTime() }))
+
+  step('watchDir')
+  await sbx.commands.run('mkdir -p /tmp/e2b/w/sub')
+  const seen = []
+  const wh = await sbx.files.watchDir('/tmp/e2b/w', (ev) => seen.push({ name: ev.name, type: ev.type }))
+  await sbx.commands.run('echo x > /tmp/e2b/w/f && echo y > /tmp/e2b/w/sub/g')
+  for (let i = 0; i < 50 && !seen.some((e) => e.name === 'f'); i++) await new Promise((r) => setTimeout(r, 100))
+  await new Promise((r) => setTimeout(r, 300))
+  await wh.stop()
+  out.watched = seen
+  const seenR = []
+  const whR = await sbx.files.watchDir('/tmp/e2b/w', (ev) => seenR.push({ name: ev.name, type: ev.type }), { recursive: true })
+  await sbx.commands.run('echo z > /tmp/e2b/w/sub/h && mv /tmp/e2b/w/f /tmp/e2b/w/f2 && chmod 600 /tmp/e2b/w/f2 && rm /tmp/e2b/w/f2')
+  for (let i = 0; i < 50 && !seenR.some((e) => e.type === 'remove'); i++) await new Promise((r) => setTimeout(r, 100))
+  await whR.stop()
+  out.watchedRecursive = seenR
+
   step('kill')
   out.isRunningBefore = await sbx.isRunning()
   await sbx.kill()
