@@ -22,6 +22,6 @@ go test -count=1 -timeout 20m "$@" ./...
 # mixed-tier tests already ran against runsc above). TestIsolation stays
 # runc-only: it checks runc's mechanisms (seccomp filter, cgroupfs, sysfs),
 # which gVisor replaces with its own kernel.
-runsc_subset='^(TestExecSeed|TestExecInSession|TestPTYHumanMode|TestPTYAgentMode|TestFilesUploadDownloadRoundTrip|TestFilesOperations|TestForward|TestImageRunAndReuse|TestWorkspaces|TestMCPClient|TestDevMirrorsLocalChanges|TestSelfTest|TestOOMReason|TestRestart)$'
+runsc_subset='^(TestExecSeed|TestExecInSession|TestPTYHumanMode|TestPTYAgentMode|TestFilesUploadDownloadRoundTrip|TestFilesOperations|TestForward|TestImageRunAndReuse|TestWorkspaces|TestMCPClient|TestDevMirrorsLocalChanges|TestSelfTest|TestOOMReason|TestOOMEndsAtOnce|TestRestart)$'
 echo "test: the runsc pass"
 CHASER_TEST_RUNTIME=runsc go test -count=1 -timeout 10m "$@" -run "$runsc_subset" ./integration/

@@ -110,6 +110,8 @@ type handle struct {
 	used time.Time
 	// misses counts the health checks in a row its agent did not answer.
 	misses int
+	// unwatch stops watching for the sandbox's exit (see watch).
+	unwatch context.CancelFunc
 }
 
 // Health checking: an agent that misses MaxHealthMisses checks in a row,
@@ -456,10 +458,39 @@ func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Sess
 		s.destroyRuntime(ctx, sess.ID)
 		return fmt.Errorf("sandbox %s: agent did not answer: %w", sess.ID, err)
 	}
-	s.mu.Lock()
-	s.live[sess.ID] = &handle{client: c, rt: rt, used: time.Now()}
-	s.mu.Unlock()
+	s.attach(sess.ID, c, rt)
 	return nil
+}
+
+// attach records the running sandbox id and watches it.
+func (s *Service) attach(id string, c *agent.Client, rt runtime.Runtime) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.mu.Lock()
+	s.live[id] = &handle{client: c, rt: rt, used: time.Now(), unwatch: cancel}
+	s.mu.Unlock()
+	go s.watch(ctx, id, rt)
+}
+
+// watch ends the session of sandbox id as soon as the sandbox's process
+// (runc: its init, the agent; runsc: gVisor's sandbox process) exits,
+// rather than at the next health check: under runsc an OOM kill takes the
+// whole sandbox, which must not be listed running meanwhile. What ended it
+// (oom, died) is what a health check would find. Without a process to
+// watch, the health checks alone find it.
+func (s *Service) watch(ctx context.Context, id string, rt runtime.Runtime) {
+	in, err := rt.State(ctx, id)
+	if err != nil || in.PID <= 0 {
+		return
+	}
+	if err := waitExit(ctx, in.PID); err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("cannot watch the sandbox's process; health checks will find its end", "session_id", id, "err", err)
+		}
+		return
+	}
+	if why := s.probe(ctx, id); why != "" {
+		s.endLogged(ctx, id, why)
+	}
 }
 
 func client(rt runtime.Runtime, id string) *agent.Client {
@@ -636,6 +667,7 @@ func (s *Service) destroyRuntime(ctx context.Context, id string) error {
 	s.mu.Unlock()
 	s.ports.forget(id)
 	if h != nil {
+		h.unwatch()
 		h.client.Close()
 	}
 	if err := rt.Delete(ctx, id); err != nil {
@@ -689,9 +721,7 @@ func (s *Service) Recover(ctx context.Context) error {
 			_, herr := c.Health(hctx)
 			cancel()
 			if herr == nil {
-				s.mu.Lock()
-				s.live[x.ID] = &handle{client: c, rt: rt, used: time.Now()}
-				s.mu.Unlock()
+				s.attach(x.ID, c, rt)
 				s.log.Info("session recovered", "session_id", x.ID, "runtime", rt.Name())
 				if err := s.killOrphans(ctx, x.ID, c); err != nil {
 					errs = append(errs, err)
