@@ -473,10 +473,13 @@ func (s *Service) attach(id string, c *agent.Client, rt runtime.Runtime) {
 
 // watch ends the session of sandbox id as soon as the sandbox's process
 // (runc: its init, the agent; runsc: gVisor's sandbox process) exits,
-// rather than at the next health check: under runsc an OOM kill takes the
-// whole sandbox, which must not be listed running meanwhile. What ended it
-// (oom, died) is what a health check would find. Without a process to
-// watch, the health checks alone find it.
+// rather than at the next health check: under runsc an OOM kill, or a
+// fork bomb that exhausts the host's pids limit, takes the whole sandbox,
+// which must not be listed running meanwhile. The reason is oom when the
+// memory cgroup counted an OOM kill, else died. (The runtime's state is
+// not asked whether it stopped: the exited process is a zombie until it
+// is reaped, and still looks alive.) Without a process to watch, the
+// health checks alone find the end.
 func (s *Service) watch(ctx context.Context, id string, rt runtime.Runtime) {
 	in, err := rt.State(ctx, id)
 	if err != nil || in.PID <= 0 {
@@ -488,9 +491,14 @@ func (s *Service) watch(ctx context.Context, id string, rt runtime.Runtime) {
 		}
 		return
 	}
-	if why := s.probe(ctx, id); why != "" {
-		s.endLogged(ctx, id, why)
+	if ctx.Err() != nil {
+		return // released meanwhile: its end is recorded already
 	}
+	why := api.ReasonDied
+	if in, err := rt.State(ctx, id); err == nil && in.OOMKilled {
+		why = api.ReasonOOM
+	}
+	s.endLogged(ctx, id, why)
 }
 
 func client(rt runtime.Runtime, id string) *agent.Client {
