@@ -59,8 +59,9 @@ type OSInfo struct {
 	Version string `json:"version,omitempty"`
 }
 
-// SandboxLimits are the resource limits seen from inside (cgroups); zero
-// or nil means unlimited or unknown.
+// SandboxLimits are the resource limits seen from inside (cgroups), or,
+// for a limit the sandbox does not show (gVisor's cgroup view shows none),
+// the one the server set; zero or nil means unlimited or unknown.
 type SandboxLimits struct {
 	CPUs        float64 `json:"cpus,omitempty"`
 	MemoryBytes int64   `json:"memory_bytes,omitempty"`

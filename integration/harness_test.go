@@ -32,7 +32,7 @@ var binary string
 
 // testRuntime is the runtime of the test servers' sandboxes, from
 // CHASER_TEST_RUNTIME: runc by default; CI runs a focused subset again
-// with runsc (see .ci/run). testRunsc is CHASER_RUNSC, the runsc binary
+// with runsc (see scripts/test.sh). testRunsc is CHASER_RUNSC, the runsc binary
 // servers use (else the one on PATH or in oci.RunscCache).
 var testRuntime, testRunsc = "runc", ""
 

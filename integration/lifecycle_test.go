@@ -157,6 +157,50 @@ func TestOOMReason(t *testing.T) {
 	waitFor(t, func() bool { return len(s.leaks(t, id)) == 0 })
 }
 
+// TestOOMEndsAtOnce checks that a sandbox the OOM killer takes down (all of
+// it under runsc; under runc, its agent, made the OOM killer's choice) is
+// not shown running afterwards: the server watches the sandbox's process
+// and ends the session when it exits, without waiting for a health check
+// (here, an hour apart).
+func TestOOMEndsAtOnce(t *testing.T) {
+	s := newServer(t, "--health-interval", "1h")
+	key := s.account(t, "free") // 512 MB
+	c := s.Client(key)
+	id := s.sandbox(t, key)
+	_, _ = c.Exec(t.Context(), id, api.ExecRequest{
+		Command: `echo 1000 > /proc/1/oom_score_adj && python3 -c 'x = bytearray(1 << 30)' || head -c 2G /dev/zero | tail > /dev/null`,
+	})
+	// The exec answers once the sandbox is gone; from then on the session
+	// must leave running within moments.
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		sess, err := c.GetSession(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sess.Status != api.StatusRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session still running 3 s after its sandbox died: %+v", sess)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	list, err := c.ListSessions(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range list {
+		if x.ID == id && x.Status == api.StatusRunning {
+			t.Fatalf("listed running: %+v", x)
+		}
+	}
+	sess := s.waitEnded(t, key, id, time.Minute)
+	if sess.Status != api.StatusFailed || sess.Reason != api.ReasonOOM {
+		t.Fatalf("ended session = %+v, want failed / oom", sess)
+	}
+}
+
 // TestDeleteReason checks that a deleted session answers GET with status
 // stopped and reason deleted, and calls to it a clear 409.
 func TestDeleteReason(t *testing.T) {

@@ -176,6 +176,15 @@ def agent_socket():
     return "connected to the agent's socket"
 
 
+def cgroup2_mkdir():
+    # Only where /sys/fs/cgroup is a cgroup v2 hierarchy (its root has
+    # cgroup.controllers): a v1 view's /sys/fs/cgroup is a tmpfs, where a
+    # directory would be no cgroup.
+    oserr(os.stat, "/sys/fs/cgroup/cgroup.controllers", step="no-cgroup2")
+    oserr(os.mkdir, "/sys/fs/cgroup/escape", step="mkdir")
+    return "made a child cgroup"
+
+
 def setuid_root():
     oserr(os.setuid, 0, step="setuid")
     return "became root"
@@ -352,6 +361,8 @@ ATTEMPTS = {
     "cgroup-release-agent": lambda: open_write("/sys/fs/cgroup/memory/release_agent"),
     "uevent-helper": lambda: open_write("/sys/kernel/uevent_helper"),
     "cgroup-mkdir": lambda: oserr(os.mkdir, "/sys/fs/cgroup/memory/escape", step="mkdir"),
+    "cgroup2-limit": lambda: open_write("/sys/fs/cgroup/memory.max"),
+    "cgroup2-mkdir": cgroup2_mkdir,
     "kcore": lambda: read_all("/proc/kcore"),
     "masked": read_masked,
     "dev-kmsg": lambda: read_all("/dev/kmsg"),

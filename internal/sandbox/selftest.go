@@ -27,5 +27,18 @@ func (s *Service) SelfTest(ctx context.Context, acct store.Account, id string) (
 	} else if st.Runtime == "" {
 		st.Runtime = x.Runtime
 	}
+	// A limit the sandbox does not show is still enforced on the host: the
+	// cgroup v2 view of gVisor shows none (runsc's own cgroups hold them).
+	// Report those the server set.
+	r := x.Resources
+	if st.Limits.CPUs == 0 && r.MilliCPUs > 0 {
+		st.Limits.CPUs = float64(r.MilliCPUs) / 1000
+	}
+	if st.Limits.MemoryBytes == 0 && r.MemoryMB > 0 {
+		st.Limits.MemoryBytes = r.MemoryMB << 20
+	}
+	if st.Limits.Pids == 0 && r.Pids > 0 {
+		st.Limits.Pids = r.Pids
+	}
 	return st, nil
 }

@@ -120,6 +120,8 @@ type handle struct {
 	used time.Time
 	// misses counts the health checks in a row its agent did not answer.
 	misses int
+	// unwatch stops watching for the sandbox's exit (see watch).
+	unwatch context.CancelFunc
 }
 
 // Health checking: an agent that misses MaxHealthMisses checks in a row,
@@ -485,10 +487,47 @@ func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Sess
 		s.destroyRuntime(ctx, sess.ID)
 		return fmt.Errorf("sandbox %s: agent did not answer: %w", sess.ID, err)
 	}
-	s.mu.Lock()
-	s.live[sess.ID] = &handle{client: c, rt: rt, used: time.Now()}
-	s.mu.Unlock()
+	s.attach(sess.ID, c, rt)
 	return nil
+}
+
+// attach records the running sandbox id and watches it.
+func (s *Service) attach(id string, c *agent.Client, rt runtime.Runtime) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.mu.Lock()
+	s.live[id] = &handle{client: c, rt: rt, used: time.Now(), unwatch: cancel}
+	s.mu.Unlock()
+	go s.watch(ctx, id, rt)
+}
+
+// watch ends the session of sandbox id as soon as the sandbox's process
+// (runc: its init, the agent; runsc: gVisor's sandbox process) exits,
+// rather than at the next health check: under runsc an OOM kill, or a
+// fork bomb that exhausts the host's pids limit, takes the whole sandbox,
+// which must not be listed running meanwhile. The reason is oom when the
+// memory cgroup counted an OOM kill, else died. (The runtime's state is
+// not asked whether it stopped: the exited process is a zombie until it
+// is reaped, and still looks alive.) Without a process to watch, the
+// health checks alone find the end.
+func (s *Service) watch(ctx context.Context, id string, rt runtime.Runtime) {
+	in, err := rt.State(ctx, id)
+	if err != nil || in.PID <= 0 {
+		return
+	}
+	if err := waitExit(ctx, in.PID); err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("cannot watch the sandbox's process; health checks will find its end", "session_id", id, "err", err)
+		}
+		return
+	}
+	if ctx.Err() != nil {
+		return // released meanwhile: its end is recorded already
+	}
+	why := api.ReasonDied
+	if in, err := rt.State(ctx, id); err == nil && in.OOMKilled {
+		why = api.ReasonOOM
+	}
+	s.endLogged(ctx, id, why)
 }
 
 func client(rt runtime.Runtime, id string) *agent.Client {
@@ -665,6 +704,7 @@ func (s *Service) destroyRuntime(ctx context.Context, id string) error {
 	s.mu.Unlock()
 	s.ports.forget(id)
 	if h != nil {
+		h.unwatch()
 		h.client.Close()
 	}
 	if err := rt.Delete(ctx, id); err != nil {
@@ -719,9 +759,7 @@ func (s *Service) Recover(ctx context.Context) error {
 			_, herr := c.Health(hctx)
 			cancel()
 			if herr == nil {
-				s.mu.Lock()
-				s.live[x.ID] = &handle{client: c, rt: rt, used: time.Now()}
-				s.mu.Unlock()
+				s.attach(x.ID, c, rt)
 				s.log.Info("session recovered", "session_id", x.ID, "runtime", rt.Name())
 				if err := s.killOrphans(ctx, x.ID, c); err != nil {
 					errs = append(errs, err)

@@ -115,7 +115,18 @@ func (r *Runtime) globalArgs() []string {
 		// --network=none: gVisor's own loopback only, as runc sandboxes
 		// have (=sandbox copies the interfaces of the network namespace,
 		// and a fresh one has none up: not even loopback would work).
-		args = append(args, "--platform", r.cfg.Platform, "--overlay2", "none", "--network", "none", "--host-uds", "create")
+		// --oci-seccomp: the spec's seccomp profile (Docker's) filters the
+		// sandbox's processes inside gVisor too; without it runsc ignores
+		// linux.seccomp and gVisor's sentry answers every call it
+		// implements (unshare of a user namespace works for any user).
+		// --in-sandbox-cgroup=v2: gVisor's cgroup v1 view bind-mounts its
+		// controllers read-write whatever the spec says, so root could
+		// write limits and make child cgroups of the sentry's own
+		// cgroupfs; its v2 view is one mount that keeps the spec's "ro".
+		// It shows no limits (the host's cgroups enforce them; the
+		// self-test reports those: see sandbox.SelfTest).
+		args = append(args, "--platform", r.cfg.Platform, "--overlay2", "none", "--network", "none", "--host-uds", "create",
+			"--oci-seccomp", "--in-sandbox-cgroup", "v2")
 	}
 	return args
 }
@@ -125,13 +136,17 @@ func (r *Runtime) Name() string { return r.cfg.Name }
 
 func (r *Runtime) dir(id string) string { return filepath.Join(r.cfg.StateDir, id) }
 
-// socketPath is the host path of the agent's socket. Under runsc it lies in
-// the directory shared with the sandbox as agentRunDir (see Create).
+// socketPath is the host path of the agent's socket, outside anything the
+// sandbox sees. Under runsc it is a hard link to the socket the agent
+// bound in the shared directory (runSocketPath; see waitSocket).
 func (r *Runtime) socketPath(id string) string {
-	if r.gvisor() {
-		return filepath.Join(r.dir(id), "run", "agent.sock")
-	}
 	return filepath.Join(r.dir(id), "agent.sock")
+}
+
+// runSocketPath is where the agent of a runsc sandbox binds its socket: in
+// the host directory shared with the sandbox as agentRunDir (see Create).
+func (r *Runtime) runSocketPath(id string) string {
+	return filepath.Join(r.dir(id), "run", "agent.sock")
 }
 
 func (r *Runtime) gvisor() bool { return r.cfg.Name == "runsc" }
@@ -304,13 +319,22 @@ const agentStartTimeout = 30 * time.Second
 // makes it a host socket): it exists only once the agent runs, and takes
 // connections only once it listens (bind comes first: connect is refused
 // in between), so it is dialled, not looked for.
+//
+// Once it listens, the socket moves out of the shared directory: a hard
+// link outside it (socketPath) reaches the same socket, and the name inside
+// is removed, so that nothing in the sandbox can connect to the agent — not
+// even root, whom CAP_DAC_OVERRIDE lets into the directory despite its mode
+// 0700 (the escape battery checks).
 func (r *Runtime) waitSocket(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, agentStartTimeout)
 	defer cancel()
 	for {
-		if c, err := net.DialTimeout("unix", r.socketPath(id), time.Second); err == nil {
+		if c, err := net.DialTimeout("unix", r.runSocketPath(id), time.Second); err == nil {
 			c.Close()
-			return nil
+			if err := os.Link(r.runSocketPath(id), r.socketPath(id)); err != nil {
+				return fmt.Errorf("sandbox %s: move the agent's socket: %w", id, err)
+			}
+			return os.Remove(r.runSocketPath(id))
 		}
 		if in, err := r.State(ctx, id); err == nil && in.State != runtime.Running {
 			return fmt.Errorf("sandbox %s stopped before its agent listened: %s", id, tail(filepath.Join(r.dir(id), "agent.log")))

@@ -6,6 +6,7 @@ import (
 
 	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/chaserhq/chaser/internal/runtime"
 )
@@ -117,6 +118,14 @@ func bundleSpec(s runtime.Spec, dir, cgroupParent string, gvisor bool) (*specs.S
 		},
 	}
 	if gvisor {
+		// gVisor ignores readonlyPaths (its /proc is its own), so root
+		// could open /proc/sys and /proc/sysrq-trigger for writing and
+		// change the sentry's sysctls (fs.nr_open, …). A read-only /proc
+		// makes them EROFS as under runc; what it costs: writes to
+		// /proc/self (oom_score_adj, comm), which gVisor, with no OOM
+		// killer of its own, would ignore anyway. Magic links
+		// (/proc/self/fd/N, /dev/stdout) still open their targets.
+		spec.Mounts[0].Options = append(spec.Mounts[0].Options, "ro")
 		spec.Process.Args = append(spec.Process.Args, "--socket", agentRunDir+"/agent.sock")
 		spec.Mounts = append(spec.Mounts, specs.Mount{
 			Destination: agentRunDir, Type: "bind", Source: filepath.Join(dir, "run"), Options: []string{"rbind", "rw", "nosuid", "nodev", "noexec"},
@@ -148,8 +157,28 @@ func bundleSpec(s runtime.Spec, dir, cgroupParent string, gvisor bool) (*specs.S
 	if err != nil {
 		return nil, err
 	}
+	if gvisor {
+		enosysByTrace(sc)
+	}
 	spec.Linux.Seccomp = sc
 	return spec, nil
+}
+
+// enosysByTrace rewrites the rules of profile sc that answer ENOSYS
+// (Docker's profile refuses clone3 so, as its flags cannot be inspected,
+// and glibc then falls back to clone, whose flags are) for gVisor, which
+// ignores errnoRet and answers EPERM instead: glibc does not fall back on
+// EPERM, and no thread could start (Python's "can't start new thread").
+// SCMP_ACT_TRACE answers ENOSYS when no tracer asks for seccomp events.
+// A process that ptraces another with PTRACE_O_TRACESECCOMP can let the
+// traced clone3 run, which gVisor does not filter again: it can make a
+// user namespace, of gVisor's own kernel (the host's is out of its reach).
+func enosysByTrace(sc *specs.LinuxSeccomp) {
+	for i, r := range sc.Syscalls {
+		if r.Action == specs.ActErrno && r.ErrnoRet != nil && *r.ErrnoRet == uint(unix.ENOSYS) {
+			sc.Syscalls[i].Action, sc.Syscalls[i].ErrnoRet = specs.ActTrace, nil
+		}
+	}
 }
 
 func resources(l runtime.Limits) *specs.LinuxResources {
