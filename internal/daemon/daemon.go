@@ -31,6 +31,7 @@ import (
 	"github.com/chaserhq/chaser/internal/mcp"
 	"github.com/chaserhq/chaser/internal/metrics"
 	"github.com/chaserhq/chaser/internal/netguard"
+	"github.com/chaserhq/chaser/internal/network"
 	"github.com/chaserhq/chaser/internal/sandbox"
 	"github.com/chaserhq/chaser/internal/server"
 	"github.com/chaserhq/chaser/internal/store/sqlite"
@@ -108,6 +109,10 @@ type Config struct {
 	// Runtime (--tier-runtime free=runsc, CHASER_TIER_RUNTIMES
 	// "free=runsc,paid=runc").
 	TierRuntimes map[string]string
+	// Egress is the network mode of sessions whose tier names none
+	// (--egress, CHASER_EGRESS): internet (the default: egress through
+	// the host's NAT under the deny rules of docs/network.md) or none.
+	Egress string
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -184,6 +189,7 @@ func Defaults() Config {
 		Addr:               env("CHASER_ADDR", "127.0.0.1:8080"),
 		DataDir:            env("CHASER_DATA_DIR", DefaultDataDir()),
 		Runtime:            env("CHASER_RUNTIME", "runc"),
+		Egress:             env("CHASER_EGRESS", "internet"),
 		Runsc:              env("CHASER_RUNSC", "runsc"),
 		RunscPlatform:      env("CHASER_RUNSC_PLATFORM", "systrap"),
 		TierRuntimes:       tierRuntimesEnv(os.Getenv("CHASER_TIER_RUNTIMES")),
@@ -257,6 +263,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime != "runc" && c.Runtime != "runsc" {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--runtime %q: use runc or runsc", c.Runtime))
+	}
+	if c.Egress != "none" && c.Egress != "internet" {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--egress %q: use none or internet", c.Egress))
 	}
 	if err := validateTierRuntimes(c.TierRuntimes); err != nil {
 		return err
@@ -427,7 +436,25 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The network exists when some tier's sandboxes may have egress, or
+	// some recorded session had it (its leftovers need the sweep).
+	var netmgr *network.Manager
+	if needsNetwork(cfg.Egress, tiers) || hadEgress(ctx, st) {
+		subnet := ""
+		if file != nil {
+			subnet = file.Network.Subnet
+		}
+		if netmgr, err = network.New(network.Config{DataDir: cfg.DataDir, Subnet: subnet, Log: log}); err != nil {
+			return err
+		}
+		defer netmgr.Close()
+	}
+	var networker sandbox.Networker
+	if netmgr != nil {
+		networker = netmgr
+	}
 	sandboxes = sandbox.New(sandbox.Config{
+		Egress: cfg.Egress, Network: networker,
 		Runtimes: runtimes, DefaultRuntime: cfg.Runtime, Images: images, Store: st, AgentPath: agentPath,
 		DefaultImage: cfg.DefaultImage, WorkspaceDir: filepath.Join(cfg.DataDir, "workspaces"), Log: log, Metrics: m,
 		MaxFileSize: int64(cfg.MaxFileSize), Tiers: tiers,
@@ -510,4 +537,27 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// needsNetwork tells whether a server with egress mode def and tiers may
+// give some sandbox egress.
+func needsNetwork(def string, tiers map[string]sandbox.TierLimits) bool {
+	for _, t := range tiers {
+		if t.Egress == "internet" || t.Egress == "" && def == "internet" {
+			return true
+		}
+	}
+	return false
+}
+
+// hadEgress tells whether a live session in the store has egress: its
+// network must be found again (or swept) even when egress is now off.
+func hadEgress(ctx context.Context, st *sqlite.Store) bool {
+	list, _ := st.ListSessions(ctx, "")
+	for _, x := range list {
+		if x.EndedAt == nil && x.Network.Mode == "internet" {
+			return true
+		}
+	}
+	return false
 }

@@ -23,6 +23,17 @@ type Spec struct {
 	// AgentPath is the host path of the chaser binary; the sandbox runs
 	// `AgentPath agent` as its init.
 	AgentPath string
+	// Network, when set, puts the sandbox in an existing network namespace
+	// (made by internal/network) instead of a fresh loopback-only one.
+	Network *Network
+}
+
+// Network is the network a sandbox with egress joins.
+type Network struct {
+	// NSPath is the network namespace to join.
+	NSPath string
+	// Nameservers go into the sandbox's /etc/resolv.conf.
+	Nameservers []string
 }
 
 // Rootfs is a stack of read-only layers under one writable directory.

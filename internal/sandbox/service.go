@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
 	"github.com/chaserhq/chaser/internal/metrics"
+	"github.com/chaserhq/chaser/internal/network"
 	"github.com/chaserhq/chaser/internal/paging"
 	"github.com/chaserhq/chaser/internal/runtime"
 	"github.com/chaserhq/chaser/internal/store"
@@ -41,6 +43,13 @@ type TierLimits struct {
 	// Config.Runtimes, e.g. "runsc" for free, "runc" for paid); empty means
 	// Config.DefaultRuntime.
 	Runtime string
+	// Egress is the network mode of the tier's sandboxes that ask for
+	// none ("none" or "internet"); empty means Config.Egress. A tier of
+	// mode none refuses internet asked explicitly.
+	Egress string
+	// Allow are the private CIDRs the tier's sandboxes may reach (the
+	// config file's tiers.X.allow); a session's allow list stays inside.
+	Allow []netip.Prefix
 }
 
 // DefaultTiers are the limits used unless configured otherwise (the
@@ -74,6 +83,11 @@ type Config struct {
 	// runtime, else DefaultRuntime, and keeps it (Session.Runtime).
 	Runtimes       map[string]runtime.Runtime
 	DefaultRuntime string
+	// Egress is the server's network mode (--egress): "internet" or
+	// "none". Network gives sandboxes of mode internet their network; nil
+	// when the server runs without egress.
+	Egress  string
+	Network Networker
 }
 
 // Service manages sessions.
@@ -212,7 +226,7 @@ func toAPI(x store.Session) api.Session {
 	out := api.Session{
 		ID: x.ID, Type: x.Type, Status: x.Status, WorkspaceID: x.WorkspaceID, Image: x.Image,
 		Ephemeral: x.Ephemeral, Runtime: x.Runtime, CreatedAt: x.CreatedAt, ExpiresAt: x.ExpiresAt,
-		Resources: resourcesAPI(x.Resources), Network: &networkNone,
+		Resources: resourcesAPI(x.Resources), Network: networkAPI(x.Network),
 	}
 	if x.EndedAt != nil {
 		out.Reason, out.EndedAt = x.Reason, x.EndedAt
@@ -294,11 +308,15 @@ func (s *Service) Create(ctx context.Context, acct store.Account, req api.Create
 	if err != nil {
 		return api.Session{}, false, err
 	}
-	if err := checkNetwork(req.Network); err != nil {
+	if req.Workspace != "" && req.Network != nil {
+		return api.Session{}, false, errdefs.New(errdefs.ErrInvalidArgument, "workspace and network cannot be used together: a workspace fixes its network when it is created")
+	}
+	nw, err := s.resolveNetwork(acct.Tier, s.tier(acct), req.Network)
+	if err != nil {
 		return api.Session{}, false, err
 	}
-	if req.Workspace == "" && (req.Ephemeral || req.Image != "" || !req.Resources.Empty() || acct.Tier != api.TierPaid) {
-		sess, err := s.create(ctx, acct, req.Type, req.Image, asked, nil)
+	if req.Workspace == "" && (req.Ephemeral || req.Image != "" || !req.Resources.Empty() || req.Network != nil || acct.Tier != api.TierPaid) {
+		sess, err := s.create(ctx, acct, req.Type, req.Image, asked, nw, nil)
 		return sess, err == nil, err
 	}
 	var ws store.Workspace
@@ -317,7 +335,7 @@ func (s *Service) Create(ctx context.Context, acct store.Account, req api.Create
 // when empty), on workspace ws when not nil (whose resources it then
 // takes), with the resources asked (the tier's defaults for what it leaves
 // out), and returns when the agent answers.
-func (s *Service) create(ctx context.Context, acct store.Account, typ, ref string, asked Resources, ws *store.Workspace) (api.Session, error) {
+func (s *Service) create(ctx context.Context, acct store.Account, typ, ref string, asked Resources, nw store.Network, ws *store.Workspace) (api.Session, error) {
 	if ref == "" {
 		ref = s.cfg.DefaultImage
 	}
@@ -325,6 +343,14 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	what := ""
 	if ws != nil {
 		asked, what = ws.Resources, fmt.Sprintf("workspace %q: ", ws.Name)
+		if ws.Network.Mode == "" { // the tier's, as it is now
+			nw = store.Network{Mode: s.egress(tier)}
+		} else {
+			nw = ws.Network
+		}
+	}
+	if nw.Mode == api.NetworkInternet && s.cfg.Network == nil {
+		return api.Session{}, errdefs.New(errdefs.ErrFailedPrecondition, "network mode internet: this server runs without egress (chaser serve --egress none)")
 	}
 	res, err := tier.Resolve(acct.Tier, asked)
 	if err != nil {
@@ -352,7 +378,7 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	sess := store.Session{
 		ID: id, AccountID: acct.ID, Type: typ, Status: api.StatusStarting,
 		Image: img.Ref, Runtime: rt.Name(), Ephemeral: ws == nil,
-		CreatedAt: now, ExpiresAt: now.Add(tier.TTL), Resources: res,
+		CreatedAt: now, ExpiresAt: now.Add(tier.TTL), Resources: res, Network: nw,
 	}
 	upper := ""
 	if ws != nil {
@@ -367,7 +393,7 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	begin := time.Now()
-	if err := s.start(bctx, rt, sess, img, upper); err != nil {
+	if err := s.start(bctx, rt, sess, img, upper, tier); err != nil {
 		s.cfg.Metrics.SandboxFailures.Inc()
 		if derr := s.cfg.Store.DeleteSession(bctx, sess.ID); derr != nil {
 			s.log.Error("forget failed session", "session_id", sess.ID, "err", derr)
@@ -428,7 +454,7 @@ func (s *Service) reserve(ctx context.Context, acct store.Account, tier TierLimi
 	}, nil
 }
 
-func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Session, img *image.Image, upper string) error {
+func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Session, img *image.Image, upper string, tier TierLimits) (err error) {
 	ws := ""
 	if sess.WorkspaceID != nil {
 		ws = *sess.WorkspaceID
@@ -444,6 +470,23 @@ func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Sess
 	spec := runtime.Spec{
 		ID: sess.ID, Hostname: sess.ID, Env: env, Limits: limits(sess.Resources), AgentPath: s.cfg.AgentPath,
 		Rootfs: runtime.Rootfs{Overlays: img.Overlays, UpperDir: upper},
+	}
+	if sess.Network.Mode == api.NetworkInternet {
+		at, err := s.cfg.Network.Setup(ctx, sess.ID, policy(tier, sess.Network))
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				if rerr := s.cfg.Network.Release(sess.ID); rerr != nil {
+					s.log.Error("release network of failed sandbox", "session_id", sess.ID, "err", rerr)
+				}
+			}
+		}()
+		spec.Network = &runtime.Network{NSPath: at.NSPath}
+		for _, a := range at.Nameservers {
+			spec.Network.Nameservers = append(spec.Network.Nameservers, a.String())
+		}
 	}
 	if err := rt.Create(ctx, spec); err != nil {
 		return err
@@ -641,6 +684,11 @@ func (s *Service) destroyRuntime(ctx context.Context, id string) error {
 	if err := rt.Delete(ctx, id); err != nil {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
+	if s.cfg.Network != nil {
+		if err := s.cfg.Network.Release(id); err != nil {
+			return fmt.Errorf("release network of sandbox %s: %w", id, err)
+		}
+	}
 	return nil
 }
 
@@ -675,6 +723,13 @@ func (s *Service) Recover(ctx context.Context) error {
 		}
 	}
 	known := map[string]string{} // session id → its runtime's name
+	keep := map[string]network.Policy{}
+	accounts := map[string]store.Account{}
+	if all, err := s.cfg.Store.ListAccounts(ctx); err == nil {
+		for _, a := range all {
+			accounts[a.ID] = a
+		}
+	}
 	var errs []error
 	for _, x := range sessions {
 		known[x.ID] = s.runtimeName(x.Runtime)
@@ -693,6 +748,9 @@ func (s *Service) Recover(ctx context.Context) error {
 				s.live[x.ID] = &handle{client: c, rt: rt, used: time.Now()}
 				s.mu.Unlock()
 				s.log.Info("session recovered", "session_id", x.ID, "runtime", rt.Name())
+				if x.Network.Mode == api.NetworkInternet {
+					keep[x.ID] = policy(s.tier(accounts[x.AccountID]), x.Network)
+				}
 				if err := s.killOrphans(ctx, x.ID, c); err != nil {
 					errs = append(errs, err)
 				}
@@ -721,6 +779,13 @@ func (s *Service) Recover(ctx context.Context) error {
 	}
 	if err := s.removeOrphanWorkspaces(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if s.cfg.Network != nil {
+		// After the ends above released their networks: what is left
+		// and not kept is a crash's.
+		if err := s.cfg.Network.Recover(keep); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if ports, err := s.cfg.Store.PublicPorts(ctx); err != nil {
 		errs = append(errs, err)

@@ -106,7 +106,7 @@ func (s *Service) onWorkspace(ctx context.Context, acct store.Account, ws store.
 			return api.Session{}, false, err
 		}
 		if x == nil {
-			sess, err := s.create(ctx, acct, ws.SessionType, ws.Image, Resources{}, &ws)
+			sess, err := s.create(ctx, acct, ws.SessionType, ws.Image, Resources{}, store.Network{}, &ws)
 			return sess, err == nil, err
 		}
 		if x.Status == api.StatusRunning {
@@ -145,6 +145,12 @@ func (s *Service) CreateWorkspace(ctx context.Context, acct store.Account, req a
 	if _, err := s.tier(acct).Resolve(acct.Tier, asked); err != nil {
 		return api.Workspace{}, err
 	}
+	var nw store.Network // none asked: the tier's mode, session by session
+	if req.Network != nil {
+		if nw, err = s.resolveNetwork(acct.Tier, s.tier(acct), req.Network); err != nil {
+			return api.Workspace{}, err
+		}
+	}
 	ref := req.Image
 	if ref == "" {
 		ref = s.cfg.DefaultImage
@@ -155,7 +161,7 @@ func (s *Service) CreateWorkspace(ctx context.Context, acct store.Account, req a
 	}
 	img.Release() // only its canonical reference is kept; sessions resolve it again
 	w := store.Workspace{ID: NewID("ws"), AccountID: acct.ID, Name: req.Name, SessionType: req.SessionType,
-		Image: img.Ref, CreatedAt: time.Now().UTC(), Resources: asked}
+		Image: img.Ref, CreatedAt: time.Now().UTC(), Resources: asked, Network: nw}
 	if err := os.MkdirAll(s.workspaceDir(w.ID), 0o700); err != nil {
 		return api.Workspace{}, err
 	}

@@ -50,6 +50,17 @@ type Session struct {
 	// Resources are the sandbox's resources (all zero for sessions made
 	// before they were recorded).
 	Resources Resources
+	// Network is the sandbox's network policy (zero: mode none).
+	Network Network
+}
+
+// Network is a sandbox's network policy as asked and granted: Mode
+// ("none", "internet"; "" is none for a session, the tier's for a
+// workspace) and the session's own allow and deny CIDRs.
+type Network struct {
+	Mode  string   `json:"mode,omitempty"`
+	Allow []string `json:"allow,omitempty"`
+	Deny  []string `json:"deny,omitempty"`
 }
 
 // Resources are the resources of a sandbox. In a workspace, a zero field
@@ -73,6 +84,9 @@ type Workspace struct {
 	// Resources are those asked for at creation; every session on the
 	// workspace gets them.
 	Resources Resources
+	// Network is the network asked for at creation; every session on
+	// the workspace gets it.
+	Network Network
 }
 
 // Store persists the control plane's state. Methods return
