@@ -266,6 +266,10 @@ func TestEgressPolicy(t *testing.T) {
 			t.Skipf("the host itself cannot resolve registry.npmjs.org (%v): npm's registry is not reachable from here", err)
 		}
 		run(t, s, key, a.ID, "getent hosts registry.npmjs.org")
+		st, err := s.Client(key).SelfTest(t.Context(), a.ID)
+		if err != nil || st.Network == nil || st.Network.Mode != api.NetworkInternet || st.Network.DNS != "ok" {
+			t.Errorf("self-test network = %+v, %v", st.Network, err)
+		}
 		v := run(t, s, key, a.ID, "npm view left-pad version 2>&1")
 		if !strings.Contains(v, ".") {
 			t.Errorf("npm view left-pad version = %q", v)
@@ -276,6 +280,7 @@ func TestEgressPolicy(t *testing.T) {
 		if err != nil || got.Network == nil || got.Network.Mode != api.NetworkInternet {
 			t.Errorf("GET session network = %+v, %v", got.Network, err)
 		}
+
 	})
 }
 

@@ -508,7 +508,7 @@ func (s *Store) PublicPorts(ctx context.Context) (map[string][]int, error) {
 	return out, rows.Err()
 }
 
-// networkCol stores a store.Network as JSON text; '' is the zero Network.
+// networkCol stores a store.Network as JSON text; ” is the zero Network.
 type networkCol store.Network
 
 // Value implements driver.Valuer.
