@@ -38,9 +38,18 @@ func startForwarder(gw netip.Addr, upstreams []string, log *slog.Logger) (*forwa
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
 		w.WriteMsg(forward(q, upstreams, w.RemoteAddr().Network() == "tcp", log))
 	})
-	f := &forwarder{udp: &dns.Server{PacketConn: pc, Handler: h}, tcp: &dns.Server{Listener: l, Handler: h}}
+	// Shutdown of a server that has not started yet does nothing (and
+	// would leave the port bound): wait until both serve.
+	started := make(chan struct{}, 2)
+	notify := func() { started <- struct{}{} }
+	f := &forwarder{
+		udp: &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: notify},
+		tcp: &dns.Server{Listener: l, Handler: h, NotifyStartedFunc: notify},
+	}
 	go f.udp.ActivateAndServe()
 	go f.tcp.ActivateAndServe()
+	<-started
+	<-started
 	return f, nil
 }
 
