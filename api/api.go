@@ -69,9 +69,10 @@ type CreateSessionRequest struct {
 	// with Workspace: a workspace fixes its resources when it is created.
 	// Without a workspace it makes a throwaway sandbox, as Image does.
 	Resources *ResourceRequest `json:"resources,omitempty"`
-	// Network asks for a network policy. Only mode "none" (loopback
-	// only, what every sandbox has) is available yet; "internet", allow
-	// and deny answer 501.
+	// Network asks for a network policy: mode none (loopback only) or
+	// internet (egress through the host's NAT, never to the host, other
+	// sandboxes, link-local or, unless the tier allows them, private
+	// ranges), with allow and deny CIDRs. Without it the tier's mode.
 	Network *Network `json:"network,omitempty"`
 }
 

@@ -26,6 +26,18 @@ type SelfTest struct {
 	// CHASER_RUNTIME). A marker that is missing is absent from the map.
 	Env        map[string]string `json:"env"`
 	DurationMS int64             `json:"duration_ms"`
+	// Network is the sandbox's network mode and whether a name resolves.
+	Network *SelfTestNetwork `json:"network,omitempty"`
+}
+
+// SelfTestNetwork is the network part of a self-test.
+type SelfTestNetwork struct {
+	// Mode is the session's network mode (none, internet).
+	Mode string `json:"mode"`
+	// DNS is "ok" when DNSName resolved inside the sandbox, "none" when
+	// its resolv.conf names no nameserver (mode none), else "failed: …".
+	DNS     string `json:"dns"`
+	DNSName string `json:"dns_name,omitempty"`
 }
 
 // PathEntry is one directory of PATH.

@@ -39,6 +39,9 @@ type CreateWorkspaceRequest struct {
 	Image       string `json:"image,omitempty"`
 	// Resources fixes the resources of every session on the workspace.
 	Resources *ResourceRequest `json:"resources,omitempty"`
+	// Network fixes the network of every session on the workspace;
+	// without it they get the tier's mode.
+	Network *Network `json:"network,omitempty"`
 }
 
 // WorkspaceList is the body of GET /v1/workspaces.

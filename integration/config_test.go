@@ -61,8 +61,8 @@ network:
   subnet: 10.88.0.0/16
 `)
 	s := newServer(t, "--config", cfg)
-	if log := s.Log(); !strings.Contains(log, "config setting is not active yet") || !strings.Contains(log, "setting=network.subnet") {
-		t.Errorf("no startup warning for the inactive network.subnet:\n%s", log)
+	if log := s.Log(); strings.Contains(log, "setting=network.subnet") {
+		t.Errorf("network.subnet is applied now, yet warned about:\n%s", log)
 	}
 	free := s.account(t, api.TierFree)
 	fc := s.Client(free)
@@ -133,7 +133,7 @@ network:
 		}
 	})
 
-	t.Run("network: none is what sandboxes have, internet is not granted in name only", func(t *testing.T) {
+	t.Run("network: none is what sandboxes of a tier without egress have; internet asked is refused", func(t *testing.T) {
 		r := s.cli(t, free, nil, "sandbox", "--network", "none", "--json")
 		if r.Code != 0 {
 			t.Fatalf("chaser sandbox --network none: %d %s", r.Code, r.Stderr)
@@ -145,7 +145,7 @@ network:
 			t.Fatalf("session network = %+v, want mode none", sess.Network)
 		}
 		status, b := s.do(t, free, "POST", "/v1/sessions", `{"network":{"mode":"internet"}}`)
-		expectError(t, status, b, 501, "not_implemented")
+		expectError(t, status, b, 403, "permission_denied") // the test server's --egress none
 		status, b = s.do(t, free, "POST", "/v1/sessions", `{"network":{"mode":"some"}}`)
 		expectError(t, status, b, 400, "invalid_argument")
 		status, b = s.do(t, free, "POST", "/v1/sessions", `{"network":{"mode":"none","allow":["10.0.0.1"]}}`)

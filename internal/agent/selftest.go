@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -109,6 +110,7 @@ func (a *Agent) SelfTest(ctx context.Context) api.SelfTest {
 			st.Shell.Version = t.Version
 		}
 	}
+	st.Network = selfTestDNS(ctx)
 	st.DurationMS = time.Since(start).Milliseconds()
 	return st
 }
@@ -267,4 +269,23 @@ func onlineCPUs() int {
 		n += z - a + 1
 	}
 	return n
+}
+
+// dnsProbeName is the name the self-test resolves: a package registry's,
+// what sandboxes with egress look up first.
+const dnsProbeName = "registry.npmjs.org"
+
+// selfTestDNS tells whether a name resolves through the sandbox's own
+// resolv.conf ("none" when it names no nameserver: mode none).
+func selfTestDNS(ctx context.Context) *api.SelfTestNetwork {
+	b, _ := os.ReadFile("/etc/resolv.conf")
+	if !bytes.Contains(b, []byte("\nnameserver ")) && !bytes.HasPrefix(b, []byte("nameserver ")) {
+		return &api.SelfTestNetwork{DNS: "none"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := (&net.Resolver{PreferGo: true}).LookupHost(ctx, dnsProbeName); err != nil {
+		return &api.SelfTestNetwork{DNS: "failed: " + err.Error(), DNSName: dnsProbeName}
+	}
+	return &api.SelfTestNetwork{DNS: "ok", DNSName: dnsProbeName}
 }

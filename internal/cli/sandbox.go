@@ -54,7 +54,7 @@ a paid account gets a throwaway sandbox instead of its default workspace.`,
 	cmd.Flags().StringVar(&req.Image, "image", "", "OCI image (default: the server's default image)")
 	cmd.Flags().StringVar(&req.Workspace, "workspace", "", "workspace to run on")
 	res = addResourceFlags(cmd.Flags())
-	cmd.Flags().StringVar(&network, "network", "", "network: none (loopback only, the default; internet is not available yet)")
+	cmd.Flags().StringVar(&network, "network", "", "network: none (loopback only) or internet (egress through the host's NAT); the tier's when not given")
 	return cmd
 }
 

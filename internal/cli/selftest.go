@@ -41,6 +41,9 @@ func printSelfTest(w io.Writer, st api.SelfTest) {
 	fmt.Fprintf(w, "kernel    %s\n", st.Kernel)
 	fmt.Fprintf(w, "user      %s (home %s, host %s)\n", st.User, st.Home, st.Hostname)
 	fmt.Fprintf(w, "cwd       %s\n", st.Cwd)
+	if st.Network != nil {
+		fmt.Fprintf(w, "network   %s (dns %s)\n", st.Network.Mode, st.Network.DNS)
+	}
 	lim := []string{fmt.Sprintf("%d online CPUs", st.Limits.OnlineCPUs)}
 	if st.Limits.CPUs > 0 {
 		lim = append(lim, fmt.Sprintf("cpu quota %.2g", st.Limits.CPUs))

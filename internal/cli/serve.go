@@ -54,6 +54,7 @@ docs/config.md. Flags win over the file for server-wide settings
 	f.StringVar(&cfg.MicrovmAccel, "microvm-accel", cfg.MicrovmAccel, "microvm accelerator: kvm or tcg (default: kvm when usable; env CHASER_MICROVM_ACCEL)")
 	f.StringToStringVar(&cfg.TierRuntimes, "tier-runtime", cfg.TierRuntimes, "runtime of a tier's sessions, TIER=RUNTIME, e.g. free=runsc (repeatable; env CHASER_TIER_RUNTIMES)")
 	f.StringVar(&cfg.UsernsRemap, "userns-remap", cfg.UsernsRemap, "map root of runc sandboxes to an unprivileged host range: off, auto (the chaser user's /etc/subuid range, else 100000:65536) or BASE:SIZE (env CHASER_USERNS)")
+	f.StringVar(&cfg.Egress, "egress", cfg.Egress, "network of sessions whose tier names none: internet (egress through NAT; never the host, other sandboxes, link-local or private ranges) or none (loopback only) (env CHASER_EGRESS)")
 	f.StringVar(&cfg.DefaultImage, "default-image", cfg.DefaultImage, "image of sessions that name none")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "end sessions unused this long, for every tier (0: the tiers' own; negative: never)")
 	f.DurationVar(&cfg.ReapInterval, "reap-interval", cfg.ReapInterval, "how often expired and idle sessions are looked for")

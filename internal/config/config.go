@@ -47,7 +47,8 @@ type Tier struct {
 	Runtime      string         `yaml:"runtime"`
 	Defaults     Resources      `yaml:"defaults"`
 	Max          Resources      `yaml:"max"`
-	// Egress and Allow are parsed and validated, not applied yet.
+	// Egress is the tier's network mode (none, internet); Allow the
+	// private CIDRs its sandboxes may reach.
 	Egress string   `yaml:"egress"`
 	Allow  []string `yaml:"allow"`
 }
@@ -69,8 +70,7 @@ type Pool struct {
 	Size    *int   `yaml:"size"`
 }
 
-// Network is the sandboxes' network. Parsed and validated, not applied
-// yet.
+// Network is the sandboxes' network: Subnet is their address pool.
 type Network struct {
 	Subnet string `yaml:"subnet"`
 }
@@ -289,6 +289,13 @@ func (f *File) ApplyTiers(base map[string]sandbox.TierLimits) (map[string]sandbo
 		if ft.Runtime != "" {
 			t.Runtime = ft.Runtime
 		}
+		if ft.Egress != "" {
+			t.Egress = ft.Egress
+		}
+		for _, c := range ft.Allow {
+			p, _ := netip.ParsePrefix(c) // validated at Load
+			t.Allow = append(t.Allow, p.Masked())
+		}
 		def, _ := sandbox.Asked(ft.Defaults.request()) // validated at Load
 		mx, _ := sandbox.Asked(ft.Max.request())
 		for _, r := range []struct {
@@ -334,20 +341,8 @@ func (f *File) Inactive() []string {
 		return nil
 	}
 	var out []string
-	for _, name := range sortedKeys(f.Tiers) {
-		t := f.Tiers[name]
-		if t.Egress != "" {
-			out = append(out, "tiers."+name+".egress")
-		}
-		if t.Allow != nil {
-			out = append(out, "tiers."+name+".allow")
-		}
-	}
 	if f.Pool != nil {
 		out = append(out, "pool")
-	}
-	if f.Network.Subnet != "" {
-		out = append(out, "network.subnet")
 	}
 	return out
 }

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -49,19 +51,20 @@ func TestApplyTiers(t *testing.T) {
 	builtFree, builtPaid := sandbox.DefaultTiers[api.TierFree], sandbox.DefaultTiers[api.TierPaid]
 	wantFree := sandbox.TierLimits{MaxSandboxes: 2, TTL: 15 * time.Minute, IdleTimeout: 5 * time.Minute, Runtime: "runsc",
 		Defaults: sandbox.Resources{MilliCPUs: 500, MemoryMB: 256, DiskMB: builtFree.Defaults.DiskMB, Pids: 128}, // pids lowered to the max
-		Max:      sandbox.Resources{MilliCPUs: 1000, MemoryMB: 1024, DiskMB: 2048, Pids: 128}}
-	if free != wantFree {
+		Max:      sandbox.Resources{MilliCPUs: 1000, MemoryMB: 1024, DiskMB: 2048, Pids: 128}, Egress: "none"}
+	if !reflect.DeepEqual(free, wantFree) {
 		t.Errorf("free = %+v\nwant %+v", free, wantFree)
 	}
 	wantPaid := builtPaid
 	wantPaid.MaxSandboxes, wantPaid.IdleTimeout = 50, 0
-	if paid != wantPaid {
+	wantPaid.Egress, wantPaid.Allow = "internet", []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}
+	if !reflect.DeepEqual(paid, wantPaid) {
 		t.Errorf("paid = %+v\nwant %+v", paid, wantPaid)
 	}
-	if sandbox.DefaultTiers[api.TierFree] != builtFree {
+	if !reflect.DeepEqual(sandbox.DefaultTiers[api.TierFree], builtFree) {
 		t.Error("ApplyTiers changed the built-in tiers")
 	}
-	want := []string{"tiers.free.egress", "tiers.paid.egress", "tiers.paid.allow", "pool", "network.subnet"}
+	want := []string{"pool"} // egress, allow and network.subnet are applied
 	if got := f.Inactive(); !slices.Equal(got, want) {
 		t.Errorf("Inactive = %q, want %q", got, want)
 	}

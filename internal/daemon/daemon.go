@@ -12,11 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -33,6 +35,7 @@ import (
 	"github.com/chaserhq/chaser/internal/mcp"
 	"github.com/chaserhq/chaser/internal/metrics"
 	"github.com/chaserhq/chaser/internal/netguard"
+	"github.com/chaserhq/chaser/internal/network"
 	"github.com/chaserhq/chaser/internal/sandbox"
 	"github.com/chaserhq/chaser/internal/server"
 	"github.com/chaserhq/chaser/internal/store/sqlite"
@@ -139,6 +142,10 @@ type Config struct {
 	// kvm when usable (CHASER_MICROVM_ACCEL).
 	MicrovmKernel string
 	MicrovmAccel  string
+	// Egress is the network mode of sessions whose tier names none
+	// (--egress, CHASER_EGRESS): internet (the default: egress through
+	// the host's NAT under the deny rules of docs/network.md) or none.
+	Egress string
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -215,6 +222,7 @@ func Defaults() Config {
 		Addr:               env("CHASER_ADDR", "127.0.0.1:8080"),
 		DataDir:            env("CHASER_DATA_DIR", DefaultDataDir()),
 		Runtime:            env("CHASER_RUNTIME", "runc"),
+		Egress:             env("CHASER_EGRESS", "internet"),
 		Runsc:              env("CHASER_RUNSC", "runsc"),
 		RunscPlatform:      env("CHASER_RUNSC_PLATFORM", "systrap"),
 		TierRuntimes:       tierRuntimesEnv(os.Getenv("CHASER_TIER_RUNTIMES")),
@@ -297,6 +305,9 @@ func (c *Config) Validate() error {
 	}
 	if !knownRuntime(c.Runtime) {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--runtime %q: use runc, runsc or microvm", c.Runtime))
+	}
+	if c.Egress != "none" && c.Egress != "internet" {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("--egress %q: use none or internet", c.Egress))
 	}
 	if err := validateTierRuntimes(c.TierRuntimes); err != nil {
 		return err
@@ -429,6 +440,38 @@ func overrideTiers(tiers map[string]sandbox.TierLimits, cfg Config) {
 	}
 }
 
+// loopbackTiers gives network mode none to the tiers whose sandboxes can
+// have loopback only: those on microvm (def when they name no runtime; a
+// VM has no NIC) and, under --userns-remap (remap), every tier: runc cannot
+// mount /sys in a sandbox whose user namespace does not own the network
+// namespace it joins, and the server makes those in its own. Such a tier
+// that names egress internet is a contradiction the server refuses to
+// start on.
+func loopbackTiers(tiers map[string]sandbox.TierLimits, def string, remap bool) error {
+	for _, name := range slices.Sorted(maps.Keys(tiers)) {
+		t := tiers[name]
+		rt := t.Runtime
+		if rt == "" {
+			rt = def
+		}
+		why := ""
+		switch {
+		case rt == "microvm":
+			why = "runtime microvm: a microvm has loopback only (network mode none); set the tier's egress to none or give it runtime runc or runsc"
+		case remap:
+			why = "--userns-remap: runc cannot mount /sys in a user namespace that does not own the sandbox's network namespace, so remapped sandboxes have loopback only; set the tier's egress to none or drop --userns-remap"
+		default:
+			continue
+		}
+		if t.Egress == "internet" {
+			return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("tier %s: egress internet with %s", name, why))
+		}
+		t.Egress = "none"
+		tiers[name] = t
+	}
+	return nil
+}
+
 // Run serves until ctx ends, then destroys every sandbox and returns.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	file, err := config.Load(cfg.ConfigFile)
@@ -449,6 +492,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	overrideTiers(tiers, cfg)
+	if err := loopbackTiers(tiers, cfg.Runtime, cfg.remap.Enabled()); err != nil {
+		return err
+	}
+	if cfg.remap.Enabled() && cfg.Egress == "internet" {
+		log.Warn("--userns-remap: sandboxes have network mode none (loopback only): runc cannot mount /sys in a user namespace that does not own the sandbox's network namespace; --egress internet applies to none of them")
+	}
 	if file != nil {
 		log.Info("operator config loaded", "file", file.Path)
 		for _, setting := range file.Inactive() {
@@ -504,7 +553,25 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The network exists when some tier's sandboxes may have egress, or
+	// some recorded session had it (its leftovers need the sweep).
+	var netmgr *network.Manager
+	if needsNetwork(cfg.Egress, tiers) || hadEgress(ctx, st) {
+		subnet := ""
+		if file != nil {
+			subnet = file.Network.Subnet
+		}
+		if netmgr, err = network.New(network.Config{DataDir: cfg.DataDir, Subnet: subnet, Log: log}); err != nil {
+			return err
+		}
+		defer netmgr.Close()
+	}
+	var networker sandbox.Networker
+	if netmgr != nil {
+		networker = netmgr
+	}
 	sandboxes = sandbox.New(sandbox.Config{
+		Egress: cfg.Egress, Network: networker,
 		Runtimes: runtimes, DefaultRuntime: cfg.Runtime, Images: images, Store: st, AgentPath: agentPath,
 		DefaultImage: cfg.DefaultImage, WorkspaceDir: filepath.Join(cfg.DataDir, "workspaces"), Log: log, Metrics: m,
 		DiskDir: filepath.Join(cfg.DataDir, "disks"), NoDiskQuota: cfg.NoDiskQuota,
@@ -603,4 +670,27 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// needsNetwork tells whether a server with egress mode def and tiers may
+// give some sandbox egress.
+func needsNetwork(def string, tiers map[string]sandbox.TierLimits) bool {
+	for _, t := range tiers {
+		if t.Egress == "internet" || t.Egress == "" && def == "internet" {
+			return true
+		}
+	}
+	return false
+}
+
+// hadEgress tells whether a live session in the store has egress: its
+// network must be found again (or swept) even when egress is now off.
+func hadEgress(ctx context.Context, st *sqlite.Store) bool {
+	list, _ := st.ListSessions(ctx, "")
+	for _, x := range list {
+		if x.EndedAt == nil && x.Network.Mode == "internet" {
+			return true
+		}
+	}
+	return false
 }

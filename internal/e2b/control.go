@@ -125,9 +125,6 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, acct store.Acco
 	if req.TemplateID == "" {
 		req.TemplateID = TemplateBase
 	}
-	// allow_internet_access: Chaser sandboxes have no egress yet; the SDK
-	// asks for it by default, so the sandbox is made without it rather
-	// than refused (as for a tier that forbids egress).
 	cs := api.CreateSessionRequest{Type: api.SessionTypeSandbox}
 	switch {
 	case req.TemplateID == TemplateBase:
@@ -136,6 +133,18 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, acct store.Acco
 		cs.Workspace = strings.TrimPrefix(req.TemplateID, workspacePrefix)
 	default:
 		cs.Image, cs.Ephemeral = req.TemplateID, true
+	}
+	// allow_internet_access (E2B's default: true) is network mode internet
+	// where the tier allows egress; the SDK asks for it by default, so
+	// where the tier forbids it the sandbox is made without rather than
+	// refused. False is mode none. A workspace fixes its own network.
+	internet := req.AllowInternetAccess == nil || *req.AllowInternetAccess
+	if cs.Workspace == "" {
+		mode := api.NetworkNone
+		if internet {
+			mode = h.sandboxes.Egress(acct)
+		}
+		cs.Network = &api.Network{Mode: mode}
 	}
 	rec := record{TemplateID: req.TemplateID, Metadata: req.Metadata, EnvVars: req.EnvVars}
 	if req.Network != nil && req.Network.AllowPublicTraffic != nil && !*req.Network.AllowPublicTraffic {
@@ -150,6 +159,9 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, acct store.Acco
 	if !created {
 		h.writeAPIError(w, r, errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("workspace %q already has a running session (%s): connect to it instead", cs.Workspace, sess.ID)))
 		return
+	}
+	if !internet && sess.Network != nil && sess.Network.Mode == api.NetworkInternet {
+		err = errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("allow_internet_access false: workspace %q was made with network mode internet, which its sandboxes keep; use a template without egress", cs.Workspace))
 	}
 	if err == nil {
 		err = h.sandboxes.SetE2B(r.Context(), acct, sess.ID, string(data))

@@ -23,6 +23,17 @@ type Spec struct {
 	// AgentPath is the host path of the chaser binary; the sandbox runs
 	// `AgentPath agent` as its init.
 	AgentPath string
+	// Network, when set, puts the sandbox in an existing network namespace
+	// (made by internal/network) instead of a fresh loopback-only one.
+	Network *Network
+}
+
+// Network is the network a sandbox with egress joins.
+type Network struct {
+	// NSPath is the network namespace to join.
+	NSPath string
+	// Nameservers go into the sandbox's /etc/resolv.conf.
+	Nameservers []string
 }
 
 // Rootfs is a stack of read-only layers under one writable directory.
@@ -57,6 +68,11 @@ type Limits struct {
 // image of their own, sized by Limits.DiskBytes (microvm): that image is
 // the quota, so the service gives them a plain upper directory.
 type DiskOwner interface{ OwnsDisk() }
+
+// LoopbackOnly is implemented by runtimes whose sandboxes have loopback
+// only and cannot join a Spec.Network (microvm): the service gives their
+// sessions network mode none, and Create refuses a Spec with a Network.
+type LoopbackOnly interface{ LoopbackOnly() }
 
 // State is the lifecycle state of a sandbox as the runtime sees it.
 type State string

@@ -60,9 +60,8 @@ func Asked(r *api.ResourceRequest) (Resources, error) {
 	return out, nil
 }
 
-// checkNetwork checks a session's network request. Every sandbox has
-// loopback only (mode none) until egress lands: asking for more is
-// ErrNotImplemented, never granted in name only.
+// checkNetwork checks the form of a session's network request:
+// ErrInvalidArgument for an unknown mode or a malformed CIDR.
 func checkNetwork(n *api.Network) error {
 	if n == nil {
 		return nil
@@ -73,20 +72,12 @@ func checkNetwork(n *api.Network) error {
 		}
 	}
 	switch n.Mode {
-	case "", api.NetworkNone:
-	case api.NetworkInternet:
-		return errdefs.New(errdefs.ErrNotImplemented, "network mode internet is not available yet: sandboxes have loopback only (mode none)")
+	case "", api.NetworkNone, api.NetworkInternet:
 	default:
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("network mode %q: use none or internet", n.Mode))
 	}
-	if len(n.Allow)+len(n.Deny) > 0 {
-		return errdefs.New(errdefs.ErrNotImplemented, "network allow and deny lists are not available yet: sandboxes have loopback only")
-	}
 	return nil
 }
-
-// networkNone is the network every sandbox has today: loopback only.
-var networkNone = api.Network{Mode: api.NetworkNone}
 
 // cores formats a number of cores.
 func cores(c float64) string { return strconv.FormatFloat(c, 'f', -1, 64) }

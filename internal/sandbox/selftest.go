@@ -20,6 +20,10 @@ func (s *Service) SelfTest(ctx context.Context, acct store.Account, id string) (
 		return api.SelfTest{}, err
 	}
 	st.SessionID = x.ID
+	if st.Network == nil {
+		st.Network = &api.SelfTestNetwork{}
+	}
+	st.Network.Mode = networkAPI(x.Network).Mode
 	// The server knows which runtime runs the session; the agent only
 	// reads what its environment says.
 	if rt, err := s.runtimeOf(ctx, x.ID); err == nil {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/image"
 	"github.com/chaserhq/chaser/internal/metrics"
+	"github.com/chaserhq/chaser/internal/network"
 	"github.com/chaserhq/chaser/internal/paging"
 	"github.com/chaserhq/chaser/internal/runtime"
 	"github.com/chaserhq/chaser/internal/store"
@@ -41,6 +43,13 @@ type TierLimits struct {
 	// Config.Runtimes, e.g. "runsc" for free, "runc" for paid); empty means
 	// Config.DefaultRuntime.
 	Runtime string
+	// Egress is the network mode of the tier's sandboxes that ask for
+	// none ("none" or "internet"); empty means Config.Egress. A tier of
+	// mode none refuses internet asked explicitly.
+	Egress string
+	// Allow are the private CIDRs the tier's sandboxes may reach (the
+	// config file's tiers.X.allow); a session's allow list stays inside.
+	Allow []netip.Prefix
 }
 
 // DefaultTiers are the limits used unless configured otherwise (the
@@ -84,6 +93,11 @@ type Config struct {
 	// their resources still show the disk_mb asked for. Workspaces that
 	// have an image keep mounting it (chaser serve --no-disk-quota).
 	NoDiskQuota bool
+	// Egress is the server's network mode (--egress): "internet" or
+	// "none". Network gives sandboxes of mode internet their network; nil
+	// when the server runs without egress.
+	Egress  string
+	Network Networker
 }
 
 // Service manages sessions.
@@ -224,7 +238,7 @@ func toAPI(x store.Session) api.Session {
 	out := api.Session{
 		ID: x.ID, Type: x.Type, Status: x.Status, WorkspaceID: x.WorkspaceID, Image: x.Image,
 		Ephemeral: x.Ephemeral, Runtime: x.Runtime, CreatedAt: x.CreatedAt, ExpiresAt: x.ExpiresAt,
-		Resources: resourcesAPI(x.Resources), Network: &networkNone,
+		Resources: resourcesAPI(x.Resources), Network: networkAPI(x.Network),
 	}
 	if x.EndedAt != nil {
 		out.Reason, out.EndedAt = x.Reason, x.EndedAt
@@ -306,11 +320,15 @@ func (s *Service) Create(ctx context.Context, acct store.Account, req api.Create
 	if err != nil {
 		return api.Session{}, false, err
 	}
-	if err := checkNetwork(req.Network); err != nil {
+	if req.Workspace != "" && req.Network != nil {
+		return api.Session{}, false, errdefs.New(errdefs.ErrInvalidArgument, "workspace and network cannot be used together: a workspace fixes its network when it is created")
+	}
+	nw, err := s.resolveNetwork(acct.Tier, s.tier(acct), req.Network)
+	if err != nil {
 		return api.Session{}, false, err
 	}
-	if req.Workspace == "" && (req.Ephemeral || req.Image != "" || !req.Resources.Empty() || acct.Tier != api.TierPaid) {
-		sess, err := s.create(ctx, acct, req.Type, req.Image, asked, nil)
+	if req.Workspace == "" && (req.Ephemeral || req.Image != "" || !req.Resources.Empty() || req.Network != nil || acct.Tier != api.TierPaid) {
+		sess, err := s.create(ctx, acct, req.Type, req.Image, asked, nw, nil)
 		return sess, err == nil, err
 	}
 	var ws store.Workspace
@@ -329,7 +347,7 @@ func (s *Service) Create(ctx context.Context, acct store.Account, req api.Create
 // when empty), on workspace ws when not nil (whose resources it then
 // takes), with the resources asked (the tier's defaults for what it leaves
 // out), and returns when the agent answers.
-func (s *Service) create(ctx context.Context, acct store.Account, typ, ref string, asked Resources, ws *store.Workspace) (api.Session, error) {
+func (s *Service) create(ctx context.Context, acct store.Account, typ, ref string, asked Resources, nw store.Network, ws *store.Workspace) (api.Session, error) {
 	if ref == "" {
 		ref = s.cfg.DefaultImage
 	}
@@ -340,6 +358,14 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 		// made or grown: a maximum lowered since does not lock it out.
 		asked, what = ws.Resources, fmt.Sprintf("workspace %q: ", ws.Name)
 		asked.DiskMB = 0
+		if ws.Network.Mode == "" { // the tier's, as it is now
+			nw = store.Network{Mode: s.egress(tier)}
+		} else {
+			nw = ws.Network
+		}
+	}
+	if nw.Mode == api.NetworkInternet && s.cfg.Network == nil {
+		return api.Session{}, errdefs.New(errdefs.ErrFailedPrecondition, "network mode internet: this server runs without egress (chaser serve --egress none)")
 	}
 	res, err := tier.Resolve(acct.Tier, asked)
 	if err != nil {
@@ -359,6 +385,11 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	if err != nil {
 		return api.Session{}, err
 	}
+	if _, ok := rt.(runtime.LoopbackOnly); ok && nw.Mode == api.NetworkInternet {
+		// A workspace made with internet before its tier moved to microvm.
+		return api.Session{}, errdefs.New(errdefs.ErrPermissionDenied, fmt.Sprintf(
+			"%snetwork mode internet: runtime %s supports network mode none only", what, rt.Name()))
+	}
 	id := NewID("s")
 	release, err := s.reserve(ctx, acct, tier, id)
 	if err != nil {
@@ -370,7 +401,7 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	sess := store.Session{
 		ID: id, AccountID: acct.ID, Type: typ, Status: api.StatusStarting,
 		Image: img.Ref, Runtime: rt.Name(), Ephemeral: ws == nil,
-		CreatedAt: now, ExpiresAt: now.Add(tier.TTL), Resources: res,
+		CreatedAt: now, ExpiresAt: now.Add(tier.TTL), Resources: res, Network: nw,
 	}
 	if ws != nil {
 		sess.WorkspaceID = &ws.ID
@@ -383,7 +414,7 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	begin := time.Now()
-	if err := s.start(bctx, rt, sess, img, ws); err != nil {
+	if err := s.start(bctx, rt, sess, img, ws, tier); err != nil {
 		s.cfg.Metrics.SandboxFailures.Inc()
 		if derr := s.cfg.Store.DeleteSession(bctx, sess.ID); derr != nil {
 			s.log.Error("forget failed session", "session_id", sess.ID, "err", derr)
@@ -446,9 +477,10 @@ func (s *Service) reserve(ctx context.Context, acct store.Account, tier TierLimi
 
 // start makes the sandbox of session sess: its writable layer (workspace
 // w's disk when w is not nil, else a fresh one of sess.Resources.DiskMB),
+// then its network when its mode is internet (tier's allow list added),
 // then the sandbox, and waits for its agent. On error nothing of it is
 // left.
-func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Session, img *image.Image, w *store.Workspace) error {
+func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Session, img *image.Image, w *store.Workspace, tier TierLimits) error {
 	ws := ""
 	if sess.WorkspaceID != nil {
 		ws = *sess.WorkspaceID
@@ -473,10 +505,19 @@ func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Sess
 		ID: sess.ID, Hostname: sess.ID, Env: env, Limits: limits(sess.Resources), AgentPath: s.cfg.AgentPath,
 		Rootfs: runtime.Rootfs{Overlays: img.Overlays, UpperDir: upper},
 	}
-	if err := rt.Create(ctx, spec); err != nil {
-		if derr := s.releaseDisk(sess.ID); derr != nil {
-			s.log.Error("release disk after failed create", "session_id", sess.ID, "err", derr)
+	if sess.Network.Mode == api.NetworkInternet {
+		at, err := s.cfg.Network.Setup(ctx, sess.ID, policy(tier, sess.Network))
+		if err != nil {
+			s.releaseFailed(sess.ID)
+			return err
 		}
+		spec.Network = &runtime.Network{NSPath: at.NSPath}
+		for _, a := range at.Nameservers {
+			spec.Network.Nameservers = append(spec.Network.Nameservers, a.String())
+		}
+	}
+	if err := rt.Create(ctx, spec); err != nil {
+		s.releaseFailed(sess.ID)
 		return err
 	}
 	c := client(rt, sess.ID)
@@ -710,8 +751,27 @@ func (s *Service) destroyRuntime(ctx context.Context, id string) error {
 	if err := rt.Delete(ctx, id); err != nil {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
+	var errs []error
+	if s.cfg.Network != nil {
+		if err := s.cfg.Network.Release(id); err != nil {
+			errs = append(errs, fmt.Errorf("release network of sandbox %s: %w", id, err))
+		}
+	}
 	// Only now: the sandbox's mounts held the disk until it was deleted.
-	return s.releaseDisk(id)
+	return errors.Join(append(errs, s.releaseDisk(id))...)
+}
+
+// releaseFailed releases the network and disk of sandbox id whose
+// creation failed before the runtime had it.
+func (s *Service) releaseFailed(id string) {
+	if s.cfg.Network != nil {
+		if err := s.cfg.Network.Release(id); err != nil {
+			s.log.Error("release network of failed sandbox", "session_id", id, "err", err)
+		}
+	}
+	if err := s.releaseDisk(id); err != nil {
+		s.log.Error("release disk of failed sandbox", "session_id", id, "err", err)
+	}
 }
 
 // Recover reconciles the store with the runtime after a start: running
@@ -745,6 +805,13 @@ func (s *Service) Recover(ctx context.Context) error {
 		}
 	}
 	known := map[string]string{} // session id → its runtime's name
+	keep := map[string]network.Policy{}
+	accounts := map[string]store.Account{}
+	if all, err := s.cfg.Store.ListAccounts(ctx); err == nil {
+		for _, a := range all {
+			accounts[a.ID] = a
+		}
+	}
 	var errs []error
 	for _, x := range sessions {
 		known[x.ID] = s.runtimeName(x.Runtime)
@@ -761,6 +828,9 @@ func (s *Service) Recover(ctx context.Context) error {
 			if herr == nil {
 				s.attach(x.ID, c, rt)
 				s.log.Info("session recovered", "session_id", x.ID, "runtime", rt.Name())
+				if x.Network.Mode == api.NetworkInternet {
+					keep[x.ID] = policy(s.tier(accounts[x.AccountID]), x.Network)
+				}
 				if err := s.killOrphans(ctx, x.ID, c); err != nil {
 					errs = append(errs, err)
 				}
@@ -789,6 +859,13 @@ func (s *Service) Recover(ctx context.Context) error {
 	}
 	if err := s.removeOrphanWorkspaces(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if s.cfg.Network != nil {
+		// After the ends above released their networks: what is left
+		// and not kept is a crash's.
+		if err := s.cfg.Network.Recover(keep); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if ports, err := s.cfg.Store.PublicPorts(ctx); err != nil {
 		errs = append(errs, err)

@@ -108,7 +108,7 @@ func (s *Service) onWorkspace(ctx context.Context, acct store.Account, ws store.
 			return api.Session{}, false, err
 		}
 		if x == nil {
-			sess, err := s.create(ctx, acct, ws.SessionType, ws.Image, Resources{}, &ws)
+			sess, err := s.create(ctx, acct, ws.SessionType, ws.Image, Resources{}, store.Network{}, &ws)
 			return sess, err == nil, err
 		}
 		if x.Status == api.StatusRunning {
@@ -151,6 +151,12 @@ func (s *Service) CreateWorkspace(ctx context.Context, acct store.Account, req a
 	// The disk is made now, of the size asked or the tier's default, and
 	// keeps it (until grown) whatever the tier's default becomes.
 	asked.DiskMB = res.DiskMB
+	var nw store.Network // none asked: the tier's mode, session by session
+	if req.Network != nil {
+		if nw, err = s.resolveNetwork(acct.Tier, s.tier(acct), req.Network); err != nil {
+			return api.Workspace{}, err
+		}
+	}
 	ref := req.Image
 	if ref == "" {
 		ref = s.cfg.DefaultImage
@@ -161,7 +167,7 @@ func (s *Service) CreateWorkspace(ctx context.Context, acct store.Account, req a
 	}
 	img.Release() // only its canonical reference is kept; sessions resolve it again
 	w := store.Workspace{ID: NewID("ws"), AccountID: acct.ID, Name: req.Name, SessionType: req.SessionType,
-		Image: img.Ref, CreatedAt: time.Now().UTC(), Resources: asked}
+		Image: img.Ref, CreatedAt: time.Now().UTC(), Resources: asked, Network: nw}
 	if err := s.createWorkspaceDisk(ctx, w.ID, asked.DiskMB<<20); err != nil {
 		return api.Workspace{}, fmt.Errorf("workspace %s: %w", w.ID, err)
 	}

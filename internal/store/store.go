@@ -54,6 +54,17 @@ type Session struct {
 	// through it (its JSON: template, metadata, envVars); empty for
 	// others. The store does not read it.
 	E2B string
+	// Network is the sandbox's network policy (zero: mode none).
+	Network Network
+}
+
+// Network is a sandbox's network policy as asked and granted: Mode
+// ("none", "internet"; "" is none for a session, the tier's for a
+// workspace) and the session's own allow and deny CIDRs.
+type Network struct {
+	Mode  string   `json:"mode,omitempty"`
+	Allow []string `json:"allow,omitempty"`
+	Deny  []string `json:"deny,omitempty"`
 }
 
 // Resources are the resources of a sandbox. In a workspace, a zero field
@@ -77,6 +88,9 @@ type Workspace struct {
 	// Resources are those asked for at creation; every session on the
 	// workspace gets them.
 	Resources Resources
+	// Network is the network asked for at creation; every session on
+	// the workspace gets it.
+	Network Network
 }
 
 // Store persists the control plane's state. Methods return

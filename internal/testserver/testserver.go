@@ -129,7 +129,10 @@ func serverEnv() []string {
 			env = append(env, kv)
 		}
 	}
-	return env
+	// Test servers give sandboxes no egress unless a test asks for it
+	// (--egress internet or a config file's tier): most tests need none,
+	// and each server with egress holds a subnet, a table and veths.
+	return append(env, "CHASER_EGRESS=none")
 }
 
 // Stop stops the server gracefully (SIGTERM) and waits for it.

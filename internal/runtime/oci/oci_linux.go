@@ -131,6 +131,17 @@ func (r *Runtime) globalArgs() []string {
 	return args
 }
 
+// withNetwork returns args with runsc's --network value replaced.
+func withNetwork(args []string, mode string) []string {
+	out := append([]string(nil), args...)
+	for i := range out[:len(out)-1] {
+		if out[i] == "--network" {
+			out[i+1] = mode
+		}
+	}
+	return out
+}
+
 // Name implements runtime.Runtime.
 func (r *Runtime) Name() string { return r.cfg.Name }
 
@@ -182,6 +193,10 @@ func validID(id string) bool {
 
 // Create implements runtime.Runtime.
 func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
+	if s.Network != nil && r.cfg.Remap.Enabled() {
+		// The server keeps such sessions at mode none (daemon.loopbackTiers).
+		return fmt.Errorf("sandbox %s: egress with --userns-remap: runc cannot mount /sys in a user namespace that does not own the network namespace it joins: %w", s.ID, errdefs.ErrFailedPrecondition)
+	}
 	if !validID(s.ID) {
 		return fmt.Errorf("sandbox id %q: %w", s.ID, errdefs.ErrInvalidArgument)
 	}
@@ -226,7 +241,7 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 			return err
 		}
 	}
-	if err := writeEtc(filepath.Join(dir, "etc"), s.Hostname); err != nil {
+	if err := writeEtc(filepath.Join(dir, "etc"), s.Hostname, s.Network); err != nil {
 		return err
 	}
 	rootfs := filepath.Join(dir, "rootfs")
@@ -274,7 +289,12 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 		return err
 	}
 	defer logf.Close()
-	args := append(r.globalArgs(), "run", "--detach", "--bundle", dir, "--pid-file", filepath.Join(dir, "pid"))
+	global := r.globalArgs()
+	if r.gvisor() && s.Network != nil {
+		// gVisor's own network stack on the namespace's veth.
+		global = withNetwork(global, "sandbox")
+	}
+	args := append(global, "run", "--detach", "--bundle", dir, "--pid-file", filepath.Join(dir, "pid"))
 	var extra []*os.File
 	if !r.gvisor() {
 		// The agent's socket: made here, handed over as fd 3.
@@ -357,7 +377,7 @@ func tail(path string) string {
 }
 
 // writeEtc writes the per-sandbox files bind-mounted over /etc.
-func writeEtc(dir, hostname string) error {
+func writeEtc(dir, hostname string, nw *runtime.Network) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -365,6 +385,13 @@ func writeEtc(dir, hostname string) error {
 		"hostname":    hostname + "\n",
 		"hosts":       "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n",
 		"resolv.conf": "# Chaser sandbox: loopback-only network, no DNS.\n",
+	}
+	if nw != nil {
+		rc := "# Chaser sandbox: the DNS forwarder on this sandbox's gateway.\n"
+		for _, ns := range nw.Nameservers {
+			rc += "nameserver " + ns + "\n"
+		}
+		files["resolv.conf"] = rc
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {

@@ -117,6 +117,14 @@ func bundleSpec(s runtime.Spec, dir, cgroupParent string, gvisor bool) (*specs.S
 			Sysctl:        pingGroupRange,
 		},
 	}
+	// Egress (issue 15): join the namespace internal/network made.
+	if s.Network != nil {
+		for i, ns := range spec.Linux.Namespaces {
+			if ns.Type == specs.NetworkNamespace {
+				spec.Linux.Namespaces[i].Path = s.Network.NSPath
+			}
+		}
+	}
 	if gvisor {
 		// gVisor ignores readonlyPaths (its /proc is its own), so root
 		// could open /proc/sys and /proc/sysrq-trigger for writing and

@@ -305,7 +305,7 @@ func mountsUnder(dir string) []string {
 func (o Options) testLifecycle(t *testing.T, newRuntime Factory) {
 	rt, state := newRuntime(t)
 	ctx := t.Context()
-	id := "rt-life"
+	id := "rt-life-" + rt.Name() // per runtime: the cgroup check below globs every parent, and packages run in parallel
 	if err := rt.Create(ctx, o.spec(t, rt, id)); err != nil {
 		t.Fatal(err)
 	}

@@ -122,6 +122,10 @@ func (r *Runtime) Name() string { return "microvm" }
 // image of Limits.DiskBytes.
 func (r *Runtime) OwnsDisk() {}
 
+// LoopbackOnly implements runtime.LoopbackOnly: a VM has no network
+// device, so it cannot join a sandbox network (egress).
+func (r *Runtime) LoopbackOnly() {}
+
 // Accel is the accelerator VMs run with: "kvm" or "tcg".
 func (r *Runtime) Accel() string { return r.accel }
 
@@ -153,6 +157,9 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 	}
 	if len(s.Rootfs.Overlays) != 1 || s.Rootfs.Overlays[0].Target != "/" {
 		return fmt.Errorf("sandbox %s: runtime microvm runs OCI images only (one root filesystem; the host image is not offered): %w", s.ID, errdefs.ErrInvalidArgument)
+	}
+	if s.Network != nil {
+		return fmt.Errorf("sandbox %s: runtime microvm supports network mode none only (loopback): %w", s.ID, errdefs.ErrInvalidArgument)
 	}
 	agentBin, err := os.Stat(s.AgentPath)
 	if err != nil || !agentBin.Mode().IsRegular() {

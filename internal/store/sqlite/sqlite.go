@@ -5,6 +5,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -85,6 +87,11 @@ var migrations = []string{
 	// What the E2B-compatible API keeps of the sandboxes made through it
 	// (JSON, read only by internal/e2b).
 	`ALTER TABLE sessions ADD COLUMN e2b TEXT NOT NULL DEFAULT '';`,
+	// Per-session network policy (JSON of store.Network; '' is mode none,
+	// what sessions made before had); a workspace keeps the one asked for
+	// at creation ('' there: the tier's).
+	`ALTER TABLE sessions ADD COLUMN network TEXT NOT NULL DEFAULT '';
+	ALTER TABLE workspaces ADD COLUMN network TEXT NOT NULL DEFAULT '';`,
 }
 
 // Store is a store.Store backed by a SQLite file.
@@ -262,7 +269,7 @@ func (s *Store) DeleteAccount(ctx context.Context, id string) error {
 	return tx.Commit()
 }
 
-const sessionCols = `id, account_id, type, status, image, runtime, workspace_id, ephemeral, created_at, expires_at, reason, ended_at, cpu_millis, memory_mb, disk_mb, pids, e2b`
+const sessionCols = `id, account_id, type, status, image, runtime, workspace_id, ephemeral, created_at, expires_at, reason, ended_at, cpu_millis, memory_mb, disk_mb, pids, e2b, network`
 
 func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 	var x store.Session
@@ -270,7 +277,7 @@ func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 	var created, expires int64
 	var ended sql.NullInt64
 	err := row.Scan(&x.ID, &x.AccountID, &x.Type, &x.Status, &x.Image, &x.Runtime, &ws, &x.Ephemeral, &created, &expires, &x.Reason, &ended,
-		&x.Resources.MilliCPUs, &x.Resources.MemoryMB, &x.Resources.DiskMB, &x.Resources.Pids, &x.E2B)
+		&x.Resources.MilliCPUs, &x.Resources.MemoryMB, &x.Resources.DiskMB, &x.Resources.Pids, &x.E2B, (*networkCol)(&x.Network))
 	if ws.Valid {
 		x.WorkspaceID = &ws.String
 	}
@@ -290,10 +297,10 @@ func (s *Store) CreateSession(ctx context.Context, x store.Session) error {
 		n := x.EndedAt.UnixNano()
 		ended = &n
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		x.ID, x.AccountID, x.Type, x.Status, x.Image, x.Runtime, x.WorkspaceID, x.Ephemeral,
 		x.CreatedAt.UnixNano(), x.ExpiresAt.UnixNano(), x.Reason, ended,
-		x.Resources.MilliCPUs, x.Resources.MemoryMB, x.Resources.DiskMB, x.Resources.Pids, x.E2B)
+		x.Resources.MilliCPUs, x.Resources.MemoryMB, x.Resources.DiskMB, x.Resources.Pids, x.E2B, networkCol(x.Network))
 	if isUnique(err) {
 		return fmt.Errorf("session %s: %w", x.ID, errdefs.ErrAlreadyExists)
 	}
@@ -419,22 +426,22 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 	return nil
 }
 
-const workspaceCols = `id, account_id, name, session_type, image, created_at, cpu_millis, memory_mb, disk_mb, pids`
+const workspaceCols = `id, account_id, name, session_type, image, created_at, cpu_millis, memory_mb, disk_mb, pids, network`
 
 func scanWorkspace(row interface{ Scan(...any) error }) (store.Workspace, error) {
 	var w store.Workspace
 	var created int64
 	err := row.Scan(&w.ID, &w.AccountID, &w.Name, &w.SessionType, &w.Image, &created,
-		&w.Resources.MilliCPUs, &w.Resources.MemoryMB, &w.Resources.DiskMB, &w.Resources.Pids)
+		&w.Resources.MilliCPUs, &w.Resources.MemoryMB, &w.Resources.DiskMB, &w.Resources.Pids, (*networkCol)(&w.Network))
 	w.CreatedAt = time.Unix(0, created).UTC()
 	return w, err
 }
 
 // CreateWorkspace implements store.Store.
 func (s *Store) CreateWorkspace(ctx context.Context, w store.Workspace) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO workspaces(`+workspaceCols+`) VALUES (?,?,?,?,?,?,?,?,?,?)`,
+	_, err := s.db.ExecContext(ctx, `INSERT INTO workspaces(`+workspaceCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
 		w.ID, w.AccountID, w.Name, w.SessionType, w.Image, w.CreatedAt.UnixNano(),
-		w.Resources.MilliCPUs, w.Resources.MemoryMB, w.Resources.DiskMB, w.Resources.Pids)
+		w.Resources.MilliCPUs, w.Resources.MemoryMB, w.Resources.DiskMB, w.Resources.Pids, networkCol(w.Network))
 	if isUnique(err) {
 		return fmt.Errorf("workspace %q: %w", w.Name, errdefs.ErrAlreadyExists)
 	}
@@ -558,4 +565,32 @@ func (s *Store) PublicPorts(ctx context.Context) (map[string][]int, error) {
 		out[id] = append(out[id], port)
 	}
 	return out, rows.Err()
+}
+
+// networkCol stores a store.Network as JSON text; ” is the zero Network.
+type networkCol store.Network
+
+// Value implements driver.Valuer.
+func (n networkCol) Value() (driver.Value, error) {
+	if n.Mode == "" && n.Allow == nil && n.Deny == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(store.Network(n))
+	return string(b), err
+}
+
+// Scan implements sql.Scanner.
+func (n *networkCol) Scan(v any) error {
+	var b []byte
+	switch v := v.(type) {
+	case string:
+		b = []byte(v)
+	case []byte:
+		b = v
+	}
+	*n = networkCol{}
+	if len(b) == 0 {
+		return nil
+	}
+	return json.Unmarshal(b, (*store.Network)(n))
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -306,7 +307,7 @@ func testWorkspaces(t *testing.T, s store.Store) {
 		t.Fatalf("same name, other account: %v", err)
 	}
 	got, err := s.GetWorkspace(ctx, "acc-a", "dev")
-	if err != nil || got != w {
+	if err != nil || !reflect.DeepEqual(got, w) {
 		t.Fatalf("GetWorkspace = %+v, %v", got, err)
 	}
 	if _, err := s.GetWorkspace(ctx, "acc-a", "nope"); !errors.Is(err, errdefs.ErrNotFound) {
