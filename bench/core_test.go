@@ -11,9 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/client"
@@ -125,12 +127,20 @@ func BenchmarkExec(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Run("chaser-exec", func(b *testing.B) {
+		lat := make([]time.Duration, 0, b.N)
+		profiled := serverProfile(b)
 		for i := 0; i < b.N; i++ {
+			t0 := time.Now()
 			if res, err := c.Exec(ctx, sess.ID, api.ExecRequest{Command: "true"}); err != nil || res.ExitCode != 0 {
 				b.Fatal(res, err)
 			}
+			lat = append(lat, time.Since(t0))
 		}
+		profiled()
+		slices.Sort(lat)
+		b.ReportMetric(percentile(lat, 0.5), "p50-ms")
 	})
+	b.Run("host-bash", BenchmarkHostBash)
 	b.Run("runc-exec", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			if out, err := runc(s.DataDir, "exec", sess.ID, "/usr/bin/true").CombinedOutput(); err != nil {
