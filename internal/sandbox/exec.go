@@ -83,15 +83,22 @@ func validateExec(req *api.ExecRequest) error {
 
 // Start starts a command in one of the account's sessions and returns it.
 func (s *Service) Start(ctx context.Context, acct store.Account, id string, req api.ExecRequest) (api.Command, error) {
+	cmd, _, _, err := s.startCommand(ctx, acct, id, req)
+	return cmd, err
+}
+
+// startCommand is Start that also returns the session's agent and record, so a
+// caller that goes on with the command looks the session up once.
+func (s *Service) startCommand(ctx context.Context, acct store.Account, id string, req api.ExecRequest) (api.Command, *agent.Client, store.Session, error) {
 	if req.Workspace != "" || req.Ephemeral || req.Image != "" {
-		return api.Command{}, errdefs.New(errdefs.ErrInvalidArgument, "workspace, ephemeral and image cannot be given for a session: the session fixes where the command runs")
+		return api.Command{}, nil, store.Session{}, errdefs.New(errdefs.ErrInvalidArgument, "workspace, ephemeral and image cannot be given for a session: the session fixes where the command runs")
 	}
 	if err := validateExec(&req); err != nil {
-		return api.Command{}, err
+		return api.Command{}, nil, store.Session{}, err
 	}
-	c, _, err := s.Agent(ctx, acct, id)
+	c, x, err := s.Agent(ctx, acct, id)
 	if err != nil {
-		return api.Command{}, err
+		return api.Command{}, nil, x, err
 	}
 	if req.Background && req.Stdin == nil && req.StdinOpen == nil {
 		open := true
@@ -105,7 +112,8 @@ func (s *Service) Start(ctx context.Context, acct store.Account, id string, req 
 		kind = "stream"
 	}
 	s.cfg.Metrics.Commands.WithLabelValues(kind).Inc()
-	return c.Start(ctx, req)
+	cmd, err := c.Start(ctx, req)
+	return cmd, c, x, err
 }
 
 // Run starts a command in a session and calls emit for each output event,
@@ -113,14 +121,17 @@ func (s *Service) Start(ctx context.Context, acct store.Account, id string, req 
 // away), the command's process group is killed: a foreground command does
 // not outlive its caller. Background commands use Start instead.
 func (s *Service) Run(ctx context.Context, acct store.Account, id string, req api.ExecRequest, emit func(api.Event) error) (api.Command, error) {
+	cmd, _, err := s.run(ctx, acct, id, req, emit)
+	return cmd, err
+}
+
+// run is Run that also returns the session's record (as it was when the
+// command started).
+func (s *Service) run(ctx context.Context, acct store.Account, id string, req api.ExecRequest, emit func(api.Event) error) (api.Command, store.Session, error) {
 	req.Background = false
-	cmd, err := s.Start(ctx, acct, id, req)
+	cmd, c, x, err := s.startCommand(ctx, acct, id, req)
 	if err != nil {
-		return cmd, err
-	}
-	c, _, err := s.Agent(ctx, acct, id)
-	if err != nil {
-		return cmd, err
+		return cmd, x, err
 	}
 	err = follow(ctx, c, cmd.ID, emit)
 	if err != nil {
@@ -133,7 +144,7 @@ func (s *Service) Run(ctx context.Context, acct store.Account, id string, req ap
 			err = endedError(x)
 		}
 	}
-	return cmd, err
+	return cmd, x, err
 }
 
 // follow streams a command's events from its start until its exit event.
@@ -177,7 +188,7 @@ func (s *Service) ExecWatch(ctx context.Context, acct store.Account, id string, 
 	start := time.Now()
 	res := api.ExecResult{SessionID: id}
 	var stdout, stderr strings.Builder
-	cmd, err := s.Run(ctx, acct, id, req, func(ev api.Event) error {
+	cmd, x, err := s.run(ctx, acct, id, req, func(ev api.Event) error {
 		if watch != nil {
 			watch(ev)
 		}
@@ -220,9 +231,7 @@ func (s *Service) ExecWatch(ctx context.Context, acct store.Account, id string, 
 	}
 	res.Stdout, res.Stderr = stdout.String(), stderr.String()
 	res.DurationMS = time.Since(start).Milliseconds()
-	if x, err := s.session(ctx, acct, id); err == nil {
-		res.WorkspaceID = x.WorkspaceID
-	}
+	res.WorkspaceID = x.WorkspaceID
 	return res, nil
 }
 
