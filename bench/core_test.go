@@ -129,6 +129,8 @@ func BenchmarkExec(b *testing.B) {
 	b.Run("chaser-exec", func(b *testing.B) {
 		lat := make([]time.Duration, 0, b.N)
 		profiled := serverProfile(b)
+		agent := agentPID(b, s.DataDir, sess.ID)
+		scpu, acpu := cpuTime(b, s.Cmd.Process.Pid), cpuTime(b, agent)
 		for i := 0; i < b.N; i++ {
 			t0 := time.Now()
 			if res, err := c.Exec(ctx, sess.ID, api.ExecRequest{Command: "true"}); err != nil || res.ExitCode != 0 {
@@ -137,6 +139,8 @@ func BenchmarkExec(b *testing.B) {
 			lat = append(lat, time.Since(t0))
 		}
 		profiled()
+		b.ReportMetric(float64((cpuTime(b, s.Cmd.Process.Pid)-scpu).Microseconds())/float64(b.N), "server-CPU-µs/op")
+		b.ReportMetric(float64((cpuTime(b, agent)-acpu).Microseconds())/float64(b.N), "agent-CPU-µs/op")
 		slices.Sort(lat)
 		b.ReportMetric(percentile(lat, 0.5), "p50-ms")
 	})

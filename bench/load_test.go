@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -107,6 +109,7 @@ func BenchmarkExecLoad(b *testing.B) {
 	var failed atomic.Int64
 	b.ResetTimer()
 	profiled := serverProfile(b)
+	cpu0 := cpuTime(b, s.Cmd.Process.Pid)
 	start := time.Now()
 	for w := range nClients {
 		wg.Add(1)
@@ -142,6 +145,7 @@ func BenchmarkExecLoad(b *testing.B) {
 	b.ReportMetric(percentile(all, 0.99), "p99-ms")
 	b.ReportMetric(percentile(all, 1), "max-ms")
 	b.ReportMetric(float64(failed.Load()), "errors")
+	b.ReportMetric(float64((cpuTime(b, s.Cmd.Process.Pid)-cpu0).Microseconds())/float64(b.N), "server-CPU-µs/exec")
 }
 
 // BenchmarkHostBash is the floor of an exec: the host's own fork+exec of
@@ -189,4 +193,30 @@ func serverProfile(b *testing.B) (wait func()) {
 		_, _ = io.Copy(f, resp.Body)
 	}()
 	return func() { <-done }
+}
+
+// cpuTime returns the user+system CPU time process pid used so far.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+}
+
+// agentPID returns the host pid of a sandbox's agent.
+func agentPID(b *testing.B, dataDir, id string) int {
+	raw, err := os.ReadFile(filepath.Join(dataDir, "sandboxes", id, "pid"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pid
 }

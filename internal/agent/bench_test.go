@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/http"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -34,12 +35,30 @@ func BenchmarkExecTrue(b *testing.B) {
 		return d.DialContext(ctx, "unix", sock)
 	})
 	defer c.Close()
-	run := func() {
-		cmd, err := c.Start(ctx, api.ExecRequest{Command: "true", Cwd: "/"})
+	req := api.ExecRequest{Command: "true", Cwd: "/"}
+	// twoTrips is how the server ran a command before Client.Run.
+	twoTrips := func() (*http.Response, error) {
+		cmd, err := c.Start(ctx, req)
 		if err != nil {
-			b.Fatal(err)
+			return nil, err
 		}
-		resp, err := c.Output(ctx, cmd.ID, 0, true, true, "ndjson")
+		return c.Output(ctx, cmd.ID, 0, true, true, "ndjson")
+	}
+	oneTrip := func() (*http.Response, error) {
+		_, resp, err := c.Run(ctx, req)
+		return resp, err
+	}
+	for _, bc := range []struct {
+		name  string
+		start func() (*http.Response, error)
+	}{{"start+output", twoTrips}, {"run", oneTrip}} {
+		b.Run(bc.name, func(b *testing.B) { benchRun(b, bc.start, &dials) })
+	}
+}
+
+func benchRun(b *testing.B, start func() (*http.Response, error), dials *atomic.Int64) {
+	run := func() {
+		resp, err := start()
 		if err != nil {
 			b.Fatal(err)
 		}

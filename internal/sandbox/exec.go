@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"path"
 	"strings"
 	"time"
@@ -83,22 +84,25 @@ func validateExec(req *api.ExecRequest) error {
 
 // Start starts a command in one of the account's sessions and returns it.
 func (s *Service) Start(ctx context.Context, acct store.Account, id string, req api.ExecRequest) (api.Command, error) {
-	cmd, _, _, err := s.startCommand(ctx, acct, id, req)
-	return cmd, err
+	c, _, err := s.prepare(ctx, acct, id, &req)
+	if err != nil {
+		return api.Command{}, err
+	}
+	return c.Start(ctx, req)
 }
 
-// startCommand is Start that also returns the session's agent and record, so a
-// caller that goes on with the command looks the session up once.
-func (s *Service) startCommand(ctx context.Context, acct store.Account, id string, req api.ExecRequest) (api.Command, *agent.Client, store.Session, error) {
+// prepare checks a command for a session, fills in its defaults, counts it,
+// and returns the session's agent and record (looked up once per command).
+func (s *Service) prepare(ctx context.Context, acct store.Account, id string, req *api.ExecRequest) (*agent.Client, store.Session, error) {
 	if req.Workspace != "" || req.Ephemeral || req.Image != "" {
-		return api.Command{}, nil, store.Session{}, errdefs.New(errdefs.ErrInvalidArgument, "workspace, ephemeral and image cannot be given for a session: the session fixes where the command runs")
+		return nil, store.Session{}, errdefs.New(errdefs.ErrInvalidArgument, "workspace, ephemeral and image cannot be given for a session: the session fixes where the command runs")
 	}
-	if err := validateExec(&req); err != nil {
-		return api.Command{}, nil, store.Session{}, err
+	if err := validateExec(req); err != nil {
+		return nil, store.Session{}, err
 	}
 	c, x, err := s.Agent(ctx, acct, id)
 	if err != nil {
-		return api.Command{}, nil, x, err
+		return nil, x, err
 	}
 	if req.Background && req.Stdin == nil && req.StdinOpen == nil {
 		open := true
@@ -112,8 +116,7 @@ func (s *Service) startCommand(ctx context.Context, acct store.Account, id strin
 		kind = "stream"
 	}
 	s.cfg.Metrics.Commands.WithLabelValues(kind).Inc()
-	cmd, err := c.Start(ctx, req)
-	return cmd, c, x, err
+	return c, x, nil
 }
 
 // Run starts a command in a session and calls emit for each output event,
@@ -126,15 +129,21 @@ func (s *Service) Run(ctx context.Context, acct store.Account, id string, req ap
 }
 
 // run is Run that also returns the session's record (as it was when the
-// command started).
+// command started). It starts the command and opens its events in one
+// round trip to the agent (agent.Client.Run); the command it returns
+// carries only the id.
 func (s *Service) run(ctx context.Context, acct store.Account, id string, req api.ExecRequest, emit func(api.Event) error) (api.Command, store.Session, error) {
 	req.Background = false
-	cmd, c, x, err := s.startCommand(ctx, acct, id, req)
+	c, x, err := s.prepare(ctx, acct, id, &req)
 	if err != nil {
-		return cmd, x, err
+		return api.Command{}, x, err
 	}
-	err = follow(ctx, c, cmd.ID, emit)
-	if err != nil {
+	cid, events, err := c.Run(ctx, req)
+	cmd := api.Command{ID: cid}
+	if err == nil {
+		err = readEvents(ctx, events, cid, emit)
+	}
+	if err != nil && cid != "" {
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_ = c.Signal(kctx, cmd.ID, "KILL")
 		cancel()
@@ -153,6 +162,12 @@ func follow(ctx context.Context, c *agent.Client, cid string, emit func(api.Even
 	if err != nil {
 		return err
 	}
+	return readEvents(ctx, resp, cid, emit)
+}
+
+// readEvents passes the events of command cid in resp to emit until the
+// exit event, and closes resp.
+func readEvents(ctx context.Context, resp *http.Response, cid string, emit func(api.Event) error) error {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
