@@ -4,13 +4,17 @@
 # each operation, and Chaser/bare ratios from the same run.
 #
 # Usage: sudo bench/run.sh [N]   N: iterations of create/exec (default 20)
-# The raw `go test` output is kept in $OUT (default /tmp/chaser-bench.txt).
+# The raw `go test` output is kept in $OUT (default /tmp/chaser-bench.txt);
+# bench/run.sh --table FILE prints the table of a saved output again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
+if [ "${1:-}" = --table ]; then
+	out=$2
+else
 n=${1:-20}
 out=${OUT:-/tmp/chaser-bench.txt}
-: >"$out"
+echo "# $(date -u +%F), $(nproc) cores, $(uname -r), $(runc --version | head -1), load average at start $(cut -d' ' -f1-3 /proc/loadavg)" >"$out"
 # One build for every go test below (testserver runs CHASER_TEST_BIN).
 if [ -z "${CHASER_TEST_BIN:-}" ]; then
 	bin=$(mktemp -d)
@@ -32,6 +36,7 @@ bench '^BenchmarkParallelCreate$' 2x
 if [ -x "$(command -v runsc || echo /var/cache/chaser-runsc/runsc)" ]; then
 	bench '^BenchmarkRuntimes$' "${n}x"
 fi
+fi
 
 # metric NAME UNIT: the value reported for UNIT on the line of benchmark
 # NAME (a prefix of the name before -GOMAXPROCS); "" if absent.
@@ -41,7 +46,9 @@ metric() {
 		name == n { for (i = 2; i < NF; i++) if ($(i+1) == u) { print $i; exit } }' "$out"
 }
 ms() { awk -v v="$1" 'BEGIN { if (v == "") print "—"; else printf "%.1f ms", v / 1e6 }'; }
-num() { awk -v v="$1" -v u="$2" 'BEGIN { if (v == "") print "—"; else printf "%.2f%s", v, u }'; }
+num() { # three significant digits or whole numbers
+	awk -v v="$1" -v u="$2" 'BEGIN { if (v == "") print "—"; else if (v >= 100 || v == int(v)) printf "%.0f%s", v, u; else if (v >= 10) printf "%.1f%s", v, u; else printf "%.2f%s", v, u }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "—"; else printf "%.2f×", a / b }'; }
 
 cc=$(metric BenchmarkCreate/chaser-create+exec p50-ms)
@@ -76,7 +83,7 @@ sp=$(metric BenchmarkRuntimes/runsc/pty-echo p50-µs)
 sm=$(metric BenchmarkRuntimes/runsc/idle-memory cgroup-MB)
 
 echo
-echo "$(date -u +%F), $(nproc) cores, $(uname -r), $(runc --version | head -1), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+grep -m1 '^# ' "$out" | cut -c3- || true
 echo
 echo "| | Chaser (runc) | bare | Chaser / bare | Chaser (runsc) |"
 echo "|---|---|---|---|---|"
@@ -90,4 +97,4 @@ echo "| forward, path style, 1 / 8 conns | $(num "$fw1" "") / $(num "$fw8" " req
 echo "| \`chaser forward\`, 8 conns | $(num "$cf8" " req/s") | | | |"
 echo "| idle sandbox: cgroup memory / agent anonymous RSS | $(num "$cg" " MB") / $(num "$rss" " MB") | | | $(num "$sm" " MB") |"
 echo "| 20 parallel creates, one paid account (p50 / p99) | $(num "$p20" "") / $(num "$q20" " ms") | 20 parallel \`runc run\`: $(num "$pr" "") / $(num "$qr" " ms") | $(ratio "$p20" "$pr") | |"
-echo "| 50 parallel creates over 5 accounts (p50 / p99) | $(num "$p50" "") / $(num "$q50" " ms"); per wave $s201 × 201, $s429 × 429, $sother other | | | |"
+echo "| 50 parallel creates over 5 accounts (p50 / p99) | $(num "$p50" "") / $(num "$q50" " ms"); per wave $(num "$s201" "") × 201, $(num "$s429" "") × 429, $(num "$sother" "") other | | | |"
