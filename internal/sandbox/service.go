@@ -114,7 +114,9 @@ type handle struct {
 	// Agent answers from it without a store read while the session is
 	// live and not being torn down (see cachedAgent). Its owner, image,
 	// workspace and runtime never change; ExpiresAt is kept in step by
-	// Extend.
+	// Extend. Whatever stores a session as running (create, Recover, a
+	// pool's claim) sets it, through running; until then Agent reads
+	// the store.
 	sess *store.Session
 }
 
