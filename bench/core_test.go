@@ -11,9 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/client"
@@ -44,6 +46,12 @@ func runc(dataDir string, args ...string) *exec.Cmd {
 // bareBundle makes a runc bundle with the same config and rootfs as a
 // running Chaser sandbox, but running argv instead of the agent.
 func bareBundle(b *testing.B, s *testserver.Server, sandboxID string, argv ...string) string {
+	return bareBundleIn(b, s, sandboxID, "/chaser-bench/bare", argv...)
+}
+
+// bareBundleIn is bareBundle with the containers in cgroup (a runc
+// cgroupsPath): containers that run at the same time need their own.
+func bareBundleIn(b *testing.B, s *testserver.Server, sandboxID, cgroup string, argv ...string) string {
 	src := filepath.Join(s.DataDir, "sandboxes", sandboxID)
 	raw, err := os.ReadFile(filepath.Join(src, "config.json"))
 	if err != nil {
@@ -57,8 +65,33 @@ func bareBundle(b *testing.B, s *testserver.Server, sandboxID string, argv ...st
 	proc["args"] = argv
 	spec["root"] = map[string]any{"path": filepath.Join(src, "rootfs")}
 	linux := spec["linux"].(map[string]any)
-	linux["cgroupsPath"] = "/chaser-bench/bare"
+	linux["cgroupsPath"] = cgroup
 	dir := b.TempDir()
+	// Overlay mounts get upper and work directories of their own: two
+	// overlays may not share a work directory.
+	mounts, _ := spec["mounts"].([]any)
+	for i, m := range mounts {
+		m := m.(map[string]any)
+		if m["type"] != "overlay" {
+			continue
+		}
+		opts, _ := m["options"].([]any)
+		for j, o := range opts {
+			parts := strings.Split(o.(string), ",")
+			for k, part := range parts {
+				for _, key := range []string{"upperdir=", "workdir="} {
+					if strings.HasPrefix(part, key) {
+						d := filepath.Join(dir, fmt.Sprintf("overlay%d-%s", i, strings.TrimSuffix(key, "dir=")))
+						if err := os.MkdirAll(d, 0o755); err != nil {
+							b.Fatal(err)
+						}
+						parts[k] = key + d
+					}
+				}
+			}
+			opts[j] = strings.Join(parts, ",")
+		}
+	}
 	out, _ := json.Marshal(spec)
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), out, 0o600); err != nil {
 		b.Fatal(err)
@@ -72,7 +105,9 @@ func BenchmarkCreate(b *testing.B) {
 	s, c := server(b)
 	ctx := context.Background()
 	b.Run("chaser-create+exec", func(b *testing.B) {
+		var lat []time.Duration
 		for i := 0; i < b.N; i++ {
+			t0 := time.Now()
 			sess, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
 			if err != nil {
 				b.Fatal(err)
@@ -80,12 +115,15 @@ func BenchmarkCreate(b *testing.B) {
 			if res, err := c.Exec(ctx, sess.ID, api.ExecRequest{Command: "true"}); err != nil || res.ExitCode != 0 {
 				b.Fatal(res, err)
 			}
+			lat = append(lat, time.Since(t0))
 			b.StopTimer()
 			if err := c.DeleteSession(ctx, sess.ID); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
 		}
+		slices.Sort(lat)
+		b.ReportMetric(percentile(lat, 0.5), "p50-ms")
 	})
 	ref, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
 	if err != nil {
@@ -93,12 +131,17 @@ func BenchmarkCreate(b *testing.B) {
 	}
 	bundle := bareBundle(b, s, ref.ID, "/usr/bin/true")
 	b.Run("runc-run", func(b *testing.B) {
+		var lat []time.Duration
 		for i := 0; i < b.N; i++ {
+			t0 := time.Now()
 			cmd := runc(s.DataDir, "run", "--bundle", bundle, fmt.Sprintf("bare-%d", i))
 			if out, err := cmd.CombinedOutput(); err != nil {
 				b.Fatalf("runc run: %v %s", err, out)
 			}
+			lat = append(lat, time.Since(t0))
 		}
+		slices.Sort(lat)
+		b.ReportMetric(percentile(lat, 0.5), "p50-ms")
 	})
 	b.Run("chaser-delete", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
@@ -125,18 +168,35 @@ func BenchmarkExec(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Run("chaser-exec", func(b *testing.B) {
+		lat := make([]time.Duration, 0, b.N)
+		profiled := serverProfile(b)
+		agent := agentPID(b, s.DataDir, sess.ID)
+		scpu, acpu := cpuTime(b, s.Cmd.Process.Pid), cpuTime(b, agent)
 		for i := 0; i < b.N; i++ {
+			t0 := time.Now()
 			if res, err := c.Exec(ctx, sess.ID, api.ExecRequest{Command: "true"}); err != nil || res.ExitCode != 0 {
 				b.Fatal(res, err)
 			}
+			lat = append(lat, time.Since(t0))
 		}
+		profiled()
+		b.ReportMetric(float64((cpuTime(b, s.Cmd.Process.Pid)-scpu).Microseconds())/float64(b.N), "server-CPU-µs/op")
+		b.ReportMetric(float64((cpuTime(b, agent)-acpu).Microseconds())/float64(b.N), "agent-CPU-µs/op")
+		slices.Sort(lat)
+		b.ReportMetric(percentile(lat, 0.5), "p50-ms")
 	})
+	b.Run("host-bash", BenchmarkHostBash)
 	b.Run("runc-exec", func(b *testing.B) {
+		var lat []time.Duration
 		for i := 0; i < b.N; i++ {
+			t0 := time.Now()
 			if out, err := runc(s.DataDir, "exec", sess.ID, "/usr/bin/true").CombinedOutput(); err != nil {
 				b.Fatalf("runc exec: %v %s", err, out)
 			}
+			lat = append(lat, time.Since(t0))
 		}
+		slices.Sort(lat)
+		b.ReportMetric(percentile(lat, 0.5), "p50-ms")
 	})
 }
 

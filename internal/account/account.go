@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/chaserhq/chaser/api"
@@ -29,10 +30,54 @@ import (
 // Service manages accounts.
 type Service struct {
 	store store.Store
+
+	// keys remembers recently authenticated keys by key id, so a busy
+	// client's requests cost a SHA-256, not a store read each (a store
+	// read serializes with every other on SQLite's one connection). Only
+	// successes are kept, each for KeyCacheTTL: a key revoked or an
+	// account changed in the store keeps working for at most that long
+	// (account deletion calls ForgetAccount; whatever else revokes keys
+	// must call Forget).
+	mu   sync.Mutex
+	keys map[string]cachedKey
 }
 
+// cachedKey is a key that authenticated recently.
+type cachedKey struct {
+	hash    string
+	acct    store.Account
+	expires time.Time
+}
+
+// KeyCacheTTL is how long a successful authentication is remembered;
+// keyCacheMax bounds how many are.
+const (
+	KeyCacheTTL = 10 * time.Second
+	keyCacheMax = 4096
+)
+
 // New returns an account service over st.
-func New(st store.Store) *Service { return &Service{store: st} }
+func New(st store.Store) *Service { return &Service{store: st, keys: map[string]cachedKey{}} }
+
+// Forget drops what Authenticate remembers of the key with this id: call
+// it after revoking the key or changing its account.
+func (s *Service) Forget(keyID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.keys, keyID)
+}
+
+// ForgetAccount drops what Authenticate remembers of every key of the
+// account: after it is deleted, its keys fail at once.
+func (s *Service) ForgetAccount(accountID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, k := range s.keys {
+		if k.acct.ID == accountID {
+			delete(s.keys, id)
+		}
+	}
+}
 
 var enc = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
@@ -138,6 +183,14 @@ func (s *Service) Authenticate(ctx context.Context, key string) (store.Account, 
 	if !ok || id == "" || secret == "" {
 		return store.Account{}, bad
 	}
+	h := hash(secret)
+	now := time.Now()
+	s.mu.Lock()
+	c, ok := s.keys[id]
+	s.mu.Unlock()
+	if ok && now.Before(c.expires) && subtle.ConstantTimeCompare([]byte(c.hash), []byte(h)) == 1 {
+		return c.acct, nil
+	}
 	k, a, err := s.store.KeyByID(ctx, id)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return store.Account{}, bad
@@ -145,9 +198,15 @@ func (s *Service) Authenticate(ctx context.Context, key string) (store.Account, 
 	if err != nil {
 		return store.Account{}, err
 	}
-	if subtle.ConstantTimeCompare([]byte(k.Hash), []byte(hash(secret))) != 1 {
+	if subtle.ConstantTimeCompare([]byte(k.Hash), []byte(h)) != 1 {
 		return store.Account{}, bad
 	}
+	s.mu.Lock()
+	if len(s.keys) >= keyCacheMax {
+		clear(s.keys)
+	}
+	s.keys[id] = cachedKey{hash: k.Hash, acct: a, expires: now.Add(KeyCacheTTL)}
+	s.mu.Unlock()
 	return a, nil
 }
 

@@ -1,6 +1,7 @@
 package account
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/store"
 	"github.com/chaserhq/chaser/internal/store/sqlite"
 )
 
@@ -73,5 +75,50 @@ func TestBootstrap(t *testing.T) {
 	}
 	if made, err := s.Bootstrap(t.Context(), keyPath); err != nil || made {
 		t.Fatalf("second Bootstrap = %v, %v", made, err)
+	}
+}
+
+// countingStore counts the key reads that reach the store.
+type countingStore struct {
+	store.Store
+	reads int
+}
+
+func (c *countingStore) KeyByID(ctx context.Context, id string) (store.APIKey, store.Account, error) {
+	c.reads++
+	return c.Store.KeyByID(ctx, id)
+}
+
+// TestAuthenticateRemembers: a key used again within KeyCacheTTL costs no
+// store read, a wrong secret for a remembered key id is still refused, and
+// Forget makes the next use read the store again.
+func TestAuthenticateRemembers(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cs := &countingStore{Store: st}
+	s := New(cs)
+	a, err := s.Create(t.Context(), "alice", "free", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		if got, err := s.Authenticate(t.Context(), a.APIKey); err != nil || got.ID != a.ID {
+			t.Fatalf("Authenticate = %+v, %v", got, err)
+		}
+	}
+	if cs.reads != 1 {
+		t.Errorf("100 authentications read the store %d times, want 1", cs.reads)
+	}
+	id, _, _ := strings.Cut(strings.TrimPrefix(a.APIKey, "chaser_"), "_")
+	if _, err := s.Authenticate(t.Context(), "chaser_"+id+"_"+strings.Repeat("a", 32)); !errors.Is(err, errdefs.ErrUnauthenticated) {
+		t.Errorf("wrong secret of a remembered key: %v", err)
+	}
+	s.Forget(id)
+	before := cs.reads
+	if _, err := s.Authenticate(t.Context(), a.APIKey); err != nil || cs.reads != before+1 {
+		t.Errorf("after Forget: %v, %d store reads, want 1", err, cs.reads-before)
 	}
 }

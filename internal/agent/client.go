@@ -110,6 +110,37 @@ func (c *Client) Start(ctx context.Context, req api.ExecRequest) (api.Command, e
 	return cmd, err
 }
 
+// Run starts a foreground command and opens its NDJSON events from the
+// first byte on, paced by the caller (as Output with follow and pace), in
+// one round trip; it returns the command's id and the events, which the
+// caller closes. An agent older than this call (a sandbox recovered after
+// an upgrade) answers the start alone: Run then opens the output itself.
+func (c *Client) Run(ctx context.Context, req api.ExecRequest) (string, *http.Response, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return "", nil, err
+	}
+	resp, err := c.Do(ctx, http.MethodPost, "/v1/processes?follow=1", bytes.NewReader(b), http.Header{"Content-Type": {"application/json"}})
+	if err != nil {
+		return "", nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return "", nil, httpjson.ReadError(resp)
+	}
+	if id := resp.Header.Get(HeaderCommandID); id != "" {
+		return id, resp, nil
+	}
+	var cmd api.Command
+	err = json.NewDecoder(&io.LimitedReader{R: resp.Body, N: MaxAnswer}).Decode(&cmd)
+	resp.Body.Close()
+	if err != nil || cmd.ID == "" {
+		return "", nil, fmt.Errorf("sandbox agent answer to POST /v1/processes: %v: %w", err, errdefs.ErrUnavailable)
+	}
+	out, err := c.Output(ctx, cmd.ID, 0, true, true, "ndjson")
+	return cmd.ID, out, err
+}
+
 // Commands returns one page of the commands the agent remembers.
 func (c *Client) Commands(ctx context.Context, q CommandQuery) (api.CommandList, error) {
 	var l api.CommandList

@@ -84,8 +84,21 @@ func (a *Agent) startProcess(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, err)
 		return
 	}
+	if r.URL.Query().Get("follow") == "1" {
+		// Start and follow in one round trip (the server's foreground
+		// exec): the command's id in a header, then its NDJSON events
+		// from the first byte on, paced by this reader, as GET
+		// .../output?follow=1&pace=1&format=ndjson would give them.
+		w.Header().Set(HeaderCommandID, p.ID)
+		a.stream(w, r, p, 0, true, true, true)
+		return
+	}
 	httpjson.Write(w, http.StatusCreated, p.Info())
 }
+
+// HeaderCommandID carries the id of the command that POST
+// /v1/processes?follow=1 started, ahead of its events.
+const HeaderCommandID = "X-Command-Id"
 
 // processSpec applies the rules every command follows: who it runs as
 // and where (see identity.go), and that a command line needs a shell
@@ -175,13 +188,18 @@ func (a *Agent) output(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, errdefs.New(errdefs.ErrInvalidArgument, "format must be raw or ndjson"))
 		return
 	}
-	if q.Get("pace") == "1" {
+	a.stream(w, r, p, off, follow, ndjson, q.Get("pace") == "1")
+}
+
+// stream answers p's output from off (see output).
+func (a *Agent) stream(w http.ResponseWriter, r *http.Request, p *process.Process, off int64, follow, ndjson, paced bool) {
+	if paced {
 		// Whatever way this reader leaves, the command is no longer
 		// held back.
 		defer p.Output.Unpace()
 	}
 	pace := func(off int64) {
-		if q.Get("pace") == "1" {
+		if paced {
 			p.Output.Ack(off)
 		}
 	}

@@ -40,6 +40,9 @@ docs/config.md. Flags win over the file for server-wide settings
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			if err := startPprof(log); err != nil {
+				return err
+			}
 			return daemon.Run(cmd.Context(), cfg, log)
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"path"
 	"strings"
 	"time"
@@ -83,15 +84,25 @@ func validateExec(req *api.ExecRequest) error {
 
 // Start starts a command in one of the account's sessions and returns it.
 func (s *Service) Start(ctx context.Context, acct store.Account, id string, req api.ExecRequest) (api.Command, error) {
-	if req.Workspace != "" || req.Ephemeral || req.Image != "" {
-		return api.Command{}, errdefs.New(errdefs.ErrInvalidArgument, "workspace, ephemeral and image cannot be given for a session: the session fixes where the command runs")
-	}
-	if err := validateExec(&req); err != nil {
-		return api.Command{}, err
-	}
-	c, _, err := s.Agent(ctx, acct, id)
+	c, _, err := s.prepare(ctx, acct, id, &req)
 	if err != nil {
 		return api.Command{}, err
+	}
+	return c.Start(ctx, req)
+}
+
+// prepare checks a command for a session, fills in its defaults, counts it,
+// and returns the session's agent and record (looked up once per command).
+func (s *Service) prepare(ctx context.Context, acct store.Account, id string, req *api.ExecRequest) (*agent.Client, store.Session, error) {
+	if req.Workspace != "" || req.Ephemeral || req.Image != "" {
+		return nil, store.Session{}, errdefs.New(errdefs.ErrInvalidArgument, "workspace, ephemeral and image cannot be given for a session: the session fixes where the command runs")
+	}
+	if err := validateExec(req); err != nil {
+		return nil, store.Session{}, err
+	}
+	c, x, err := s.Agent(ctx, acct, id)
+	if err != nil {
+		return nil, x, err
 	}
 	if req.Background && req.Stdin == nil && req.StdinOpen == nil {
 		open := true
@@ -105,7 +116,7 @@ func (s *Service) Start(ctx context.Context, acct store.Account, id string, req 
 		kind = "stream"
 	}
 	s.cfg.Metrics.Commands.WithLabelValues(kind).Inc()
-	return c.Start(ctx, req)
+	return c, x, nil
 }
 
 // Run starts a command in a session and calls emit for each output event,
@@ -113,17 +124,26 @@ func (s *Service) Start(ctx context.Context, acct store.Account, id string, req 
 // away), the command's process group is killed: a foreground command does
 // not outlive its caller. Background commands use Start instead.
 func (s *Service) Run(ctx context.Context, acct store.Account, id string, req api.ExecRequest, emit func(api.Event) error) (api.Command, error) {
+	cmd, _, err := s.run(ctx, acct, id, req, emit)
+	return cmd, err
+}
+
+// run is Run that also returns the session's record (as it was when the
+// command started). It starts the command and opens its events in one
+// round trip to the agent (agent.Client.Run); the command it returns
+// carries only the id.
+func (s *Service) run(ctx context.Context, acct store.Account, id string, req api.ExecRequest, emit func(api.Event) error) (api.Command, store.Session, error) {
 	req.Background = false
-	cmd, err := s.Start(ctx, acct, id, req)
+	c, x, err := s.prepare(ctx, acct, id, &req)
 	if err != nil {
-		return cmd, err
+		return api.Command{}, x, err
 	}
-	c, _, err := s.Agent(ctx, acct, id)
-	if err != nil {
-		return cmd, err
+	cid, events, err := c.Run(ctx, req)
+	cmd := api.Command{ID: cid}
+	if err == nil {
+		err = readEvents(ctx, events, cid, emit)
 	}
-	err = follow(ctx, c, cmd.ID, emit)
-	if err != nil {
+	if err != nil && cid != "" {
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_ = c.Signal(kctx, cmd.ID, "KILL")
 		cancel()
@@ -133,7 +153,7 @@ func (s *Service) Run(ctx context.Context, acct store.Account, id string, req ap
 			err = endedError(x)
 		}
 	}
-	return cmd, err
+	return cmd, x, err
 }
 
 // follow streams a command's events from its start until its exit event.
@@ -142,6 +162,12 @@ func follow(ctx context.Context, c *agent.Client, cid string, emit func(api.Even
 	if err != nil {
 		return err
 	}
+	return readEvents(ctx, resp, cid, emit)
+}
+
+// readEvents passes the events of command cid in resp to emit until the
+// exit event, and closes resp.
+func readEvents(ctx context.Context, resp *http.Response, cid string, emit func(api.Event) error) error {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
@@ -177,7 +203,7 @@ func (s *Service) ExecWatch(ctx context.Context, acct store.Account, id string, 
 	start := time.Now()
 	res := api.ExecResult{SessionID: id}
 	var stdout, stderr strings.Builder
-	cmd, err := s.Run(ctx, acct, id, req, func(ev api.Event) error {
+	cmd, x, err := s.run(ctx, acct, id, req, func(ev api.Event) error {
 		if watch != nil {
 			watch(ev)
 		}
@@ -220,9 +246,7 @@ func (s *Service) ExecWatch(ctx context.Context, acct store.Account, id string, 
 	}
 	res.Stdout, res.Stderr = stdout.String(), stderr.String()
 	res.DurationMS = time.Since(start).Milliseconds()
-	if x, err := s.session(ctx, acct, id); err == nil {
-		res.WorkspaceID = x.WorkspaceID
-	}
+	res.WorkspaceID = x.WorkspaceID
 	return res, nil
 }
 

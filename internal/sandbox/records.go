@@ -37,7 +37,15 @@ func (s *Service) SetE2B(ctx context.Context, acct store.Account, id, data strin
 	if ended(x) {
 		return endedError(x)
 	}
-	return s.cfg.Store.SetSessionE2B(ctx, id, data)
+	if err := s.cfg.Store.SetSessionE2B(ctx, id, data); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if h := s.live[id]; h != nil && h.sess != nil {
+		h.sess.E2B = data
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 // Extend makes one of the account's live sessions expire d from now, but
@@ -62,6 +70,11 @@ func (s *Service) Extend(ctx context.Context, acct store.Account, id string, d t
 	if err := s.cfg.Store.SetSessionExpiry(ctx, id, at); err != nil {
 		return time.Time{}, err
 	}
+	s.mu.Lock()
+	if h := s.live[id]; h != nil && h.sess != nil {
+		h.sess.ExpiresAt = at
+	}
+	s.mu.Unlock()
 	return at, nil
 }
 

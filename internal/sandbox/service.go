@@ -136,6 +136,14 @@ type handle struct {
 	misses int
 	// unwatch stops watching for the sandbox's exit (see watch).
 	unwatch context.CancelFunc
+	// sess is the session's record as stored once it runs (nil before):
+	// Agent answers from it without a store read while the session is
+	// live and not being torn down (see cachedAgent). Its owner, image,
+	// workspace and runtime never change; ExpiresAt is kept in step by
+	// Extend. Whatever stores a session as running (create, Recover, a
+	// pool's claim) sets it, through running; until then Agent reads
+	// the store.
+	sess *store.Session
 }
 
 // Health checking: an agent that misses MaxHealthMisses checks in a row,
@@ -427,6 +435,7 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 		s.forget(bctx, sess.ID)
 		return api.Session{}, err
 	}
+	s.running(sess)
 	s.log.Info("session created", "session_id", sess.ID, "account", acct.ID, "image", img.Ref, "workspace_id", ptr(sess.WorkspaceID))
 	return toAPI(sess), nil
 }
@@ -648,6 +657,9 @@ func (s *Service) Delete(ctx context.Context, acct store.Account, id string) err
 // session that ended answers ErrFailedPrecondition with its reason, at
 // once.
 func (s *Service) Agent(ctx context.Context, acct store.Account, id string) (*agent.Client, store.Session, error) {
+	if c, x, ok := s.cachedAgent(acct, id); ok {
+		return c, x, nil
+	}
 	x, err := s.session(ctx, acct, id)
 	if err != nil {
 		return nil, x, err
@@ -665,6 +677,40 @@ func (s *Service) Agent(ctx context.Context, acct store.Account, id string) (*ag
 		return nil, x, errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("session %s is %s, not running", x.ID, x.Status))
 	}
 	return h.client, x, nil
+}
+
+// running records that session x, live in s.live, is stored as running:
+// from now on Agent answers from memory.
+func (s *Service) running(x store.Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h := s.live[x.ID]; h != nil {
+		h.sess = &x
+	}
+}
+
+// cachedAgent is Agent without a store read, for the hot path of exec,
+// files and forwards: it answers when the session is live, stored as
+// running, owned by acct and not being torn down. Otherwise ok is false
+// and Agent asks the store, which gives the precise answer (404 for
+// another account's session or none, the reason of an ended one).
+//
+// This is exact, not a guess: a running session's stored status changes
+// only through teardown, which enters s.ending before its first store
+// write and leaves s.live before its last (both under s.mu), and its
+// owner never changes.
+func (s *Service) cachedAgent(acct store.Account, id string) (*agent.Client, store.Session, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.live[id]
+	if h == nil || h.sess == nil || h.sess.AccountID != acct.ID {
+		return nil, store.Session{}, false
+	}
+	if _, ending := s.ending[id]; ending {
+		return nil, store.Session{}, false
+	}
+	h.used = time.Now()
+	return h.client, *h.sess, true
 }
 
 // end ends a live session for reason: it records the reason (status
@@ -827,6 +873,7 @@ func (s *Service) Recover(ctx context.Context) error {
 			cancel()
 			if herr == nil {
 				s.attach(x.ID, c, rt)
+				s.running(x)
 				s.log.Info("session recovered", "session_id", x.ID, "runtime", rt.Name())
 				if x.Network.Mode == api.NetworkInternet {
 					keep[x.ID] = policy(s.tier(accounts[x.AccountID]), x.Network)

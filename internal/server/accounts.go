@@ -52,6 +52,7 @@ func (s *Server) deleteAccount(w http.ResponseWriter, r *http.Request, acct stor
 		writeError(w, r, err)
 		return
 	}
+	s.accounts.ForgetAccount(target.ID) // its keys fail at once, not after the cache's TTL
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -125,7 +125,8 @@ func Start(dataDir string, args ...string) (*Server, error) {
 func serverEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CHASER_") {
+		// CHASER_DEBUG_PPROF passes: a benchmark's server may be profiled.
+		if !strings.HasPrefix(kv, "CHASER_") || strings.HasPrefix(kv, "CHASER_DEBUG_PPROF=") {
 			env = append(env, kv)
 		}
 	}
