@@ -54,6 +54,19 @@ type Session struct {
 	// through it (its JSON: template, metadata, envVars); empty for
 	// others. The store does not read it.
 	E2B string
+	// SandboxID is the runtime's id of the session's sandbox when it is
+	// not the session's own: a sandbox made ahead by the warm pool and
+	// claimed by the session. Empty means ID (see Sandbox).
+	SandboxID string
+}
+
+// Sandbox is the runtime's id of x's sandbox: SandboxID, else the
+// session's id.
+func (x Session) Sandbox() string {
+	if x.SandboxID != "" {
+		return x.SandboxID
+	}
+	return x.ID
 }
 
 // Resources are the resources of a sandbox. In a workspace, a zero field

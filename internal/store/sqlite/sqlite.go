@@ -85,6 +85,9 @@ var migrations = []string{
 	// What the E2B-compatible API keeps of the sandboxes made through it
 	// (JSON, read only by internal/e2b).
 	`ALTER TABLE sessions ADD COLUMN e2b TEXT NOT NULL DEFAULT '';`,
+	// The runtime's id of a session's sandbox when it differs from the
+	// session's (a sandbox of the warm pool); '' means the session's id.
+	`ALTER TABLE sessions ADD COLUMN sandbox_id TEXT NOT NULL DEFAULT '';`,
 }
 
 // Store is a store.Store backed by a SQLite file.
@@ -236,7 +239,7 @@ func (s *Store) ListAccounts(ctx context.Context) ([]store.Account, error) {
 	return queryAll(ctx, s.db, scanAccount, `SELECT `+accountCols+` FROM accounts a ORDER BY a.created_at, a.id`)
 }
 
-const sessionCols = `id, account_id, type, status, image, runtime, workspace_id, ephemeral, created_at, expires_at, reason, ended_at, cpu_millis, memory_mb, disk_mb, pids, e2b`
+const sessionCols = `id, account_id, type, status, image, runtime, workspace_id, ephemeral, created_at, expires_at, reason, ended_at, cpu_millis, memory_mb, disk_mb, pids, e2b, sandbox_id`
 
 func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 	var x store.Session
@@ -244,7 +247,7 @@ func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 	var created, expires int64
 	var ended sql.NullInt64
 	err := row.Scan(&x.ID, &x.AccountID, &x.Type, &x.Status, &x.Image, &x.Runtime, &ws, &x.Ephemeral, &created, &expires, &x.Reason, &ended,
-		&x.Resources.MilliCPUs, &x.Resources.MemoryMB, &x.Resources.DiskMB, &x.Resources.Pids, &x.E2B)
+		&x.Resources.MilliCPUs, &x.Resources.MemoryMB, &x.Resources.DiskMB, &x.Resources.Pids, &x.E2B, &x.SandboxID)
 	if ws.Valid {
 		x.WorkspaceID = &ws.String
 	}
@@ -264,10 +267,10 @@ func (s *Store) CreateSession(ctx context.Context, x store.Session) error {
 		n := x.EndedAt.UnixNano()
 		ended = &n
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		x.ID, x.AccountID, x.Type, x.Status, x.Image, x.Runtime, x.WorkspaceID, x.Ephemeral,
 		x.CreatedAt.UnixNano(), x.ExpiresAt.UnixNano(), x.Reason, ended,
-		x.Resources.MilliCPUs, x.Resources.MemoryMB, x.Resources.DiskMB, x.Resources.Pids, x.E2B)
+		x.Resources.MilliCPUs, x.Resources.MemoryMB, x.Resources.DiskMB, x.Resources.Pids, x.E2B, x.SandboxID)
 	if isUnique(err) {
 		return fmt.Errorf("session %s: %w", x.ID, errdefs.ErrAlreadyExists)
 	}
