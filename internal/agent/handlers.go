@@ -44,6 +44,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/ports/{port}/dial", a.dial)
 	mux.HandleFunc("GET /v1/pty", a.ptyHandler)
 	mux.HandleFunc("POST /v1/self-test", a.selfTest)
+	a.initRoutes(mux)
 	return mux
 }
 
