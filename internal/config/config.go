@@ -60,8 +60,10 @@ type Resources struct {
 	Pids     *int64   `yaml:"pids"`
 }
 
-// Pool asks for Size warm sandboxes of an image, runtime and network mode.
-// Parsed and validated, not applied yet.
+// Pool asks for Size warm sandboxes of an image, runtime and network mode,
+// per tier whose sessions run on that runtime, with the tier's default
+// resources (sandbox.PoolSpec). Network "internet" is validated but not
+// served by the pool yet.
 type Pool struct {
 	Image   string `yaml:"image"`
 	Runtime string `yaml:"runtime"`
@@ -343,8 +345,10 @@ func (f *File) Inactive() []string {
 			out = append(out, "tiers."+name+".allow")
 		}
 	}
-	if f.Pool != nil {
-		out = append(out, "pool")
+	for i, p := range f.Pool {
+		if p.Network == "internet" {
+			out = append(out, fmt.Sprintf("pool[%d].network", i))
+		}
 	}
 	if f.Network.Subnet != "" {
 		out = append(out, "network.subnet")

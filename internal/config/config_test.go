@@ -29,6 +29,7 @@ tiers:
     allow: [10.1.0.0/16]
 pool:
   - {image: host, runtime: runc, network: none, size: 2}
+  - {image: host, network: internet, size: 1}
 network:
   subnet: 10.88.0.0/16
 registries:
@@ -61,7 +62,7 @@ func TestApplyTiers(t *testing.T) {
 	if sandbox.DefaultTiers[api.TierFree] != builtFree {
 		t.Error("ApplyTiers changed the built-in tiers")
 	}
-	want := []string{"tiers.free.egress", "tiers.paid.egress", "tiers.paid.allow", "pool", "network.subnet"}
+	want := []string{"tiers.free.egress", "tiers.paid.egress", "tiers.paid.allow", "pool[1].network", "network.subnet"}
 	if got := f.Inactive(); !slices.Equal(got, want) {
 		t.Errorf("Inactive = %q, want %q", got, want)
 	}

@@ -79,6 +79,10 @@ type Config struct {
 	// DiskDir holds the disk images of ephemeral sandboxes and the mount
 	// points of every sandbox's writable layer. Empty: no disk quotas.
 	DiskDir string
+	// Pools are the warm pools to keep (pool.go); none: every sandbox is
+	// made at its create.
+	Pools []PoolSpec
+
 	// NoDiskQuota gives new sandboxes and workspaces no disk image: their
 	// writable layers share the host's file system, unbounded, while
 	// their resources still show the disk_mb asked for. Workspaces that
@@ -110,12 +114,17 @@ type Service struct {
 	// shared holds the throwaway sandboxes that targetless requests share
 	// (see Target), by account and image; made on first use.
 	shared map[string]*sharedSandbox
+	// pool holds sandboxes made ahead of their sessions (pool.go).
+	pool warmPool
 }
 
 // handle is the service's record of a running sandbox.
 type handle struct {
 	client *agent.Client
 	rt     runtime.Runtime
+	// sandbox is the runtime's id of the sandbox: the session's id, or
+	// the id it had in the warm pool (store.Session.SandboxID).
+	sandbox string
 	// used is when the session was last reached through the API.
 	used time.Time
 	// misses counts the health checks in a row its agent did not answer.
@@ -151,6 +160,8 @@ func New(cfg Config) *Service {
 	if s.cfg.Metrics == nil {
 		s.cfg.Metrics = metrics.New(s.Running)
 	}
+	s.initPool()
+	s.cfg.Metrics.PoolSize(s.PoolSize)
 	return s
 }
 
@@ -373,13 +384,26 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	if ws != nil {
 		sess.WorkspaceID = &ws.ID
 	}
-	if err := s.cfg.Store.CreateSession(ctx, sess); err != nil {
-		return api.Session{}, err
-	}
 	// The sandbox outlives this request: a client that goes away mid-create
 	// finds its session listed, or gone if creation failed.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
+	// Warm pool (pool.go): a sandbox made ahead with this image, runtime
+	// and resources is bound to the session (running already) instead of
+	// made now; a workspace's sandbox mounts the workspace, so never.
+	if ws == nil && s.claim(bctx, rt, img, &sess) {
+		if err := s.cfg.Store.CreateSession(bctx, sess); err != nil {
+			if derr := s.destroyRuntime(bctx, sess.ID); derr != nil {
+				s.log.Error("release claimed sandbox", "session_id", sess.ID, "sandbox", sess.SandboxID, "err", derr)
+			}
+			return api.Session{}, err
+		}
+		s.log.Info("session created", "session_id", sess.ID, "account", acct.ID, "image", img.Ref, "sandbox", sess.SandboxID)
+		return toAPI(sess), nil
+	}
+	if err := s.cfg.Store.CreateSession(ctx, sess); err != nil {
+		return api.Session{}, err
+	}
 	begin := time.Now()
 	if err := s.start(bctx, rt, sess, img, ws); err != nil {
 		s.cfg.Metrics.SandboxFailures.Inc()
@@ -451,40 +475,70 @@ func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Sess
 	if sess.WorkspaceID != nil {
 		ws = *sess.WorkspaceID
 	}
-	upper, err := s.mountDisk(ctx, sess.ID, w, sess.Resources.DiskMB<<20)
+	env := append(sandboxEnv(rt, img, sess.ID),
+		agent.EnvSessionID+"="+sess.ID,
+		"CHASER_WORKSPACE_ID="+ws,
+	)
+	c, err := s.boot(ctx, rt, sess.ID, sess.ID, env, sess.Resources, img, w)
 	if err != nil {
 		return err
 	}
-	env := append(append(append([]string(nil), img.Env...), imageEnv(img)...),
-		"HOSTNAME="+sess.ID,
+	s.mu.Lock()
+	s.live[sess.ID] = &handle{client: c, rt: rt, sandbox: sess.ID, used: time.Now()}
+	s.mu.Unlock()
+	return nil
+}
+
+// sandboxEnv is the environment of a sandbox on img under rt with the
+// given hostname, less the session's identity (CHASER_SESSION_ID,
+// CHASER_WORKSPACE_ID), which a pooled sandbox gets at its claim.
+func sandboxEnv(rt runtime.Runtime, img *image.Image, hostname string) []string {
+	return append(append(append([]string(nil), img.Env...), imageEnv(img)...),
+		"HOSTNAME="+hostname,
 		"CHASER=1",
-		"CHASER_SESSION_ID="+sess.ID,
-		"CHASER_WORKSPACE_ID="+ws,
 		"CHASER_IMAGE="+img.Ref,
 		"CHASER_RUNTIME="+rt.Name(),
 	)
+}
+
+// boot makes sandbox id: its writable layer (workspace w's disk when w is
+// not nil, else a fresh one of res.DiskMB), then the sandbox, and waits
+// for its agent. On error nothing of it is left.
+func (s *Service) boot(ctx context.Context, rt runtime.Runtime, id, hostname string, env []string, res Resources, img *image.Image, w *store.Workspace) (*agent.Client, error) {
+	upper, err := s.mountDisk(ctx, id, w, res.DiskMB<<20)
+	if err != nil {
+		return nil, err
+	}
 	spec := runtime.Spec{
-		ID: sess.ID, Hostname: sess.ID, Env: env, Limits: limits(sess.Resources), AgentPath: s.cfg.AgentPath,
+		ID: id, Hostname: hostname, Env: env, Limits: limits(res), AgentPath: s.cfg.AgentPath,
 		Rootfs: runtime.Rootfs{Overlays: img.Overlays, UpperDir: upper},
 	}
 	if err := rt.Create(ctx, spec); err != nil {
-		if derr := s.releaseDisk(sess.ID); derr != nil {
-			s.log.Error("release disk after failed create", "session_id", sess.ID, "err", derr)
+		if derr := s.releaseDisk(id); derr != nil {
+			s.log.Error("release disk after failed create", "sandbox", id, "err", derr)
 		}
-		return err
+		return nil, err
 	}
-	c := client(rt, sess.ID)
+	c := client(rt, id)
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if _, err := c.Health(hctx); err != nil {
 		c.Close()
-		s.destroyRuntime(ctx, sess.ID)
-		return fmt.Errorf("sandbox %s: agent did not answer: %w", sess.ID, err)
+		if derr := s.deleteSandbox(ctx, rt, id); derr != nil {
+			s.log.Error("release sandbox whose agent did not answer", "sandbox", id, "err", derr)
+		}
+		return nil, fmt.Errorf("sandbox %s: agent did not answer: %w", id, err)
 	}
-	s.mu.Lock()
-	s.live[sess.ID] = &handle{client: c, rt: rt, used: time.Now()}
-	s.mu.Unlock()
-	return nil
+	return c, nil
+}
+
+// deleteSandbox deletes sandbox id of rt and then releases its disk.
+func (s *Service) deleteSandbox(ctx context.Context, rt runtime.Runtime, id string) error {
+	if err := rt.Delete(ctx, id); err != nil {
+		return fmt.Errorf("delete sandbox %s: %w", id, err)
+	}
+	// Only now: the sandbox's mounts held the disk until it was deleted.
+	return s.releaseDisk(id)
 }
 
 func client(rt runtime.Runtime, id string) *agent.Client {
@@ -651,23 +705,31 @@ func (s *Service) forget(ctx context.Context, id string) error {
 }
 
 func (s *Service) destroyRuntime(ctx context.Context, id string) error {
-	rt, err := s.runtimeOf(ctx, id)
-	if err != nil {
-		return fmt.Errorf("delete sandbox %s: %w", id, err)
-	}
 	s.mu.Lock()
 	h := s.live[id]
+	s.mu.Unlock()
+	var rt runtime.Runtime
+	sandbox := id
+	if h != nil {
+		rt, sandbox = h.rt, h.sandbox
+	} else {
+		x, err := s.cfg.Store.GetSession(ctx, id)
+		if err == nil {
+			sandbox = x.Sandbox()
+			rt, err = s.runtime(x.Runtime)
+		}
+		if err != nil {
+			return fmt.Errorf("delete sandbox of session %s: %w", id, err)
+		}
+	}
+	s.mu.Lock()
 	delete(s.live, id)
 	s.mu.Unlock()
 	s.ports.forget(id)
 	if h != nil {
 		h.client.Close()
 	}
-	if err := rt.Delete(ctx, id); err != nil {
-		return fmt.Errorf("delete sandbox %s: %w", id, err)
-	}
-	// Only now: the sandbox's mounts held the disk until it was deleted.
-	return s.releaseDisk(id)
+	return s.deleteSandbox(ctx, rt, sandbox)
 }
 
 // Recover reconciles the store with the runtime after a start: running
@@ -700,23 +762,26 @@ func (s *Service) Recover(ctx context.Context) error {
 			}
 		}
 	}
-	known := map[string]string{} // session id → its runtime's name
+	// A sandbox of the warm pool that no session claimed has no session
+	// here: it is released with the other sandboxes without one.
+	known := map[string]string{} // sandbox id → its session's runtime's name
 	var errs []error
 	for _, x := range sessions {
-		known[x.ID] = s.runtimeName(x.Runtime)
+		sb := x.Sandbox()
+		known[sb] = s.runtimeName(x.Runtime)
 		reason := api.ReasonDied
 		switch {
 		case x.Status == api.StatusStopping && x.Reason != "":
 			reason = x.Reason // a teardown the crash cut short
-		case x.Status == api.StatusRunning && running[x.ID] != "" && running[x.ID] == s.runtimeName(x.Runtime):
-			rt := s.cfg.Runtimes[running[x.ID]]
-			c := client(rt, x.ID)
+		case x.Status == api.StatusRunning && running[sb] != "" && running[sb] == s.runtimeName(x.Runtime):
+			rt := s.cfg.Runtimes[running[sb]]
+			c := client(rt, sb)
 			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, herr := c.Health(hctx)
 			cancel()
 			if herr == nil {
 				s.mu.Lock()
-				s.live[x.ID] = &handle{client: c, rt: rt, used: time.Now()}
+				s.live[x.ID] = &handle{client: c, rt: rt, sandbox: sb, used: time.Now()}
 				s.mu.Unlock()
 				s.log.Info("session recovered", "session_id", x.ID, "runtime", rt.Name())
 				if err := s.killOrphans(ctx, x.ID, c); err != nil {
@@ -736,7 +801,7 @@ func (s *Service) Recover(ctx context.Context) error {
 					errs = append(errs, err)
 				}
 				continue
-			} else if in, err := rt.State(ctx, x.ID); err == nil && in.OOMKilled {
+			} else if in, err := rt.State(ctx, sb); err == nil && in.OOMKilled {
 				reason = api.ReasonOOM
 			}
 		}
@@ -807,7 +872,7 @@ func (s *Service) Shutdown(ctx context.Context) error {
 		return err
 	}
 	var mu sync.Mutex
-	var errs []error
+	errs := []error{s.drainPool(ctx)}
 	each(list, func(x store.Session) {
 		if err := s.forget(ctx, x.ID); err != nil {
 			mu.Lock()
@@ -815,8 +880,8 @@ func (s *Service) Shutdown(ctx context.Context) error {
 			mu.Unlock()
 		}
 	})
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	for _, rt := range s.cfg.Runtimes {
 		if c, ok := rt.(runtime.Closer); ok {
@@ -945,7 +1010,7 @@ func (s *Service) probe(ctx context.Context, id string) string {
 		s.mu.Unlock()
 		return ""
 	}
-	in, serr := h.rt.State(ctx, id)
+	in, serr := h.rt.State(ctx, h.sandbox)
 	switch {
 	// A paused (frozen) sandbox is not dead: its silent agent counts misses.
 	case errors.Is(serr, errdefs.ErrNotFound), serr == nil && !in.State.Live():
