@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -98,7 +99,7 @@ func probe(t *testing.T, s *Server, key, id string) map[string]string {
 // create; a SIGKILL and restart release the unclaimed sandboxes and find
 // the claimed one again; a graceful stop drains it.
 func TestPool(t *testing.T) {
-	s := newServer(t, "--pool-size", "2")
+	s := newServer(t, "--pool-size", "2", "--health-interval", "1s")
 	// Two per tier: free and paid have different default resources.
 	s.waitPool(t, 4)
 	type owned struct{ key, id string }
@@ -149,7 +150,8 @@ func TestPool(t *testing.T) {
 
 	t.Run("ClaimFailureFallsBack", func(t *testing.T) {
 		// Kill every pooled sandbox's agent (its init: the sandbox dies).
-		for _, id := range s.idlePooled(t) {
+		killed := s.idlePooled(t)
+		for _, id := range killed {
 			if out, err := exec.Command("runc", "--root", filepath.Join(s.DataDir, "runc"), "kill", id, "KILL").CombinedOutput(); err != nil {
 				t.Fatalf("runc kill %s: %v %s", id, err, out)
 			}
@@ -168,6 +170,18 @@ func TestPool(t *testing.T) {
 		got := probe(t, s, key, sess.ID)
 		if got["id"] != sess.ID || got["host"] != sess.ID {
 			t.Fatalf("fresh sandbox after a failed claim: %v", got)
+		}
+		// The health check replaces the dead ones.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			left := slices.DeleteFunc(s.pooledIDs(t), func(id string) bool { return !slices.Contains(killed, id) })
+			if len(left) == 0 && s.metric(t, "chaser_pool_sandboxes") == 4 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("dead pooled sandboxes not replaced within 30s: %v", left)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 	})
 

@@ -353,3 +353,38 @@ func (s *Service) sandboxInUse(id string) bool {
 	}
 	return false
 }
+
+// checkPool asks every waiting sandbox's agent for its health and
+// discards those that do not answer, so that a dead one is replaced
+// rather than left for a claim to fail on.
+func (s *Service) checkPool(ctx context.Context) {
+	p := &s.pool
+	p.mu.Lock()
+	var all []*pooled
+	for _, sl := range p.slots {
+		all = append(all, sl.idle...)
+	}
+	p.mu.Unlock()
+	each(all, func(sb *pooled) {
+		hctx, cancel := context.WithTimeout(ctx, HealthTimeout)
+		_, err := sb.client.Health(hctx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		p.mu.Lock()
+		found := false
+		for _, sl := range p.slots {
+			if i := slices.Index(sl.idle, sb); i >= 0 {
+				sl.idle = slices.Delete(sl.idle, i, i+1)
+				found = true
+			}
+		}
+		p.mu.Unlock()
+		if found { // not claimed meanwhile
+			s.log.Warn("pool: warm sandbox does not answer; replacing it", "sandbox", sb.id, "err", err)
+			s.discard(ctx, sb)
+			s.refill()
+		}
+	})
+}

@@ -987,6 +987,7 @@ func (s *Service) CheckHealth(ctx context.Context) {
 			s.endLogged(ctx, id, why)
 		}
 	})
+	s.checkPool(ctx) // the warm pool's sandboxes (pool.go)
 }
 
 // probe checks the health of one sandbox and returns why its session must
