@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -50,8 +51,12 @@ type Config struct {
 
 // Agent serves the in-sandbox API.
 type Agent struct {
-	log     *slog.Logger
+	log *slog.Logger
+	// envMu guards env and inited: init (POST /v1/init) lays a pooled
+	// sandbox's identity over env once; read env through environ.
+	envMu   sync.RWMutex
 	env     []string
+	inited  bool
 	shell   string
 	procs   *process.Manager
 	terms   *terminals

@@ -49,6 +49,7 @@ func (a *Agent) Handler() http.Handler {
 		mux.HandleFunc("POST /v1/vm/poweroff", a.poweroffHandler)
 	}
 	mux.HandleFunc("POST /v1/self-test", a.selfTest)
+	a.initRoutes(mux)
 	return mux
 }
 

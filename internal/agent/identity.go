@@ -21,7 +21,10 @@ import (
 // The server configures who commands run as and where, through the agent's
 // environment (baseEnv hides CHASER_AGENT_* from commands). Being in the
 // init's environment, the settings survive a server restart with the
-// sandbox.
+// sandbox. A sandbox of the warm pool is made before its session: its user
+// and cwd are the image's (the pool keys by image), and the session's
+// identity comes later through POST /v1/init (init.go), which the agent
+// keeps in memory — so it survives a server restart too.
 const (
 	// EnvCwd is the default working directory of commands, the image's
 	// WorkingDir or /workspace. The agent creates it if missing.
@@ -238,7 +241,7 @@ func hasACL(p string) bool {
 // commandEnv is the environment of a command of id: the sandbox's, HOME
 // of a user the request named, then the request's own variables.
 func (a *Agent) commandEnv(id identity, extra map[string]string) []string {
-	env := a.env
+	env := a.environ()
 	if id.home != "" {
 		env = mergeEnv(env, map[string]string{"HOME": id.home})
 	}

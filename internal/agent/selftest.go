@@ -55,7 +55,7 @@ func (a *Agent) selfTest(w http.ResponseWriter, r *http.Request) {
 // process manager (never exec.Cmd.Wait: the agent is PID 1).
 func (a *Agent) SelfTest(ctx context.Context) api.SelfTest {
 	start := time.Now()
-	env := envMap(a.env)
+	env := envMap(a.environ())
 	// What a command gets, by the rules every command follows: the
 	// image's user, its working directory, its HOME.
 	st := api.SelfTest{
@@ -117,7 +117,7 @@ func (a *Agent) SelfTest(ctx context.Context) api.SelfTest {
 
 // probeTool finds name on PATH and runs it for its version.
 func (a *Agent) probeTool(ctx context.Context, name string, args []string) api.Tool {
-	t := api.Tool{Name: name, Path: process.LookPath(name, a.env)}
+	t := api.Tool{Name: name, Path: process.LookPath(name, a.environ())}
 	if t.Path == "" {
 		t.Error = "not found on PATH"
 		return t
@@ -126,7 +126,7 @@ func (a *Agent) probeTool(ctx context.Context, name string, args []string) api.T
 		t.Found = true
 		return t
 	}
-	p, err := a.procs.Start(process.Spec{Argv: append([]string{t.Path}, args...), Cwd: "/", Env: a.env, Timeout: toolTimeout, User: a.user.user})
+	p, err := a.procs.Start(process.Spec{Argv: append([]string{t.Path}, args...), Cwd: "/", Env: a.environ(), Timeout: toolTimeout, User: a.user.user})
 	if err != nil {
 		t.Error = err.Error()
 		return t

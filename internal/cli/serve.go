@@ -39,6 +39,9 @@ docs/config.md. Flags win over the file for server-wide settings
 			if debug {
 				level = slog.LevelDebug
 			}
+			if cmd.Flags().Changed("pool-size") {
+				cfg.PoolSizeSet = true
+			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			if err := startPprof(log); err != nil {
 				return err
@@ -78,6 +81,7 @@ docs/config.md. Flags win over the file for server-wide settings
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "also serve /metrics without a key on this HOST:PORT (on --addr it needs the admin key; env CHASER_METRICS_ADDR)")
 	f.Var(&cfg.DiskSize, "disk-size", "default disk quota (disk_mb) of new sandboxes and workspaces, for every tier, over the config file's; raises a tier's maximum to it if below; e.g. 4GiB (default: the tier's, free 1GiB, paid 10GiB; env CHASER_DISK_SIZE)")
 	f.BoolVar(&cfg.NoDiskQuota, "no-disk-quota", cfg.NoDiskQuota, "no disk images for new sandboxes and workspaces: writable layers share the data dir's file system, disk_mb unenforced (env CHASER_NO_DISK_QUOTA=1)")
+	f.IntVar(&cfg.PoolSize, "pool-size", cfg.PoolSize, "warm sandboxes of the default image, runtime and network kept ready per tier, so a create only binds one; 0 disables; over the config file's pool entry for the same (env CHASER_POOL_SIZE)")
 	f.BoolVar(&debug, "debug", false, "log at debug level")
 	return cmd
 }

@@ -61,8 +61,10 @@ type Resources struct {
 	Pids     *int64   `yaml:"pids"`
 }
 
-// Pool asks for Size warm sandboxes of an image, runtime and network mode.
-// Parsed and validated, not applied yet.
+// Pool asks for Size warm sandboxes of an image, runtime and network mode,
+// per tier whose sessions run on that runtime, with the tier's default
+// resources (sandbox.PoolSpec). Its sandboxes are made with that network
+// mode ("" is the tier's), and serve only sessions asking for it.
 type Pool struct {
 	Image   string `yaml:"image"`
 	Runtime string `yaml:"runtime"`
@@ -340,9 +342,6 @@ func (f *File) Inactive() []string {
 	if f == nil {
 		return nil
 	}
-	var out []string
-	if f.Pool != nil {
-		out = append(out, "pool")
-	}
+	var out []string // pool, egress, allow and network.subnet are all applied
 	return out
 }

@@ -31,6 +31,7 @@ tiers:
     allow: [10.1.0.0/16]
 pool:
   - {image: host, runtime: runc, network: none, size: 2}
+  - {image: host, network: internet, size: 1}
 network:
   subnet: 10.88.0.0/16
 registries:
@@ -64,7 +65,7 @@ func TestApplyTiers(t *testing.T) {
 	if !reflect.DeepEqual(sandbox.DefaultTiers[api.TierFree], builtFree) {
 		t.Error("ApplyTiers changed the built-in tiers")
 	}
-	want := []string{"pool"} // egress, allow and network.subnet are applied
+	var want []string // pool, egress, allow and network.subnet are applied
 	if got := f.Inactive(); !slices.Equal(got, want) {
 		t.Errorf("Inactive = %q, want %q", got, want)
 	}

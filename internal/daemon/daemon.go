@@ -146,6 +146,12 @@ type Config struct {
 	// (--egress, CHASER_EGRESS): internet (the default: egress through
 	// the host's NAT under the deny rules of docs/network.md) or none.
 	Egress string
+	// PoolSize is how many warm sandboxes of the default image, runtime
+	// and network to keep per tier (--pool-size, CHASER_POOL_SIZE; 0
+	// disables); PoolSizeSet tells that the flag or the variable set it,
+	// so that it wins over the config file's entry for the same pool.
+	PoolSize    int
+	PoolSizeSet bool
 }
 
 // DefaultDataDir is /var/lib/chaser for root, else ~/.local/share/chaser.
@@ -249,6 +255,8 @@ func Defaults() Config {
 		DiskSize:           sizeEnv("CHASER_DISK_SIZE", 0),
 		NoDiskQuota:        os.Getenv("CHASER_NO_DISK_QUOTA") == "1",
 		ConsoleAddr:        os.Getenv("CHASER_CONSOLE_ADDR"),
+		PoolSize:           intEnv("CHASER_POOL_SIZE", 2),
+		PoolSizeSet:        os.Getenv("CHASER_POOL_SIZE") != "",
 	}
 }
 
@@ -349,6 +357,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConnsPerIP < 0 || c.MaxConns < 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--max-conns-per-ip and --max-conns (CHASER_MAX_CONNS_PER_IP, CHASER_MAX_CONNS) take a count; 0 disables the cap")
+	}
+	if c.PoolSize < 0 {
+		return errdefs.New(errdefs.ErrInvalidArgument, "--pool-size (CHASER_POOL_SIZE) takes a count of warm sandboxes; 0 disables the pool")
 	}
 	if c.ReapInterval <= 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "--reap-interval (CHASER_REAP_INTERVAL) must be a positive duration")
@@ -472,6 +483,35 @@ func loopbackTiers(tiers map[string]sandbox.TierLimits, def string, remap bool) 
 	return nil
 }
 
+// pools are the warm pools to keep: the config file's entries, and
+// --pool-size of the default image, runtime and network (each tier's
+// mode: its egress, else --egress), which replaces
+// the file's entry for that pool when set, and else is added only when
+// the file has no such entry.
+func pools(file *config.File, cfg Config) []sandbox.PoolSpec {
+	var out []sandbox.PoolSpec
+	isDefault := func(p sandbox.PoolSpec) bool {
+		return (p.Image == "" || p.Image == cfg.DefaultImage) && (p.Runtime == "" || p.Runtime == cfg.Runtime) && (p.Network == "" || p.Network == cfg.Egress)
+	}
+	found := false
+	if file != nil {
+		for _, p := range file.Pool {
+			spec := sandbox.PoolSpec{Image: p.Image, Runtime: p.Runtime, Network: p.Network, Size: *p.Size}
+			if isDefault(spec) {
+				found = true
+				if cfg.PoolSizeSet {
+					continue
+				}
+			}
+			out = append(out, spec)
+		}
+	}
+	if cfg.PoolSizeSet || !found {
+		out = append(out, sandbox.PoolSpec{Image: cfg.DefaultImage, Runtime: cfg.Runtime, Size: cfg.PoolSize})
+	}
+	return out
+}
+
 // Run serves until ctx ends, then destroys every sandbox and returns.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	file, err := config.Load(cfg.ConfigFile)
@@ -575,7 +615,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Runtimes: runtimes, DefaultRuntime: cfg.Runtime, Images: images, Store: st, AgentPath: agentPath,
 		DefaultImage: cfg.DefaultImage, WorkspaceDir: filepath.Join(cfg.DataDir, "workspaces"), Log: log, Metrics: m,
 		DiskDir: filepath.Join(cfg.DataDir, "disks"), NoDiskQuota: cfg.NoDiskQuota,
-		MaxFileSize: int64(cfg.MaxFileSize), Tiers: tiers,
+		MaxFileSize: int64(cfg.MaxFileSize), Tiers: tiers, Pools: pools(file, cfg),
 	})
 	if cfg.NoDiskQuota {
 		log.Warn("disk quotas are off (--no-disk-quota): new sandboxes and workspaces get no disk image, their disk_mb is not enforced and a sandbox can fill the data dir's file system")
@@ -643,6 +683,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	loops.Go(func() { sandboxes.RunReaper(loopCtx, cfg.ReapInterval) })
 	loops.Go(func() { sandboxes.RunHealth(loopCtx, cfg.HealthInterval) })
 	loops.Go(func() { images.RunGC(loopCtx, 10*time.Minute) })
+	loops.Go(func() { sandboxes.RunPool(loopCtx) }) // drained by Shutdown
 	go func() { errc <- srv.Serve(l) }()
 	log.Info("chaser serving", "addr", l.Addr().String(), "data_dir", cfg.DataDir, "runtime", cfg.Runtime, "userns_remap", cfg.remap.String())
 

@@ -21,6 +21,12 @@ type Metrics struct {
 	SandboxDeletes  prometheus.Counter
 	Commands        *prometheus.CounterVec
 	ConnsRefused    *prometheus.CounterVec
+	// The warm pool: creates served from it, creates it could not serve
+	// (by reason: empty, unpooled, claim_failed), and the time to make
+	// one warm sandbox. PoolSize registers the gauge of its size.
+	PoolHits   prometheus.Counter
+	PoolMisses *prometheus.CounterVec
+	PoolRefill prometheus.Histogram
 }
 
 // New returns metrics registered on a new registry, with Go and process
@@ -52,7 +58,18 @@ func New(active func() float64) *Metrics {
 		ConnsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chaser_http_connections_refused_total", Help: "Connections refused (429) by the cap that was full: client or total.",
 		}, []string{"reason"}),
+		PoolHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chaser_pool_hits_total", Help: "Sessions whose sandbox came from the warm pool.",
+		}),
+		PoolMisses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaser_pool_misses_total", Help: "Creates of throwaway sandboxes the warm pool did not serve, by reason: empty (its sandboxes were all taken), unpooled (no pool for that image, runtime and resources), claim_failed (a fresh sandbox was made instead).",
+		}, []string{"reason"}),
+		PoolRefill: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "chaser_pool_refill_seconds", Help: "Time to make one warm sandbox of the pool.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
+		}),
 	}
+	reg.MustRegister(m.PoolHits, m.PoolMisses, m.PoolRefill)
 	reg.MustRegister(m.Requests, m.RequestDuration, m.SandboxCreate, m.SandboxFailures, m.SandboxDeletes, m.Commands, m.ConnsRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chaser_sandboxes_running", Help: "Sandboxes running now."}, active),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -65,6 +82,14 @@ func (m *Metrics) OpenConnections(open func() float64) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "chaser_http_connections_open", Help: "HTTP connections held open now.",
 	}, open))
+}
+
+// PoolSize registers the gauge of warm sandboxes waiting in the pool,
+// read from size. Call it once.
+func (m *Metrics) PoolSize(size func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "chaser_pool_sandboxes", Help: "Warm sandboxes waiting in the pool to be claimed.",
+	}, size))
 }
 
 // Handler serves the metrics in the Prometheus text format.

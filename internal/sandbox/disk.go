@@ -17,14 +17,16 @@ import (
 
 // Disk layout (see docs/ARCHITECTURE.md, "Disk quotas"):
 //
-//	DiskDir/<session>      mount point of the session's writable layer
-//	DiskDir/<session>.img  image of an ephemeral session (deleted with it)
+//	DiskDir/<sandbox>      mount point of the sandbox's writable layer
+//	DiskDir/<sandbox>.img  image of an ephemeral sandbox (deleted with it)
 //	WorkspaceDir/<ws>.img  image of a workspace (kept between sessions)
 //	WorkspaceDir/<ws>/     plain directory of a workspace made before
 //	                       quotas: still used as is, with no quota
 //
-// Every session's layer is mounted at DiskDir/<session>, whatever image it
-// comes from, so teardown and recovery need only the session id.
+// Every sandbox's layer is mounted at DiskDir/<sandbox>, whatever image it
+// comes from, so teardown and recovery need only the sandbox id: the
+// session's id, or the id the sandbox had in the warm pool
+// (store.Session.Sandbox). The functions below take sandbox ids.
 
 func (s *Service) diskMount(id string) string { return filepath.Join(s.cfg.DiskDir, id) }
 func (s *Service) diskImage(id string) string { return filepath.Join(s.cfg.DiskDir, id+".img") }
@@ -112,7 +114,7 @@ func (s *Service) releaseOrphanDisks() error {
 	seen := map[string]bool{}
 	for _, e := range entries {
 		id := strings.TrimSuffix(e.Name(), ".img")
-		if seen[id] || s.IsRunning(id) {
+		if seen[id] || s.sandboxInUse(id) {
 			continue
 		}
 		seen[id] = true

@@ -88,6 +88,10 @@ type Config struct {
 	// DiskDir holds the disk images of ephemeral sandboxes and the mount
 	// points of every sandbox's writable layer. Empty: no disk quotas.
 	DiskDir string
+	// Pools are the warm pools to keep (pool.go); none: every sandbox is
+	// made at its create.
+	Pools []PoolSpec
+
 	// NoDiskQuota gives new sandboxes and workspaces no disk image: their
 	// writable layers share the host's file system, unbounded, while
 	// their resources still show the disk_mb asked for. Workspaces that
@@ -124,12 +128,17 @@ type Service struct {
 	// shared holds the throwaway sandboxes that targetless requests share
 	// (see Target), by account and image; made on first use.
 	shared map[string]*sharedSandbox
+	// pool holds sandboxes made ahead of their sessions (pool.go).
+	pool warmPool
 }
 
 // handle is the service's record of a running sandbox.
 type handle struct {
 	client *agent.Client
 	rt     runtime.Runtime
+	// sandbox is the runtime's id of the sandbox: the session's id, or
+	// the id it had in the warm pool (store.Session.SandboxID).
+	sandbox string
 	// used is when the session was last reached through the API.
 	used time.Time
 	// misses counts the health checks in a row its agent did not answer.
@@ -175,6 +184,8 @@ func New(cfg Config) *Service {
 	if s.cfg.Metrics == nil {
 		s.cfg.Metrics = metrics.New(s.Running)
 	}
+	s.initPool()
+	s.cfg.Metrics.PoolSize(s.PoolSize)
 	return s
 }
 
@@ -414,13 +425,27 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 	if ws != nil {
 		sess.WorkspaceID = &ws.ID
 	}
-	if err := s.cfg.Store.CreateSession(ctx, sess); err != nil {
-		return api.Session{}, err
-	}
 	// The sandbox outlives this request: a client that goes away mid-create
 	// finds its session listed, or gone if creation failed.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
+	// Warm pool (pool.go): a sandbox made ahead with this image, runtime
+	// and resources is bound to the session (running already) instead of
+	// made now; a workspace's sandbox mounts the workspace, so never.
+	if ws == nil && s.claim(bctx, rt, img, &sess, tier) {
+		if err := s.cfg.Store.CreateSession(bctx, sess); err != nil {
+			if derr := s.destroyRuntime(bctx, sess.ID); derr != nil {
+				s.log.Error("release claimed sandbox", "session_id", sess.ID, "sandbox", sess.SandboxID, "err", derr)
+			}
+			return api.Session{}, err
+		}
+		s.running(sess) // exec's hot path answers from the handle (see cachedAgent)
+		s.log.Info("session created", "session_id", sess.ID, "account", acct.ID, "image", img.Ref, "sandbox", sess.SandboxID)
+		return toAPI(sess), nil
+	}
+	if err := s.cfg.Store.CreateSession(ctx, sess); err != nil {
+		return api.Session{}, err
+	}
 	begin := time.Now()
 	if err := s.start(bctx, rt, sess, img, ws, tier); err != nil {
 		s.cfg.Metrics.SandboxFailures.Inc()
@@ -494,31 +519,59 @@ func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Sess
 	if sess.WorkspaceID != nil {
 		ws = *sess.WorkspaceID
 	}
-	diskBytes := sess.Resources.DiskMB << 20
-	if _, ok := rt.(runtime.DiskOwner); ok {
-		diskBytes = 0 // the runtime's own disk image is the quota
+	env := append(sandboxEnv(rt, img, sess.ID),
+		agent.EnvSessionID+"="+sess.ID,
+		"CHASER_WORKSPACE_ID="+ws,
+	)
+	var pol *network.Policy
+	if sess.Network.Mode == api.NetworkInternet {
+		p := policy(tier, sess.Network)
+		pol = &p
 	}
-	upper, err := s.mountDisk(ctx, sess.ID, w, diskBytes)
+	c, err := s.boot(ctx, rt, sess.ID, sess.ID, env, sess.Resources, img, w, pol)
 	if err != nil {
 		return err
 	}
-	env := append(append(append([]string(nil), img.Env...), imageEnv(img)...),
-		"HOSTNAME="+sess.ID,
+	s.attach(sess.ID, sess.ID, c, rt)
+	return nil
+}
+
+// sandboxEnv is the environment of a sandbox on img under rt with the
+// given hostname, less the session's identity (CHASER_SESSION_ID,
+// CHASER_WORKSPACE_ID), which a pooled sandbox gets at its claim.
+func sandboxEnv(rt runtime.Runtime, img *image.Image, hostname string) []string {
+	return append(append(append([]string(nil), img.Env...), imageEnv(img)...),
+		"HOSTNAME="+hostname,
 		"CHASER=1",
-		"CHASER_SESSION_ID="+sess.ID,
-		"CHASER_WORKSPACE_ID="+ws,
 		"CHASER_IMAGE="+img.Ref,
 		"CHASER_RUNTIME="+rt.Name(),
 	)
+}
+
+// boot makes sandbox id: its writable layer (workspace w's disk when w is
+// not nil, else a fresh one of res.DiskMB), its network namespace with
+// egress under pol when pol is not nil (else loopback only), then the
+// sandbox, and waits for its agent. Everything is keyed by the sandbox's
+// id, which differs from its session's for a sandbox of the warm pool.
+// On error nothing of it is left.
+func (s *Service) boot(ctx context.Context, rt runtime.Runtime, id, hostname string, env []string, res Resources, img *image.Image, w *store.Workspace, pol *network.Policy) (*agent.Client, error) {
+	diskBytes := res.DiskMB << 20
+	if _, ok := rt.(runtime.DiskOwner); ok {
+		diskBytes = 0 // the runtime's own disk image is the quota
+	}
+	upper, err := s.mountDisk(ctx, id, w, diskBytes)
+	if err != nil {
+		return nil, err
+	}
 	spec := runtime.Spec{
-		ID: sess.ID, Hostname: sess.ID, Env: env, Limits: limits(sess.Resources), AgentPath: s.cfg.AgentPath,
+		ID: id, Hostname: hostname, Env: env, Limits: limits(res), AgentPath: s.cfg.AgentPath,
 		Rootfs: runtime.Rootfs{Overlays: img.Overlays, UpperDir: upper},
 	}
-	if sess.Network.Mode == api.NetworkInternet {
-		at, err := s.cfg.Network.Setup(ctx, sess.ID, policy(tier, sess.Network))
+	if pol != nil {
+		at, err := s.cfg.Network.Setup(ctx, id, *pol)
 		if err != nil {
-			s.releaseFailed(sess.ID)
-			return err
+			s.releaseFailed(id)
+			return nil, err
 		}
 		spec.Network = &runtime.Network{NSPath: at.NSPath}
 		for _, a := range at.Nameservers {
@@ -526,31 +579,48 @@ func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Sess
 		}
 	}
 	if err := rt.Create(ctx, spec); err != nil {
-		s.releaseFailed(sess.ID)
-		return err
+		s.releaseFailed(id)
+		return nil, err
 	}
-	c := client(rt, sess.ID)
+	c := client(rt, id)
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if _, err := c.Health(hctx); err != nil {
 		c.Close()
-		s.destroyRuntime(ctx, sess.ID)
-		return fmt.Errorf("sandbox %s: agent did not answer: %w", sess.ID, err)
+		if derr := s.deleteSandbox(ctx, rt, id); derr != nil {
+			s.log.Error("release sandbox whose agent did not answer", "sandbox", id, "err", derr)
+		}
+		return nil, fmt.Errorf("sandbox %s: agent did not answer: %w", id, err)
 	}
-	s.attach(sess.ID, c, rt)
-	return nil
+	return c, nil
 }
 
-// attach records the running sandbox id and watches it.
-func (s *Service) attach(id string, c *agent.Client, rt runtime.Runtime) {
+// deleteSandbox deletes sandbox id of rt and then releases its disk.
+func (s *Service) deleteSandbox(ctx context.Context, rt runtime.Runtime, id string) error {
+	if err := rt.Delete(ctx, id); err != nil {
+		return fmt.Errorf("delete sandbox %s: %w", id, err)
+	}
+	var errs []error
+	if s.cfg.Network != nil {
+		if err := s.cfg.Network.Release(id); err != nil {
+			errs = append(errs, fmt.Errorf("release network of sandbox %s: %w", id, err))
+		}
+	}
+	// Only now: the sandbox's mounts held the disk until it was deleted.
+	return errors.Join(append(errs, s.releaseDisk(id))...)
+}
+
+// attach records session id as running on sandbox sandbox (its own id,
+// or a warm pool's sandbox it claimed) and watches the sandbox.
+func (s *Service) attach(id, sandbox string, c *agent.Client, rt runtime.Runtime) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.mu.Lock()
-	s.live[id] = &handle{client: c, rt: rt, used: time.Now(), unwatch: cancel}
+	s.live[id] = &handle{client: c, rt: rt, sandbox: sandbox, used: time.Now(), unwatch: cancel}
 	s.mu.Unlock()
-	go s.watch(ctx, id, rt)
+	go s.watch(ctx, id, sandbox, rt)
 }
 
-// watch ends the session of sandbox id as soon as the sandbox's process
+// watch ends session id as soon as the sandbox's process
 // (runc: its init, the agent; runsc: gVisor's sandbox process) exits,
 // rather than at the next health check: under runsc an OOM kill, or a
 // fork bomb that exhausts the host's pids limit, takes the whole sandbox,
@@ -559,14 +629,14 @@ func (s *Service) attach(id string, c *agent.Client, rt runtime.Runtime) {
 // not asked whether it stopped: the exited process is a zombie until it
 // is reaped, and still looks alive.) Without a process to watch, the
 // health checks alone find the end.
-func (s *Service) watch(ctx context.Context, id string, rt runtime.Runtime) {
-	in, err := rt.State(ctx, id)
+func (s *Service) watch(ctx context.Context, id, sandbox string, rt runtime.Runtime) {
+	in, err := rt.State(ctx, sandbox)
 	if err != nil || in.PID <= 0 {
 		return
 	}
 	if err := waitExit(ctx, in.PID); err != nil {
 		if ctx.Err() == nil {
-			s.log.Warn("cannot watch the sandbox's process; health checks will find its end", "session_id", id, "err", err)
+			s.log.Warn("cannot watch the sandbox's process; health checks will find its end", "session_id", id, "sandbox", sandbox, "err", err)
 		}
 		return
 	}
@@ -574,7 +644,7 @@ func (s *Service) watch(ctx context.Context, id string, rt runtime.Runtime) {
 		return // released meanwhile: its end is recorded already
 	}
 	why := api.ReasonDied
-	if in, err := rt.State(ctx, id); err == nil && in.OOMKilled {
+	if in, err := rt.State(ctx, sandbox); err == nil && in.OOMKilled {
 		why = api.ReasonOOM
 	}
 	s.endLogged(ctx, id, why)
@@ -781,12 +851,24 @@ func (s *Service) forget(ctx context.Context, id string) error {
 }
 
 func (s *Service) destroyRuntime(ctx context.Context, id string) error {
-	rt, err := s.runtimeOf(ctx, id)
-	if err != nil {
-		return fmt.Errorf("delete sandbox %s: %w", id, err)
-	}
 	s.mu.Lock()
 	h := s.live[id]
+	s.mu.Unlock()
+	var rt runtime.Runtime
+	sandbox := id
+	if h != nil {
+		rt, sandbox = h.rt, h.sandbox
+	} else {
+		x, err := s.cfg.Store.GetSession(ctx, id)
+		if err == nil {
+			sandbox = x.Sandbox()
+			rt, err = s.runtime(x.Runtime)
+		}
+		if err != nil {
+			return fmt.Errorf("delete sandbox of session %s: %w", id, err)
+		}
+	}
+	s.mu.Lock()
 	delete(s.live, id)
 	s.mu.Unlock()
 	s.ports.forget(id)
@@ -794,17 +876,7 @@ func (s *Service) destroyRuntime(ctx context.Context, id string) error {
 		h.unwatch()
 		h.client.Close()
 	}
-	if err := rt.Delete(ctx, id); err != nil {
-		return fmt.Errorf("delete sandbox %s: %w", id, err)
-	}
-	var errs []error
-	if s.cfg.Network != nil {
-		if err := s.cfg.Network.Release(id); err != nil {
-			errs = append(errs, fmt.Errorf("release network of sandbox %s: %w", id, err))
-		}
-	}
-	// Only now: the sandbox's mounts held the disk until it was deleted.
-	return errors.Join(append(errs, s.releaseDisk(id))...)
+	return s.deleteSandbox(ctx, rt, sandbox)
 }
 
 // releaseFailed releases the network and disk of sandbox id whose
@@ -812,11 +884,11 @@ func (s *Service) destroyRuntime(ctx context.Context, id string) error {
 func (s *Service) releaseFailed(id string) {
 	if s.cfg.Network != nil {
 		if err := s.cfg.Network.Release(id); err != nil {
-			s.log.Error("release network of failed sandbox", "session_id", id, "err", err)
+			s.log.Error("release network of failed sandbox", "sandbox", id, "err", err)
 		}
 	}
 	if err := s.releaseDisk(id); err != nil {
-		s.log.Error("release disk of failed sandbox", "session_id", id, "err", err)
+		s.log.Error("release disk of failed sandbox", "sandbox", id, "err", err)
 	}
 }
 
@@ -850,7 +922,7 @@ func (s *Service) Recover(ctx context.Context) error {
 			}
 		}
 	}
-	known := map[string]string{} // session id → its runtime's name
+	known := map[string]string{} // sandbox id → its runtime's name
 	keep := map[string]network.Policy{}
 	accounts := map[string]store.Account{}
 	if all, err := s.cfg.Store.ListAccounts(ctx); err == nil {
@@ -860,23 +932,24 @@ func (s *Service) Recover(ctx context.Context) error {
 	}
 	var errs []error
 	for _, x := range sessions {
-		known[x.ID] = s.runtimeName(x.Runtime)
+		sb := x.Sandbox()
+		known[sb] = s.runtimeName(x.Runtime)
 		reason := api.ReasonDied
 		switch {
 		case x.Status == api.StatusStopping && x.Reason != "":
 			reason = x.Reason // a teardown the crash cut short
-		case x.Status == api.StatusRunning && running[x.ID] != "" && running[x.ID] == s.runtimeName(x.Runtime):
-			rt := s.cfg.Runtimes[running[x.ID]]
-			c := client(rt, x.ID)
+		case x.Status == api.StatusRunning && running[sb] != "" && running[sb] == s.runtimeName(x.Runtime):
+			rt := s.cfg.Runtimes[running[sb]]
+			c := client(rt, sb)
 			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, herr := c.Health(hctx)
 			cancel()
 			if herr == nil {
-				s.attach(x.ID, c, rt)
+				s.attach(x.ID, sb, c, rt)
 				s.running(x)
 				s.log.Info("session recovered", "session_id", x.ID, "runtime", rt.Name())
 				if x.Network.Mode == api.NetworkInternet {
-					keep[x.ID] = policy(s.tier(accounts[x.AccountID]), x.Network)
+					keep[sb] = policy(s.tier(accounts[x.AccountID]), x.Network)
 				}
 				if err := s.killOrphans(ctx, x.ID, c); err != nil {
 					errs = append(errs, err)
@@ -895,7 +968,7 @@ func (s *Service) Recover(ctx context.Context) error {
 					errs = append(errs, err)
 				}
 				continue
-			} else if in, err := rt.State(ctx, x.ID); err == nil && in.OOMKilled {
+			} else if in, err := rt.State(ctx, sb); err == nil && in.OOMKilled {
 				reason = api.ReasonOOM
 			}
 		}
@@ -973,7 +1046,7 @@ func (s *Service) Shutdown(ctx context.Context) error {
 		return err
 	}
 	var mu sync.Mutex
-	var errs []error
+	errs := []error{s.drainPool(ctx)}
 	each(list, func(x store.Session) {
 		if err := s.forget(ctx, x.ID); err != nil {
 			mu.Lock()
@@ -981,8 +1054,8 @@ func (s *Service) Shutdown(ctx context.Context) error {
 			mu.Unlock()
 		}
 	})
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	for _, rt := range s.cfg.Runtimes {
 		if c, ok := rt.(runtime.Closer); ok {
@@ -1088,6 +1161,7 @@ func (s *Service) CheckHealth(ctx context.Context) {
 			s.endLogged(ctx, id, why)
 		}
 	})
+	s.checkPool(ctx) // the warm pool's sandboxes (pool.go)
 }
 
 // probe checks the health of one sandbox and returns why its session must
@@ -1111,7 +1185,7 @@ func (s *Service) probe(ctx context.Context, id string) string {
 		s.mu.Unlock()
 		return ""
 	}
-	in, serr := h.rt.State(ctx, id)
+	in, serr := h.rt.State(ctx, h.sandbox)
 	switch {
 	// A paused (frozen) sandbox is not dead: its silent agent counts misses.
 	case errors.Is(serr, errdefs.ErrNotFound), serr == nil && !in.State.Live():

@@ -195,7 +195,7 @@ func (s *Service) workspaceAPI(ctx context.Context, acct store.Account, w store.
 	mnt := ""
 	if x != nil {
 		out.SessionID = &x.ID
-		mnt = s.diskMount(x.ID)
+		mnt = s.diskMount(x.Sandbox())
 	}
 	var quota int64
 	quota, out.SizeBytes = s.workspaceDisk(w.ID, mnt)

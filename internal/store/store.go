@@ -56,6 +56,19 @@ type Session struct {
 	E2B string
 	// Network is the sandbox's network policy (zero: mode none).
 	Network Network
+	// SandboxID is the runtime's id of the session's sandbox when it is
+	// not the session's own: a sandbox made ahead by the warm pool and
+	// claimed by the session. Empty means ID (see Sandbox).
+	SandboxID string
+}
+
+// Sandbox is the runtime's id of x's sandbox: SandboxID, else the
+// session's id.
+func (x Session) Sandbox() string {
+	if x.SandboxID != "" {
+		return x.SandboxID
+	}
+	return x.ID
 }
 
 // Network is a sandbox's network policy as asked and granted: Mode

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -71,8 +72,13 @@ func (s *Server) Log() string {
 }
 
 // Start starts a server on a free loopback port with data in dataDir (a new
-// temporary directory when empty) and waits until it answers.
+// temporary directory when empty) and waits until it answers. Its warm
+// pool is off (--pool-size 0) unless args set --pool-size: tests that
+// count sandboxes or time creates say what pool they want.
 func Start(dataDir string, args ...string) (*Server, error) {
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--pool-size") }) {
+		args = append([]string{"--pool-size", "0"}, args...)
+	}
 	bin, err := Binary()
 	if err != nil {
 		return nil, err

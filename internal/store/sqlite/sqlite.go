@@ -92,6 +92,9 @@ var migrations = []string{
 	// at creation ('' there: the tier's).
 	`ALTER TABLE sessions ADD COLUMN network TEXT NOT NULL DEFAULT '';
 	ALTER TABLE workspaces ADD COLUMN network TEXT NOT NULL DEFAULT '';`,
+	// The runtime's id of a session's sandbox when it differs from the
+	// session's (a sandbox of the warm pool); '' means the session's id.
+	`ALTER TABLE sessions ADD COLUMN sandbox_id TEXT NOT NULL DEFAULT '';`,
 }
 
 // Store is a store.Store backed by a SQLite file.
@@ -269,7 +272,7 @@ func (s *Store) DeleteAccount(ctx context.Context, id string) error {
 	return tx.Commit()
 }
 
-const sessionCols = `id, account_id, type, status, image, runtime, workspace_id, ephemeral, created_at, expires_at, reason, ended_at, cpu_millis, memory_mb, disk_mb, pids, e2b, network`
+const sessionCols = `id, account_id, type, status, image, runtime, workspace_id, ephemeral, created_at, expires_at, reason, ended_at, cpu_millis, memory_mb, disk_mb, pids, e2b, network, sandbox_id`
 
 func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 	var x store.Session
@@ -277,7 +280,7 @@ func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 	var created, expires int64
 	var ended sql.NullInt64
 	err := row.Scan(&x.ID, &x.AccountID, &x.Type, &x.Status, &x.Image, &x.Runtime, &ws, &x.Ephemeral, &created, &expires, &x.Reason, &ended,
-		&x.Resources.MilliCPUs, &x.Resources.MemoryMB, &x.Resources.DiskMB, &x.Resources.Pids, &x.E2B, (*networkCol)(&x.Network))
+		&x.Resources.MilliCPUs, &x.Resources.MemoryMB, &x.Resources.DiskMB, &x.Resources.Pids, &x.E2B, (*networkCol)(&x.Network), &x.SandboxID)
 	if ws.Valid {
 		x.WorkspaceID = &ws.String
 	}
@@ -297,10 +300,10 @@ func (s *Store) CreateSession(ctx context.Context, x store.Session) error {
 		n := x.EndedAt.UnixNano()
 		ended = &n
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		x.ID, x.AccountID, x.Type, x.Status, x.Image, x.Runtime, x.WorkspaceID, x.Ephemeral,
 		x.CreatedAt.UnixNano(), x.ExpiresAt.UnixNano(), x.Reason, ended,
-		x.Resources.MilliCPUs, x.Resources.MemoryMB, x.Resources.DiskMB, x.Resources.Pids, x.E2B, networkCol(x.Network))
+		x.Resources.MilliCPUs, x.Resources.MemoryMB, x.Resources.DiskMB, x.Resources.Pids, x.E2B, networkCol(x.Network), x.SandboxID)
 	if isUnique(err) {
 		return fmt.Errorf("session %s: %w", x.ID, errdefs.ErrAlreadyExists)
 	}

@@ -25,6 +25,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Pages", func(t *testing.T) { testPages(t, newStore(t)) })
 	t.Run("SessionE2BAndExpiry", func(t *testing.T) { testSessionE2B(t, newStore(t)) })
 	t.Run("DeleteAccount", func(t *testing.T) { testDeleteAccount(t, newStore(t)) })
+	t.Run("SessionSandboxID", func(t *testing.T) { testSessionSandboxID(t, newStore(t)) })
 }
 
 // testPages walks the session and workspace lists page by page, each
@@ -500,5 +501,34 @@ func testDeleteAccount(t *testing.T, s store.Store) {
 	}
 	if err := s.DeleteAccount(ctx, "acc-a"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("DeleteAccount of an unknown account = %v, want ErrNotFound", err)
+	}
+}
+
+// testSessionSandboxID checks that a session keeps the id of the sandbox
+// it claimed from the warm pool, and that one without reports its own.
+func testSessionSandboxID(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	if err := s.CreateAccount(ctx, store.Account{ID: "acc-a", Name: "a", Tier: "free", CreatedAt: now}, store.APIKey{ID: "k-a", Hash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []store.Session{
+		{ID: "s-1", SandboxID: "p-1"},
+		{ID: "s-2"},
+	} {
+		x.AccountID, x.Type, x.Status, x.Image, x.Runtime, x.Ephemeral, x.CreatedAt, x.ExpiresAt = "acc-a", "sandbox", "running", "host", "runc", true, now, now.Add(time.Hour)
+		if err := s.CreateSession(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, want := range map[string]string{"s-1": "p-1", "s-2": "s-2"} {
+		got, err := s.GetSession(ctx, id)
+		if err != nil || got.Sandbox() != want {
+			t.Fatalf("GetSession(%s) = %+v, %v; want sandbox %s", id, got, err, want)
+		}
+	}
+	list, err := s.ListSessions(ctx, "")
+	if err != nil || len(list) != 2 || list[0].SandboxID != "p-1" {
+		t.Fatalf("ListSessions = %+v, %v", list, err)
 	}
 }

@@ -1,0 +1,265 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/sandbox"
+)
+
+// metric returns the value of the /metrics line that starts with name
+// (with its labels, e.g. `chaser_pool_misses_total{reason="empty"}`), 0
+// when absent.
+func (s *Server) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	code, body := s.do(t, s.AdminKey, "GET", "/metrics", "")
+	if code != 200 {
+		t.Fatalf("metrics: %d %s", code, body)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", name, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// waitPool waits until n warm sandboxes wait in s's pool.
+func (s *Server) waitPool(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for s.metric(t, "chaser_pool_sandboxes") != float64(n) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool did not reach %d sandboxes in 60s (has %v)\n%s", n, s.metric(t, "chaser_pool_sandboxes"), s.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// pooledIDs lists the sandboxes of the pool on the host (runtime ids p-…).
+func (s *Server) pooledIDs(t *testing.T) []string {
+	dirs, _ := filepath.Glob(filepath.Join(s.DataDir, "sandboxes*", "p-*"))
+	out := make([]string, len(dirs))
+	for i, d := range dirs {
+		out[i] = filepath.Base(d)
+	}
+	return out
+}
+
+// idlePooled lists the pooled sandboxes no session claimed: the sandboxes
+// p-… less those the server's log says it bound to a session.
+func (s *Server) idlePooled(t *testing.T) []string {
+	log := s.Log()
+	var out []string
+	for _, id := range s.pooledIDs(t) {
+		if !strings.Contains(log, "sandbox="+id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// poolProbe is what a pooled session must show as a fresh one would.
+const poolProbe = `echo "id=$CHASER_SESSION_ID"; echo "host=$(hostname)"; echo "env=$HOSTNAME"; echo "ws=$CHASER_WORKSPACE_ID"; ` +
+	`echo "marker=$CHASER:$CHASER_IMAGE:$CHASER_RUNTIME"; echo "uid=$(id -u)"; ` +
+	`echo "workspace=$(ls -A /workspace | tr '\n' ' ')"; echo "tmp=$(ls -A /tmp | tr '\n' ' ')"; echo "agentenv=$(env | grep -c CHASER_AGENT_)"`
+
+func probe(t *testing.T, s *Server, key, id string) map[string]string {
+	t.Helper()
+	res, err := s.Client(key).Exec(t.Context(), id, api.ExecRequest{Command: poolProbe})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("probe in %s: %+v %v", id, res, err)
+	}
+	out := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
+		k, v, _ := strings.Cut(l, "=")
+		out[k] = strings.TrimSpace(v)
+	}
+	return out
+}
+
+// TestPool drives the warm pool of a real server: creates are served from
+// it with the session's own identity, the tier's limits and a clean file
+// system; it refills; a claim whose sandbox died falls back to a fresh
+// create; a SIGKILL and restart release the unclaimed sandboxes and find
+// the claimed one again; a graceful stop drains it.
+func TestPool(t *testing.T) {
+	s := newServer(t, "--pool-size", "2", "--health-interval", "1s")
+	// Two per tier: free and paid have different default resources.
+	s.waitPool(t, 4)
+	type owned struct{ key, id string }
+	var claimed []owned
+	for _, tc := range []struct {
+		tier      string
+		res       sandbox.Resources
+		hitsAfter float64
+	}{
+		{api.TierFree, sandbox.DefaultTiers[api.TierFree].Defaults, 1},
+		{api.TierPaid, sandbox.DefaultTiers[api.TierPaid].Defaults, 2},
+	} {
+		t.Run(tc.tier, func(t *testing.T) {
+			key := s.account(t, tc.tier)
+			sess, err := s.Client(key).CreateSession(t.Context(), api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			claimed = append(claimed, owned{key, sess.ID})
+			if got := s.metric(t, "chaser_pool_hits_total"); got != tc.hitsAfter {
+				t.Fatalf("pool hits = %v, want %v: the session did not come from the pool", got, tc.hitsAfter)
+			}
+			got := probe(t, s, key, sess.ID)
+			want := map[string]string{
+				"id": sess.ID, "host": sandbox.PoolHostname, "env": sandbox.PoolHostname, "ws": "",
+				"marker": "1:host:runc", "uid": "0",
+				"workspace": "", "tmp": "", "agentenv": "0",
+			}
+			for k, v := range want {
+				if got[k] != v {
+					t.Errorf("%s = %q, want %q", k, got[k], v)
+				}
+			}
+			wantLimits := fmt.Sprintf("%d %d 100000 %d", tc.res.MemoryMB<<20, tc.res.MilliCPUs*100, tc.res.Pids)
+			if got := s.cgroupLimits(t, key, sess.ID); got != wantLimits {
+				t.Errorf("cgroup limits (memory, cpu quota, period, pids) = %s, want the tier's %s", got, wantLimits)
+			}
+			if sess.Resources == nil || sess.Resources.MemoryMB != tc.res.MemoryMB {
+				t.Errorf("session resources = %+v, want the tier's defaults", sess.Resources)
+			}
+			// The pool makes a new one for the one taken.
+			s.waitPool(t, 4)
+		})
+	}
+	if t.Failed() {
+		return
+	}
+
+	t.Run("ClaimFailureFallsBack", func(t *testing.T) {
+		// Kill every pooled sandbox's agent (its init: the sandbox dies).
+		killed := s.idlePooled(t)
+		for _, id := range killed {
+			if out, err := exec.Command("runc", "--root", filepath.Join(s.DataDir, "runc"), "kill", id, "KILL").CombinedOutput(); err != nil {
+				t.Fatalf("runc kill %s: %v %s", id, err, out)
+			}
+		}
+		key := s.account(t, api.TierFree)
+		code, body := s.do(t, key, "POST", "/v1/sessions", `{"type":"sandbox","ephemeral":true}`)
+		if code != 201 {
+			t.Fatalf("create after the pooled sandboxes died: %d %s", code, body)
+		}
+		var sess api.Session
+		decodeJSON(t, body, &sess)
+		claimed = append(claimed, owned{key, sess.ID})
+		if got := s.metric(t, `chaser_pool_misses_total{reason="claim_failed"}`); got < 1 {
+			t.Fatalf("claim failures = %v, want at least 1", got)
+		}
+		got := probe(t, s, key, sess.ID)
+		if got["id"] != sess.ID || got["host"] != sess.ID {
+			t.Fatalf("fresh sandbox after a failed claim: %v", got)
+		}
+		// The health check replaces the dead ones.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			left := slices.DeleteFunc(s.pooledIDs(t), func(id string) bool { return !slices.Contains(killed, id) })
+			if len(left) == 0 && s.metric(t, "chaser_pool_sandboxes") == 4 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("dead pooled sandboxes not replaced within 30s: %v", left)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+
+	t.Run("CrashReleasesUnclaimed", func(t *testing.T) {
+		// The dead ones are discarded as they are claimed, or left for
+		// recovery: either way none may survive the restart.
+		pooled := s.idlePooled(t)
+		if len(pooled) == 0 {
+			t.Fatal("no pooled sandboxes before the crash")
+		}
+		s.kill()
+		r := startServer(t, s.DataDir, "--pool-size", "1")
+		defer r.stop()
+		for _, id := range pooled {
+			if left := r.leaks(t, id); len(left) > 0 {
+				t.Errorf("pooled sandbox %s not released at recovery: %v", id, left)
+			}
+		}
+		// Claimed sessions are found again through their sandbox id.
+		ids := []string{}
+		for _, c := range claimed {
+			recoveredExec(t, r, c.key, c.id)
+			ids = append(ids, c.id)
+		}
+		r.waitPool(t, 2)
+		pooled = r.idlePooled(t)
+		if err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range append(pooled, ids...) {
+			if left := r.leaks(t, id); len(left) > 0 {
+				t.Errorf("sandbox %s left after a graceful stop: %v", id, left)
+			}
+		}
+		if dirs := r.pooledIDs(t); len(dirs) > 0 {
+			t.Errorf("pool not drained: %v", dirs)
+		}
+	})
+}
+
+// recoveredExec checks that a claimed session still runs commands after
+// a restart: the service reaches it by its sandbox id.
+func recoveredExec(t *testing.T, s *Server, key, id string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	res, err := s.Client(key).Exec(ctx, id, api.ExecRequest{Command: "echo $CHASER_SESSION_ID"})
+	if err != nil || strings.TrimSpace(res.Stdout) != id {
+		t.Fatalf("exec in recovered session %s: %+v %v", id, res, err)
+	}
+}
+
+// TestPoolEgress: under --egress internet the warm pool's sandboxes are
+// made with egress, so a create of the default mode is served from the
+// pool with a network of its own (eth0), and a create asking for another
+// mode bypasses the pool (reason unpooled) and gets loopback only.
+func TestPoolEgress(t *testing.T) {
+	s := newServer(t, "--egress", "internet", "--pool-size", "1")
+	s.waitPool(t, 2) // one per tier
+	key := s.account(t, api.TierFree)
+	sess := internetSandbox(t, s, key)
+	if got := s.metric(t, "chaser_pool_hits_total"); got != 1 {
+		t.Fatalf("pool hits = %v, want 1: the internet session did not come from the pool\n%s", got, s.Log())
+	}
+	if out := run(t, s, key, sess.ID, "hostname; ls /sys/class/net | tr '\\n' ' '"); !strings.Contains(out, sandbox.PoolHostname) || !strings.Contains(out, "eth0") {
+		t.Errorf("pooled internet sandbox: hostname and interfaces %q, want %s and eth0", out, sandbox.PoolHostname)
+	}
+	status, b := s.do(t, key, "POST", "/v1/sessions", `{"ephemeral":true,"network":{"mode":"none"}}`)
+	var n api.Session
+	decodeJSON(t, b, &n)
+	defer s.Client(key).DeleteSession(context.Background(), n.ID)
+	if status != 201 || n.Network == nil || n.Network.Mode != api.NetworkNone {
+		t.Fatalf("create with network none: %d %s", status, b)
+	}
+	if got := s.metric(t, `chaser_pool_misses_total{reason="unpooled"}`); got != 1 {
+		t.Errorf("unpooled misses = %v, want 1", got)
+	}
+	if out := run(t, s, key, n.ID, "ls /sys/class/net | tr '\\n' ' '"); out != "lo" {
+		t.Errorf("mode none sandbox has interfaces %q, want lo only", out)
+	}
+}
