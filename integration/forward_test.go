@@ -696,6 +696,23 @@ func TestForwardCredentialsNeverReachApp(t *testing.T) {
 			t.Errorf("the app got cookies %q, want exactly its own app=1", c)
 		}
 	}
+	// The E2B form PORT-ID.DOMAIN: the Bearer key authorizes; neither it
+	// nor a key in ?token= nor the grant cookie reaches the app.
+	t.Run("port-id host/bearer+token+cookie/HTTP", func(t *testing.T) {
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", s.URL+"/headers?q=1&token="+key, nil)
+		req.Host = fmt.Sprintf("%d-%s.%s", appPort, id, testDom)
+		req.Header = http.Header{"Cookie": {forwardCookieName + "=" + grant + "; app=1"}, "Authorization": {"Bearer " + key}}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		wantStatus(t, resp, string(b), 200)
+		var saw appSaw
+		decodeJSON(t, b, &saw)
+		check(t, saw, string(b))
+	})
 	for _, style := range []struct{ name, host, prefix string }{
 		{"path style", "", fmt.Sprintf("/s/%s/forward/%d", id, appPort)},
 		{"host style", id + "." + testDom, fmt.Sprintf("/forward/%d", appPort)},

@@ -568,6 +568,14 @@ func (f *forwarder) e2bHostStyle(w http.ResponseWriter, r *http.Request) bool {
 	out.URL = &url.URL{Scheme: "http", Host: net.JoinHostPort(id, strconv.Itoa(port)), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	out.Host = "localhost:" + strconv.Itoa(port)
 	dropCookie(out.Header, forwardCookie)
+	// A Chaser key in ?token= does not authorize this form, but it never
+	// reaches the app either.
+	if q := r.URL.Query(); q.Has("token") {
+		if _, err := f.s.accounts.Authenticate(r.Context(), q.Get("token")); err == nil {
+			q.Del("token")
+			out.URL.RawQuery = q.Encode()
+		}
+	}
 	if stripAuth {
 		out.Header.Del("Authorization")
 	}
