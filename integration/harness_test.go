@@ -76,7 +76,11 @@ func TestMain(m *testing.M) {
 		release(shared.DataDir)
 		os.RemoveAll(shared.DataDir)
 	}
-	os.RemoveAll(filepath.Dir(binary))
+	// A prebuilt binary (CHASER_TEST_BIN, e.g. one built with -race) is the
+	// user's: only a binary this run built is removed.
+	if os.Getenv("CHASER_TEST_BIN") == "" {
+		os.RemoveAll(filepath.Dir(binary))
+	}
 	os.Exit(code)
 }
 
