@@ -167,6 +167,11 @@ func TestE2BSDK(t *testing.T) {
 			time.Since(time.UnixMilli(m.Timestamp)) > time.Minute {
 			t.Errorf("getMetrics sample %+v", m)
 		}
+		// The sandbox's figures, not the host's (24 GiB, 2 cores here):
+		// no tier allows more than 8 GiB.
+		if m.MemTotal > 8<<30 {
+			t.Errorf("getMetrics reports the host's memory, not the sandbox's: %+v", m)
+		}
 	}
 	watched := func(evs []struct{ Name, Type string }, name, typ string) bool {
 		for _, e := range evs {

@@ -505,10 +505,24 @@ func (h *Handler) metrics(w http.ResponseWriter, r *http.Request, acct store.Acc
 		h.writeAPIError(w, r, err)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, []metricSample{{
+	// The agent sees the kernel's figures where no cgroup is mounted in
+	// the sandbox (runc): memory used is the runtime's count of the
+	// sandbox's cgroup, and the totals are the session's limits.
+	sample := metricSample{
 		Timestamp: s.Timestamp, TimestampS: s.Timestamp.Unix(), CPUCount: s.CPUCount, CPUUsedPct: s.CPUUsedPct,
 		MemUsed: s.MemUsed, MemTotal: s.MemTotal, MemCache: s.MemCache, DiskUsed: s.DiskUsed, DiskTotal: s.DiskTotal,
-	}})
+	}
+	if st, err := h.sandboxes.Stats(r.Context(), acct, x.ID); err == nil && st.MemoryBytes > 0 {
+		sample.MemUsed = st.MemoryBytes
+	}
+	if res := x.Resources; res.MemoryMB > 0 {
+		sample.MemTotal = min(sample.MemTotal, res.MemoryMB<<20)
+		sample.MemUsed = min(sample.MemUsed, sample.MemTotal)
+	}
+	if res := x.Resources; res.MilliCPUs > 0 {
+		sample.CPUCount = min(sample.CPUCount, int((res.MilliCPUs+999)/1000))
+	}
+	httpjson.Write(w, http.StatusOK, []metricSample{sample})
 }
 
 // unsupported answers what Chaser cannot do (pause, snapshots, forks,

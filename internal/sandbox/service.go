@@ -1258,3 +1258,19 @@ func every(ctx context.Context, interval time.Duration, f func(context.Context))
 		}
 	}
 }
+
+// Stats returns the runtime's figures of one of the account's running
+// sandboxes (its cgroup's memory and pids): what the sandbox uses, which
+// a command inside cannot read when no cgroup is mounted there.
+func (s *Service) Stats(ctx context.Context, acct store.Account, id string) (runtime.Stats, error) {
+	if _, _, err := s.Agent(ctx, acct, id); err != nil {
+		return runtime.Stats{}, err
+	}
+	s.mu.Lock()
+	h := s.live[id]
+	s.mu.Unlock()
+	if h == nil {
+		return runtime.Stats{}, errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("session %s is not running", id))
+	}
+	return h.rt.Stats(ctx, h.sandbox)
+}
