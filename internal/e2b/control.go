@@ -246,6 +246,7 @@ func (h *Handler) extend(r *http.Request, acct store.Account, id string, secs *i
 	return err
 }
 
+// setTimeout answers POST /sandboxes/{id}/timeout {"timeout": seconds}.
 func (h *Handler) setTimeout(w http.ResponseWriter, r *http.Request, acct store.Account) {
 	var req timeoutRequest
 	if err := httpjson.Decode(w, r, &req); err != nil {
@@ -256,17 +257,10 @@ func (h *Handler) setTimeout(w http.ResponseWriter, r *http.Request, acct store.
 		h.writeAPIError(w, r, errdefs.New(errdefs.ErrInvalidArgument, `"timeout" (seconds) is required`))
 		return
 	}
-	x, err := h.live(r, acct)
-	if err == nil {
-		err = h.extend(r, acct, x.ID, req.Timeout)
-	}
-	if err != nil {
-		h.writeAPIError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	h.moveExpiry(w, r, acct, req.Timeout)
 }
 
+// refresh answers POST /sandboxes/{id}/refreshes {"duration"?: seconds}.
 func (h *Handler) refresh(w http.ResponseWriter, r *http.Request, acct store.Account) {
 	var req struct {
 		Duration *int64 `json:"duration"`
@@ -275,9 +269,15 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request, acct store.Acc
 		h.writeAPIError(w, r, err)
 		return
 	}
+	h.moveExpiry(w, r, acct, req.Duration)
+}
+
+// moveExpiry extends the live sandbox of the request by secs (see extend)
+// and answers 204.
+func (h *Handler) moveExpiry(w http.ResponseWriter, r *http.Request, acct store.Account, secs *int64) {
 	x, err := h.live(r, acct)
 	if err == nil {
-		err = h.extend(r, acct, x.ID, req.Duration)
+		err = h.extend(r, acct, x.ID, secs)
 	}
 	if err != nil {
 		h.writeAPIError(w, r, err)
