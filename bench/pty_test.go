@@ -3,7 +3,6 @@ package bench
 // PTY benchmarks: go test ./bench/ -run '^$' -bench PTY -benchtime 1000x
 
 import (
-	"bytes"
 	"context"
 	"slices"
 	"testing"
@@ -43,41 +42,7 @@ func reportLatency(b *testing.B, samples []time.Duration) {
 // the line stays short.
 func BenchmarkPTYKeystrokeEcho(b *testing.B) {
 	c, id := ptySession(b)
-	ctx := b.Context()
-	p, err := c.DialPTY(ctx, id, client.PTYOptions{Mode: api.PTYModeHuman})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.CloseNow()
-	// Wait for the prompt.
-	if _, _, err := p.Next(ctx); err != nil {
-		b.Fatal(err)
-	}
-	time.Sleep(200 * time.Millisecond)
-	samples := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		key := []byte("x")
-		if i%2 == 1 {
-			key = []byte{0x7f}
-		}
-		t0 := time.Now()
-		if err := p.Write(ctx, key); err != nil {
-			b.Fatal(err)
-		}
-		for {
-			data, _, err := p.Next(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if len(data) > 0 && (i%2 == 1 || bytes.Contains(data, key)) {
-				break
-			}
-		}
-		samples = append(samples, time.Since(t0))
-	}
-	b.StopTimer()
-	reportLatency(b, samples)
+	ptyEcho(b, c, id)
 }
 
 // BenchmarkPTYAgentCommand measures an agent-mode command's round trip:
