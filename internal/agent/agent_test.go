@@ -99,3 +99,23 @@ func TestAPI(t *testing.T) {
 		t.Fatalf("commands = %+v, %v", list, err)
 	}
 }
+
+// serveTest runs an agent with cfg on a unix socket until the test ends
+// and returns a client of it.
+func serveTest(t testing.TB, cfg Config) *Client {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go New(cfg).Serve(ctx, l)
+	c := NewClient(func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	})
+	t.Cleanup(func() { c.Close() })
+	return c
+}

@@ -1,10 +1,7 @@
 package agent
 
 import (
-	"context"
 	"errors"
-	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,20 +13,8 @@ import (
 // identity over the environment of later commands, once; a second init,
 // or one without a session id or with a private variable, is refused.
 func TestInit(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "agent.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	a := New(Config{Env: []string{"PATH=/usr/bin:/bin", "CHASER_WORKSPACE_ID=old"}})
-	go a.Serve(ctx, l)
-	c := NewClient(func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	})
-	defer c.Close()
+	ctx := t.Context()
+	c := serveTest(t, Config{Env: []string{"PATH=/usr/bin:/bin", "CHASER_WORKSPACE_ID=old"}})
 
 	for _, bad := range []InitRequest{{}, {SessionID: "s-1", Env: map[string]string{"CHASER_AGENT_USER": "0:0"}}, {SessionID: "s-1", Env: map[string]string{"A=B": "x"}}} {
 		if err := c.Init(ctx, bad); !errors.Is(err, errdefs.ErrInvalidArgument) {

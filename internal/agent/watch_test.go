@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,19 +15,9 @@ import (
 // its client: a recursive watch sees changes in a subdirectory created
 // after the watch began.
 func TestWatch(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "agent.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	go New(Config{}).Serve(ctx, l)
-	c := NewClient(func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	})
-	defer c.Close()
+	c := serveTest(t, Config{})
 
 	dir := t.TempDir()
 	if _, err := c.Watch(ctx, filepath.Join(dir, "nope"), false); !errors.Is(err, errdefs.ErrNotFound) {
