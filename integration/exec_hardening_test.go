@@ -170,10 +170,16 @@ func TestFollowReportsGaps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The follower stops reading until the command has ended, so it
+		// falls behind however slowly seq runs on a loaded machine.
+		exited := func() bool {
+			cmd, err := c.Command(ctx, id, cid)
+			return err == nil && cmd.Status == api.CommandExited
+		}
 		var events []api.Event
 		if _, err := c.Follow(ctx, id, cid, func(ev api.Event) error {
 			if len(events) == 0 {
-				time.Sleep(time.Second)
+				waitFor(t, exited)
 			}
 			events = append(events, ev)
 			return nil
@@ -202,7 +208,11 @@ func TestFollowReportsGaps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Second)
+		// Not reading until the command ended: it fell behind for sure.
+		waitFor(t, func() bool {
+			cmd, err := c.Command(ctx, id, cid)
+			return err == nil && cmd.Status == api.CommandExited
+		})
 		raw := readAll(t, resp.Body, nil)
 		start, err := strconv.ParseInt(resp.Header.Get("X-Output-Start"), 10, 64)
 		if err != nil || !strings.HasPrefix(string(want[start:]), raw) {
