@@ -206,6 +206,7 @@ try {
   await page.goto(consoleURL + '#/sessions', { waitUntil: 'load' });
   await page.waitForSelector(`#sessions tr[data-session="${id}"]`);
   await page.click(`#sessions tr[data-session="${id}"] button.danger`);
+  await page.click('#ask-yes');
   await page.waitForFunction((id) => !document.querySelector(`#sessions tr[data-session="${id}"]`), { timeout: 30000 }, id);
   step('deleted', { id });
   await shot('10-sessions-after-delete');
@@ -222,6 +223,7 @@ try {
   step('workspace default');
   await shot('11-workspaces');
   await page.click(wsRow + ' button.danger');
+  await page.click('#ask-yes');
   await page.waitForFunction((sel) => !document.querySelector(sel), { timeout: 60000 }, wsRow);
   step('workspace deleted');
 
@@ -245,6 +247,7 @@ try {
   step('account created', { id: doomedID, key: doomedKey });
   await shot('12-admin');
   await page.click(acctRow + ' button.danger');
+  await page.click('#ask-yes');
   await page.waitForFunction((sel) => !document.querySelector(sel), { timeout: 60000 }, acctRow);
   step('account deleted', { id: doomedID, message: await page.$$eval('main p.msg', (es) => es.map((e) => e.textContent).join(' ')) });
   await page.setViewport({ width: 420, height: 800 });
