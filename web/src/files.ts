@@ -69,7 +69,7 @@ export function filesView(id: string, maxUpload: number): HTMLElement {
     ondragleave: () => drop.classList.remove('over'),
     ondrop: (e: DragEvent) => { e.preventDefault(); drop.classList.remove('over'); if (e.dataTransfer?.files.length) send(e.dataTransfer.files); },
   }, h('label', { for: 'upload' }, `Drop files here or choose them (up to ${fmtBytes(maxUpload)} each): `), picker, progress);
-  const mk = h('input', { id: 'mkdir', placeholder: 'new directory', required: true, pattern: '[^/]+' });
+  const mk = h('input', { id: 'mkdir', placeholder: 'new directory', 'aria-label': 'new directory name', required: true, pattern: '[^/]+' });
   const view = h('section', {},
     crumbs,
     h('div.row', {},

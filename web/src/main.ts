@@ -271,8 +271,8 @@ function selfTestView(id: string): HTMLElement {
         kv('limits', r.limits ? `${r.limits.cpus ?? '?'} CPUs, ${r.limits.memory_bytes ? fmtBytes(r.limits.memory_bytes) : '?'} memory, ${r.limits.pids ?? '?'} pids` : ''),
         kv('PATH', (r.path ?? []).map((p: any) => p.dir + (p.exists ? '' : ' (missing)')).join(':'))),
       h('h2', {}, 'Tools'),
-      h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Tool'), h('th', {}, 'Found'), h('th', {}, 'Version'))),
-        h('tbody', {}, (r.tools ?? []).map((t: any) => h('tr', {}, h('td', {}, t.name), h('td', {}, t.found ? '✓ ' + (t.path ?? '') : '–'), h('td', {}, t.version ?? t.error ?? ''))))));
+      h('div.scroll', {}, h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Tool'), h('th', {}, 'Found'), h('th', {}, 'Version'))),
+        h('tbody', {}, (r.tools ?? []).map((t: any) => h('tr', {}, h('td', {}, t.name), h('td', {}, t.found ? '✓ ' + (t.path ?? '') : '–'), h('td.wrap', {}, t.version ?? t.error ?? '')))))));
   }).catch((e) => clear(out, h('p.msg.error', { role: 'alert' }, e.message)));
   return out;
 }
