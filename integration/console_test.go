@@ -48,6 +48,9 @@ type consoleRun struct {
 // runDriver runs node web/e2e/SCRIPT with args in headless Chromium and
 // returns what it saw; a driver that stopped, or a CSP violation on the
 // console's pages, fails the test (the rest of the checks still run).
+//
+// Arguments that start with "--", after the driver's own, are Chromium's
+// (lib.mjs's run passes them on).
 func runDriver(t *testing.T, timeout time.Duration, script string, args ...string) *consoleRun {
 	t.Helper()
 	const install = "run `. scripts/deps.sh && install_deps` (apt-get install -y chromium; cd web && npm ci)"

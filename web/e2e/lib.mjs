@@ -8,8 +8,10 @@ import path from 'node:path';
 export const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
 
 // run launches Chromium, calls body(ctx) and prints {steps, log, csp,
-// measure, error, screen} whatever happens.
+// measure, error, screen} whatever happens. The driver's arguments that
+// start with "--" (after its own) are Chromium's.
 export async function run(work, shots, body) {
+  const args = process.argv.slice(2).filter((a) => a.startsWith('--'));
   fs.mkdirSync(shots, { recursive: true });
   const r = { steps: [], log: [], csp: [], measure: {} };
   const browser = await puppeteer.launch({
@@ -17,7 +19,8 @@ export async function run(work, shots, body) {
     headless: true,
     userDataDir: path.join(work, 'profile'),
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', ...args],
+    acceptInsecureCerts: args.includes('--ignore-certificate-errors'),
   });
   const ctx = {
     browser, r,
