@@ -37,7 +37,7 @@ export class TermView {
         h('button', { type: 'button', onclick: () => this.paste(), title: 'Paste (Ctrl+Shift+V)' }, 'Paste'),
         h('button', { type: 'button', onclick: () => this.restart() }, 'New terminal')),
       this.box,
-      h('p.hint', { id: 'term-keys' }, 'Ctrl+Shift+C copies the selection, Ctrl+Shift+V pastes; Tab goes to the shell — press Esc, then Tab or Shift+Tab, to leave the terminal.'));
+      h('p.hint.keys', { id: 'term-keys' }, 'Ctrl+Shift+C copies, Ctrl+Shift+V pastes; Tab goes to the shell: Esc, then Tab or Shift+Tab, leaves the terminal.'));
     this.term = new Terminal({
       cursorBlink: true, fontSize: 14, scrollback: 5000,
       fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
