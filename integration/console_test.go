@@ -32,16 +32,27 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// TestConsoleBrowser drives the web console of a real server
-// (--console-addr) in headless Chromium: a wrong key is refused with a
-// message; sign in; create a sandbox; the terminal answers `echo $((6*7))`
-// with 42, follows a resize and survives a dropped connection; a file is
-// uploaded, listed, downloaded unchanged, and one over the limit is
-// refused before it is sent; a forwarded port opens in a new tab through a
-// ticket, where the app's scripts cannot read the console's key; the
-// sandbox is deleted; signing out forgets the key. No CSP violation on the
-// way.
-func TestConsoleBrowser(t *testing.T) {
+// consoleRun is what a driver in web/e2e printed (lib.mjs's run).
+type consoleRun struct {
+	Steps   []map[string]any `json:"steps"`
+	Log     []string         `json:"log"`
+	CSP     []string         `json:"csp"`
+	Measure map[string]any   `json:"measure"`
+	Error   string           `json:"error"`
+	Screen  string           `json:"screen"`
+
+	t     *testing.T
+	steps map[string]map[string]any
+}
+
+// runDriver runs node web/e2e/SCRIPT with args in headless Chromium and
+// returns what it saw; a driver that stopped, or a CSP violation on the
+// console's pages, fails the test (the rest of the checks still run).
+//
+// Arguments that start with "--", after the driver's own, are Chromium's
+// (lib.mjs's run passes them on).
+func runDriver(t *testing.T, timeout time.Duration, script string, args ...string) *consoleRun {
+	t.Helper()
 	const install = "run `. scripts/deps.sh && install_deps` (apt-get install -y chromium; cd web && npm ci)"
 	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
 		t.Fatalf("headless Chromium is not installed (/usr/bin/chromium): %s", install)
@@ -49,42 +60,22 @@ func TestConsoleBrowser(t *testing.T) {
 	if _, err := os.Stat(webDir + "/node_modules/puppeteer-core/package.json"); err != nil {
 		t.Fatalf("puppeteer-core is missing in %s: %s", webDir, install)
 	}
-	addr := freeAddr(t)
-	// A limit below the default: the page must learn it from the server.
-	const maxFile = 1 << 20
-	s := newServer(t, "--console-addr", addr, "--max-file-size", "1MiB")
-	key := s.account(t, "paid")
-	shots, err := filepath.Abs(screenshotDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.RemoveAll(shots)
-
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "e2e/console.mjs", "http://"+addr+"/", key, s.AdminKey, t.TempDir(), shots, fmt.Sprint(maxFile))
+	cmd := exec.CommandContext(ctx, "node", append([]string{"e2e/" + script}, args...)...)
 	cmd.Dir = webDir
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("node e2e/console.mjs: %v\n%s", err, stderr.String())
+		t.Fatalf("node e2e/%s: %v\n%s", script, err, stderr.String())
 	}
-	var res struct {
-		Steps   []map[string]any `json:"steps"`
-		Log     []string         `json:"log"`
-		CSP     []string         `json:"csp"`
-		Measure map[string]any   `json:"measure"`
-		Error   string           `json:"error"`
-		Screen  string           `json:"screen"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
+	res := &consoleRun{t: t, steps: map[string]map[string]any{}}
+	if err := json.Unmarshal(out, res); err != nil {
 		t.Fatalf("driver output %q: %v", out, err)
 	}
-	t.Logf("screenshots in %s", shots)
-	steps := map[string]map[string]any{}
 	for _, st := range res.Steps {
-		steps[st["name"].(string)] = st
+		res.steps[st["name"].(string)] = st
 		b, _ := json.Marshal(st)
 		t.Logf("step %s", b)
 	}
@@ -96,6 +87,54 @@ func TestConsoleBrowser(t *testing.T) {
 	if len(res.CSP) > 0 {
 		t.Errorf("Content-Security-Policy violations: %q", res.CSP)
 	}
+	if st, ok := res.steps["native dialog"]; ok {
+		t.Errorf("the console opened a native dialog (the keyboard and the tests cannot reach those well): %v", st)
+	}
+	return res
+}
+
+// step returns what the driver recorded for a step (the last one of that
+// name), failing the test when it did not happen.
+func (r *consoleRun) step(name string) map[string]any {
+	r.t.Helper()
+	st, ok := r.steps[name]
+	if !ok {
+		r.t.Errorf("step %q did not happen", name)
+		return map[string]any{}
+	}
+	return st
+}
+
+// shotDir is a fresh directory under testdata/screenshots for one test's
+// screenshots.
+func shotDir(t *testing.T, name string) string {
+	t.Helper()
+	d, err := filepath.Abs(filepath.Join(screenshotDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(d)
+	t.Logf("screenshots in %s", d)
+	return d
+}
+
+// TestConsoleBrowser drives the web console of a real server
+// (--console-addr) in headless Chromium: a wrong key is refused with a
+// message; sign in; create a sandbox; the terminal answers `echo $((6*7))`
+// with 42, follows a resize and survives a dropped connection; a file is
+// uploaded, listed, downloaded unchanged, and one over the limit is
+// refused before it is sent; a forwarded port opens in a new tab through a
+// ticket, where the app's scripts cannot read the console's key; the
+// sandbox is deleted; signing out forgets the key. No CSP violation on the
+// way.
+func TestConsoleBrowser(t *testing.T) {
+	addr := freeAddr(t)
+	// A limit below the default: the page must learn it from the server.
+	const maxFile = 1 << 20
+	s := newServer(t, "--console-addr", addr, "--max-file-size", "1MiB")
+	key := s.account(t, "paid")
+	res := runDriver(t, 4*time.Minute, "console.mjs", "http://"+addr+"/", key, s.AdminKey, t.TempDir(), shotDir(t, "browser"), fmt.Sprint(maxFile))
+	steps := res.steps
 	want := func(name, field string, v any) {
 		t.Helper()
 		st, ok := steps[name]

@@ -122,28 +122,45 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// forwardOrigin is the origin where path-style forward URLs are served:
-// the API listener, on the host the browser reached the console with.
+// forwardOrigin is the origin where forwards are served, as the browser
+// reaches it: the scheme it used (TLS here, or X-Forwarded-Proto from a
+// TLS proxy in front) and the host it asked for (X-Forwarded-Host when a
+// proxy rewrote Host).
+//
+//   - On console.DOMAIN the console is served where DOMAIN is (the API
+//     listener, or whatever proxy fronts it), so forwards are on DOMAIN at
+//     the very port the browser used: a TLS proxy on 443 or any other port
+//     gives links on that port, never on the API listener's own.
+//   - On a listener of its own (--console-addr) the API is taken to be on
+//     the same host name at the API listener's port. Behind a proxy that
+//     publishes the API elsewhere that guess is wrong, and there is no
+//     setting for the API's public URL: docs/console.md says to use
+//     --domain there.
 func (h *handler) forwardOrigin(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
 		scheme = "https"
 	}
 	host := r.Host
-	if hh, p, err := net.SplitHostPort(host); err == nil {
-		host = hh
-		if h.apiPort != "" {
-			p = h.apiPort
+	if fh := r.Header.Get("X-Forwarded-Host"); fh != "" {
+		host = strings.TrimSpace(strings.Split(fh, ",")[0])
+	}
+	name, port, err := net.SplitHostPort(host)
+	if err != nil {
+		name, port = host, ""
+	}
+	if d := strings.ToLower(strings.Trim(h.cfg.Domain, ".")); d != "" && strings.EqualFold(strings.TrimSuffix(name, "."), "console."+d) {
+		name = d
+	} else if h.apiPort != "" {
+		port = h.apiPort
+	}
+	if port == "" || scheme == "http" && port == "80" || scheme == "https" && port == "443" {
+		if strings.Contains(name, ":") {
+			return scheme + "://[" + name + "]"
 		}
-		return scheme + "://" + net.JoinHostPort(host, p)
+		return scheme + "://" + name
 	}
-	if d := strings.ToLower(strings.Trim(h.cfg.Domain, ".")); d != "" && strings.EqualFold(host, "console."+d) {
-		host = d // console.DOMAIN on the API listener's own port
-	}
-	if h.apiPort != "" && h.apiPort != "80" && h.apiPort != "443" {
-		host = net.JoinHostPort(host, h.apiPort)
-	}
-	return scheme + "://" + host
+	return scheme + "://" + net.JoinHostPort(name, port)
 }
 
 // config serves /console.json: what the page cannot know by itself — where

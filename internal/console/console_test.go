@@ -53,3 +53,36 @@ func TestHandler(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardOrigin: where the console's forward links point, for a
+// browser that reached it directly or through a (TLS) proxy on another
+// port.
+func TestForwardOrigin(t *testing.T) {
+	for _, tc := range []struct {
+		name, domain, host, proto, fwdHost, want string
+	}{
+		{"own listener", "", "console.test:8081", "", "", "http://console.test:8080"},
+		{"own listener, TLS proxy says https", "", "console.test:8081", "https", "", "https://console.test:8080"},
+		{"own listener, proxy rewrote Host", "", "127.0.0.1:8081", "https", "public.test:9443", "https://public.test:8080"},
+		{"console.DOMAIN direct", "example.com", "console.example.com:8080", "", "", "http://example.com:8080"},
+		{"console.DOMAIN behind a TLS proxy on 443", "example.com", "console.example.com", "https", "", "https://example.com"},
+		{"console.DOMAIN behind a TLS proxy on 8443", "example.com", "console.example.com:8443", "https", "", "https://example.com:8443"},
+		{"console.DOMAIN behind a proxy that rewrote Host", "example.com", "127.0.0.1:8080", "https", "console.example.com:9443", "https://example.com:9443"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := Handler(Config{API: http.NotFoundHandler(), APIAddr: "0.0.0.0:8080", Domain: tc.domain})
+			r := httptest.NewRequest("GET", "http://"+tc.host+"/console.json", nil)
+			if tc.proto != "" {
+				r.Header.Set("X-Forwarded-Proto", tc.proto)
+			}
+			if tc.fwdHost != "" {
+				r.Header.Set("X-Forwarded-Host", tc.fwdHost)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if want := `"forward_origin":"` + tc.want + `"`; !strings.Contains(w.Body.String(), want) {
+				t.Errorf("/console.json = %s, want %s", w.Body.String(), want)
+			}
+		})
+	}
+}

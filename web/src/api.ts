@@ -95,3 +95,38 @@ export function upload(session: string, path: string, file: File, progress: (don
     x.send(fd);
   });
 }
+
+export type PullProgress = { current: number; total: number; layers_done: number; layers: number };
+
+// pull pulls an image into the server's cache with progress: POST
+// /v1/images {stream: true} answers NDJSON progress lines, then done (the
+// image) or error. Errors before the stream starts (bad reference, a
+// registry not allowed) come as an ordinary error answer.
+export async function pull(ref: string, progress: (p: PullProgress) => void): Promise<any> {
+  const r = await fetch('/v1/images', {
+    method: 'POST',
+    headers: headers({ 'Content-Type': 'application/json' }),
+    body: JSON.stringify({ ref, stream: true }),
+  });
+  if (!r.ok) {
+    if (r.status === 401) onUnauthorized();
+    return fail(r);
+  }
+  const reader = r.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (value) buf += value;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (!line) continue;
+      const ev = JSON.parse(line);
+      if (ev.type === 'progress') progress(ev);
+      else if (ev.type === 'done') return ev.image;
+      else if (ev.type === 'error') throw new ApiError(r.status, ev.error?.code || 'error', ev.error?.message || 'the pull failed');
+    }
+    if (done) throw new ApiError(0, 'network', 'the connection closed before the pull finished');
+  }
+}

@@ -61,3 +61,58 @@ export function say(el: Element, msg: string, kind: 'error' | 'ok' | '' = '') {
   el.textContent = msg;
   el.className = 'msg ' + kind;
 }
+
+// ask shows a modal confirmation (<dialog>, so the rest of the page is
+// inert and Tab stays inside it): Escape or Cancel answers false, the
+// danger button true. Focus starts on Cancel, so a stray Enter deletes
+// nothing, and goes back to the control that opened it.
+export function ask(message: string, yes = 'Delete'): Promise<boolean> {
+  const back = document.activeElement as HTMLElement | null;
+  return new Promise((resolve) => {
+    const cancel = h('button', { type: 'button', value: 'no', id: 'ask-cancel' }, 'Cancel');
+    const ok = h('button.danger', { type: 'button', value: 'yes', id: 'ask-yes' }, yes);
+    const d = h('dialog.ask', { 'aria-labelledby': 'ask-msg' },
+      h('p', { id: 'ask-msg' }, message),
+      h('div.row.end', {}, cancel, ok)) as HTMLDialogElement;
+    let answer = false;
+    // Tab and Shift+Tab cycle between the two buttons: showModal makes the
+    // page inert, but would let Tab leave for the browser's own controls.
+    d.addEventListener('keydown', (e) => {
+      if (e.key !== 'Tab') return;
+      e.preventDefault();
+      (document.activeElement === ok ? cancel : ok).focus();
+    });
+    cancel.onclick = () => d.close();
+    ok.onclick = () => { answer = true; d.close(); };
+    d.addEventListener('close', () => {
+      d.remove();
+      // A list may have re-rendered meanwhile: the same control by its label.
+      const label = back?.getAttribute('aria-label');
+      const again = back?.isConnected ? back : label ? document.querySelector<HTMLElement>(`[aria-label="${CSS.escape(label)}"]`) : null;
+      again?.focus();
+      resolve(answer);
+    });
+    document.body.append(d);
+    d.showModal();
+    cancel.focus();
+  });
+}
+
+// keepFocus re-renders el (render replaces its children) and, when the
+// focus was inside it, puts it back on the control in the same place: the
+// same data-key row and the same control of that row. Lists that refresh
+// themselves would otherwise drop a keyboard user's focus to the page.
+export function keepFocus(el: Element, render: () => void) {
+  const a = document.activeElement as HTMLElement | null;
+  if (!a || !el.contains(a)) { render(); return; }
+  const row = a.closest('[data-key]') as HTMLElement | null;
+  const key = row?.dataset.key;
+  const idx = row ? Array.from(row.querySelectorAll('a,button,input,select')).indexOf(a) : -1;
+  render();
+  if (key === undefined) return;
+  const again = Array.from(el.querySelectorAll<HTMLElement>('[data-key]')).find((r) => r.dataset.key === key);
+  const c = again?.querySelectorAll<HTMLElement>('a,button,input,select')[idx];
+  const to = c ?? again?.querySelector<HTMLElement>('a,button,input,select');
+  // The row is gone (deleted): the page's heading, not the document's start.
+  if (to) to.focus(); else document.querySelector<HTMLElement>('main h1')?.focus();
+}

@@ -2,7 +2,7 @@
 // download, upload by drag and drop or picker (with progress; the size
 // limit is checked before anything is sent), make a directory, delete.
 import * as api from './api';
-import { h, clear, say, fmtBytes } from './dom';
+import { h, clear, say, fmtBytes, ask, keepFocus } from './dom';
 
 export function filesView(id: string, maxUpload: number): HTMLElement {
   let dir = sessionStorage.getItem('chaser.dir.' + id) || '/workspace';
@@ -21,9 +21,9 @@ export function filesView(id: string, maxUpload: number): HTMLElement {
       clear(crumbs, h('a', { href: '#', onclick: (e: Event) => { e.preventDefault(); load('/'); } }, '/'),
         segs.map((s, i) => [h('a', { href: '#', onclick: (e: Event) => { e.preventDefault(); load('/' + segs.slice(0, i + 1).join('/')); } }, s), '/']));
       const entries = [...l.entries].sort((a: any, b: any) => (a.type === 'dir' ? 0 : 1) - (b.type === 'dir' ? 0 : 1) || a.name.localeCompare(b.name));
-      clear(tbody,
+      keepFocus(tbody, () => clear(tbody,
         dir !== '/' ? h('tr', {}, h('td', { colspan: 5 }, h('a', { href: '#', onclick: (e: Event) => { e.preventDefault(); load(dir.replace(/\/[^/]+\/?$/, '') || '/'); } }, '..'))) : null,
-        entries.map((f: any) => h('tr', { 'data-file': f.name },
+        entries.map((f: any) => h('tr', { 'data-file': f.name, 'data-key': f.name },
           h('td', {}, f.type === 'dir'
             ? h('a', { href: '#', onclick: (e: Event) => { e.preventDefault(); load(join(dir, f.name)); } }, f.name + '/')
             : f.name + (f.type === 'symlink' ? ' → ' + (f.link_target ?? '') : '')),
@@ -34,14 +34,14 @@ export function filesView(id: string, maxUpload: number): HTMLElement {
             f.type === 'file' ? h('button', { type: 'button', 'aria-label': `Download ${f.name}`, onclick: () => api.download(id, join(dir, f.name)).catch((e) => say(msg, e.message, 'error')) }, 'Download') : null,
             h('button.danger', {
               type: 'button', 'aria-label': `Delete ${f.name}`, onclick: async () => {
-                if (!confirm(`Delete ${join(dir, f.name)}${f.type === 'dir' ? ' and everything in it' : ''}?`)) return;
+                if (!await ask(`Delete ${join(dir, f.name)}${f.type === 'dir' ? ' and everything in it' : ''}?`)) return;
                 try {
                   await api.del(`/v1/sessions/${id}/files?` + api.q({ path: join(dir, f.name), ...(f.type === 'dir' ? { recursive: 'true' } : {}) }));
                   load(dir);
                 } catch (e: any) { say(msg, e.message, 'error'); }
               },
             }, 'Delete')))),
-        l.truncated ? h('tr', {}, h('td', { colspan: 5 }, `(only the first ${l.max_entries} entries are shown)`)) : null);
+        l.truncated ? h('tr', {}, h('td', { colspan: 5 }, `(only the first ${l.max_entries} entries are shown)`)) : null));
     } catch (e: any) { say(msg, e.message, 'error'); }
   };
 
@@ -69,7 +69,7 @@ export function filesView(id: string, maxUpload: number): HTMLElement {
     ondragleave: () => drop.classList.remove('over'),
     ondrop: (e: DragEvent) => { e.preventDefault(); drop.classList.remove('over'); if (e.dataTransfer?.files.length) send(e.dataTransfer.files); },
   }, h('label', { for: 'upload' }, `Drop files here or choose them (up to ${fmtBytes(maxUpload)} each): `), picker, progress);
-  const mk = h('input', { id: 'mkdir', placeholder: 'new directory', required: true, pattern: '[^/]+' });
+  const mk = h('input', { id: 'mkdir', placeholder: 'new directory', 'aria-label': 'new directory name', required: true, pattern: '[^/]+' });
   const view = h('section', {},
     crumbs,
     h('div.row', {},

@@ -3,7 +3,7 @@
 // accounts and images. Hash routes keep it one static page.
 import './style.css';
 import * as api from './api';
-import { h, clear, say, fmtBytes, ago, until } from './dom';
+import { h, clear, say, fmtBytes, ago, until, ask, keepFocus } from './dom';
 import { TermView } from './terminal';
 import { filesView } from './files';
 
@@ -43,9 +43,15 @@ function nav(): HTMLElement {
     h('button', { type: 'button', id: 'signout', onclick: () => signOut() }, 'Sign out'));
 }
 
+// page shows a page and moves the focus to its heading (tabindex -1), so
+// after a route change a keyboard user continues from the top of the new
+// content rather than from the document's start; a page that focuses a
+// control itself (the terminal) overrides it afterwards.
 function page(title: string, ...body: (Node | null)[]) {
   document.title = title + ' · Chaser';
-  clear(app, nav(), h('main', { id: 'main' }, h('h1', {}, title), ...body));
+  const h1 = h('h1', { tabindex: '-1' }, title);
+  clear(app, nav(), h('main', { id: 'main' }, h1, ...body));
+  h1.focus({ preventScroll: true });
 }
 
 // ---- sign in
@@ -83,9 +89,9 @@ function signInPage() {
 
 // ---- sessions
 
-function sessionRow(s: any, refresh: () => void) {
+function sessionRow(s: any, refresh: () => void, msg: HTMLElement) {
   const net = s.network?.mode ?? '';
-  return h('tr', { 'data-session': s.id },
+  return h('tr', { 'data-session': s.id, 'data-key': s.id },
     h('td', {}, h('a', { href: `#/s/${s.id}/terminal` }, s.id)),
     h('td', {}, h('span.badge.' + s.status, {}, s.status)),
     h('td', {}, s.image),
@@ -97,8 +103,11 @@ function sessionRow(s: any, refresh: () => void) {
     h('td', {}, h('button.danger', {
       type: 'button', 'aria-label': `Delete ${s.id}`,
       onclick: async () => {
-        if (!confirm(`Delete session ${s.id}? Its sandbox and everything not in a workspace is gone.`)) return;
-        await api.del(`/v1/sessions/${s.id}`).catch((e) => alert(e.message));
+        if (!await ask(`Delete session ${s.id}? Its sandbox and everything not in a workspace is gone.`)) return;
+        try {
+          await api.del(`/v1/sessions/${s.id}`);
+          say(msg, `Session ${s.id} deleted.`, 'ok');
+        } catch (e: any) { say(msg, e.message, 'error'); }
         refresh();
       },
     }, 'Delete')));
@@ -110,8 +119,8 @@ async function sessionsPage() {
   const refresh = async () => {
     try {
       const l = await api.get('/v1/sessions');
-      clear(tbody, l.sessions.length ? l.sessions.map((s: any) => sessionRow(s, refresh))
-        : h('tr', {}, h('td', { colspan: 9 }, 'No sessions yet: create one above.')));
+      keepFocus(tbody, () => clear(tbody, l.sessions.length ? l.sessions.map((s: any) => sessionRow(s, refresh, msg))
+        : h('tr', {}, h('td', { colspan: 9 }, 'No sessions yet: create one above.'))));
     } catch (e: any) { say(msg, e.message, 'error'); }
   };
   const create = await createForm(refresh);
@@ -222,7 +231,7 @@ function portsView(id: string): HTMLElement {
   const refresh = async () => {
     try {
       const l = await api.get(`/v1/sessions/${id}/ports`);
-      clear(tbody, l.ports.length ? l.ports.map((p: any) => h('tr', { 'data-port': p.port },
+      keepFocus(tbody, () => clear(tbody, l.ports.length ? l.ports.map((p: any) => h('tr', { 'data-port': p.port, 'data-key': String(p.port) },
         h('td', {}, String(p.port)),
         h('td', {}, p.listening ? 'listening' : 'not listening'),
         h('td', {}, h('label', {}, h('input', {
@@ -233,8 +242,8 @@ function portsView(id: string): HTMLElement {
             refresh();
           },
         }), ' public')),
-        h('td', {}, h('button', { type: 'button', onclick: () => open(p.port) }, 'Open')))) :
-        h('tr', {}, h('td', { colspan: 4 }, 'Nothing listens yet. Start a server in the terminal (python3 -m http.server 8000) or open a port below.')));
+        h('td', {}, h('button', { type: 'button', 'aria-label': `Open port ${p.port}`, onclick: () => open(p.port) }, 'Open')))) :
+        h('tr', {}, h('td', { colspan: 4 }, 'Nothing listens yet. Start a server in the terminal (python3 -m http.server 8000) or open a port above.'))));
     } catch (e: any) { say(msg, e.message, 'error'); }
   };
   const num = h('input', { id: 'port', type: 'number', min: '1', max: '65535', required: true, placeholder: '8000' });
@@ -242,7 +251,7 @@ function portsView(id: string): HTMLElement {
     h('form.inline', { onsubmit: (e: Event) => { e.preventDefault(); open(Number(num.value)); } },
       h('label', { for: 'port' }, 'Port '), num, h('button', { type: 'submit', id: 'open-port' }, 'Open in a new tab')),
     msg,
-    h('table', { id: 'ports' }, h('thead', {}, h('tr', {}, ...['Port', 'State', 'Access', ''].map((t) => h('th', {}, t)))), tbody),
+    h('div.scroll', {}, h('table', { id: 'ports' }, h('thead', {}, h('tr', {}, ...['Port', 'State', 'Access', ''].map((t) => h('th', {}, t)))), tbody)),
     h('p.hint', {}, 'Ports open on the API server\'s origin with a single-use ticket; the console\'s key never leaves this tab.'));
   refresh();
   const timer = setInterval(() => { if (!document.hidden) refresh(); }, 3000);
@@ -262,8 +271,8 @@ function selfTestView(id: string): HTMLElement {
         kv('limits', r.limits ? `${r.limits.cpus ?? '?'} CPUs, ${r.limits.memory_bytes ? fmtBytes(r.limits.memory_bytes) : '?'} memory, ${r.limits.pids ?? '?'} pids` : ''),
         kv('PATH', (r.path ?? []).map((p: any) => p.dir + (p.exists ? '' : ' (missing)')).join(':'))),
       h('h2', {}, 'Tools'),
-      h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Tool'), h('th', {}, 'Found'), h('th', {}, 'Version'))),
-        h('tbody', {}, (r.tools ?? []).map((t: any) => h('tr', {}, h('td', {}, t.name), h('td', {}, t.found ? '✓ ' + (t.path ?? '') : '–'), h('td', {}, t.version ?? t.error ?? ''))))));
+      h('div.scroll', {}, h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Tool'), h('th', {}, 'Found'), h('th', {}, 'Version'))),
+        h('tbody', {}, (r.tools ?? []).map((t: any) => h('tr', {}, h('td', {}, t.name), h('td', {}, t.found ? '✓ ' + (t.path ?? '') : '–'), h('td.wrap', {}, t.version ?? t.error ?? '')))))));
   }).catch((e) => clear(out, h('p.msg.error', { role: 'alert' }, e.message)));
   return out;
 }
@@ -276,7 +285,7 @@ async function workspacesPage() {
   const refresh = async () => {
     try {
       const l = await api.get('/v1/workspaces');
-      clear(tbody, l.workspaces.map((w: any) => h('tr', { 'data-workspace': w.name },
+      keepFocus(tbody, () => clear(tbody, l.workspaces.map((w: any) => h('tr', { 'data-workspace': w.name, 'data-key': w.name },
         h('td', {}, w.name), h('td', {}, w.image), h('td', {}, fmtBytes(w.size_bytes ?? 0)),
         h('td', {}, w.session_id ? h('a', { href: `#/s/${w.session_id}/terminal` }, w.session_id) : ''),
         h('td', {}, w.default ? 'default' : h('button', {
@@ -284,15 +293,15 @@ async function workspacesPage() {
         }, 'Make default')),
         h('td', {}, h('button.danger', {
           type: 'button', onclick: async () => {
-            if (!confirm(`Delete workspace ${w.name} and all its files?`)) return;
+            if (!await ask(`Delete workspace ${w.name} and all its files?`)) return;
             await api.del(`/v1/workspaces/${encodeURIComponent(w.name)}`).catch((e) => say(msg, e.message, 'error'));
             refresh();
           },
-        }, 'Delete')))));
+        }, 'Delete'))))));
     } catch (e: any) { say(msg, e.message, 'error'); }
   };
-  const name = h('input', { id: 'ws-name', required: true, pattern: '[a-z0-9][a-z0-9-]*', placeholder: 'name' });
-  const image = h('input', { id: 'ws-image', placeholder: 'image (default host)' });
+  const name = h('input', { id: 'ws-name', required: true, pattern: '[a-z0-9][a-z0-9-]*', placeholder: 'name', 'aria-label': 'workspace name' });
+  const image = h('input', { id: 'ws-image', placeholder: 'image (default host)', 'aria-label': 'workspace image' });
   page('Workspaces',
     h('form.inline', {
       onsubmit: async (e: Event) => {
@@ -305,40 +314,44 @@ async function workspacesPage() {
       },
     }, name, image, h('button', { type: 'submit' }, 'Create workspace')),
     msg,
-    h('table', {}, h('thead', {}, h('tr', {}, ...['Name', 'Image', 'Size', 'Session', 'Default', ''].map((t) => h('th', {}, t)))), tbody));
+    h('div.scroll', {}, h('table', {}, h('thead', {}, h('tr', {}, ...['Name', 'Image', 'Size', 'Session', 'Default', ''].map((t) => h('th', {}, t)))), tbody)));
   refresh();
 }
 
 // ---- admin
 
-async function adminPage() {
-  const msg = h('p.msg', { role: 'status' });
+// adminPage: accounts and the server's image cache. The nav shows it to
+// admins only; anyone else who opens #/admin sees the server's 403.
+async function adminPage(query: URLSearchParams) {
+  if (!me?.admin) {
+    let why = 'this page is for admin accounts';
+    try { await api.get('/v1/accounts'); } catch (e: any) { why = `${e.status} ${e.message}`; }
+    page('Admin', h('p.msg.error', { role: 'alert', id: 'admin-denied' },
+      `Only admins can manage accounts and images (the server answered ${why}).`));
+    return;
+  }
+  const msg = h('p.msg', { role: 'status', id: 'admin-msg' });
   const accounts = h('tbody');
-  const images = h('tbody');
   const refresh = async () => {
     try {
       const l = await api.get('/v1/accounts');
-      clear(accounts, l.accounts.map((a: any) => h('tr', { 'data-account': a.name },
+      keepFocus(accounts, () => clear(accounts, l.accounts.map((a: any) => h('tr', { 'data-account': a.name, 'data-key': a.id },
         h('td', {}, a.name), h('td', {}, a.tier), h('td', {}, a.admin ? 'admin' : ''), h('td', {}, ago(a.created_at)),
         h('td', {}, a.id),
         h('td', {}, a.id === me?.id ? '' : h('button.danger', {
           type: 'button', 'aria-label': `Delete account ${a.name}`, onclick: async () => {
-            if (!confirm(`Delete account ${a.name}? Its keys stop working, its sessions end and its workspaces are deleted with their files.`)) return;
+            if (!await ask(`Delete account ${a.name}? Its keys stop working, its sessions end and its workspaces are deleted with their files.`)) return;
             try {
               await api.del(`/v1/accounts/${encodeURIComponent(a.id)}?force=true`);
               say(msg, `Account ${a.name} deleted.`, 'ok');
             } catch (e: any) { say(msg, e.message, 'error'); }
             refresh();
           },
-        }, 'Delete')))));
+        }, 'Delete'))))));
     } catch (e: any) { say(msg, 'accounts: ' + e.message, 'error'); }
-    try {
-      const l = await api.get('/v1/images');
-      clear(images, l.images.map((i: any) => h('tr', {}, h('td', {}, i.ref), h('td', {}, fmtBytes(i.size)), h('td', {}, i.layers), h('td', {}, ago(i.pulled_at)))));
-    } catch (e: any) { say(msg, 'images: ' + e.message, 'error'); }
   };
-  const name = h('input', { required: true, placeholder: 'name', id: 'acct-name' });
-  const tier = h('select', { id: 'acct-tier' }, h('option', {}, 'free'), h('option', {}, 'paid'));
+  const name = h('input', { required: true, placeholder: 'name', id: 'acct-name', 'aria-label': 'account name' });
+  const tier = h('select', { id: 'acct-tier', 'aria-label': 'tier' }, h('option', {}, 'free'), h('option', {}, 'paid'));
   const shown = h('p.msg', { role: 'status' });
   page('Admin',
     h('h2', {}, 'Accounts'),
@@ -353,10 +366,91 @@ async function adminPage() {
       },
     }, name, tier, h('button', { type: 'submit' }, 'Create account')),
     shown, msg,
-    h('table', {}, h('thead', {}, h('tr', {}, ...['Name', 'Tier', '', 'Created', 'ID', ''].map((t) => h('th', {}, t)))), accounts),
-    h('h2', {}, 'Images'),
-    h('table', {}, h('thead', {}, h('tr', {}, ...['Reference', 'Size', 'Layers', 'Pulled'].map((t) => h('th', {}, t)))), images));
+    h('div.scroll', {}, h('table', { id: 'accounts' }, h('thead', {}, h('tr', {}, ...['Name', 'Tier', '', 'Created', 'ID', ''].map((t) => h('th', {}, t)))), accounts)),
+    imagesSection(Number(query.get('limit')) || 20));
   refresh();
+}
+
+// imagesSection lists the server's image cache a page at a time (GET
+// /v1/images?limit&next_token; "Show more" fetches the next page), pulls
+// one with the server's progress (POST /v1/images, stream: NDJSON) and
+// deletes one after a confirmation.
+function imagesSection(limit: number): HTMLElement {
+  const msg = h('p.msg', { role: 'status', id: 'images-msg' });
+  const tbody = h('tbody');
+  let next = '';
+  const more = h('button', { type: 'button', id: 'images-more', hidden: true, onclick: () => load(true) }, 'Show more');
+  const row = (i: any) => h('tr', { 'data-image': i.ref, 'data-key': i.ref },
+    h('td', {}, i.ref),
+    h('td', { title: i.digest }, (i.digest ?? '').replace(/^sha256:/, '').slice(0, 12)),
+    h('td.num', {}, fmtBytes(i.size ?? 0)), h('td.num', {}, i.layers),
+    h('td', { title: i.pulled_at }, i.pulled_at ? ago(i.pulled_at) : ''),
+    h('td', {}, h('button.danger', {
+      type: 'button', 'aria-label': `Delete image ${i.ref}`, onclick: async () => {
+        if (!await ask(`Delete image ${i.ref} from the server's cache? Sessions already running keep it; new ones pull it again.`)) return;
+        try {
+          await api.del('/v1/images/' + encodeURI(i.ref));
+          say(msg, `Image ${i.ref} deleted.`, 'ok');
+        } catch (e: any) { say(msg, e.status === 403 ? `Not allowed (403): ${e.message}` : `${i.ref}: ${e.message}`, 'error'); }
+        load(false);
+      },
+    }, 'Delete')));
+  const load = async (append: boolean) => {
+    try {
+      const l = await api.get('/v1/images?' + api.q({ limit: String(limit), ...(append && next ? { next_token: next } : {}) }));
+      const rows = l.images.map(row);
+      if (append) tbody.append(...rows);
+      else keepFocus(tbody, () => clear(tbody, rows.length ? rows : h('tr', {}, h('td', { colspan: 6 }, 'No images cached yet: pull one above, or create a session with an image.'))));
+      next = l.next_token || '';
+      more.hidden = !next;
+      if (append && rows.length) rows[0].querySelector('button')?.focus();
+    } catch (e: any) { say(msg, 'images: ' + e.message, 'error'); }
+  };
+
+  // Pulling can take minutes: the form stays usable by keyboard (the
+  // button is marked busy rather than disabled, so it keeps the focus).
+  const ref = h('input', { id: 'image-ref', required: true, placeholder: 'registry/repository:tag', 'aria-label': 'image reference', spellcheck: false });
+  const btn = h('button', { type: 'submit', id: 'image-pull' }, 'Pull');
+  const bar = h('progress', { id: 'pull-progress', hidden: true, max: 1, value: 0 });
+  let busy = false;
+  const form = h('form.inline', {
+    'aria-label': 'pull an image',
+    onsubmit: async (e: Event) => {
+      e.preventDefault();
+      const r = ref.value.trim();
+      if (busy || !r) return;
+      busy = true;
+      btn.setAttribute('aria-disabled', 'true');
+      form.setAttribute('aria-busy', 'true');
+      btn.textContent = 'Pulling…';
+      bar.hidden = false;
+      bar.removeAttribute('value'); // indeterminate until the first progress
+      say(msg, `pulling ${r}…`);
+      try {
+        const img = await api.pull(r, (ev) => {
+          if (ev.total) { bar.max = ev.total; bar.value = ev.current; }
+          say(msg, `pulling ${r}: ${ev.layers_done}/${ev.layers} layers, ${fmtBytes(ev.current)} of ${fmtBytes(ev.total)}`);
+        });
+        say(msg, `Pulled ${img.ref} (${img.layers} layers, ${fmtBytes(img.size)}).`, 'ok');
+        ref.value = '';
+        load(false);
+      } catch (x: any) {
+        say(msg, `Could not pull ${r}: ${x.message}` + (x.code && x.code !== 'error' ? ` (${x.code})` : ''), 'error');
+      } finally {
+        busy = false;
+        btn.removeAttribute('aria-disabled');
+        form.removeAttribute('aria-busy');
+        btn.textContent = 'Pull';
+        bar.hidden = true;
+      }
+    },
+  }, ref, btn, bar);
+  load(false);
+  return h('section', { 'aria-labelledby': 'images-h' },
+    h('h2', { id: 'images-h' }, 'Images'),
+    form, msg,
+    h('div.scroll', {}, h('table', { id: 'images' }, h('thead', {}, h('tr', {}, ...['Reference', 'Digest', 'Size', 'Layers', 'Pulled', ''].map((t) => h('th', {}, t)))), tbody)),
+    more);
 }
 
 // ---- routing
@@ -364,7 +458,8 @@ async function adminPage() {
 async function route() {
   cleanup.forEach((f) => f());
   cleanup = [];
-  const parts = location.hash.replace(/^#\/?/, '').split('/');
+  const [path, qs] = location.hash.replace(/^#\/?/, '').split('?');
+  const parts = path.split('/');
   if (!api.getKey()) { signInPage(); return; }
   if (!me) {
     try { me = await api.get<Account>('/v1/account'); } catch { return; /* 401 signs out */ }
@@ -372,7 +467,7 @@ async function route() {
   switch (parts[0]) {
     case 's': return sessionPage(parts[1], parts[2] || 'terminal');
     case 'workspaces': return workspacesPage();
-    case 'admin': return adminPage();
+    case 'admin': return adminPage(new URLSearchParams(qs));
     case 'sessions': return sessionsPage();
     default: location.hash = '#/sessions';
   }

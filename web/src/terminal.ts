@@ -21,6 +21,7 @@ export class TermView {
   private exited: number | null = null;
   private disposed = false;
   private retries = 0;
+  private escaped = false; // the last key was Esc: a Tab now leaves
   private state: HTMLElement;
   private box: HTMLElement;
   private ro: ResizeObserver;
@@ -28,14 +29,15 @@ export class TermView {
 
   constructor(private session: string) {
     this.state = h('span.tstate', { role: 'status', 'aria-live': 'polite' }, 'connecting…');
-    this.box = h('div.term', { 'data-testid': 'terminal' });
+    this.box = h('div.term', { 'data-testid': 'terminal', 'aria-describedby': 'term-keys' });
     this.el = h('section.termwrap', {},
       h('div.toolbar', {},
         this.state,
         h('button', { type: 'button', onclick: () => this.copy(), title: 'Copy the selection (Ctrl+Shift+C)' }, 'Copy'),
         h('button', { type: 'button', onclick: () => this.paste(), title: 'Paste (Ctrl+Shift+V)' }, 'Paste'),
         h('button', { type: 'button', onclick: () => this.restart() }, 'New terminal')),
-      this.box);
+      this.box,
+      h('p.hint.keys', { id: 'term-keys' }, 'Ctrl+Shift+C copies, Ctrl+Shift+V pastes; Tab goes to the shell: Esc, then Tab or Shift+Tab, leaves the terminal.'));
     this.term = new Terminal({
       cursorBlink: true, fontSize: 14, scrollback: 5000,
       fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
@@ -45,9 +47,23 @@ export class TermView {
     this.term.onData((d) => this.send(enc.encode(d)));
     this.term.onBinary((d) => this.send(Uint8Array.from(d, (c) => c.charCodeAt(0))));
     this.term.onResize(({ cols, rows }) => this.control({ type: 'resize', cols, rows }));
+    // Keys the page keeps from the shell. Returning false makes xterm.js
+    // ignore the key, and the browser's default runs:
+    // - Ctrl+Shift+C copies the selection (and does not open the browser's
+    //   element inspector).
+    // - Ctrl+Shift+V: the browser's own paste ("paste as plain text") fires
+    //   a paste event, which xterm.js hands to the shell (bracketed when
+    //   the shell asks). No clipboard permission is needed for that; the
+    //   Paste button reads the clipboard through the Clipboard API instead.
+    // - Esc, then Tab or Shift+Tab, moves the focus out of the terminal
+    //   (the shell gets the Esc; Tab alone stays completion), as editors
+    //   such as CodeMirror do, so keyboard users are never trapped.
     this.term.attachCustomKeyEventHandler((e) => {
-      if (e.type === 'keydown' && e.ctrlKey && e.shiftKey && (e.key === 'C' || e.key === 'c')) { this.copy(); return false; }
-      if (e.type === 'keydown' && e.ctrlKey && e.shiftKey && (e.key === 'V' || e.key === 'v')) { this.paste(); return false; }
+      if (e.type !== 'keydown') return !(e.ctrlKey && e.shiftKey && /^[cv]$/i.test(e.key));
+      if (e.ctrlKey && e.shiftKey && (e.key === 'C' || e.key === 'c')) { e.preventDefault(); this.copy(); return false; }
+      if (e.ctrlKey && e.shiftKey && (e.key === 'V' || e.key === 'v')) return false;
+      if (e.key === 'Tab' && this.escaped && !e.ctrlKey && !e.altKey && !e.metaKey) { this.escaped = false; return false; }
+      if (!['Shift', 'Control', 'Alt', 'Meta'].includes(e.key)) this.escaped = e.key === 'Escape';
       return true;
     });
     this.ro = new ResizeObserver(() => { if (this.box.isConnected) this.fit.fit(); });
@@ -166,15 +182,32 @@ export class TermView {
   // drop closes the socket as a network failure would (tests use it).
   drop() { this.ws?.close(4000, 'dropped'); }
 
-  private async copy() {
+  // copy puts the terminal's selection on the clipboard; says so, or why
+  // not, in the state line.
+  async copy() {
     const s = this.term.getSelection();
-    if (s) await navigator.clipboard?.writeText(s).catch(() => {});
+    this.term.focus();
+    if (!s) { this.flash('nothing selected to copy'); return; }
+    try {
+      await navigator.clipboard.writeText(s);
+      this.flash(`copied ${s.length} characters`);
+    } catch (e: any) { this.flash('cannot copy: ' + (e?.message ?? 'no clipboard access')); }
+  }
+
+  // paste reads the clipboard (the browser may ask the user first) and
+  // types it into the shell as a paste (bracketed when the shell asks).
+  async paste() {
+    try {
+      const s = await navigator.clipboard.readText();
+      if (s) this.term.paste(s);
+    } catch (e: any) { this.flash('cannot paste: ' + (e?.message ?? 'no clipboard access') + ' (Ctrl+Shift+V works without it)'); }
     this.term.focus();
   }
 
-  private async paste() {
-    const s = await navigator.clipboard?.readText().catch(() => '');
-    if (s) this.term.paste(s);
-    this.term.focus();
+  // flash shows a note in the state line for a moment.
+  private flash(note: string) {
+    const was = this.state.textContent, cls = this.state.className;
+    this.state.textContent = note;
+    setTimeout(() => { if (this.state.textContent === note) { this.state.textContent = was; this.state.className = cls; } }, 2500);
   }
 }
