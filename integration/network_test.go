@@ -224,15 +224,25 @@ func TestEgressPolicy(t *testing.T) {
 				targets = append(targets, ipn.IP.String())
 			}
 		}
+		checked := 0
 		for _, addr := range targets {
 			if addr != gw && !hostReach(url(addr, hostPort)) {
-				t.Fatalf("the host does not reach its own listener on %s", addr)
+				// Other servers on a shared machine (tests run in
+				// parallel) add and filter addresses of their own
+				// sandboxes; one the host cannot reach itself proves
+				// nothing either way.
+				t.Logf("skipped %s: the host does not reach its own listener there", addr)
+				continue
 			}
+			checked++
 			for _, port := range []string{fmt.Sprint(hostPort), apiPort} {
 				if ok, out := reach(t, s, key, a.ID, "http://"+net.JoinHostPort(addr, port)+"/"); ok {
 					t.Errorf("the sandbox reached the host at %s:%s: %s", addr, port, out)
 				}
 			}
+		}
+		if checked < 2 { // the gateway and at least the host's own address
+			t.Fatalf("only %d of the host's addresses %v were checkable", checked, targets)
 		}
 		if out := run(t, s, key, a.ID, "getent hosts localhost >/dev/null; grep nameserver /etc/resolv.conf"); out != "nameserver "+gw {
 			t.Errorf("resolv.conf names %q, want the gateway %s", out, gw)
