@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -161,8 +162,25 @@ tiers:
 		if ok, out := wget(t, s, key, a.ID, url(addrR, 8000)); ok {
 			t.Errorf("the microVM reached sandbox r at %s: %s", addrR, out)
 		}
+		// And nothing reaches into the VM: its own listener answers it,
+		// not sandbox r.
+		run(t, s, key, a.ID, "mkdir -p /tmp/www && echo reached-a > /tmp/www/index.html && httpd -p 8000 -h /tmp/www")
+		addrA := run(t, s, key, a.ID, "ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1")
+		if ok, out := wget(t, s, key, a.ID, url(addrA, 8000)); !ok || !strings.Contains(out, "reached-a") {
+			t.Fatalf("the microVM's own listener on %s:8000 does not answer it: %s", addrA, out)
+		}
+		if ok, out := wget(t, s, runcKey, r, url(addrA, 8000)); ok {
+			t.Errorf("sandbox r reached into the microVM at %s: %s", addrA, out)
+		}
 	})
 	t.Run("DNS through the gateway and a package archive on the internet", func(t *testing.T) {
+		// The guest's clock is the host's (no RTC under TCG), as TLS and
+		// apt need.
+		var now int64
+		fmt.Sscan(run(t, s, key, a.ID, "date +%s"), &now)
+		if d := time.Since(time.Unix(now, 0)); d < -time.Minute || d > 10*time.Minute {
+			t.Errorf("the guest's clock is %v off the host's", d)
+		}
 		if _, err := net.LookupHost("deb.debian.org"); err != nil {
 			t.Skipf("the host itself cannot resolve deb.debian.org (%v)", err)
 		}
@@ -184,21 +202,55 @@ tiers:
 		t.Logf("download of 256 MiB from a listener in a test namespace (busybox wget): microVM %.0f MiB/s, runc %.0f MiB/s", speed(key, a.ID), speed(runcKey, r))
 	})
 
+	// Inside the sandbox's namespace: the bridge of its veth and the VM's
+	// tap, no address left there (the guest holds it).
+	nsPath := filepath.Join(s.DataDir, "netns", a.ID)
+	if out, err := exec.Command("nsenter", "--net="+nsPath, "ip", "-o", "-4", "addr").CombinedOutput(); err != nil || strings.Contains(string(out), "eth0") || strings.Contains(string(out), "br0") {
+		t.Errorf("addresses in the sandbox's namespace (want loopback only): %v\n%s", err, out)
+	}
+	if out, err := exec.Command("nsenter", "--net="+nsPath, "ip", "-o", "link", "show", "master", "br0").CombinedOutput(); err != nil || !strings.Contains(string(out), "eth0@") || !strings.Contains(string(out), "tap0") {
+		t.Errorf("br0's ports (want eth0 and tap0): %v\n%s", err, out)
+	}
+
 	// A killed server: the VM keeps its network; the successor adopts it.
 	s.kill()
 	s2 := startServer(t, s.DataDir, args...)
-	defer s2.stop()
 	if ok, out := wget(t, s2, key, a.ID, url(f.allowed, f.port)); !ok {
 		t.Errorf("after SIGKILL and restart the microVM lost its egress: %s", out)
 	}
 	if ok, out := wget(t, s2, key, a.ID, url(f.private, f.port)); ok {
 		t.Errorf("after SIGKILL and restart the microVM reaches a private address: %s", out)
 	}
-	for _, x := range []struct{ key, id string }{{key, a.ID}, {key, n.ID}, {runcKey, r}} {
-		if err := s2.Client(x.key).DeleteSession(t.Context(), x.id); err != nil {
+	// Killed again, and the VM with it while no server watches: the next
+	// server removes its session, network and tap.
+	s2.kill()
+	pid, err := os.ReadFile(filepath.Join(s.DataDir, "sandboxes-microvm", a.ID, "qemu.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p int
+	fmt.Sscan(string(pid), &p)
+	if p <= 0 || syscall.Kill(p, syscall.SIGKILL) != nil {
+		t.Fatalf("cannot kill the VM's QEMU (pid file %q)", pid)
+	}
+	s3 := startServer(t, s.DataDir, args...)
+	defer s3.stop()
+	if _, err := s3.Client(key).GetSession(t.Context(), a.ID); err == nil {
+		if err := s3.Client(key).DeleteSession(t.Context(), a.ID); err != nil {
+			t.Errorf("delete the dead VM's session: %v", err)
+		}
+	}
+	if left := s3.leaks(t, a.ID); len(left) > 0 {
+		t.Errorf("left of the VM killed while no server watched: %v", left)
+	}
+	if v, ns, ch, ad := netState(t, s.DataDir); v != 1 || ns != 1 || ch != 1 || ad != 1 {
+		t.Errorf("after the VM was killed and the server restarted: %d veths, %d namespaces, %d chains, %d addresses; want the runc sandbox's only (1 each)", v, ns, ch, ad)
+	}
+	for _, x := range []struct{ key, id string }{{key, n.ID}, {runcKey, r}} {
+		if err := s3.Client(x.key).DeleteSession(t.Context(), x.id); err != nil {
 			t.Fatal(err)
 		}
-		if left := s2.leaks(t, x.id); len(left) > 0 {
+		if left := s3.leaks(t, x.id); len(left) > 0 {
 			t.Errorf("left after deleting %s: %v", x.id, left)
 		}
 	}

@@ -7,7 +7,9 @@ import (
 	"net/netip"
 	"os"
 	goruntime "runtime"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -186,9 +188,17 @@ func networkFiles(n *runtime.Network, gn guestNet) []cpioFile {
 	return append(files, cpioFile{Name: "chaser/resolv.conf", Mode: 0o100644, Data: []byte(rc)})
 }
 
+// clockFile is the host's time (Unix seconds) for the guest's clock: under
+// TCG the guest has no RTC and would start in 1970, where every TLS
+// certificate is not yet valid (KVM guests read kvmclock instead; the
+// initramfs sets it either way). It lags by the boot's length.
+func clockFile(now time.Time) cpioFile {
+	return cpioFile{Name: "chaser/time", Mode: 0o100644, Data: []byte(strconv.FormatInt(now.Unix(), 10) + "\n")}
+}
+
 // prepareNetwork gives sandbox s its network: the tap in mode internet
 // (nil in mode none) and the initramfs files, appended to the archive at
-// initrd.
+// initrd, with the clock's.
 func prepareNetwork(s runtime.Spec, initrd string) (tap *os.File, err error) {
 	var gn guestNet
 	if s.Network != nil {
@@ -198,7 +208,7 @@ func prepareNetwork(s runtime.Spec, initrd string) (tap *os.File, err error) {
 	}
 	f, err := os.OpenFile(initrd, os.O_WRONLY|os.O_APPEND, 0)
 	if err == nil {
-		err = writeCpio(f, networkFiles(s.Network, gn))
+		err = writeCpio(f, append(networkFiles(s.Network, gn), clockFile(time.Now())))
 		err = errors.Join(err, f.Close())
 	}
 	if err != nil && tap != nil {
