@@ -100,6 +100,9 @@ tiers:
 		if ok, out := wget(t, s, key, a.ID, url(f.allowed, f.port)); !ok || !strings.Contains(out, "reached-") {
 			t.Errorf("the microVM did not reach the allowed %s: %s", f.allowed, out)
 		}
+		if out := run(t, s, key, a.ID, "cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6 2>/dev/null || echo 1"); out != "1" {
+			t.Errorf("the microVM's eth0 has IPv6 (disable_ipv6 = %s): sandboxes get IPv4 only", out)
+		}
 		if out := run(t, s, key, n.ID, "ls /sys/class/net | tr '\\n' ' '"); out != "lo" {
 			t.Errorf("a microVM of mode none has interfaces %q, want lo", out)
 		}

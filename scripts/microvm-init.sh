@@ -54,7 +54,7 @@ ip link set lo up || fail "loopback"
 if [ -s /chaser/net ]; then
   read -r addr gw < /chaser/net
   # IPv4 only, as in containers (the host side drops IPv6 anyway).
-  echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6 2>/dev/null
+  for f in all default; do echo 1 > /proc/sys/net/ipv6/conf/$f/disable_ipv6; done 2>/dev/null
   for i in $(seq 1 200); do [ -e /sys/class/net/eth0 ] && break; sleep 0.02; done
   ip link set eth0 up && ip addr add "$addr" dev eth0 && ip route add default via "$gw" || fail "network eth0 $addr via $gw"
 fi
