@@ -43,7 +43,28 @@ mount -t tmpfs -o mode=755,size=128m tmpfs /newroot/.chaser || fail "mount /.cha
 cp /chaser/agent /chaser/env /newroot/.chaser/ || fail "copy the agent"
 mount -o remount,ro /newroot/.chaser
 hostname "$(cat /chaser/hostname)"
+# The guest has no RTC (TCG, rtc=off) and starts in 1970: the host's time
+# at create, so that TLS certificates and apt's Release files are valid.
+[ -s /chaser/time ] && date -s "@$(cat /chaser/time)" >/dev/null
 ip link set lo up || fail "loopback"
+# Network mode internet: the runtime put the guest's address and gateway in
+# /chaser/net ("ADDR/BITS GATEWAY"); the NIC (virtio_net) is eth0. The
+# resolv.conf it wrote (the gateway's DNS forwarder, or no nameserver in
+# mode none) is bound over the image's, as the container runtimes do.
+if [ -s /chaser/net ]; then
+  read -r addr gw < /chaser/net
+  # IPv4 only, as in containers (the host side drops IPv6 anyway).
+  for f in all default; do echo 1 > /proc/sys/net/ipv6/conf/$f/disable_ipv6; done 2>/dev/null
+  for i in $(seq 1 200); do [ -e /sys/class/net/eth0 ] && break; sleep 0.02; done
+  ip link set eth0 up && ip addr add "$addr" dev eth0 && ip route add default via "$gw" || fail "network eth0 $addr via $gw"
+fi
+if [ -f /chaser/resolv.conf ]; then
+  # /.chaser is read-only (its superblock: so is the bind mount below).
+  mount -o remount,rw /newroot/.chaser && cp /chaser/resolv.conf /newroot/.chaser/ && mount -o remount,ro /newroot/.chaser || fail "copy resolv.conf"
+  [ -L /newroot/etc/resolv.conf ] && rm -f /newroot/etc/resolv.conf
+  mkdir -p /newroot/etc && { [ -e /newroot/etc/resolv.conf ] || : > /newroot/etc/resolv.conf; }
+  mount --bind /newroot/.chaser/resolv.conf /newroot/etc/resolv.conf || fail "resolv.conf"
+fi
 umount /proc /sys
 mount --move /dev /newroot/dev || fail "move /dev"
 exec switch_root /newroot /.chaser/agent agent --vm

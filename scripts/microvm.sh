@@ -22,7 +22,7 @@ MICROVM_CACHE=${MICROVM_CACHE:-/var/cache/chaser-microvm}
 
 # Load order: dependencies first. crc32c_generic is loaded by hand because
 # ext4 and jbd2 ask the crypto API for crc32c, which would need modprobe.
-MICROVM_MODULES="virtio_ring virtio virtio_mmio virtio_blk virtio_console crc16 mbcache jbd2 crc32c_generic libcrc32c ext4 overlay"
+MICROVM_MODULES="virtio_ring virtio virtio_mmio virtio_blk virtio_console failover net_failover virtio_net crc16 mbcache jbd2 crc32c_generic libcrc32c ext4 overlay"
 
 build_microvm() {
   local cache=${1:-$MICROVM_CACHE}

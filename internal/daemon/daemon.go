@@ -452,28 +452,18 @@ func overrideTiers(tiers map[string]sandbox.TierLimits, cfg Config) {
 }
 
 // loopbackTiers gives network mode none to the tiers whose sandboxes can
-// have loopback only: those on microvm (def when they name no runtime; a
-// VM has no NIC) and, under --userns-remap (remap), every tier: runc cannot
-// mount /sys in a sandbox whose user namespace does not own the network
-// namespace it joins, and the server makes those in its own. Such a tier
-// that names egress internet is a contradiction the server refuses to
-// start on.
-func loopbackTiers(tiers map[string]sandbox.TierLimits, def string, remap bool) error {
+// have loopback only: under --userns-remap (remap), every tier: runc
+// cannot mount /sys in a sandbox whose user namespace does not own the
+// network namespace it joins, and the server makes those in its own. Such
+// a tier that names egress internet is a contradiction the server refuses
+// to start on. (microvm tiers have egress: their VMs get a NIC.)
+func loopbackTiers(tiers map[string]sandbox.TierLimits, remap bool) error {
+	if !remap {
+		return nil
+	}
 	for _, name := range slices.Sorted(maps.Keys(tiers)) {
 		t := tiers[name]
-		rt := t.Runtime
-		if rt == "" {
-			rt = def
-		}
-		why := ""
-		switch {
-		case rt == "microvm":
-			why = "runtime microvm: a microvm has loopback only (network mode none); set the tier's egress to none or give it runtime runc or runsc"
-		case remap:
-			why = "--userns-remap: runc cannot mount /sys in a user namespace that does not own the sandbox's network namespace, so remapped sandboxes have loopback only; set the tier's egress to none or drop --userns-remap"
-		default:
-			continue
-		}
+		why := "--userns-remap: runc cannot mount /sys in a user namespace that does not own the sandbox's network namespace, so remapped sandboxes have loopback only; set the tier's egress to none or drop --userns-remap"
 		if t.Egress == "internet" {
 			return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("tier %s: egress internet with %s", name, why))
 		}
@@ -532,7 +522,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	overrideTiers(tiers, cfg)
-	if err := loopbackTiers(tiers, cfg.Runtime, cfg.remap.Enabled()); err != nil {
+	if err := loopbackTiers(tiers, cfg.remap.Enabled()); err != nil {
 		return err
 	}
 	if cfg.remap.Enabled() && cfg.Egress == "internet" {

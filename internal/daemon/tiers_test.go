@@ -29,28 +29,19 @@ func TestOverrideTiers(t *testing.T) {
 	}
 }
 
-// TestLoopbackTiers: a tier on microvm (its own or the server's runtime)
-// gets network mode none whatever --egress says; egress internet named on
-// it stops the server; other tiers keep theirs.
+// TestLoopbackTiers: without --userns-remap every tier keeps its egress,
+// microvm tiers included (their VMs get a NIC).
 func TestLoopbackTiers(t *testing.T) {
 	tiers := map[string]sandbox.TierLimits{
-		"free": {Runtime: "microvm"},
+		"free": {Runtime: "microvm", Egress: "internet"},
 		"paid": {Runtime: "runc", Egress: "internet"},
 		"team": {},
 	}
-	if err := loopbackTiers(tiers, "microvm", false); err != nil {
+	if err := loopbackTiers(tiers, false); err != nil {
 		t.Fatal(err)
 	}
-	if tiers["free"].Egress != "none" || tiers["team"].Egress != "none" || tiers["paid"].Egress != "internet" {
-		t.Errorf("egress free %q, team %q, paid %q; want none, none, internet", tiers["free"].Egress, tiers["team"].Egress, tiers["paid"].Egress)
-	}
-	tiers = map[string]sandbox.TierLimits{"paid": {Egress: "internet"}}
-	if err := loopbackTiers(tiers, "runc", false); err != nil || tiers["paid"].Egress != "internet" {
-		t.Errorf("runc tier: %v, egress %q", err, tiers["paid"].Egress)
-	}
-	tiers = map[string]sandbox.TierLimits{"paid": {Runtime: "microvm", Egress: "internet"}}
-	if err := loopbackTiers(tiers, "runc", false); err == nil || !strings.Contains(err.Error(), "tier paid: egress internet with runtime microvm") {
-		t.Errorf("microvm tier with egress internet: %v; want a startup error naming it", err)
+	if tiers["free"].Egress != "internet" || tiers["team"].Egress != "" || tiers["paid"].Egress != "internet" {
+		t.Errorf("egress free %q, team %q, paid %q; want internet, unset, internet", tiers["free"].Egress, tiers["team"].Egress, tiers["paid"].Egress)
 	}
 }
 
@@ -58,11 +49,11 @@ func TestLoopbackTiers(t *testing.T) {
 // and one naming egress internet stops the server.
 func TestLoopbackTiersRemap(t *testing.T) {
 	tiers := map[string]sandbox.TierLimits{"free": {}, "paid": {Runtime: "runc"}}
-	if err := loopbackTiers(tiers, "runc", true); err != nil || tiers["free"].Egress != "none" || tiers["paid"].Egress != "none" {
+	if err := loopbackTiers(tiers, true); err != nil || tiers["free"].Egress != "none" || tiers["paid"].Egress != "none" {
 		t.Errorf("remap: %v, egress free %q paid %q; want none, none", err, tiers["free"].Egress, tiers["paid"].Egress)
 	}
 	tiers = map[string]sandbox.TierLimits{"paid": {Egress: "internet"}}
-	if err := loopbackTiers(tiers, "runc", true); err == nil || !strings.Contains(err.Error(), "tier paid: egress internet with --userns-remap") {
+	if err := loopbackTiers(tiers, true); err == nil || !strings.Contains(err.Error(), "tier paid: egress internet with --userns-remap") {
 		t.Errorf("remap with a tier of egress internet: %v; want a startup error naming it", err)
 	}
 }

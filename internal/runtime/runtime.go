@@ -70,8 +70,9 @@ type Limits struct {
 type DiskOwner interface{ OwnsDisk() }
 
 // LoopbackOnly is implemented by runtimes whose sandboxes have loopback
-// only and cannot join a Spec.Network (microvm): the service gives their
-// sessions network mode none, and Create refuses a Spec with a Network.
+// only and cannot join a Spec.Network: the service gives their sessions
+// network mode none, and Create refuses a Spec with a Network. (No
+// built-in runtime is one since microvm VMs got a NIC.)
 type LoopbackOnly interface{ LoopbackOnly() }
 
 // State is the lifecycle state of a sandbox as the runtime sees it.

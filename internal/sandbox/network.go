@@ -22,7 +22,7 @@ type Networker interface {
 
 // egress is the mode of a tier's sandboxes that ask for none: the tier's
 // (the config file's tiers.X.egress), else the server's (--egress); none
-// on a runtime of loopback only (microvm).
+// on a runtime of loopback only (runtime.LoopbackOnly).
 func (s *Service) egress(t TierLimits) string {
 	if s.loopbackOnly(t) {
 		return api.NetworkNone
@@ -44,7 +44,7 @@ func (s *Service) Egress(acct store.Account) string {
 }
 
 // loopbackOnly tells whether tier t's runtime gives its sandboxes loopback
-// only (runtime.LoopbackOnly: microvm).
+// only (runtime.LoopbackOnly).
 func (s *Service) loopbackOnly(t TierLimits) bool {
 	_, ok := s.cfg.Runtimes[s.runtimeName(t.Runtime)].(runtime.LoopbackOnly)
 	return ok

@@ -122,10 +122,6 @@ func (r *Runtime) Name() string { return "microvm" }
 // image of Limits.DiskBytes.
 func (r *Runtime) OwnsDisk() {}
 
-// LoopbackOnly implements runtime.LoopbackOnly: a VM has no network
-// device, so it cannot join a sandbox network (egress).
-func (r *Runtime) LoopbackOnly() {}
-
 // Accel is the accelerator VMs run with: "kvm" or "tcg".
 func (r *Runtime) Accel() string { return r.accel }
 
@@ -157,9 +153,6 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 	}
 	if len(s.Rootfs.Overlays) != 1 || s.Rootfs.Overlays[0].Target != "/" {
 		return fmt.Errorf("sandbox %s: runtime microvm runs OCI images only (one root filesystem; the host image is not offered): %w", s.ID, errdefs.ErrInvalidArgument)
-	}
-	if s.Network != nil {
-		return fmt.Errorf("sandbox %s: runtime microvm supports network mode none only (loopback): %w", s.ID, errdefs.ErrInvalidArgument)
 	}
 	agentBin, err := os.Stat(s.AgentPath)
 	if err != nil || !agentBin.Mode().IsRegular() {
@@ -200,9 +193,20 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 	if err := r.writeInitrd(filepath.Join(dir, "initrd"), agentArchive, s); err != nil {
 		return err
 	}
+	tap, err := prepareNetwork(s, filepath.Join(dir, "initrd")) // net_linux.go
+	if err != nil {
+		return err
+	}
 	disks := time.Since(start)
 	args := r.qemuArgs(dir, base, upper, s.Limits)
+	if tap != nil {
+		defer tap.Close() // QEMU holds its own copy
+		args = append(args, nicArgs(3)...)
+	}
 	cmd := exec.CommandContext(ctx, r.cfg.QEMU, args...)
+	if tap != nil {
+		cmd.ExtraFiles = []*os.File{tap} // fd 3
+	}
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Run(); err != nil { // -daemonize: returns once the VM runs
@@ -259,7 +263,8 @@ func (r *Runtime) qemuArgs(dir, base, upper string, l runtime.Limits) []string {
 		"-device", "virtio-serial-device",
 		"-chardev", "socket,id=agent,path="+filepath.Join(dir, "serial.sock")+",server=on,wait=off",
 		"-device", "virtserialport,chardev=agent,name=chaser",
-		// No network device at all: network mode none.
+		// No default NIC: network mode none; internet adds one on a tap
+		// (nicArgs, net_linux.go).
 		"-nic", "none",
 		"-pidfile", filepath.Join(dir, "qemu.pid"),
 		"-daemonize",

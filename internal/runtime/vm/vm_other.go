@@ -20,7 +20,6 @@ func New(Config) (*Runtime, error) {
 }
 
 func (*Runtime) Name() string                               { return "microvm" }
-func (*Runtime) LoopbackOnly()                              {}
 func (*Runtime) Accel() string                              { return "" }
 func (*Runtime) Create(context.Context, runtime.Spec) error { return errdefs.ErrNotImplemented }
 func (*Runtime) Delete(context.Context, string) error       { return errdefs.ErrNotImplemented }
