@@ -83,8 +83,9 @@ func (s *Service) HostLimits() HostLimits { return s.cfg.Host }
 // hostLoad is what the host holds when a sandbox is asked for.
 type hostLoad struct {
 	// Sandboxes counts every sandbox the service holds: running, being
-	// made, and pooled (Pooled of them idle in the warm pool).
-	Sandboxes, Pooled int
+	// made, and pooled (Pooled of them idle in the warm pool, Filling
+	// being made for it).
+	Sandboxes, Pooled, Filling int
 	// AvailableMB is /proc/meminfo's MemAvailable; < 0 when unknown.
 	AvailableMB int64
 }
@@ -101,10 +102,11 @@ type admission struct {
 }
 
 // admitUser decides on a user's fresh sandbox: refused when the host
-// holds MaxSandboxes besides its idle pooled ones, or memory is below the
-// reserve; the pool yields the slots the sandbox needs.
+// holds MaxSandboxes besides the pool's, or memory is below the reserve;
+// the pool yields the slots the sandbox needs (of its idle sandboxes: one
+// it is making is dropped when made on a full host, see keepFilled).
 func (l HostLimits) admitUser(h hostLoad) admission {
-	if others := h.Sandboxes - h.Pooled; others >= l.MaxSandboxes {
+	if others := h.Sandboxes - h.Pooled - h.Filling; others >= l.MaxSandboxes {
 		return admission{Why: fmt.Sprintf("the host runs %d sandboxes, the most it allows (host.max_sandboxes)", others)}
 	}
 	if l.MinFreeMemoryMB > 0 && h.AvailableMB >= 0 && h.AvailableMB < l.MinFreeMemoryMB {
@@ -189,12 +191,21 @@ func (s *Service) load() hostLoad {
 	for _, sl := range p.slots {
 		h.Pooled += len(sl.idle)
 		if sl.filling {
-			h.Sandboxes++
+			h.Filling++
 		}
 	}
+	h.Sandboxes += h.Filling
 	h.Sandboxes += h.Pooled + p.claiming
 	p.mu.Unlock()
 	return h
+}
+
+// keepFilled tells whether a sandbox the pool just made (still counted as
+// filling) may join it: not when users' creates filled the host meanwhile
+// (over the limit with it); it is then released. Call it with host.mu
+// held.
+func (l HostLimits) keepFilled(h hostLoad) bool {
+	return h.Sandboxes <= l.MaxSandboxes
 }
 
 // admitHost admits a user's fresh sandbox, or refuses it with

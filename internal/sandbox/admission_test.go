@@ -20,6 +20,8 @@ func TestAdmission(t *testing.T) {
 		{name: "full host, pool yields one", load: hostLoad{Sandboxes: 10, Pooled: 2, AvailableMB: 8000}, user: admission{OK: true, Yield: 1}},
 		{name: "over by pooled, yields two", load: hostLoad{Sandboxes: 11, Pooled: 3, AvailableMB: 8000}, user: admission{OK: true, Yield: 2}},
 		{name: "full of users", load: hostLoad{Sandboxes: 10, Pooled: 0, AvailableMB: 8000}, user: admission{}, userWhy: true},
+		// A sandbox the pool is making does not take a user's slot.
+		{name: "pool filling on a full host", load: hostLoad{Sandboxes: 10, Pooled: 0, Filling: 1, AvailableMB: 8000}, user: admission{OK: true, Yield: 1}},
 		{name: "full of users and pool", load: hostLoad{Sandboxes: 12, Pooled: 2, AvailableMB: 8000}, user: admission{}, userWhy: true},
 		// Memory: users stop at the reserve (the pool gives its idle
 		// sandboxes back), the pool at 1.5 × the reserve.
@@ -60,6 +62,16 @@ func TestAdmission(t *testing.T) {
 			t.Errorf("user refused on an empty host of one: %+v", a)
 		}
 	})
+}
+
+func TestKeepFilled(t *testing.T) {
+	lim := HostLimits{MaxSandboxes: 10}
+	if !lim.keepFilled(hostLoad{Sandboxes: 10, Filling: 1}) {
+		t.Error("a made pool sandbox within the limit is dropped")
+	}
+	if lim.keepFilled(hostLoad{Sandboxes: 11, Filling: 1}) {
+		t.Error("a made pool sandbox over the limit is kept")
+	}
 }
 
 func TestHostLimitsResolve(t *testing.T) {

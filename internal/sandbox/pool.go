@@ -398,14 +398,20 @@ func (s *Service) fillSlot(ctx context.Context, sl *poolSlot) error {
 	}
 	s.cfg.Metrics.PoolRefill.Observe(time.Since(begin).Seconds())
 	sb := &pooled{id: id, ref: img.Ref, rt: rt, client: c}
+	s.host.mu.Lock()
+	keep := s.cfg.Host.keepFilled(s.load())
 	p.mu.Lock()
 	closed := p.closed
-	if !closed {
+	if !closed && keep {
 		sl.idle = append(sl.idle, sb)
 		sl.ref = img.Ref
 	}
 	p.mu.Unlock()
-	if closed {
+	s.host.mu.Unlock()
+	if closed || !keep {
+		if !keep {
+			s.cfg.Metrics.PoolYields.Inc()
+		}
 		s.discard(bctx, sb)
 	}
 	return nil
