@@ -33,6 +33,7 @@ bench '^BenchmarkFiles$/(upload|download)' 10x
 bench '^BenchmarkForward$' 2000x
 bench '^BenchmarkIdleMemory$' 1x
 bench '^BenchmarkParallelCreate$' 2x
+bench '^BenchmarkIdleHostMemory$' 3x
 if [ -x "$(command -v runsc || echo /var/cache/chaser-runsc/runsc)" ]; then
 	bench '^BenchmarkRuntimes$' "${n}x"
 fi
@@ -111,3 +112,4 @@ echo "| 50 parallel creates over 5 accounts (p50 / p99) | $(num "$p50" "") / $(n
 echo "| 20 parallel creates, one paid account, \`--pool-size 4\` | $(wave pooled-20x1acct) | | | |"
 echo "| 50 parallel creates over 5 accounts, \`--pool-size 4\` | $(wave pooled-50x5accts) | | | |"
 echo "| 50 parallel creates over 5 accounts, host admits 30 (\`host.max_sandboxes\`, pool 4) | $(wave host30-50x5accts) | | | |"
+echo "| idle memory over 20 sandboxes: host used-memory delta / cgroups, per sandbox (runc \\| runsc) | $(num "$(metric BenchmarkIdleHostMemory/runc host-MB/sandbox)" " MB") / $(num "$(metric BenchmarkIdleHostMemory/runc cgroup-MB/sandbox)" " MB") | | | $(num "$(metric BenchmarkIdleHostMemory/runsc host-MB/sandbox)" " MB") / $(num "$(metric BenchmarkIdleHostMemory/runsc cgroup-MB/sandbox)" " MB") |"
