@@ -28,7 +28,9 @@ import (
 //   - host-MB/sandbox: the host's used memory (MemTotal - MemAvailable)
 //     over the start, per running sandbox (the machine is shared: noisy);
 //   - cgroup-MB/sandbox: the sandboxes' memory cgroups, and server-RSS-MB;
-//   - host-threads: the host's threads (/proc/loadavg), loop devices.
+//   - host-threads: the host's threads (/proc/loadavg), loop devices;
+//   - runc-run-p50-ms: 10 bare `runc run`s of `true` with a sandbox's
+//     rootfs and config, the baseline at the same level.
 //
 // The server runs with --egress none unless CHASER_BENCH_EGRESS=internet.
 // Everything is deleted at the end. Run once:
@@ -107,13 +109,28 @@ func BenchmarkScale(b *testing.B) {
 		b.Fatal(err)
 	}
 	probe := ownClient(s.URL, pa.APIKey)
+	ref, err := probe.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer probe.DeleteSession(context.Background(), ref.ID)
+	bundle := bareBundleIn(b, s, ref.ID, "/chaser-bench/scale", "/usr/bin/true")
+	runs := 0
 	for _, n := range levels {
 		b.Run(fmt.Sprintf("sandboxes=%d", n), func(b *testing.B) {
 			t0 := time.Now()
 			grow(n)
 			grew := time.Since(t0)
-			var creates, execs []time.Duration
+			var creates, execs, bare []time.Duration
 			for range b.N {
+				for range 10 {
+					runs++
+					t0 := time.Now()
+					if out, err := runc(s.DataDir, "run", "--bundle", bundle, fmt.Sprintf("scale-%d", runs)).CombinedOutput(); err != nil {
+						b.Fatalf("runc run: %v %s", err, out)
+					}
+					bare = append(bare, time.Since(t0))
+				}
 				for range 10 {
 					t0 := time.Now()
 					sess, err := probe.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
@@ -139,6 +156,8 @@ func BenchmarkScale(b *testing.B) {
 			}
 			slices.Sort(creates)
 			slices.Sort(execs)
+			slices.Sort(bare)
+			b.ReportMetric(percentile(bare, 0.5), "runc-run-p50-ms")
 			used := hostUsedMB(b)
 			var cg int64
 			for _, t := range targets {
