@@ -33,6 +33,7 @@ bench '^BenchmarkFiles$/(upload|download)' 10x
 bench '^BenchmarkForward$' 2000x
 bench '^BenchmarkIdleMemory$' 1x
 bench '^BenchmarkParallelCreate$' 2x
+bench '^BenchmarkIdleHostMemory$' 3x
 if [ -x "$(command -v runsc || echo /var/cache/chaser-runsc/runsc)" ]; then
 	bench '^BenchmarkRuntimes$' "${n}x"
 fi
@@ -77,6 +78,16 @@ s429=$(metric BenchmarkParallelCreate/chaser-50x5accts 429/wave)
 sother=$(metric BenchmarkParallelCreate/chaser-50x5accts other/wave)
 pr=$(metric BenchmarkParallelCreate/runc-run-20 p50-ms)
 qr=$(metric BenchmarkParallelCreate/runc-run-20 p99-ms)
+# parallel wave W: "p50 / p99 ms; N × 201, N × 429, N other" (per wave)
+wave() {
+	local p q c r o
+	p=$(metric "BenchmarkParallelCreate/$1" p50-ms)
+	q=$(metric "BenchmarkParallelCreate/$1" p99-ms)
+	c=$(metric "BenchmarkParallelCreate/$1" 201/wave)
+	r=$(metric "BenchmarkParallelCreate/$1" 429/wave)
+	o=$(metric "BenchmarkParallelCreate/$1" other/wave)
+	echo "$(num "$p" "") / $(num "$q" " ms"); per wave $(num "$c" "") × 201, $(num "$r" "") × 429 with Retry-After, $(num "$o" "") other"
+}
 sc=$(metric BenchmarkRuntimes/runsc/create+exec ns/op)
 se=$(metric BenchmarkRuntimes/runsc/exec ns/op)
 sp=$(metric BenchmarkRuntimes/runsc/pty-echo p50-µs)
@@ -98,3 +109,7 @@ echo "| \`chaser forward\`, 8 conns | $(num "$cf8" " req/s") | | | |"
 echo "| idle sandbox: cgroup memory / agent anonymous RSS | $(num "$cg" " MB") / $(num "$rss" " MB") | | | $(num "$sm" " MB") |"
 echo "| 20 parallel creates, one paid account (p50 / p99) | $(num "$p20" "") / $(num "$q20" " ms") | 20 parallel \`runc run\`: $(num "$pr" "") / $(num "$qr" " ms") | $(ratio "$p20" "$pr") | |"
 echo "| 50 parallel creates over 5 accounts (p50 / p99) | $(num "$p50" "") / $(num "$q50" " ms"); per wave $(num "$s201" "") × 201, $(num "$s429" "") × 429, $(num "$sother" "") other | | | |"
+echo "| 20 parallel creates, one paid account, \`--pool-size 4\` | $(wave pooled-20x1acct) | | | |"
+echo "| 50 parallel creates over 5 accounts, \`--pool-size 4\` | $(wave pooled-50x5accts) | | | |"
+echo "| 50 parallel creates over 5 accounts, host admits 30 (\`host.max_sandboxes\`, pool 4) | $(wave host30-50x5accts) | | | |"
+echo "| idle memory over 20 sandboxes: host used-memory delta / cgroups, per sandbox | $(num "$(metric BenchmarkIdleHostMemory/runc host-MB/sandbox)" " MB") / $(num "$(metric BenchmarkIdleHostMemory/runc cgroup-MB/sandbox)" " MB") | | | $(num "$(metric BenchmarkIdleHostMemory/runsc host-MB/sandbox)" " MB") / $(num "$(metric BenchmarkIdleHostMemory/runsc cgroup-MB/sandbox)" " MB") |"

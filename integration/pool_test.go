@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -261,5 +262,120 @@ func TestPoolEgress(t *testing.T) {
 	}
 	if out := run(t, s, key, n.ID, "ls /sys/class/net | tr '\\n' ' '"); out != "lo" {
 		t.Errorf("mode none sandbox has interfaces %q, want lo only", out)
+	}
+}
+
+// TestPoolIsolation claims warm sandboxes under each runtime with egress
+// (--egress internet) and a disk quota (--disk-size 96MiB), and checks
+// from inside that a pooled sandbox carries the settings its session was
+// created with: its own network (eth0), the disk quota (ENOSPC past it), the
+// tier's memory limit and the session's identity, under a sandbox id that
+// is not the session's; and that the next session, claimed after the first
+// one wrote files and left a process running, finds nothing of it.
+func TestPoolIsolation(t *testing.T) {
+	for _, rt := range []string{"runc", "runsc"} {
+		t.Run(rt, func(t *testing.T) {
+			if rt == "runsc" {
+				if _, err := exec.LookPath("runsc"); err != nil {
+					if _, err := os.Stat(filepath.Join(runscCache, "runsc")); err != nil {
+						unavailable(t, "runsc: not on PATH nor in %s (the README's setup installs it)", runscCache)
+					}
+				}
+			}
+			poolIsolation(t, rt)
+		})
+	}
+}
+
+func poolIsolation(t *testing.T, rt string) {
+	s := newServer(t, "--runtime", rt, "--egress", "internet", "--pool-size", "1", "--disk-size", "96MiB")
+	s.waitPool(t, 2) // one per tier
+	key := s.account(t, api.TierFree)
+	c := s.Client(key)
+	states := filepath.Join(s.DataDir, map[string]string{"runc": "sandboxes", "runsc": "sandboxes-runsc"}[rt])
+	// sandboxOf is the runtime id the server bound session id to.
+	sandboxOf := func(id string) string {
+		t.Helper()
+		for _, l := range strings.Split(s.Log(), "\n") {
+			if strings.Contains(l, `msg="session created"`) && strings.Contains(l, "session_id="+id+" ") {
+				if _, sb, ok := strings.Cut(l, "sandbox="); ok {
+					return strings.Fields(sb)[0]
+				}
+			}
+		}
+		t.Fatalf("no pooled sandbox logged for session %s\n%s", id, s.Log())
+		return ""
+	}
+	var prev, prevSandbox string
+	for i := range 2 {
+		sess, err := c.CreateSession(t.Context(), api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.metric(t, "chaser_pool_hits_total"); got != float64(i+1) {
+			t.Fatalf("pool hits = %v, want %d: session %d did not come from the pool", got, i+1, i+1)
+		}
+		if sess.Runtime != rt || sess.Network == nil || sess.Network.Mode != api.NetworkInternet || sess.Resources == nil || sess.Resources.DiskMB != 96 {
+			t.Fatalf("session: runtime %q network %+v resources %+v, want %s, internet, 96 MiB disk", sess.Runtime, sess.Network, sess.Resources, rt)
+		}
+		sb := sandboxOf(sess.ID)
+		if !strings.HasPrefix(sb, "p-") || sb == sess.ID || sb == prevSandbox {
+			t.Fatalf("session %s runs on sandbox %q (previous %q): want a pool id of its own", sess.ID, sb, prevSandbox)
+		}
+		if _, err := os.Stat(filepath.Join(states, sb)); err != nil {
+			t.Fatalf("the pooled sandbox %s is not the runtime's: %v", sb, err)
+		}
+		if _, err := os.Stat(filepath.Join(states, sess.ID)); err == nil {
+			t.Fatalf("a sandbox named after session %s exists beside the pooled one", sess.ID)
+		}
+		got := probe(t, s, key, sess.ID)
+		want := map[string]string{"id": sess.ID, "host": sandbox.PoolHostname, "ws": "", "marker": "1:host:" + rt, "workspace": "", "tmp": "", "agentenv": "0"}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("session %d: %s = %q, want %q", i+1, k, got[k], v)
+			}
+		}
+		// Nothing of the previous owner: no process of it either.
+		if out := run(t, s, key, sess.ID, "pgrep -c -x sleep || true"); out != "0" {
+			t.Errorf("session %d sees %s processes of the previous session", i+1, out)
+		}
+		if out := run(t, s, key, sess.ID, "grep -c eth0: /proc/net/dev"); out != "1" {
+			t.Errorf("session %d: no eth0 in /proc/net/dev (%q): the pooled sandbox has no network of its own", i+1, out)
+		}
+		// Memory: runc's cgroup file; gVisor sizes its kernel's memory to
+		// the limit.
+		if rt == "runc" {
+			res := sandbox.DefaultTiers[api.TierFree].Defaults
+			if got, want := s.cgroupLimits(t, key, sess.ID), fmt.Sprintf("%d %d 100000 %d", res.MemoryMB<<20, res.MilliCPUs*100, res.Pids); got != want {
+				t.Errorf("cgroup limits %s, want %s", got, want)
+			}
+		} else if out := run(t, s, key, sess.ID, "grep MemTotal /proc/meminfo | tr -s ' '"); out != "MemTotal: 524288 kB" {
+			t.Errorf("runsc memory %q, want the free tier's 512 MiB", out)
+		}
+		res, err := c.Exec(t.Context(), sess.ID, api.ExecRequest{Command: "df -m /workspace | awk 'NR==2{print $2}'; dd if=/dev/zero of=/workspace/big bs=1M count=200; echo rc=$?"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Fields(res.Stdout)
+		if len(lines) < 2 || !strings.Contains(res.Stderr, "No space left") || lines[len(lines)-1] == "rc=0" {
+			t.Errorf("session %d: writing 200 MiB under a 96 MiB quota: %q %q, want ENOSPC", i+1, res.Stdout, res.Stderr)
+		} else if mb, _ := strconv.Atoi(lines[0]); mb < 64 || mb > 96 {
+			t.Errorf("session %d: /workspace is %d MiB, want about 96", i+1, mb)
+		}
+		// Leave things behind for the next owner to not find.
+		run(t, s, key, sess.ID, "rm -f /workspace/big; echo secret > /workspace/secret; echo secret > /tmp/secret; nohup sleep 600 >/dev/null 2>&1 &")
+		if prev != "" {
+			if left := s.leaks(t, prevSandbox); len(left) > 0 {
+				t.Errorf("sandbox %s of the deleted session left: %v", prevSandbox, left)
+			}
+		}
+		if err := c.DeleteSession(t.Context(), sess.ID); err != nil {
+			t.Fatal(err)
+		}
+		prev, prevSandbox = sess.ID, sb
+		s.waitPool(t, 2)
+	}
+	if left := s.leaks(t, prevSandbox); len(left) > 0 {
+		t.Errorf("sandbox %s of the deleted session left: %v", prevSandbox, left)
 	}
 }

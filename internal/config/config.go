@@ -36,6 +36,16 @@ type File struct {
 	Pool       []Pool          `yaml:"pool"`
 	Network    Network         `yaml:"network"`
 	Registries Registries      `yaml:"registries"`
+	Host       Host            `yaml:"host"`
+}
+
+// Host bounds the whole host (sandbox.HostLimits): how many sandboxes it
+// runs, pooled ones included, and the memory creates must leave free
+// (MemAvailable; 0 turns the check off). Unset: derived from the host's
+// memory.
+type Host struct {
+	MaxSandboxes    *int   `yaml:"max_sandboxes"`
+	MinFreeMemoryMB *int64 `yaml:"min_free_memory_mb"`
 }
 
 // Tier overrides the built-in limits of one tier, field by field: what it
@@ -127,7 +137,8 @@ func Parse(b []byte) (*File, error) {
 // sections names the place of each Go type of the schema, for messages
 // about unknown keys.
 var sections = map[string]string{
-	"config.File": "at the top level (tiers, pool, network, registries)", "config.Tier": "in a tier",
+	"config.File": "at the top level (tiers, pool, network, registries, host)", "config.Tier": "in a tier",
+	"config.Host":      "in host (max_sandboxes, min_free_memory_mb)",
 	"config.Resources": "in resources (cpu, memory_mb, disk_mb, pids)", "config.Pool": "in a pool entry",
 	"config.Network": "in network", "config.Registries": "in registries (allow, insecure)",
 }
@@ -172,6 +183,12 @@ func (f *File) validate() error {
 		if err := p.validate(); err != nil {
 			return fmt.Errorf("pool[%d].%w", i, err)
 		}
+	}
+	if m := f.Host.MaxSandboxes; m != nil && *m < 1 {
+		return fmt.Errorf("host.max_sandboxes %d: want at least 1", *m)
+	}
+	if m := f.Host.MinFreeMemoryMB; m != nil && *m < 0 {
+		return fmt.Errorf("host.min_free_memory_mb %d: want MiB (0 turns the memory check off)", *m)
 	}
 	if f.Network.Subnet != "" {
 		p, err := netip.ParsePrefix(f.Network.Subnet)
@@ -344,4 +361,23 @@ func (f *File) Inactive() []string {
 	}
 	var out []string // pool, egress, allow and network.subnet are all applied
 	return out
+}
+
+// HostLimits returns the file's host limits; what it leaves out is 0, for
+// sandbox.New to derive from the host's memory.
+func (f *File) HostLimits() sandbox.HostLimits {
+	var l sandbox.HostLimits
+	if f == nil {
+		return l
+	}
+	if f.Host.MaxSandboxes != nil {
+		l.MaxSandboxes = *f.Host.MaxSandboxes
+	}
+	if m := f.Host.MinFreeMemoryMB; m != nil {
+		l.MinFreeMemoryMB = *m
+		if *m == 0 {
+			l.MinFreeMemoryMB = -1 // off
+		}
+	}
+	return l
 }

@@ -90,6 +90,9 @@ func TestParseErrors(t *testing.T) {
 		{"pool without size", "pool:\n  - {image: host}\n", "pool[0].size"},
 		{"bad subnet", "network: {subnet: 10.88.0.1/16}\n", "network.subnet"},
 		{"bad registry", "registries: {allow: [\"http://x\"]}\n", "registries.allow"},
+		{"zero host max", "host: {max_sandboxes: 0}\n", "host.max_sandboxes 0"},
+		{"negative reserve", "host: {min_free_memory_mb: -5}\n", "host.min_free_memory_mb -5"},
+		{"unknown host key", "host: {max: 3}\n", `unknown key "max" in host`},
 		{"two documents", "tiers: {}\n---\ntiers: {}\n", "more than one YAML document"},
 	}
 	for _, tt := range tests {
@@ -125,5 +128,29 @@ func TestLoad(t *testing.T) {
 	}
 	if f, err := Load(filepath.Join(t.TempDir(), "empty.yaml")); err == nil {
 		t.Fatalf("missing file: %+v", f)
+	}
+}
+
+func TestHostLimits(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want sandbox.HostLimits
+	}{
+		{"", sandbox.HostLimits{}},
+		{"host: {max_sandboxes: 40}\n", sandbox.HostLimits{MaxSandboxes: 40}},
+		{"host: {max_sandboxes: 40, min_free_memory_mb: 512}\n", sandbox.HostLimits{MaxSandboxes: 40, MinFreeMemoryMB: 512}},
+		{"host: {min_free_memory_mb: 0}\n", sandbox.HostLimits{MinFreeMemoryMB: -1}},
+	} {
+		f, err := Parse([]byte(tc.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.HostLimits(); got != tc.want {
+			t.Errorf("%q: HostLimits() = %+v, want %+v", tc.yaml, got, tc.want)
+		}
+	}
+	var none *File
+	if got := none.HostLimits(); got != (sandbox.HostLimits{}) {
+		t.Errorf("nil file: %+v", got)
 	}
 }

@@ -606,7 +606,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		DefaultImage: cfg.DefaultImage, WorkspaceDir: filepath.Join(cfg.DataDir, "workspaces"), Log: log, Metrics: m,
 		DiskDir: filepath.Join(cfg.DataDir, "disks"), NoDiskQuota: cfg.NoDiskQuota,
 		MaxFileSize: int64(cfg.MaxFileSize), Tiers: tiers, Pools: pools(file, cfg),
+		Host: file.HostLimits(),
 	})
+	host := sandboxes.HostLimits()
+	log.Info("host admission", "max_sandboxes", host.MaxSandboxes, "min_free_memory_mb", host.MinFreeMemoryMB)
 	if cfg.NoDiskQuota {
 		log.Warn("disk quotas are off (--no-disk-quota): new sandboxes and workspaces get no disk image, their disk_mb is not enforced and a sandbox can fill the data dir's file system")
 	}

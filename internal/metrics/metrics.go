@@ -27,6 +27,10 @@ type Metrics struct {
 	PoolHits   prometheus.Counter
 	PoolMisses *prometheus.CounterVec
 	PoolRefill prometheus.Histogram
+	// Host-wide admission: sandboxes it refused, by who asked (create,
+	// pool), and the warm sandboxes the pool released to make room.
+	HostRefusals *prometheus.CounterVec
+	PoolYields   prometheus.Counter
 }
 
 // New returns metrics registered on a new registry, with Go and process
@@ -69,7 +73,13 @@ func New(active func() float64) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
 		}),
 	}
-	reg.MustRegister(m.PoolHits, m.PoolMisses, m.PoolRefill)
+	m.HostRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "chaser_host_admission_refusals_total", Help: "Sandboxes host-wide admission refused, by who asked: create (a user's create, answered 429) or pool (a refill held back).",
+	}, []string{"who"})
+	m.PoolYields = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "chaser_pool_yields_total", Help: "Warm sandboxes released to make room for users' creates (host admission).",
+	})
+	reg.MustRegister(m.PoolHits, m.PoolMisses, m.PoolRefill, m.HostRefusals, m.PoolYields)
 	reg.MustRegister(m.Requests, m.RequestDuration, m.SandboxCreate, m.SandboxFailures, m.SandboxDeletes, m.Commands, m.ConnsRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chaser_sandboxes_running", Help: "Sandboxes running now."}, active),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -100,6 +100,9 @@ type warmPool struct {
 	slots  []*poolSlot
 	closed bool
 	kick   chan struct{} // wakes the refiller after a claim
+	// claiming counts the sandboxes taken from idle and not yet bound
+	// (or released): host admission counts them (admission.go).
+	claiming int
 }
 
 // initPool lays out the pool's slots from Config.Pools and the tiers.
@@ -198,6 +201,7 @@ func (s *Service) claim(ctx context.Context, rt runtime.Runtime, img *image.Imag
 		if i := slices.IndexFunc(sl.idle, func(x *pooled) bool { return x.ref == img.Ref }); i >= 0 {
 			sb = sl.idle[i]
 			sl.idle = slices.Delete(sl.idle, i, i+1)
+			p.claiming++
 			break
 		}
 	}
@@ -213,6 +217,11 @@ func (s *Service) claim(ctx context.Context, rt runtime.Runtime, img *image.Imag
 		}
 		return false
 	}
+	defer func() {
+		p.mu.Lock()
+		p.claiming--
+		p.mu.Unlock()
+	}()
 	s.refill()
 	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	err := sb.client.Init(ictx, agent.InitRequest{SessionID: sess.ID, Env: map[string]string{"CHASER_WORKSPACE_ID": ""}})
@@ -255,12 +264,18 @@ func (s *Service) RunPool(ctx context.Context) {
 	p := &s.pool
 	backoff := time.Second
 	for {
-		sl := s.nextSlot()
+		sl, refused := s.nextAdmitted()
 		if sl == nil {
+			var again <-chan time.Time
+			if refused { // the host has no room: look again later
+				again = time.After(PoolRetry)
+			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-p.kick:
+				continue
+			case <-again:
 				continue
 			}
 		}
@@ -276,6 +291,61 @@ func (s *Service) RunPool(ctx context.Context) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Minute)
+	}
+}
+
+// PoolRetry is how long the refiller waits when host admission refused
+// it before it asks again (a claim or an ended session wakes it sooner).
+const PoolRetry = 2 * time.Second
+
+// nextAdmitted returns the next slot to fill, marked filling, when host
+// admission lets the pool grow (admission.go); refused tells whether a
+// slot lacks sandboxes but the host has no room for them.
+func (s *Service) nextAdmitted() (sl *poolSlot, refused bool) {
+	s.host.mu.Lock()
+	defer s.host.mu.Unlock()
+	if a := s.cfg.Host.admitPool(s.load()); !a.OK {
+		if !s.poolWants() {
+			return nil, false
+		}
+		s.cfg.Metrics.HostRefusals.WithLabelValues("pool").Inc()
+		return nil, true
+	}
+	return s.nextSlot(), false
+}
+
+// poolWants tells whether some slot lacks sandboxes.
+func (s *Service) poolWants() bool {
+	p := &s.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.closed && slices.ContainsFunc(p.slots, func(sl *poolSlot) bool { return !sl.filling && len(sl.idle) < sl.size })
+}
+
+// yieldPool releases up to n idle pooled sandboxes, from the slots that
+// hold the most, so that users' creates get the host's room.
+func (s *Service) yieldPool(n int) {
+	p := &s.pool
+	var out []*pooled
+	p.mu.Lock()
+	for range n {
+		var big *poolSlot
+		for _, sl := range p.slots {
+			if len(sl.idle) > 0 && (big == nil || len(sl.idle) > len(big.idle)) {
+				big = sl
+			}
+		}
+		if big == nil {
+			break
+		}
+		out = append(out, big.idle[0])
+		big.idle = slices.Delete(big.idle, 0, 1)
+	}
+	p.mu.Unlock()
+	for _, sb := range out {
+		s.log.Info("pool: yielding a warm sandbox to a create (host admission)", "sandbox", sb.id)
+		s.cfg.Metrics.PoolYields.Inc()
+		s.discard(context.Background(), sb)
 	}
 }
 
@@ -328,14 +398,20 @@ func (s *Service) fillSlot(ctx context.Context, sl *poolSlot) error {
 	}
 	s.cfg.Metrics.PoolRefill.Observe(time.Since(begin).Seconds())
 	sb := &pooled{id: id, ref: img.Ref, rt: rt, client: c}
+	s.host.mu.Lock()
+	keep := s.cfg.Host.keepFilled(s.load())
 	p.mu.Lock()
 	closed := p.closed
-	if !closed {
+	if !closed && keep {
 		sl.idle = append(sl.idle, sb)
 		sl.ref = img.Ref
 	}
 	p.mu.Unlock()
-	if closed {
+	s.host.mu.Unlock()
+	if closed || !keep {
+		if !keep {
+			s.cfg.Metrics.PoolYields.Inc()
+		}
 		s.discard(bctx, sb)
 	}
 	return nil

@@ -102,6 +102,13 @@ type Config struct {
 	// when the server runs without egress.
 	Egress  string
 	Network Networker
+
+	// Host bounds what the whole host runs (admission.go); its zero
+	// fields are derived from the host's memory by New.
+	Host HostLimits
+	// HostMemory returns the host's available memory in MiB (nil:
+	// /proc/meminfo's MemAvailable); for tests.
+	HostMemory func() int64
 }
 
 // Service manages sessions.
@@ -130,6 +137,8 @@ type Service struct {
 	shared map[string]*sharedSandbox
 	// pool holds sandboxes made ahead of their sessions (pool.go).
 	pool warmPool
+	// host serializes host-wide admission (admission.go).
+	host hostGate
 }
 
 // handle is the service's record of a running sandbox.
@@ -184,6 +193,11 @@ func New(cfg Config) *Service {
 	if s.cfg.Metrics == nil {
 		s.cfg.Metrics = metrics.New(s.Running)
 	}
+	total, _, err := meminfo()
+	if err != nil {
+		total = 0 // the defaults' floors apply
+	}
+	s.cfg.Host = s.cfg.Host.Resolve(total)
 	s.initPool()
 	s.cfg.Metrics.PoolSize(s.PoolSize)
 	return s
@@ -443,6 +457,11 @@ func (s *Service) create(ctx context.Context, acct store.Account, typ, ref strin
 		s.log.Info("session created", "session_id", sess.ID, "account", acct.ID, "image", img.Ref, "sandbox", sess.SandboxID)
 		return toAPI(sess), nil
 	}
+	admitted, err := s.admitHost()
+	if err != nil {
+		return api.Session{}, err
+	}
+	defer admitted()
 	if err := s.cfg.Store.CreateSession(ctx, sess); err != nil {
 		return api.Session{}, err
 	}
@@ -876,7 +895,9 @@ func (s *Service) destroyRuntime(ctx context.Context, id string) error {
 		h.unwatch()
 		h.client.Close()
 	}
-	return s.deleteSandbox(ctx, rt, sandbox)
+	err := s.deleteSandbox(ctx, rt, sandbox)
+	s.refill() // the host has room again, should admission have held the pool back
+	return err
 }
 
 // releaseFailed releases the network and disk of sandbox id whose

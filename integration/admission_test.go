@@ -1,0 +1,150 @@
+package integration
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chaserhq/chaser/api"
+)
+
+// createRaw posts a create and returns its status, Retry-After and body.
+func createRaw(t *testing.T, s *Server, key, body string) (int, string, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), "POST", s.URL+"/v1/sessions", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Retry-After"), b
+}
+
+// sandboxDirs lists the sandboxes on the host of s (runc's state dirs:
+// sessions' and pooled ones).
+func sandboxDirs(s *Server) []string {
+	dirs, _ := filepath.Glob(filepath.Join(s.DataDir, "sandboxes", "[sp]-*"))
+	return dirs
+}
+
+// TestHostAdmission: a server allowed 4 sandboxes host-wide (config
+// host.max_sandboxes) with a warm pool of 2 per tier: the pool stops at its
+// share (4 less a headroom of 1), four creates of a paid account (whose
+// tier allows 20) are all 201 — the pool yields what they need — the fifth
+// is 429 with an integer Retry-After and leaves nothing, and after the
+// deletes nothing is left and the pool refills to its share.
+func TestHostAdmission(t *testing.T) {
+	cfg := writeConfig(t, "host: {max_sandboxes: 4}\n")
+	s := newServer(t, "--config", cfg, "--pool-size", "2")
+	s.waitPool(t, 3)
+	// It stays there: the refiller, woken every PoolRetry, is refused.
+	deadline := time.Now().Add(5 * time.Second)
+	for s.metric(t, `chaser_host_admission_refusals_total{who="pool"}`) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pool was never held back by host admission")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := s.metric(t, "chaser_pool_sandboxes"); n != 3 {
+		t.Fatalf("pool has %v sandboxes, want its share 3", n)
+	}
+	key := s.account(t, api.TierPaid)
+	var ids []string
+	for i := range 4 {
+		code, ra, b := createRaw(t, s, key, `{"ephemeral":true}`)
+		if code != 201 {
+			t.Fatalf("create %d: %d (Retry-After %q) %s\n%s", i+1, code, ra, b, s.Log())
+		}
+		var sess api.Session
+		decodeJSON(t, b, &sess)
+		ids = append(ids, sess.ID)
+		if n := len(sandboxDirs(s)); n > 4 {
+			t.Fatalf("after create %d the host holds %d sandboxes, over its 4", i+1, n)
+		}
+	}
+	if y := s.metric(t, "chaser_pool_yields_total"); y < 1 {
+		t.Errorf("pool yields = %v, want at least 1 (the creates needed its slots)", y)
+	}
+	before := sandboxDirs(s)
+	code, ra, b := createRaw(t, s, key, `{"ephemeral":true}`)
+	if code != 429 || !strings.Contains(string(b), "resource_exhausted") || !strings.Contains(string(b), "host.max_sandboxes") {
+		t.Fatalf("fifth create: %d %s, want 429 resource_exhausted naming host.max_sandboxes", code, b)
+	}
+	if secs, err := strconv.Atoi(ra); err != nil || secs < 1 {
+		t.Fatalf("Retry-After %q, want whole seconds", ra)
+	}
+	if after := sandboxDirs(s); len(after) != len(before) {
+		t.Errorf("the refused create changed the host's sandboxes: %v → %v", before, after)
+	}
+	list, err := s.Client(key).ListSessions(t.Context())
+	if err != nil || len(list) != 4 {
+		t.Fatalf("sessions after the refusal: %d %v, want 4", len(list), err)
+	}
+	if n := s.metric(t, "chaser_pool_sandboxes"); n != 0 {
+		t.Errorf("pool holds %v sandboxes on a full host, want 0", n)
+	}
+	var all []string
+	for _, d := range sandboxDirs(s) {
+		all = append(all, filepath.Base(d))
+	}
+	for _, id := range ids {
+		if err := s.Client(key).DeleteSession(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range append(all, ids...) {
+		if strings.HasPrefix(id, "p-") && !strings.Contains(s.Log(), "sandbox="+id) {
+			continue // still pooled: not one of the deleted
+		}
+		if left := s.leaks(t, id); len(left) > 0 {
+			t.Errorf("sandbox %s left after its delete: %v", id, left)
+		}
+	}
+	s.waitPool(t, 3)
+}
+
+// TestHostAdmissionMemory: a server whose memory reserve is above what the
+// host has refuses every create 429 with Retry-After, makes nothing, and
+// its pool never fills.
+func TestHostAdmissionMemory(t *testing.T) {
+	cfg := writeConfig(t, "host: {min_free_memory_mb: 100000000}\n")
+	s := newServer(t, "--config", cfg, "--pool-size", "1")
+	key := s.account(t, api.TierFree)
+	code, ra, b := createRaw(t, s, key, `{"ephemeral":true}`)
+	if code != 429 || !strings.Contains(string(b), "low on memory") {
+		t.Fatalf("create: %d %s, want 429 low on memory", code, b)
+	}
+	if secs, err := strconv.Atoi(ra); err != nil || secs < 1 {
+		t.Fatalf("Retry-After %q, want whole seconds", ra)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.metric(t, `chaser_host_admission_refusals_total{who="pool"}`) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pool was never held back by host admission")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := s.metric(t, "chaser_pool_sandboxes"); n != 0 {
+		t.Errorf("pool holds %v sandboxes below the memory reserve", n)
+	}
+	if dirs := sandboxDirs(s); len(dirs) > 0 {
+		t.Errorf("sandboxes made below the memory reserve: %v", dirs)
+	}
+	if _, err := os.Stat(filepath.Join(s.DataDir, "disks")); err == nil {
+		if d, _ := os.ReadDir(filepath.Join(s.DataDir, "disks")); len(d) > 0 {
+			t.Errorf("disks left: %d", len(d))
+		}
+	}
+}
