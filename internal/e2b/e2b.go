@@ -151,15 +151,19 @@ type target struct {
 	user string // from Basic auth "user:", or ""
 }
 
-// target authenticates an envd call by its sandbox's access token. An
-// unknown sandbox and a wrong token look alike (unauthenticated), so ids
-// of others are not disclosed; a sandbox that ended is unavailable, as
-// E2B reports a sandbox that is gone.
+// target authenticates an envd call by its sandbox's access token. A
+// call without one is unauthenticated; with a token that is not the
+// sandbox's, it is not found, as an unknown sandbox and another account's
+// are on the control plane (so ids of others are not disclosed); a sandbox
+// that ended is unavailable, as E2B reports a sandbox that is gone.
 func (h *Handler) target(ctx context.Context, hdr http.Header) (target, error) {
 	id := hdr.Get(HeaderSandboxID)
 	tok := hdr.Get(HeaderAccessToken)
-	if id == "" || tok == "" || !equal(tok, h.envdToken(id)) {
-		return target{}, errdefs.New(errdefs.ErrUnauthenticated, "missing or wrong X-Access-Token for sandbox "+id+": use the envdAccessToken of the create or connect answer")
+	if tok == "" {
+		return target{}, errdefs.New(errdefs.ErrUnauthenticated, "missing X-Access-Token for sandbox "+id+": send the envdAccessToken of the create or connect answer")
+	}
+	if !equal(tok, h.envdToken(id)) {
+		return target{}, errdefs.New(errdefs.ErrNotFound, "sandbox "+id+" not found (or X-Access-Token is not its envdAccessToken)")
 	}
 	acct, err := h.sandboxes.Owner(ctx, id)
 	if err != nil {
