@@ -60,14 +60,17 @@ func (s *Server) e2bCreate(t *testing.T, key, body string) e2bSandbox {
 	}
 	var sb e2bSandbox
 	decodeJSON(t, b, &sb)
-	t.Cleanup(func() {
-		req, _ := http.NewRequest("DELETE", s.URL+"/sandboxes/"+sb.SandboxID, nil)
-		req.Header.Set("X-API-KEY", key)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	})
+	t.Cleanup(func() { s.e2bKill(key, sb.SandboxID) })
 	return sb
+}
+
+// e2bKill kills sandbox id (in a cleanup: no test context).
+func (s *Server) e2bKill(key, id string) {
+	req, _ := http.NewRequest("DELETE", s.URL+"/sandboxes/"+id, nil)
+	req.Header.Set("X-API-KEY", key)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+	}
 }
 
 // envdHeaders adds the headers the SDK sends to envd.

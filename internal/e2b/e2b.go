@@ -15,10 +15,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -265,7 +268,12 @@ func (h *Handler) writeAPIError(w http.ResponseWriter, r *http.Request, err erro
 		}
 	}
 	if status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", "5")
+		// Whole seconds: the SDK retries after an integer Retry-After only.
+		secs := 5
+		if d := errdefs.RetryAfter(err); d > 0 {
+			secs = int((d + time.Second - 1) / time.Second)
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
 	}
 	httpjson.Write(w, status, apiError{Code: status, Message: msg})
 }
@@ -310,4 +318,35 @@ func (h *Handler) PortAccess(r *http.Request, id string) (made bool, err error) 
 		return true, errdefs.New(errdefs.ErrPermissionDenied, "this sandbox's ports are private: send the trafficAccessToken of its create answer as e2b-traffic-access-token")
 	}
 	return true, nil
+}
+
+// checkUser answers invalid_argument when the call names a user the
+// sandbox does not know, for the calls Chaser makes as the agent rather
+// than as a user (reads, listings, stat, move, remove, watches), as envd
+// refuses an unknown user on every call. Exec, terminals, uploads and
+// mkdir pass the user on and the agent refuses it there. root and numeric
+// ids are always known; a name is looked up in the sandbox's /etc/passwd.
+func (h *Handler) checkUser(ctx context.Context, t target) error {
+	name, _, _ := strings.Cut(t.user, ":")
+	if name == "" || name == "root" || strings.Trim(name, "0123456789") == "" {
+		return nil
+	}
+	d, err := h.sandboxes.Download(ctx, t.acct, t.id, "/etc/passwd")
+	if err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return errdefs.New(errdefs.ErrInvalidArgument, "user "+name+" is not known in this sandbox (it has no /etc/passwd)")
+		}
+		return err
+	}
+	defer d.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(d.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("read the sandbox's /etc/passwd: %v: %w", err, errdefs.ErrUnavailable)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if n, _, ok := strings.Cut(line, ":"); ok && n == name {
+			return nil
+		}
+	}
+	return errdefs.New(errdefs.ErrInvalidArgument, "user "+name+" is not known in this sandbox")
 }

@@ -40,6 +40,9 @@ func fsEvent(ev agent.WatchEvent) *filesystem.FilesystemEvent {
 
 // openWatch opens the agent's watch of a request's directory.
 func (f *filesystemService) openWatch(ctx context.Context, t target, p string, recursive bool) (*agent.WatchStream, error) {
+	if err := f.h.checkUser(ctx, t); err != nil {
+		return nil, err
+	}
 	c, _, err := f.h.sandboxes.Agent(ctx, t.acct, t.id)
 	if err != nil {
 		return nil, err
