@@ -518,6 +518,7 @@ func (h *Handler) metrics(w http.ResponseWriter, r *http.Request, acct store.Acc
 	if res := x.Resources; res.MemoryMB > 0 {
 		sample.MemTotal = min(sample.MemTotal, res.MemoryMB<<20)
 		sample.MemUsed = min(sample.MemUsed, sample.MemTotal)
+		sample.MemCache = min(sample.MemCache, sample.MemTotal)
 	}
 	if res := x.Resources; res.MilliCPUs > 0 {
 		sample.CPUCount = min(sample.CPUCount, int((res.MilliCPUs+999)/1000))

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -61,7 +62,10 @@ type Handler struct {
 	control *http.ServeMux
 	envd    *http.ServeMux
 	ptys    ptyTable
-	tags    tagTable
+	// recMu orders changes of the stored records (updateRecord).
+	recMu sync.Mutex
+	// reattach orders the reattaching of terminals after a restart.
+	reattach sync.Mutex
 	// watchers are the watches of CreateWatcher.
 	watchers watcherTable
 }
@@ -126,24 +130,78 @@ func (h *Handler) trafficToken(id string) string { return h.secret("traffic", id
 
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
-// record is what the front end stores with a session made through it.
+// record is what the front end stores with a session: E2B's data of a
+// sandbox made through it (TemplateID set), and for any session the tags
+// and terminals of its envd processes, so that they outlive a restart of
+// the server (the agent in the sandbox keeps running them).
 type record struct {
-	TemplateID string            `json:"templateID"`
+	TemplateID string            `json:"templateID,omitempty"`
 	Metadata   map[string]string `json:"metadata,omitempty"`
 	EnvVars    map[string]string `json:"envVars,omitempty"`
 	// Private ports need the traffic token (network.allowPublicTraffic
 	// false at create); otherwise the sandbox's ports are public, as E2B's.
 	Private bool `json:"private,omitempty"`
+	// Tags are process.Start's tags: tag → the command's id.
+	Tags map[string]string `json:"tags,omitempty"`
+	// PTYs are the terminals process.Start opened: pid → the agent's
+	// terminal, which a server reattaches after a restart.
+	PTYs map[string]ptyRecord `json:"ptys,omitempty"`
 }
 
-// recordOf reads the front end's data of session x; ok is false for
-// sessions not made through it.
-func recordOf(x store.Session) (record, bool) {
-	var rec record
-	if x.E2B == "" || json.Unmarshal([]byte(x.E2B), &rec) != nil {
-		return record{TemplateID: x.Image}, false
+type ptyRecord struct {
+	ID  string `json:"id"`  // the agent's pty_id
+	Cmd string `json:"cmd"` // what ProcessInfo reports
+}
+
+// recordOf reads the front end's data of session x; made is false for
+// sessions not made through it (Chaser's own, whose templateID is their
+// image).
+func recordOf(x store.Session) (rec record, made bool) {
+	if x.E2B != "" {
+		_ = json.Unmarshal([]byte(x.E2B), &rec)
+	}
+	if rec.TemplateID == "" {
+		rec.TemplateID = x.Image
+		return rec, false
 	}
 	return rec, true
+}
+
+// Bounds of what a record keeps per sandbox.
+const (
+	maxTags = 1024
+	maxPTYs = 256
+)
+
+// updateRecord changes the stored record of t's session with f, read
+// afresh under the handler's lock so concurrent changes are not lost, and
+// keeps t.rec in step.
+func (h *Handler) updateRecord(ctx context.Context, t *target, f func(*record) error) error {
+	h.recMu.Lock()
+	defer h.recMu.Unlock()
+	x, err := h.sandboxes.Record(ctx, t.acct, t.id)
+	if err != nil {
+		return err
+	}
+	var rec record
+	if x.E2B != "" {
+		if err := json.Unmarshal([]byte(x.E2B), &rec); err != nil {
+			return fmt.Errorf("session %s's E2B record: %v: %w", t.id, err, errdefs.ErrInternal)
+		}
+	}
+	if err := f(&rec); err != nil {
+		return err
+	}
+	data, _ := json.Marshal(rec)
+	if err := h.sandboxes.SetE2B(ctx, t.acct, t.id, string(data)); err != nil {
+		return err
+	}
+	made := rec.TemplateID != ""
+	if !made {
+		rec.TemplateID = x.Image
+	}
+	t.rec = rec
+	return nil
 }
 
 // target is the sandbox an envd call addresses, authenticated.
