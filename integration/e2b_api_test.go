@@ -228,39 +228,67 @@ tiers:
 		// The SDK sends metadata as one query value "k=v&k2=v2", its parts
 		// URI-encoded.
 		md := "metadata=" + url.QueryEscape("run="+url.QueryEscape(run))
-		var paged []string
-		next := ""
-		for range 5 {
-			q := md + "&limit=1"
-			if next != "" {
-				q += "&nextToken=" + url.QueryEscape(next)
+		newest := slices.Clone(made)
+		slices.Reverse(newest)
+		for _, tc := range []struct {
+			order string
+			want  []string
+		}{{"", newest}, {"&order=desc", newest}, {"&order=asc", made}} {
+			var paged []string
+			next := ""
+			for range 5 {
+				q := md + tc.order + "&limit=1"
+				if next != "" {
+					q += "&nextToken=" + url.QueryEscape(next)
+				}
+				l, tok := list(t, q)
+				paged = append(paged, ids(l)...)
+				if next = tok; next == "" {
+					break
+				}
 			}
-			l, tok := list(t, q)
-			paged = append(paged, ids(l)...)
-			if next = tok; next == "" {
-				break
+			if !slices.Equal(paged, tc.want) {
+				t.Errorf("paged by one with the metadata filter, order %q: %v, want %v (E2B's default: newest first)", tc.order, paged, tc.want)
 			}
 		}
-		if !slices.Equal(paged, made) {
-			t.Errorf("paged by one with the metadata filter: %v, want %v", paged, made)
-		}
-		if l, tok := list(t, md+"&limit=3"); !slices.Equal(ids(l), made) || tok != "" {
+		if l, tok := list(t, md+"&order=asc&limit=3"); !slices.Equal(ids(l), made) || tok != "" {
 			t.Errorf("one page of 3: %v, next %q", ids(l), tok)
 		}
-		two := "metadata=" + url.QueryEscape("run="+run+"&i=1")
-		if l, _ := list(t, two); !slices.Equal(ids(l), made[1:2]) {
-			t.Errorf("two metadata keys: %v, want %v", ids(l), made[1:2])
+		var d0 e2bDetail
+		s.e2bCall(t, key, "GET", "/sandboxes/"+made[1], "", &d0)
+		if l, _ := list(t, md+"&order=asc&startedAfter="+url.QueryEscape(d0.StartedAt.Format(time.RFC3339Nano))); !slices.Equal(ids(l), made[1:]) {
+			t.Errorf("startedAfter the second one's start: %v, want %v", ids(l), made[1:])
 		}
-		if l, _ := list(t, md+"&state=running"); len(l) != 3 {
+		if l, _ := list(t, md+"&template=base"); len(l) != 3 {
+			t.Errorf("template=base: %v", ids(l))
+		}
+		if l, _ := list(t, md+"&template=python%3A3.12"); len(l) != 0 {
+			t.Errorf("template=python:3.12: %v, want none", ids(l))
+		}
+		two := "metadata=" + url.QueryEscape("run="+run+"&i=2")
+		if l, _ := list(t, two); !slices.Equal(ids(l), made[2:3]) {
+			t.Errorf("two metadata keys: %v, want %v", ids(l), made[2:3])
+		}
+		// A page's token holds when the sandbox it ended on is killed.
+		l, tok := list(t, md+"&order=asc&limit=1")
+		if tok == "" || !slices.Equal(ids(l), made[:1]) {
+			t.Fatalf("first page: %v, token %q", ids(l), tok)
+		}
+		s.e2bKill(key, made[0])
+		if l, _ := list(t, md+"&order=asc&limit=5&nextToken="+url.QueryEscape(tok)); !slices.Equal(ids(l), made[1:]) {
+			t.Errorf("the next page after its token's sandbox was killed: %v, want %v", ids(l), made[1:])
+		}
+		made = made[1:]
+		if l, _ := list(t, md+"&state=running"); len(l) != 2 {
 			t.Errorf("state=running: %v", ids(l))
 		}
 		if l, _ := list(t, md+"&state=paused"); len(l) != 0 {
 			t.Errorf("state=paused: %v, want none (Chaser cannot pause)", ids(l))
 		}
-		if l, _ := list(t, md+"&state=running,paused"); len(l) != 3 {
+		if l, _ := list(t, md+"&state=running,paused"); len(l) != 2 {
 			t.Errorf("state=running,paused: %v", ids(l))
 		}
-		for _, q := range []string{"state=sleeping", "limit=0", "limit=101", "nextToken=%25%25"} {
+		for _, q := range []string{"state=sleeping", "limit=0", "limit=101", "nextToken=%25%25", "nextToken=" + url.QueryEscape(made[0]), "order=up", "startedAfter=yesterday"} {
 			status, _, b := s.e2bCall(t, key, "GET", "/v2/sandboxes?"+q, "", nil)
 			wantE2BError(t, "list ?"+q, status, b, 400)
 		}
@@ -290,7 +318,7 @@ tiers:
 			t.Errorf("a command in the Chaser session through envd: %q", out)
 		}
 		var v1list []e2bDetail
-		if status, _, b := s.e2bCall(t, key, "GET", "/sandboxes?"+md, "", &v1list); status != 200 || !slices.Equal(ids(v1list), made) {
+		if status, _, b := s.e2bCall(t, key, "GET", "/sandboxes?order=asc&"+md, "", &v1list); status != 200 || !slices.Equal(ids(v1list), made) {
 			t.Errorf("v1 GET /sandboxes: %d %s", status, b)
 		}
 	})

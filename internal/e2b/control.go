@@ -366,8 +366,9 @@ const (
 )
 
 // list serves GET /v2/sandboxes (and v1's GET /sandboxes): the account's
-// running sandboxes, every Chaser session included, filtered by state and
-// metadata, oldest first, paged with nextToken and X-Next-Token.
+// running sandboxes, every Chaser session included, filtered by state,
+// metadata, startedAfter and template, newest first (order=asc: oldest
+// first), paged with nextToken and X-Next-Token.
 func (h *Handler) list(w http.ResponseWriter, r *http.Request, acct store.Account) {
 	q := r.URL.Query()
 	limit := DefaultListLimit
@@ -379,20 +380,39 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, acct store.Accoun
 		}
 		limit = n
 	}
-	after := ""
+	// nextToken is the position of the last sandbox of the page before:
+	// its start time and id, so that it holds when that one ended since.
+	var after *listPos
 	if tok := q.Get("nextToken"); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil {
+		p, ok := parseListPos(tok)
+		if !ok {
 			h.writeAPIError(w, r, errdefs.New(errdefs.ErrInvalidArgument, "nextToken is not one this server gave"))
 			return
 		}
-		after = string(b)
+		after = &p
 	}
 	want, err := metadataFilter(q.Get("metadata"))
 	if err != nil {
 		h.writeAPIError(w, r, err)
 		return
 	}
+	desc := true // E2B's default: newest first
+	switch q.Get("order") {
+	case "", "desc":
+	case "asc":
+		desc = false
+	default:
+		h.writeAPIError(w, r, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("unknown order %q (use asc or desc)", q.Get("order"))))
+		return
+	}
+	var startedAfter time.Time
+	if v := q.Get("startedAfter"); v != "" {
+		if startedAfter, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			h.writeAPIError(w, r, errdefs.New(errdefs.ErrInvalidArgument, "startedAfter must be an RFC 3339 time"))
+			return
+		}
+	}
+	template := q.Get("template")
 	running := true
 	if states := q["state"]; len(states) > 0 {
 		running = false
@@ -416,28 +436,60 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, acct store.Accoun
 			h.writeAPIError(w, r, err)
 			return
 		}
-		sort.SliceStable(all, func(i, j int) bool { return all[i].CreatedAt.Before(all[j].CreatedAt) })
-		passed := after == ""
+		// before tells whether a comes before b in the list's order.
+		before := func(a, b listPos) bool {
+			if desc {
+				a, b = b, a
+			}
+			return a.at.Before(b.at) || a.at.Equal(b.at) && a.id < b.id
+		}
+		sort.Slice(all, func(i, j int) bool { return before(posOf(all[i]), posOf(all[j])) })
+		last := listPos{}
 		for _, x := range all {
-			if !passed {
-				passed = x.ID == after
+			if after != nil && !before(*after, posOf(x)) {
 				continue
 			}
 			if x.Status != api.StatusRunning || x.Reason != "" {
 				continue
 			}
 			l := h.listedOf(acct, x)
-			if !matches(l.Metadata, want) {
+			if !matches(l.Metadata, want) || x.CreatedAt.Before(startedAfter) || template != "" && l.TemplateID != template {
 				continue
 			}
 			if len(out) == limit {
-				w.Header().Set("X-Next-Token", base64.RawURLEncoding.EncodeToString([]byte(out[len(out)-1].SandboxID)))
+				w.Header().Set("X-Next-Token", last.token())
 				break
 			}
 			out = append(out, l)
+			last = posOf(x)
 		}
 	}
 	httpjson.Write(w, http.StatusOK, out)
+}
+
+// listPos is a sandbox's place in a list: its start time, then its id.
+type listPos struct {
+	at time.Time
+	id string
+}
+
+func posOf(x store.Session) listPos { return listPos{at: x.CreatedAt, id: x.ID} }
+
+func (p listPos) token() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(p.at.UTC().Format(time.RFC3339Nano) + " " + p.id))
+}
+
+func parseListPos(tok string) (listPos, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return listPos{}, false
+	}
+	at, id, ok := strings.Cut(string(b), " ")
+	t, err := time.Parse(time.RFC3339Nano, at)
+	if !ok || err != nil || id == "" {
+		return listPos{}, false
+	}
+	return listPos{at: t, id: id}, true
 }
 
 // metadataFilter reads the metadata query: "k=v&k2=v2", keys and values
