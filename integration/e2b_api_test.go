@@ -105,9 +105,23 @@ tiers:
 		if v1.EnvdAccessToken == v2.EnvdAccessToken {
 			t.Errorf("two sandboxes share one envdAccessToken")
 		}
-		for _, body := range []string{`{"timeout":0}`, `{"timeout":86401}`, `{"autoPause":true}`, `{"templateID":`} {
+		for _, body := range []string{`{"timeout":0}`, `{"timeout":86401}`, `{"autoPause":true}`, `{"templateID":`, `{"noSuchField":1}`,
+			`{"autoPause":true,"autoPauseMemory":false}`, `{"autoResume":{"enabled":true}}`, `{"mcp":{"x":{}}}`, `{"volumeMounts":[{"name":"v","path":"/d"}]}`} {
 			status, _, b := s.e2bCall(t, key, "POST", "/v2/sandboxes", body, nil)
 			wantE2BError(t, "create "+body, status, b, 400)
+		}
+		// What the Python SDK sends by default, and null for what it may
+		// leave out: made.
+		for _, body := range []string{`{"templateID":"base","timeout":60,"metadata":{},"envVars":{},"secure":true,"allow_internet_access":true}`,
+			`{"autoPause":false,"mcp":null,"iam":null,"autoResume":{"enabled":false}}`} {
+			status, _, b := s.e2bCall(t, key, "POST", "/sandboxes", body, nil)
+			if status != 201 {
+				t.Errorf("create %s: %d %s", body, status, b)
+				continue
+			}
+			var sb e2bSandbox
+			decodeJSON(t, b, &sb)
+			s.e2bKill(key, sb.SandboxID)
 		}
 		status, _, b := s.e2bCall(t, "not-a-key", "POST", "/v2/sandboxes", `{}`, nil)
 		wantE2BError(t, "create with a bad key", status, b, 401)

@@ -103,6 +103,33 @@ func TestE2BWatcher(t *testing.T) {
 		t.Errorf("recursive watcher after a new directory: %v; want newdir/h created, and nothing seen before", got)
 	}
 
+	// includeEntry (the Python SDK's include_entry, envd ≥ 0.6.3): the
+	// events of a path that still exists carry its entry.
+	req := connect.NewRequest(&filesystem.CreateWatcherRequest{Path: "/tmp/w", IncludeEntry: true})
+	withEntry, err := e.fs.CreateWatcher(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mustRun(t, "echo entry > /tmp/w/e.txt")
+	var entry *filesystem.EntryInfo
+	for deadline := time.Now().Add(10 * time.Second); entry == nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		r, err := e.fs.GetWatcherEvents(ctx, connect.NewRequest(&filesystem.GetWatcherEventsRequest{WatcherId: withEntry.Msg.GetWatcherId()}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range r.Msg.GetEvents() {
+			if ev.GetName() == "e.txt" && ev.GetType() == filesystem.EventType_EVENT_TYPE_WRITE {
+				entry = ev.GetEntry()
+			}
+		}
+	}
+	if entry == nil || entry.GetName() != "e.txt" || entry.GetPath() != "/tmp/w/e.txt" || entry.GetType() != filesystem.FileType_FILE_TYPE_FILE || entry.GetSize() != 6 {
+		t.Errorf("the write event of a watcher with includeEntry carries entry %v", entry)
+	}
+	if _, err := e.fs.RemoveWatcher(ctx, connect.NewRequest(&filesystem.RemoveWatcherRequest{WatcherId: withEntry.Msg.GetWatcherId()})); err != nil {
+		t.Fatal(err)
+	}
+
 	// RemoveWatcher, then the id is gone: not_found, as the SDK expects.
 	for _, id := range []string{flat, deep} {
 		if _, err := e.fs.RemoveWatcher(ctx, connect.NewRequest(&filesystem.RemoveWatcherRequest{WatcherId: id})); err != nil {
@@ -137,7 +164,7 @@ func TestE2BWatcher(t *testing.T) {
 	other := s.account(t, api.TierPaid)
 	osb := s.e2bCreate(t, other, `{"templateID":"base"}`)
 	oe := s.envd(osb.SandboxID, sb.EnvdAccessToken, "")
-	_, err := oe.fs.CreateWatcher(ctx, connect.NewRequest(&filesystem.CreateWatcherRequest{Path: "/tmp"}))
+	_, err = oe.fs.CreateWatcher(ctx, connect.NewRequest(&filesystem.CreateWatcherRequest{Path: "/tmp"}))
 	if connectCode(err) != "not_found" {
 		t.Errorf("CreateWatcher in another account's sandbox: %v, want not_found", err)
 	}

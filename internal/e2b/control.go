@@ -88,6 +88,28 @@ type createRequest struct {
 	Network             *struct {
 		AllowPublicTraffic *bool `json:"allowPublicTraffic"`
 	} `json:"network"`
+	// What the SDKs may send that Chaser does not offer: refused by name
+	// when asked for, rather than as unknown fields.
+	AutoPauseMemory *bool                   `json:"autoPauseMemory"`
+	AutoResume      *struct{ Enabled bool } `json:"autoResume"`
+	MCP             json.RawMessage         `json:"mcp"`
+	IAM             json.RawMessage         `json:"iam"`
+	VolumeMounts    []json.RawMessage       `json:"volumeMounts"`
+}
+
+// unsupported names what a create asks for that Chaser does not offer.
+func (c createRequest) unsupported() string {
+	switch {
+	case c.AutoPause != nil && *c.AutoPause, c.AutoPauseMemory != nil, c.AutoResume != nil && c.AutoResume.Enabled:
+		return "autoPause, autoPauseMemory and autoResume are not supported: Chaser sandboxes cannot be paused; leave lifecycle.onTimeout unset or 'kill'"
+	case len(c.MCP) > 0 && string(c.MCP) != "null":
+		return "mcp is not supported: Chaser runs no MCP gateway in sandboxes (Chaser's own MCP endpoint is /mcp on the server)"
+	case len(c.IAM) > 0 && string(c.IAM) != "null":
+		return "iam is not supported by Chaser"
+	case len(c.VolumeMounts) > 0:
+		return "volumeMounts are not supported: use a Chaser workspace (templateID workspace:NAME) for a persistent disk"
+	}
+	return ""
 }
 
 // sandboxAnswer is E2B's Sandbox: the answer of create and connect.
@@ -118,8 +140,8 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, acct store.Acco
 		}
 		timeout = time.Duration(*req.Timeout) * time.Second
 	}
-	if req.AutoPause != nil && *req.AutoPause {
-		h.writeAPIError(w, r, errdefs.New(errdefs.ErrInvalidArgument, "autoPause is not supported: Chaser sandboxes cannot be paused; leave lifecycle.onTimeout unset or 'kill'"))
+	if msg := req.unsupported(); msg != "" {
+		h.writeAPIError(w, r, errdefs.New(errdefs.ErrInvalidArgument, msg))
 		return
 	}
 	if req.TemplateID == "" {
