@@ -130,6 +130,39 @@ func TestE2BWatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// WatchDir (the JS SDK's watchDir): start first, keepalives per
+	// Keepalive-Ping-Interval, then the events.
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	wreq := connect.NewRequest(&filesystem.WatchDirRequest{Path: "/tmp/w"})
+	wreq.Header().Set("Keepalive-Ping-Interval", "1")
+	ws, err := e.fs.WatchDir(wctx, wreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for ws.Receive() {
+		ev := ws.Msg()
+		switch {
+		case ev.GetStart() != nil:
+			kinds = append(kinds, "start")
+		case ev.GetKeepalive() != nil:
+			kinds = append(kinds, "keepalive")
+			if len(kinds) == 2 {
+				e.mustRun(t, "touch /tmp/w/k")
+			}
+		case ev.GetFilesystem() != nil:
+			kinds = append(kinds, ev.GetFilesystem().GetName())
+		}
+		if slices.Contains(kinds, "k") {
+			break
+		}
+	}
+	wcancel()
+	ws.Close()
+	if len(kinds) < 3 || kinds[0] != "start" || kinds[1] != "keepalive" || !slices.Contains(kinds, "k") {
+		t.Errorf("WatchDir with Keepalive-Ping-Interval 1: %v, want start, a keepalive, then k", kinds)
+	}
+
 	// RemoveWatcher, then the id is gone: not_found, as the SDK expects.
 	for _, id := range []string{flat, deep} {
 		if _, err := e.fs.RemoveWatcher(ctx, connect.NewRequest(&filesystem.RemoveWatcherRequest{WatcherId: id})); err != nil {

@@ -66,7 +66,8 @@ func (f *filesystemService) openWatch(ctx context.Context, t target, p string, r
 }
 
 // WatchDir streams start, then the directory's changes until the client
-// goes away (a keepalive every 30 s keeps idle proxies from cutting it).
+// goes away (a keepalive per Keepalive-Ping-Interval, else every 30 s,
+// keeps idle proxies from cutting it).
 func (f *filesystemService) WatchDir(ctx context.Context, req *connect.Request[filesystem.WatchDirRequest], stream *connect.ServerStream[filesystem.WatchDirResponse]) error {
 	t, err := f.h.target(ctx, req.Header())
 	if err != nil {
@@ -99,7 +100,11 @@ func (f *filesystemService) WatchDir(ctx context.Context, req *connect.Request[f
 	if err := stream.Send(&filesystem.WatchDirResponse{Event: &filesystem.WatchDirResponse_Start{Start: &filesystem.WatchDirResponse_StartEvent{}}}); err != nil {
 		return err
 	}
-	tick := time.NewTicker(watchKeepalive)
+	every := watchKeepalive
+	if req.Header().Get("Keepalive-Ping-Interval") != "" {
+		every = keepalive(req.Header())
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
