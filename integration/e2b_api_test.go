@@ -338,9 +338,29 @@ tiers:
 	})
 
 	t.Run("metrics and pause", func(t *testing.T) {
-		var m []map[string]any
-		if status, _, b := s.e2bCall(t, key, "GET", "/sandboxes/"+v1.SandboxID+"/metrics", "", &m); status != 200 || len(m) != 1 {
-			t.Errorf("metrics: %d %s", status, b)
+		// CPU use is the sandbox's, not the host's (2 cores shared with
+		// other tests here): near 0 while it idles, and a busy loop in it
+		// shows.
+		cpu := func() float64 {
+			var m []struct {
+				CPUUsedPct float64 `json:"cpuUsedPct"`
+				CPUCount   int     `json:"cpuCount"`
+			}
+			if status, _, b := s.e2bCall(t, key, "GET", "/sandboxes/"+v1.SandboxID+"/metrics", "", &m); status != 200 || len(m) != 1 || m[0].CPUCount < 1 {
+				t.Fatalf("metrics: %d %s", status, b)
+			}
+			return m[0].CPUUsedPct
+		}
+		idle := cpu()
+		if idle > 10 {
+			t.Errorf("an idle sandbox uses %.1f%% CPU: the host's figure?", idle)
+		}
+		e := s.envd(v1.SandboxID, v1.EnvdAccessToken, "")
+		e.mustRun(t, "(setsid timeout 3 sh -c 'while :; do :; done' >/dev/null 2>&1 &)")
+		time.Sleep(300 * time.Millisecond)
+		// The loop gets what the loaded host gives it: some, not all.
+		if busy := cpu(); busy < 5 || busy <= idle {
+			t.Errorf("a sandbox running a busy loop uses %.1f%% CPU", busy)
 		}
 		// The SDK's pause raises a SandboxError with the message on any
 		// status but 404 (not found) and 409 (already paused: false).

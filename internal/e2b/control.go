@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -588,14 +589,21 @@ func (h *Handler) metrics(w http.ResponseWriter, r *http.Request, acct store.Acc
 	}
 	if st, err := h.sandboxes.Stats(r.Context(), acct, x.ID); err == nil && st.MemoryBytes > 0 {
 		sample.MemUsed = st.MemoryBytes
+		// The page cache is part of the cgroup's count: where the agent
+		// saw the kernel's cache (the host's), bound it by that.
+		sample.MemCache = min(sample.MemCache, sample.MemUsed)
 	}
 	if res := x.Resources; res.MemoryMB > 0 {
 		sample.MemTotal = min(sample.MemTotal, res.MemoryMB<<20)
 		sample.MemUsed = min(sample.MemUsed, sample.MemTotal)
 		sample.MemCache = min(sample.MemCache, sample.MemTotal)
 	}
-	if res := x.Resources; res.MilliCPUs > 0 {
+	if res := x.Resources; res.MilliCPUs > 0 && s.CPUCount > 0 {
+		// The agent's percentage is of the CPUs it sees; E2B's is of the
+		// sandbox's, its quota.
 		sample.CPUCount = min(sample.CPUCount, int((res.MilliCPUs+999)/1000))
+		used := s.CPUUsedPct / 100 * float64(s.CPUCount)
+		sample.CPUUsedPct = math.Round(min(used/(float64(res.MilliCPUs)/1000)*100, 100)*100) / 100
 	}
 	httpjson.Write(w, http.StatusOK, []metricSample{sample})
 }
