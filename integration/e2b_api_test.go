@@ -438,6 +438,96 @@ tiers:
 		wantE2BError(t, "GET /files as an unknown user", resp.StatusCode, b, 400)
 	})
 
+	t.Run("templates", func(t *testing.T) {
+		// An image reference: "host", the built-in default image.
+		img := s.e2bCreate(t, key, `{"templateID":"host"}`)
+		if sess, err := s.Client(key).GetSession(t.Context(), img.SandboxID); err != nil || sess.Image != "host" || img.TemplateID != "host" {
+			t.Errorf("templateID host: %+v, %v; answer %+v", sess, err, img)
+		}
+		// workspace:NAME: a session on the account's workspace, whose
+		// files outlive the sandbox.
+		if _, err := s.Client(key).CreateWorkspace(t.Context(), api.CreateWorkspaceRequest{Name: "e2bws"}); err != nil {
+			t.Fatal(err)
+		}
+		ws := s.e2bCreate(t, key, `{"templateID":"workspace:e2bws"}`)
+		s.envd(ws.SandboxID, ws.EnvdAccessToken, "").mustRun(t, "echo kept > /workspace/k")
+		status, _, b := s.e2bCall(t, key, "POST", "/v2/sandboxes", `{"templateID":"workspace:e2bws"}`, nil)
+		wantE2BError(t, "a second sandbox on a busy workspace", status, b, 409)
+		s.e2bKill(key, ws.SandboxID)
+		ws2 := s.e2bCreate(t, key, `{"templateID":"workspace:e2bws"}`)
+		if out := s.envd(ws2.SandboxID, ws2.EnvdAccessToken, "").mustRun(t, "cat /workspace/k"); out != "kept\n" || ws2.TemplateID != "workspace:e2bws" {
+			t.Errorf("the workspace's file in its next sandbox: %q (template %s)", out, ws2.TemplateID)
+		}
+		status, _, b = s.e2bCall(t, key, "POST", "/v2/sandboxes", `{"templateID":"workspace:nosuch"}`, nil)
+		wantE2BError(t, "an unknown workspace", status, b, 404)
+	})
+
+	t.Run("stdin, listings and uploads", func(t *testing.T) {
+		ctx := t.Context()
+		e := s.envd(v1.SandboxID, v1.EnvdAccessToken, "")
+		// commands.run with stdin, sendStdin, closeStdin: cat ends at EOF.
+		stdin := true
+		st, err := e.proc.Start(ctx, connect.NewRequest(&process.StartRequest{Process: &process.ProcessConfig{Cmd: "/bin/bash", Args: []string{"-l", "-c", "cat; echo done"}}, Stdin: &stdin}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.Receive() || st.Msg().GetEvent().GetStart() == nil {
+			t.Fatalf("no start: %v", st.Err())
+		}
+		sel := &process.ProcessSelector{Selector: &process.ProcessSelector_Pid{Pid: st.Msg().GetEvent().GetStart().GetPid()}}
+		if _, err := e.proc.SendInput(ctx, connect.NewRequest(&process.SendInputRequest{Process: sel, Input: &process.ProcessInput{Input: &process.ProcessInput_Stdin{Stdin: []byte("hello\n")}}})); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.proc.CloseStdin(ctx, connect.NewRequest(&process.CloseStdinRequest{Process: sel})); err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		var end *process.ProcessEvent_EndEvent
+		for end == nil && st.Receive() {
+			out.Write(st.Msg().GetEvent().GetData().GetStdout())
+			end = st.Msg().GetEvent().GetEnd()
+		}
+		st.Close()
+		if end == nil || end.GetExitCode() != 0 || out.String() != "hello\ndone\n" {
+			t.Errorf("stdin then closeStdin: %q, end %v", out.String(), end)
+		}
+
+		// ListDir depth.
+		e.mustRun(t, "mkdir -p /tmp/ls/a/b && touch /tmp/ls/top /tmp/ls/a/mid /tmp/ls/a/b/deep")
+		for depth, want := range map[uint32][]string{1: {"a", "top"}, 2: {"a", "a/b", "a/mid", "top"}, 3: {"a", "a/b", "a/b/deep", "a/mid", "top"}} {
+			r, err := e.fs.ListDir(ctx, connect.NewRequest(&filesystem.ListDirRequest{Path: "/tmp/ls", Depth: depth}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, en := range r.Msg.GetEntries() {
+				got = append(got, strings.TrimPrefix(en.GetPath(), "/tmp/ls/"))
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("ListDir depth %d: %v, want %v", depth, got, want)
+			}
+		}
+
+		// POST /files as octet-stream (envd ≥ 0.5.7), as a user.
+		req, _ := http.NewRequestWithContext(ctx, "POST", s.URL+"/files?path=/tmp/up/raw.bin&username=nobody", strings.NewReader("raw bytes"))
+		req.Header.Set("E2b-Sandbox-Id", v1.SandboxID)
+		req.Header.Set("X-Access-Token", v1.EnvdAccessToken)
+		req.Header.Set("Content-Type", "application/octet-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), `"path":"/tmp/up/raw.bin"`) {
+			t.Errorf("octet-stream upload: %d %s", resp.StatusCode, b)
+		}
+		if out := e.mustRun(t, "cat /tmp/up/raw.bin; echo; stat -c %U /tmp/up/raw.bin"); out != "raw bytes\nnobody\n" {
+			t.Errorf("the uploaded file: %q", out)
+		}
+	})
+
 	t.Run("keepalives", func(t *testing.T) {
 		e := s.envd(v1.SandboxID, v1.EnvdAccessToken, "")
 		req := connect.NewRequest(&process.StartRequest{Process: &process.ProcessConfig{Cmd: "/bin/bash", Args: []string{"-l", "-c", "sleep 3.5; echo done"}}})
