@@ -24,7 +24,7 @@ type e2bFlow struct {
 	SandboxID          string
 	CreateToFirstRunMs float64
 	CreateMs           float64
-	// The same for a second sandbox, later in the flow (warm server).
+	// The same for a second sandbox, later in the flow (the SDK warm).
 	CreateToFirstRunWarmMs float64
 	Echo                   struct {
 		Stdout   string
@@ -281,7 +281,7 @@ func TestE2BSDK(t *testing.T) {
 	}
 	plain := median(api.ExecRequest{Command: "true"})
 	login := median(api.ExecRequest{Argv: []string{"/bin/bash", "-l", "-c", "true"}})
-	t.Logf("MEASURE create→first result: E2B SDK %.0f ms (Sandbox.create %.0f ms; the server's first sandbox), %.0f ms (a later one), Chaser API %.0f ms", got.CreateToFirstRunMs, got.CreateMs, got.CreateToFirstRunWarmMs, float64(own.Microseconds())/1000)
+	t.Logf("MEASURE create→first result: E2B SDK %.0f ms (Sandbox.create %.0f ms; the SDK's first request, Node cold), %.0f ms (a later one, warm), Chaser API %.0f ms", got.CreateToFirstRunMs, got.CreateMs, got.CreateToFirstRunWarmMs, float64(own.Microseconds())/1000)
 	t.Logf("MEASURE create alone over HTTP: POST /v2/sandboxes %.0f ms, POST /v1/sessions %.0f ms", float64(e2bCreate.Microseconds())/1000, float64(ownCreate.Microseconds())/1000)
 	t.Logf("MEASURE run('true') median of 20: E2B SDK %.1f ms, Chaser API %.1f ms (true) and %.1f ms (/bin/bash -l -c true, what the SDK runs)", got.TrueMedianMs, plain, login)
 }
