@@ -37,20 +37,28 @@ const cpuWindow = 200 * time.Millisecond
 
 // stats serves GET /v1/stats.
 func (a *Agent) stats(w http.ResponseWriter, r *http.Request) {
-	httpjson.Write(w, http.StatusOK, sample(r.Context()))
+	httpjson.Write(w, http.StatusOK, sample(r.Context(), a.poweroff != nil))
 }
 
-func sample(ctx context.Context) Stats {
+// sample takes one sample; vm tells that the agent is a VM's init, whose
+// /proc/stat is the sandbox's own kernel. In a container without a cgroup
+// of its own (runc), /proc/stat is the host's: the CPU use is then the
+// sandbox's processes' (procCPUTime).
+func sample(ctx context.Context, vm bool) Stats {
 	s := Stats{CPUCount: cpuCount()}
 	s.MemUsed, s.MemTotal, s.MemCache = memory()
 	s.DiskUsed, s.DiskTotal = disk("/")
-	busy0, total0 := cpuTime()
+	cpu := cpuTime
+	if _, ok := keyed(cgroupDir + "/cpu.stat")["usage_usec"]; !ok && !vm {
+		cpu = procCPUTime
+	}
+	busy0, total0 := cpu()
 	t0 := time.Now()
 	select {
 	case <-ctx.Done():
 	case <-time.After(cpuWindow):
 	}
-	busy1, total1 := cpuTime()
+	busy1, total1 := cpu()
 	if total0 < 0 { // the cgroup's usage: busy time over wall time of the CPUs
 		if el := time.Since(t0).Seconds(); el > 0 && s.CPUCount > 0 {
 			s.CPUUsedPct = float64(busy1-busy0) / 1e6 / el / float64(s.CPUCount) * 100
@@ -154,4 +162,40 @@ func cpuTime() (busy, total int64) {
 		}
 	}
 	return busy, total
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's times (100 on
+// every Linux architecture Chaser runs on).
+const clockTicks = 100
+
+// procCPUTime is the CPU time in µs (total -1, as a cgroup's) of the
+// processes in the agent's PID namespace, the sandbox's: user and system
+// time of each, with that of the children it reaped. The agent is init
+// and reaps orphans, so time of processes that ended stays counted.
+func procCPUTime() (busy, total int64) {
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		if d.Name()[0] < '0' || d.Name()[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which may hold spaces), in
+		// parentheses: state is field 3, utime..cstime 14..17.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		fs := strings.Fields(string(b[i+1:]))
+		if len(fs) < 15 {
+			continue
+		}
+		for _, f := range fs[11:15] {
+			n, _ := strconv.ParseInt(f, 10, 64)
+			busy += n
+		}
+	}
+	return busy * (1e6 / clockTicks), -1
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -88,6 +89,28 @@ type createRequest struct {
 	Network             *struct {
 		AllowPublicTraffic *bool `json:"allowPublicTraffic"`
 	} `json:"network"`
+	// What the SDKs may send that Chaser does not offer: refused by name
+	// when asked for, rather than as unknown fields.
+	AutoPauseMemory *bool                   `json:"autoPauseMemory"`
+	AutoResume      *struct{ Enabled bool } `json:"autoResume"`
+	MCP             json.RawMessage         `json:"mcp"`
+	IAM             json.RawMessage         `json:"iam"`
+	VolumeMounts    []json.RawMessage       `json:"volumeMounts"`
+}
+
+// unsupported names what a create asks for that Chaser does not offer.
+func (c createRequest) unsupported() string {
+	switch {
+	case c.AutoPause != nil && *c.AutoPause, c.AutoPauseMemory != nil, c.AutoResume != nil && c.AutoResume.Enabled:
+		return "autoPause, autoPauseMemory and autoResume are not supported: Chaser sandboxes cannot be paused; leave lifecycle.onTimeout unset or 'kill'"
+	case len(c.MCP) > 0 && string(c.MCP) != "null":
+		return "mcp is not supported: Chaser runs no MCP gateway in sandboxes (Chaser's own MCP endpoint is /mcp on the server)"
+	case len(c.IAM) > 0 && string(c.IAM) != "null":
+		return "iam is not supported by Chaser"
+	case len(c.VolumeMounts) > 0:
+		return "volumeMounts are not supported: use a Chaser workspace (templateID workspace:NAME) for a persistent disk"
+	}
+	return ""
 }
 
 // sandboxAnswer is E2B's Sandbox: the answer of create and connect.
@@ -118,8 +141,8 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, acct store.Acco
 		}
 		timeout = time.Duration(*req.Timeout) * time.Second
 	}
-	if req.AutoPause != nil && *req.AutoPause {
-		h.writeAPIError(w, r, errdefs.New(errdefs.ErrInvalidArgument, "autoPause is not supported: Chaser sandboxes cannot be paused; leave lifecycle.onTimeout unset or 'kill'"))
+	if msg := req.unsupported(); msg != "" {
+		h.writeAPIError(w, r, errdefs.New(errdefs.ErrInvalidArgument, msg))
 		return
 	}
 	if req.TemplateID == "" {
@@ -366,8 +389,9 @@ const (
 )
 
 // list serves GET /v2/sandboxes (and v1's GET /sandboxes): the account's
-// running sandboxes, every Chaser session included, filtered by state and
-// metadata, oldest first, paged with nextToken and X-Next-Token.
+// running sandboxes, every Chaser session included, filtered by state,
+// metadata, startedAfter and template, newest first (order=asc: oldest
+// first), paged with nextToken and X-Next-Token.
 func (h *Handler) list(w http.ResponseWriter, r *http.Request, acct store.Account) {
 	q := r.URL.Query()
 	limit := DefaultListLimit
@@ -379,20 +403,39 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, acct store.Accoun
 		}
 		limit = n
 	}
-	after := ""
+	// nextToken is the position of the last sandbox of the page before:
+	// its start time and id, so that it holds when that one ended since.
+	var after *listPos
 	if tok := q.Get("nextToken"); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil {
+		p, ok := parseListPos(tok)
+		if !ok {
 			h.writeAPIError(w, r, errdefs.New(errdefs.ErrInvalidArgument, "nextToken is not one this server gave"))
 			return
 		}
-		after = string(b)
+		after = &p
 	}
 	want, err := metadataFilter(q.Get("metadata"))
 	if err != nil {
 		h.writeAPIError(w, r, err)
 		return
 	}
+	desc := true // E2B's default: newest first
+	switch q.Get("order") {
+	case "", "desc":
+	case "asc":
+		desc = false
+	default:
+		h.writeAPIError(w, r, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("unknown order %q (use asc or desc)", q.Get("order"))))
+		return
+	}
+	var startedAfter time.Time
+	if v := q.Get("startedAfter"); v != "" {
+		if startedAfter, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			h.writeAPIError(w, r, errdefs.New(errdefs.ErrInvalidArgument, "startedAfter must be an RFC 3339 time"))
+			return
+		}
+	}
+	template := q.Get("template")
 	running := true
 	if states := q["state"]; len(states) > 0 {
 		running = false
@@ -416,28 +459,60 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, acct store.Accoun
 			h.writeAPIError(w, r, err)
 			return
 		}
-		sort.SliceStable(all, func(i, j int) bool { return all[i].CreatedAt.Before(all[j].CreatedAt) })
-		passed := after == ""
+		// before tells whether a comes before b in the list's order.
+		before := func(a, b listPos) bool {
+			if desc {
+				a, b = b, a
+			}
+			return a.at.Before(b.at) || a.at.Equal(b.at) && a.id < b.id
+		}
+		sort.Slice(all, func(i, j int) bool { return before(posOf(all[i]), posOf(all[j])) })
+		last := listPos{}
 		for _, x := range all {
-			if !passed {
-				passed = x.ID == after
+			if after != nil && !before(*after, posOf(x)) {
 				continue
 			}
 			if x.Status != api.StatusRunning || x.Reason != "" {
 				continue
 			}
 			l := h.listedOf(acct, x)
-			if !matches(l.Metadata, want) {
+			if !matches(l.Metadata, want) || x.CreatedAt.Before(startedAfter) || template != "" && l.TemplateID != template {
 				continue
 			}
 			if len(out) == limit {
-				w.Header().Set("X-Next-Token", base64.RawURLEncoding.EncodeToString([]byte(out[len(out)-1].SandboxID)))
+				w.Header().Set("X-Next-Token", last.token())
 				break
 			}
 			out = append(out, l)
+			last = posOf(x)
 		}
 	}
 	httpjson.Write(w, http.StatusOK, out)
+}
+
+// listPos is a sandbox's place in a list: its start time, then its id.
+type listPos struct {
+	at time.Time
+	id string
+}
+
+func posOf(x store.Session) listPos { return listPos{at: x.CreatedAt, id: x.ID} }
+
+func (p listPos) token() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(p.at.UTC().Format(time.RFC3339Nano) + " " + p.id))
+}
+
+func parseListPos(tok string) (listPos, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return listPos{}, false
+	}
+	at, id, ok := strings.Cut(string(b), " ")
+	t, err := time.Parse(time.RFC3339Nano, at)
+	if !ok || err != nil || id == "" {
+		return listPos{}, false
+	}
+	return listPos{at: t, id: id}, true
 }
 
 // metadataFilter reads the metadata query: "k=v&k2=v2", keys and values
@@ -514,13 +589,21 @@ func (h *Handler) metrics(w http.ResponseWriter, r *http.Request, acct store.Acc
 	}
 	if st, err := h.sandboxes.Stats(r.Context(), acct, x.ID); err == nil && st.MemoryBytes > 0 {
 		sample.MemUsed = st.MemoryBytes
+		// The page cache is part of the cgroup's count: where the agent
+		// saw the kernel's cache (the host's), bound it by that.
+		sample.MemCache = min(sample.MemCache, sample.MemUsed)
 	}
 	if res := x.Resources; res.MemoryMB > 0 {
 		sample.MemTotal = min(sample.MemTotal, res.MemoryMB<<20)
 		sample.MemUsed = min(sample.MemUsed, sample.MemTotal)
+		sample.MemCache = min(sample.MemCache, sample.MemTotal)
 	}
-	if res := x.Resources; res.MilliCPUs > 0 {
+	if res := x.Resources; res.MilliCPUs > 0 && s.CPUCount > 0 {
+		// The agent's percentage is of the CPUs it sees; E2B's is of the
+		// sandbox's, its quota.
 		sample.CPUCount = min(sample.CPUCount, int((res.MilliCPUs+999)/1000))
+		used := s.CPUUsedPct / 100 * float64(s.CPUCount)
+		sample.CPUUsedPct = math.Round(min(used/(float64(res.MilliCPUs)/1000)*100, 100)*100) / 100
 	}
 	httpjson.Write(w, http.StatusOK, []metricSample{sample})
 }

@@ -15,10 +15,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -58,7 +62,10 @@ type Handler struct {
 	control *http.ServeMux
 	envd    *http.ServeMux
 	ptys    ptyTable
-	tags    tagTable
+	// recMu orders changes of the stored records (updateRecord).
+	recMu sync.Mutex
+	// reattach orders the reattaching of terminals after a restart.
+	reattach sync.Mutex
 	// watchers are the watches of CreateWatcher.
 	watchers watcherTable
 }
@@ -123,24 +130,78 @@ func (h *Handler) trafficToken(id string) string { return h.secret("traffic", id
 
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
-// record is what the front end stores with a session made through it.
+// record is what the front end stores with a session: E2B's data of a
+// sandbox made through it (TemplateID set), and for any session the tags
+// and terminals of its envd processes, so that they outlive a restart of
+// the server (the agent in the sandbox keeps running them).
 type record struct {
-	TemplateID string            `json:"templateID"`
+	TemplateID string            `json:"templateID,omitempty"`
 	Metadata   map[string]string `json:"metadata,omitempty"`
 	EnvVars    map[string]string `json:"envVars,omitempty"`
 	// Private ports need the traffic token (network.allowPublicTraffic
 	// false at create); otherwise the sandbox's ports are public, as E2B's.
 	Private bool `json:"private,omitempty"`
+	// Tags are process.Start's tags: tag → the command's id.
+	Tags map[string]string `json:"tags,omitempty"`
+	// PTYs are the terminals process.Start opened: pid → the agent's
+	// terminal, which a server reattaches after a restart.
+	PTYs map[string]ptyRecord `json:"ptys,omitempty"`
 }
 
-// recordOf reads the front end's data of session x; ok is false for
-// sessions not made through it.
-func recordOf(x store.Session) (record, bool) {
-	var rec record
-	if x.E2B == "" || json.Unmarshal([]byte(x.E2B), &rec) != nil {
-		return record{TemplateID: x.Image}, false
+type ptyRecord struct {
+	ID  string `json:"id"`  // the agent's pty_id
+	Cmd string `json:"cmd"` // what ProcessInfo reports
+}
+
+// recordOf reads the front end's data of session x; made is false for
+// sessions not made through it (Chaser's own, whose templateID is their
+// image).
+func recordOf(x store.Session) (rec record, made bool) {
+	if x.E2B != "" {
+		_ = json.Unmarshal([]byte(x.E2B), &rec)
+	}
+	if rec.TemplateID == "" {
+		rec.TemplateID = x.Image
+		return rec, false
 	}
 	return rec, true
+}
+
+// Bounds of what a record keeps per sandbox.
+const (
+	maxTags = 1024
+	maxPTYs = 256
+)
+
+// updateRecord changes the stored record of t's session with f, read
+// afresh under the handler's lock so concurrent changes are not lost, and
+// keeps t.rec in step.
+func (h *Handler) updateRecord(ctx context.Context, t *target, f func(*record) error) error {
+	h.recMu.Lock()
+	defer h.recMu.Unlock()
+	x, err := h.sandboxes.Record(ctx, t.acct, t.id)
+	if err != nil {
+		return err
+	}
+	var rec record
+	if x.E2B != "" {
+		if err := json.Unmarshal([]byte(x.E2B), &rec); err != nil {
+			return fmt.Errorf("session %s's E2B record: %v: %w", t.id, err, errdefs.ErrInternal)
+		}
+	}
+	if err := f(&rec); err != nil {
+		return err
+	}
+	data, _ := json.Marshal(rec)
+	if err := h.sandboxes.SetE2B(ctx, t.acct, t.id, string(data)); err != nil {
+		return err
+	}
+	made := rec.TemplateID != ""
+	if !made {
+		rec.TemplateID = x.Image
+	}
+	t.rec = rec
+	return nil
 }
 
 // target is the sandbox an envd call addresses, authenticated.
@@ -151,15 +212,19 @@ type target struct {
 	user string // from Basic auth "user:", or ""
 }
 
-// target authenticates an envd call by its sandbox's access token. An
-// unknown sandbox and a wrong token look alike (unauthenticated), so ids
-// of others are not disclosed; a sandbox that ended is unavailable, as
-// E2B reports a sandbox that is gone.
+// target authenticates an envd call by its sandbox's access token. A
+// call without one is unauthenticated; with a token that is not the
+// sandbox's, it is not found, as an unknown sandbox and another account's
+// are on the control plane (so ids of others are not disclosed); a sandbox
+// that ended is unavailable, as E2B reports a sandbox that is gone.
 func (h *Handler) target(ctx context.Context, hdr http.Header) (target, error) {
 	id := hdr.Get(HeaderSandboxID)
 	tok := hdr.Get(HeaderAccessToken)
-	if id == "" || tok == "" || !equal(tok, h.envdToken(id)) {
-		return target{}, errdefs.New(errdefs.ErrUnauthenticated, "missing or wrong X-Access-Token for sandbox "+id+": use the envdAccessToken of the create or connect answer")
+	if tok == "" {
+		return target{}, errdefs.New(errdefs.ErrUnauthenticated, "missing X-Access-Token for sandbox "+id+": send the envdAccessToken of the create or connect answer")
+	}
+	if !equal(tok, h.envdToken(id)) {
+		return target{}, errdefs.New(errdefs.ErrNotFound, "sandbox "+id+" not found (or X-Access-Token is not its envdAccessToken)")
 	}
 	acct, err := h.sandboxes.Owner(ctx, id)
 	if err != nil {
@@ -261,7 +326,12 @@ func (h *Handler) writeAPIError(w http.ResponseWriter, r *http.Request, err erro
 		}
 	}
 	if status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", "5")
+		// Whole seconds: the SDK retries after an integer Retry-After only.
+		secs := 5
+		if d := errdefs.RetryAfter(err); d > 0 {
+			secs = int((d + time.Second - 1) / time.Second)
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
 	}
 	httpjson.Write(w, status, apiError{Code: status, Message: msg})
 }
@@ -306,4 +376,35 @@ func (h *Handler) PortAccess(r *http.Request, id string) (made bool, err error) 
 		return true, errdefs.New(errdefs.ErrPermissionDenied, "this sandbox's ports are private: send the trafficAccessToken of its create answer as e2b-traffic-access-token")
 	}
 	return true, nil
+}
+
+// checkUser answers invalid_argument when the call names a user the
+// sandbox does not know, for the calls Chaser makes as the agent rather
+// than as a user (reads, listings, stat, move, remove, watches), as envd
+// refuses an unknown user on every call. Exec, terminals, uploads and
+// mkdir pass the user on and the agent refuses it there. root and numeric
+// ids are always known; a name is looked up in the sandbox's /etc/passwd.
+func (h *Handler) checkUser(ctx context.Context, t target) error {
+	name, _, _ := strings.Cut(t.user, ":")
+	if name == "" || name == "root" || strings.Trim(name, "0123456789") == "" {
+		return nil
+	}
+	d, err := h.sandboxes.Download(ctx, t.acct, t.id, "/etc/passwd")
+	if err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return errdefs.New(errdefs.ErrInvalidArgument, "user "+name+" is not known in this sandbox (it has no /etc/passwd)")
+		}
+		return err
+	}
+	defer d.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(d.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("read the sandbox's /etc/passwd: %v: %w", err, errdefs.ErrUnavailable)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if n, _, ok := strings.Cut(line, ":"); ok && n == name {
+			return nil
+		}
+	}
+	return errdefs.New(errdefs.ErrInvalidArgument, "user "+name+" is not known in this sandbox")
 }

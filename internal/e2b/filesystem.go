@@ -69,6 +69,9 @@ func abs(p string) string {
 
 func (f *filesystemService) Stat(ctx context.Context, req *connect.Request[filesystem.StatRequest]) (*connect.Response[filesystem.StatResponse], error) {
 	t, err := f.h.target(ctx, req.Header())
+	if err == nil {
+		err = f.h.checkUser(ctx, t)
+	}
 	if err != nil {
 		return nil, f.h.connectError(err)
 	}
@@ -81,6 +84,9 @@ func (f *filesystemService) Stat(ctx context.Context, req *connect.Request[files
 
 func (f *filesystemService) ListDir(ctx context.Context, req *connect.Request[filesystem.ListDirRequest]) (*connect.Response[filesystem.ListDirResponse], error) {
 	t, err := f.h.target(ctx, req.Header())
+	if err == nil {
+		err = f.h.checkUser(ctx, t)
+	}
 	if err != nil {
 		return nil, f.h.connectError(err)
 	}
@@ -123,6 +129,9 @@ func (f *filesystemService) MakeDir(ctx context.Context, req *connect.Request[fi
 
 func (f *filesystemService) Move(ctx context.Context, req *connect.Request[filesystem.MoveRequest]) (*connect.Response[filesystem.MoveResponse], error) {
 	t, err := f.h.target(ctx, req.Header())
+	if err == nil {
+		err = f.h.checkUser(ctx, t)
+	}
 	if err != nil {
 		return nil, f.h.connectError(err)
 	}
@@ -135,6 +144,9 @@ func (f *filesystemService) Move(ctx context.Context, req *connect.Request[files
 
 func (f *filesystemService) Remove(ctx context.Context, req *connect.Request[filesystem.RemoveRequest]) (*connect.Response[filesystem.RemoveResponse], error) {
 	t, err := f.h.target(ctx, req.Header())
+	if err == nil {
+		err = f.h.checkUser(ctx, t)
+	}
 	if err != nil {
 		return nil, f.h.connectError(err)
 	}
@@ -159,6 +171,9 @@ func (h *Handler) envdTarget(r *http.Request) (target, error) {
 // getFile serves GET /files?path=: the file's bytes.
 func (h *Handler) getFile(w http.ResponseWriter, r *http.Request) {
 	t, err := h.envdTarget(r)
+	if err == nil {
+		err = h.checkUser(r.Context(), t)
+	}
 	if err != nil {
 		writeEnvdError(w, err)
 		return

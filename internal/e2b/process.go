@@ -60,7 +60,20 @@ func (p *processService) Start(ctx context.Context, req *connect.Request[process
 		return p.h.connectError(err)
 	}
 	if tag := req.Msg.GetTag(); tag != "" {
-		p.h.tags.set(t.id, tag, cmd.PID)
+		// Kept in the session's record, so it outlives a restart.
+		err := p.h.updateRecord(ctx, &t, func(rec *record) error {
+			if _, ok := rec.Tags[tag]; !ok && len(rec.Tags) >= maxTags {
+				return errdefs.New(errdefs.ErrResourceExhausted, fmt.Sprintf("this sandbox has %d process tags, the most kept", maxTags))
+			}
+			if rec.Tags == nil {
+				rec.Tags = map[string]string{}
+			}
+			rec.Tags[tag] = cmd.ID
+			return nil
+		})
+		if err != nil {
+			p.h.log.Warn("keep a process tag", "session_id", t.id, "err", err)
+		}
 	}
 	if err := send(startEvent(cmd.PID)); err != nil {
 		return err
@@ -157,8 +170,9 @@ func (h *Handler) command(ctx context.Context, t target, sel *process.ProcessSel
 		return nil, api.Command{}, err
 	}
 	pid := int(sel.GetPid())
+	cid := ""
 	if tag := sel.GetTag(); tag != "" {
-		if pid = h.tags.get(t.id, tag); pid == 0 {
+		if cid = t.rec.Tags[tag]; cid == "" {
 			return nil, api.Command{}, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("process with tag %q not found", tag))
 		}
 	}
@@ -170,13 +184,16 @@ func (h *Handler) command(ctx context.Context, t target, sel *process.ProcessSel
 			return nil, api.Command{}, err
 		}
 		for i, cmd := range page.Commands {
-			if cmd.PID == pid && (found == nil || cmd.Status == api.CommandRunning) {
+			if cid != "" && cmd.ID == cid || cid == "" && cmd.PID == pid && (found == nil || cmd.Status == api.CommandRunning) {
 				found = &page.Commands[i]
 			}
 		}
 		if q.NextToken = page.NextToken; q.NextToken == "" {
 			break
 		}
+	}
+	if found == nil && cid != "" {
+		return nil, api.Command{}, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("process with tag %q not found", sel.GetTag()))
 	}
 	if found == nil {
 		return nil, api.Command{}, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("process with pid %d not found", pid))
@@ -190,7 +207,7 @@ func (p *processService) Connect(ctx context.Context, req *connect.Request[proce
 		return p.h.connectError(err)
 	}
 	send := func(ev *process.ProcessEvent) error { return stream.Send(&process.ConnectResponse{Event: ev}) }
-	if pt := p.h.ptys.get(t.id, req.Msg.GetProcess().GetPid()); pt != nil {
+	if pt := p.h.terminal(ctx, t, req.Msg.GetProcess().GetPid()); pt != nil {
 		return p.h.connectError(pt.attach(ctx, send, keepalive(req.Header())))
 	}
 	_, cmd, err := p.h.command(ctx, t, req.Msg.GetProcess())
@@ -212,6 +229,10 @@ func (p *processService) List(ctx context.Context, req *connect.Request[process.
 	if err != nil {
 		return nil, p.h.connectError(err)
 	}
+	tagOf := map[string]string{}
+	for tag, cid := range t.rec.Tags {
+		tagOf[cid] = tag
+	}
 	out := &process.ListResponse{}
 	q := agent.CommandQuery{Status: api.CommandRunning}
 	for {
@@ -221,7 +242,7 @@ func (p *processService) List(ctx context.Context, req *connect.Request[process.
 		}
 		for _, cmd := range page.Commands {
 			info := &process.ProcessInfo{Pid: uint32(cmd.PID), Config: &process.ProcessConfig{Cmd: cmd.Command, Cwd: &cmd.Cwd}}
-			if tag := p.h.tags.tagOf(t.id, cmd.PID); tag != "" {
+			if tag := tagOf[cmd.ID]; tag != "" {
 				info.Tag = &tag
 			}
 			out.Processes = append(out.Processes, info)
@@ -230,6 +251,7 @@ func (p *processService) List(ctx context.Context, req *connect.Request[process.
 			break
 		}
 	}
+	p.h.reattachAll(ctx, t)
 	out.Processes = append(out.Processes, p.h.ptys.list(t.id)...)
 	return connect.NewResponse(out), nil
 }
@@ -240,7 +262,7 @@ func (p *processService) SendInput(ctx context.Context, req *connect.Request[pro
 		return nil, p.h.connectError(err)
 	}
 	in := req.Msg.GetInput()
-	if pt := p.h.ptys.get(t.id, req.Msg.GetProcess().GetPid()); pt != nil {
+	if pt := p.h.terminal(ctx, t, req.Msg.GetProcess().GetPid()); pt != nil {
 		data := in.GetPty()
 		if data == nil {
 			data = in.GetStdin()
@@ -287,7 +309,7 @@ func (p *processService) SendSignal(ctx context.Context, req *connect.Request[pr
 	default:
 		return nil, p.h.connectError(errdefs.New(errdefs.ErrInvalidArgument, "signal must be SIGTERM or SIGKILL"))
 	}
-	if pt := p.h.ptys.get(t.id, req.Msg.GetProcess().GetPid()); pt != nil {
+	if pt := p.h.terminal(ctx, t, req.Msg.GetProcess().GetPid()); pt != nil {
 		return connect.NewResponse(&process.SendSignalResponse{}), p.h.connectError(pt.signal(ctx, sig))
 	}
 	c, cmd, err := p.h.command(ctx, t, req.Msg.GetProcess())
@@ -308,7 +330,7 @@ func (p *processService) Update(ctx context.Context, req *connect.Request[proces
 	if err != nil {
 		return nil, p.h.connectError(err)
 	}
-	pt := p.h.ptys.get(t.id, req.Msg.GetProcess().GetPid())
+	pt := p.h.terminal(ctx, t, req.Msg.GetProcess().GetPid())
 	if pt == nil {
 		return nil, p.h.connectError(errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("terminal with pid %d not found", req.Msg.GetProcess().GetPid())))
 	}
@@ -318,39 +340,4 @@ func (p *processService) Update(ctx context.Context, req *connect.Request[proces
 		}
 	}
 	return connect.NewResponse(&process.UpdateResponse{}), nil
-}
-
-// tagTable remembers the tags given at Start, per session.
-type tagTable struct {
-	mu   sync.Mutex
-	tags map[string]map[string]int // session → tag → pid
-}
-
-func (t *tagTable) set(id, tag string, pid int) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.tags == nil {
-		t.tags = map[string]map[string]int{}
-	}
-	if t.tags[id] == nil {
-		t.tags[id] = map[string]int{}
-	}
-	t.tags[id][tag] = pid
-}
-
-func (t *tagTable) get(id, tag string) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.tags[id][tag]
-}
-
-func (t *tagTable) tagOf(id string, pid int) string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for tag, p := range t.tags[id] {
-		if p == pid {
-			return tag
-		}
-	}
-	return ""
 }

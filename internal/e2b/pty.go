@@ -3,8 +3,10 @@ package e2b
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -125,31 +127,135 @@ func (h *Handler) startPTY(ctx context.Context, t target, req *process.StartRequ
 		return errdefs.New(errdefs.ErrInvalidArgument, "pty rows: "+err.Error())
 	}
 	opts := agent.PTYOptions{Mode: api.PTYModeExec, Command: strings.Join(words, " "), Cwd: cfg.GetCwd(), User: t.user, Cols: cols, Rows: rows, Offset: -1}
-	c, _, err := h.sandboxes.Agent(ctx, t.acct, t.id)
+	conn, ptyID, err := h.dialPTY(ctx, t, opts)
 	if err != nil {
 		return err
+	}
+	pid := uint32(0)
+	for pid == 0 || t.rec.PTYs[strconv.Itoa(int(pid))].ID != "" || h.ptys.get(t.id, pid) != nil {
+		pid = ptyPIDBase + ptyPIDs.Add(1)
+	}
+	// Kept in the session's record, so that a restarted server finds the
+	// terminal again (the agent keeps it for agent.PTYGrace).
+	err = h.updateRecord(ctx, &t, func(rec *record) error {
+		if len(rec.PTYs) >= maxPTYs {
+			return errdefs.New(errdefs.ErrResourceExhausted, "too many terminals recorded")
+		}
+		if rec.PTYs == nil {
+			rec.PTYs = map[string]ptyRecord{}
+		}
+		rec.PTYs[strconv.Itoa(int(pid))] = ptyRecord{ID: ptyID, Cmd: cfg.GetCmd()}
+		return nil
+	})
+	if err != nil {
+		h.log.Warn("record a terminal", "session_id", t.id, "err", err)
+	}
+	p := h.addTerminal(t, pid, cfg.GetCmd(), conn)
+	ch := p.subscribe()
+	go p.read(func() { h.dropTerminal(t, p) })
+	if err := send(startEvent(int(p.pid))); err != nil {
+		p.unsubscribe(ch)
+		return err
+	}
+	return p.pump(ctx, ch, send, every)
+}
+
+// dialPTY opens an agent terminal (or reattaches one: opts.PTYID) and
+// reads its "open" message, which names it.
+func (h *Handler) dialPTY(ctx context.Context, t target, opts agent.PTYOptions) (*websocket.Conn, string, error) {
+	c, _, err := h.sandboxes.Agent(ctx, t.acct, t.id)
+	if err != nil {
+		return nil, "", err
 	}
 	// The terminal outlives this request: its connection is dialled with
 	// a context of its own.
 	conn, resp, err := websocket.Dial(context.WithoutCancel(ctx), "ws://agent/v1/pty?"+opts.Query().Encode(),
 		&websocket.DialOptions{HTTPClient: &http.Client{Transport: c.Transport()}})
 	if err != nil {
-		if resp != nil && resp.StatusCode >= 400 {
-			return errdefs.New(errdefs.ErrInvalidArgument, "the sandbox refused the terminal: "+resp.Status)
+		if resp != nil && resp.StatusCode == http.StatusNotFound {
+			return nil, "", errdefs.New(errdefs.ErrNotFound, "the terminal has ended")
 		}
-		return errdefs.New(errdefs.ErrUnavailable, "sandbox agent unreachable: "+err.Error())
+		if resp != nil && resp.StatusCode >= 400 {
+			return nil, "", errdefs.New(errdefs.ErrInvalidArgument, "the sandbox refused the terminal: "+resp.Status)
+		}
+		return nil, "", errdefs.New(errdefs.ErrUnavailable, "sandbox agent unreachable: "+err.Error())
 	}
 	conn.SetReadLimit(1 << 20)
-	p := &terminal{pid: ptyPIDBase + ptyPIDs.Add(1), sid: t.id, cmd: cfg.GetCmd(), conn: conn,
-		subs: map[chan *process.ProcessEvent]bool{}, done: make(chan struct{})}
-	ch := p.subscribe()
-	h.ptys.add(p)
-	go p.read(func() { h.ptys.remove(p) })
-	if err := send(startEvent(int(p.pid))); err != nil {
-		p.unsubscribe(ch)
-		return err
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	typ, data, err := conn.Read(rctx)
+	var m api.PTYMessage
+	if err != nil || typ != websocket.MessageText || json.Unmarshal(data, &m) != nil || m.Type != api.PTYOpen || m.PTYID == "" {
+		conn.CloseNow()
+		if err != nil {
+			return nil, "", errdefs.New(errdefs.ErrUnavailable, "the sandbox's terminal did not open: "+err.Error())
+		}
+		return nil, "", errdefs.New(errdefs.ErrUnavailable, "the sandbox's terminal did not open with an open message")
 	}
-	return p.pump(ctx, ch, send, every)
+	return conn, m.PTYID, nil
+}
+
+func (h *Handler) addTerminal(t target, pid uint32, cmd string, conn *websocket.Conn) *terminal {
+	p := &terminal{pid: pid, sid: t.id, cmd: cmd, conn: conn,
+		subs: map[chan *process.ProcessEvent]bool{}, done: make(chan struct{})}
+	h.ptys.add(p)
+	return p
+}
+
+// dropTerminal forgets a terminal that ended, in memory and in the record.
+func (h *Handler) dropTerminal(t target, p *terminal) {
+	h.ptys.remove(p)
+	h.forgetTerminal(t, p.pid)
+}
+
+func (h *Handler) forgetTerminal(t target, pid uint32) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	key := strconv.Itoa(int(pid))
+	_ = h.updateRecord(ctx, &t, func(rec *record) error {
+		delete(rec.PTYs, key)
+		return nil
+	})
+}
+
+// terminal returns the terminal pid of t's sandbox: the server's, or,
+// after a restart, the recorded one reattached (nil when there is none,
+// or it ended).
+func (h *Handler) terminal(ctx context.Context, t target, pid uint32) *terminal {
+	if p := h.ptys.get(t.id, pid); p != nil {
+		return p
+	}
+	r, ok := t.rec.PTYs[strconv.Itoa(int(pid))]
+	if !ok {
+		return nil
+	}
+	h.reattach.Lock()
+	defer h.reattach.Unlock()
+	if p := h.ptys.get(t.id, pid); p != nil {
+		return p
+	}
+	conn, _, err := h.dialPTY(ctx, t, agent.PTYOptions{Mode: api.PTYModeExec, PTYID: r.ID, Cols: agent.DefaultCols, Rows: agent.DefaultRows, Offset: -1})
+	if err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			h.forgetTerminal(t, pid)
+		} else {
+			h.log.Warn("reattach a terminal", "session_id", t.id, "pid", pid, "err", err)
+		}
+		return nil
+	}
+	p := h.addTerminal(t, pid, r.Cmd, conn)
+	go p.read(func() { h.dropTerminal(t, p) })
+	return p
+}
+
+// reattachAll reattaches every recorded terminal of t's sandbox that the
+// server does not hold (after a restart), so List shows the live ones.
+func (h *Handler) reattachAll(ctx context.Context, t target) {
+	for key := range t.rec.PTYs {
+		if pid, err := strconv.Atoi(key); err == nil {
+			h.terminal(ctx, t, uint32(pid))
+		}
+	}
 }
 
 func (p *terminal) subscribe() chan *process.ProcessEvent {

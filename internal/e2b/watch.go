@@ -38,8 +38,26 @@ func fsEvent(ev agent.WatchEvent) *filesystem.FilesystemEvent {
 	return &filesystem.FilesystemEvent{Name: ev.Name, Type: eventTypes[ev.Op]}
 }
 
+// withEntry is the event of ev, with the entry it names when the watch
+// asked for it (includeEntry): stat'ed when the event is seen, so best
+// effort, as envd's, and only while the path still exists (not for
+// remove and rename, whose name is gone).
+func (f *filesystemService) withEntry(ctx context.Context, t target, root string, include bool, ev agent.WatchEvent) *filesystem.FilesystemEvent {
+	out := fsEvent(ev)
+	if !include || ev.Op == agent.WatchRemove || ev.Op == agent.WatchRename {
+		return out
+	}
+	if fi, err := f.h.sandboxes.StatFile(ctx, t.acct, t.id, path.Join(root, ev.Name)); err == nil {
+		out.Entry = entry(fi)
+	}
+	return out
+}
+
 // openWatch opens the agent's watch of a request's directory.
 func (f *filesystemService) openWatch(ctx context.Context, t target, p string, recursive bool) (*agent.WatchStream, error) {
+	if err := f.h.checkUser(ctx, t); err != nil {
+		return nil, err
+	}
 	c, _, err := f.h.sandboxes.Agent(ctx, t.acct, t.id)
 	if err != nil {
 		return nil, err
@@ -48,7 +66,8 @@ func (f *filesystemService) openWatch(ctx context.Context, t target, p string, r
 }
 
 // WatchDir streams start, then the directory's changes until the client
-// goes away (a keepalive every 30 s keeps idle proxies from cutting it).
+// goes away (a keepalive per Keepalive-Ping-Interval, else every 30 s,
+// keeps idle proxies from cutting it).
 func (f *filesystemService) WatchDir(ctx context.Context, req *connect.Request[filesystem.WatchDirRequest], stream *connect.ServerStream[filesystem.WatchDirResponse]) error {
 	t, err := f.h.target(ctx, req.Header())
 	if err != nil {
@@ -81,7 +100,11 @@ func (f *filesystemService) WatchDir(ctx context.Context, req *connect.Request[f
 	if err := stream.Send(&filesystem.WatchDirResponse{Event: &filesystem.WatchDirResponse_Start{Start: &filesystem.WatchDirResponse_StartEvent{}}}); err != nil {
 		return err
 	}
-	tick := time.NewTicker(watchKeepalive)
+	every := watchKeepalive
+	if req.Header().Get("Keepalive-Ping-Interval") != "" {
+		every = keepalive(req.Header())
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
@@ -93,7 +116,8 @@ func (f *filesystemService) WatchDir(ctx context.Context, req *connect.Request[f
 			}
 			return f.h.connectError(err)
 		case ev := <-events:
-			if err := stream.Send(&filesystem.WatchDirResponse{Event: &filesystem.WatchDirResponse_Filesystem{Filesystem: fsEvent(ev)}}); err != nil {
+			fe := f.withEntry(ctx, t, path.Clean(abs(req.Msg.GetPath())), req.Msg.GetIncludeEntry(), ev)
+			if err := stream.Send(&filesystem.WatchDirResponse{Event: &filesystem.WatchDirResponse_Filesystem{Filesystem: fe}}); err != nil {
 				return err
 			}
 		case <-tick.C:
@@ -179,10 +203,15 @@ func (f *filesystemService) CreateWatcher(ctx context.Context, req *connect.Requ
 		ws.Close()
 		return nil, connect.NewError(connect.CodeResourceExhausted, errors.New("this sandbox has too many watchers: remove some with RemoveWatcher"))
 	}
+	root, include := path.Clean(abs(req.Msg.GetPath())), req.Msg.GetIncludeEntry()
 	go func() {
 		defer ws.Close()
 		for {
 			ev, err := ws.Next()
+			var fe *filesystem.FilesystemEvent
+			if err == nil {
+				fe = f.withEntry(wctx, t, root, include, ev)
+			}
 			w.mu.Lock()
 			if err != nil {
 				w.ended = true
@@ -196,7 +225,7 @@ func (f *filesystemService) CreateWatcher(ctx context.Context, req *connect.Requ
 			if len(w.events) >= maxWatcherEvents {
 				w.events = append(w.events[:0], w.events[1:]...)
 			}
-			w.events = append(w.events, fsEvent(ev))
+			w.events = append(w.events, fe)
 			w.mu.Unlock()
 		}
 	}()

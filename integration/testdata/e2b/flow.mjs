@@ -27,6 +27,7 @@ try {
   step('create')
   const t0 = performance.now()
   const sbx = await Sandbox.create({ metadata: { purpose: 'chaser-e2b-test', run: RUN }, envs: { GREETING: 'hello-env' } })
+  out.createMs = ms(t0)
   const first = await sbx.commands.run('echo hi')
   out.createToFirstRunMs = ms(t0)
   out.sandboxId = sbx.sandboxId
@@ -142,6 +143,58 @@ try {
   for (let i = 0; i < 50 && !seenR.some((e) => e.type === 'remove'); i++) await new Promise((r) => setTimeout(r, 100))
   await whR.stop()
   out.watchedRecursive = seenR
+
+  step('list paging')
+  // A second create to first result, once the server is warm.
+  const t2 = performance.now()
+  const sbx2 = await Sandbox.create({ metadata: { run: RUN, second: '1' } })
+  await sbx2.commands.run('echo hi')
+  out.createToFirstRunWarmMs = ms(t2)
+  const pager = Sandbox.list({ query: { metadata: { run: RUN } }, limit: 1 })
+  out.paged = []
+  while (pager.hasNext && out.paged.length < 5) out.paged.push(...(await pager.nextItems()).map((x) => x.sandboxId))
+  out.secondId = sbx2.sandboxId
+  out.pausedListed = (await Sandbox.list({ query: { state: ['paused'] } }).nextItems()).length
+  await sbx2.kill()
+
+  step('a Chaser session')
+  const everything = []
+  const all = Sandbox.list()
+  while (all.hasNext) everything.push(...(await all.nextItems()))
+  const own = everything.find((x) => x.sandboxId === process.env.OWN_ID)
+  out.ownListed = own && { templateId: own.templateId, state: own.state, started: !isNaN(own.startedAt.getTime()), endsLater: own.endAt > own.startedAt, cpuCount: own.cpuCount, memoryMB: own.memoryMB }
+  out.ownRun = (await (await Sandbox.connect(process.env.OWN_ID)).commands.run('echo own')).stdout
+
+  step('pause')
+  try {
+    await sbx.pause()
+    out.pause = 'no error'
+  } catch (e) {
+    out.pause = { error: name(e), message: e.message }
+  }
+
+  step('unknown user')
+  try {
+    await sbx.commands.run('true', { user: 'nosuchuser' })
+    out.unknownUser = 'no error'
+  } catch (e) {
+    out.unknownUser = name(e)
+  }
+  try {
+    await sbx.files.read('/etc/hostname', { user: 'nosuchuser' })
+    out.unknownUserRead = 'no error'
+  } catch (e) {
+    out.unknownUserRead = name(e)
+  }
+
+  step('rate limit')
+  try {
+    const x = await Sandbox.create({ apiKey: process.env.LIMITED_KEY, retries: 0 })
+    await x.kill()
+    out.rateLimited = 'no error'
+  } catch (e) {
+    out.rateLimited = name(e)
+  }
 
   step('kill')
   out.isRunningBefore = await sbx.isRunning()
