@@ -19,11 +19,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/yamux"
 	"golang.org/x/sys/unix"
 
+	"github.com/chaserhq/chaser/internal/agent"
 	"github.com/chaserhq/chaser/internal/errdefs"
 	"github.com/chaserhq/chaser/internal/runtime"
 )
@@ -35,6 +37,8 @@ type Runtime struct {
 	accel string
 
 	build sync.Mutex // base disks and agent archives are built one at a time
+
+	launching sync.Mutex // see launch
 
 	mu       sync.Mutex
 	sessions map[string]*yamux.Session
@@ -51,6 +55,9 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.UIDCount <= 0 {
+		cfg.UIDBase, cfg.UIDCount = DefaultUIDBase, DefaultUIDCount
 	}
 	path, err := exec.LookPath(cfg.QEMU)
 	if err != nil {
@@ -202,11 +209,9 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 	}
 	disks := time.Since(start)
 	args := r.qemuArgs(dir, base, upper, s.Limits)
-	cmd := exec.CommandContext(ctx, r.cfg.QEMU, args...)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Run(); err != nil { // -daemonize: returns once the VM runs
-		return fmt.Errorf("sandbox %s: qemu: %v: %s", s.ID, err, strings.TrimSpace(stderr.String()))
+	cmd := exec.Command(r.cfg.QEMU, args...) // the VM outlives ctx
+	if err := r.launch(cmd, dir); err != nil {
+		return fmt.Errorf("sandbox %s: qemu: %w", s.ID, err)
 	}
 	launched := time.Since(start)
 	if err := r.waitAgent(ctx, s.ID); err != nil {
@@ -276,8 +281,16 @@ func (r *Runtime) qemuArgs(dir, base, upper string, l runtime.Limits) []string {
 	} else {
 		appendArgs += tcgArgs()
 	}
-	// QEMU's -sandbox (seccomp) is left out: with -daemonize it makes
-	// QEMU exit at start (QEMU 7.2).
+	if l.Pids > 0 { // the agent makes it the guest's limit
+		appendArgs += fmt.Sprintf(" %s=%d", agent.VMPidsParam, l.Pids)
+	}
+	// QEMU confines itself (see launch): -sandbox (seccomp) denies
+	// obsolete system calls, new processes and programs and resource
+	// control, -runas drops to a uid of its own once the disks, the
+	// kernel, the console and the socket are open (as root). setuid and
+	// friends stay allowed: QEMU 7.2 installs the filter before it drops
+	// to the -runas uid, and after that they cannot raise anything.
+	// -daemonize would fork after the filter: launch detaches QEMU.
 	return append(args,
 		"-m", strconv.FormatInt(memoryMiB(l), 10), "-smp", strconv.FormatInt(vcpus(l), 10),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -295,8 +308,81 @@ func (r *Runtime) qemuArgs(dir, base, upper string, l runtime.Limits) []string {
 		// No network device at all: network mode none.
 		"-nic", "none",
 		"-pidfile", filepath.Join(dir, "qemu.pid"),
-		"-daemonize",
+		"-sandbox", "on,obsolete=deny,spawn=deny,resourcecontrol=deny",
 	)
+}
+
+// launch starts QEMU detached from the server (a session of its own, so
+// it outlives a server's crash; the server reaps it while it runs) as an
+// unprivileged uid of its own (freeUID), and returns once QEMU wrote its
+// pid file and made its serial socket, or with its error output if it
+// ended first.
+func (r *Runtime) launch(cmd *exec.Cmd, dir string) error {
+	r.launching.Lock() // one uid pick at a time, until the pid file shows it taken
+	defer r.launching.Unlock()
+	if os.Geteuid() == 0 {
+		uid, err := r.freeUID()
+		if err != nil {
+			return err
+		}
+		cmd.Args = append(cmd.Args, "-runas", fmt.Sprintf("%d:%d", uid, uid))
+	}
+	logPath := filepath.Join(dir, "qemu.log")
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	pidFile := filepath.Join(dir, "qemu.pid")
+	want := strconv.Itoa(cmd.Process.Pid)
+	for {
+		select {
+		case err := <-exited:
+			out, _ := os.ReadFile(logPath)
+			return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+		case <-time.After(10 * time.Millisecond):
+		}
+		// QEMU writes its pid file before it makes the serial socket.
+		if b, err := os.ReadFile(pidFile); err == nil && strings.TrimSpace(string(b)) == want {
+			if _, err := os.Stat(filepath.Join(dir, "serial.sock")); err == nil {
+				return nil
+			}
+		}
+	}
+}
+
+// freeUID is a uid in [UIDBase, UIDBase+UIDCount) that no running VM of
+// this runtime uses: each QEMU runs as its own user, so a QEMU taken over
+// by its guest cannot signal or trace the others.
+func (r *Runtime) freeUID() (int, error) {
+	used := map[int]bool{}
+	entries, _ := os.ReadDir(r.cfg.StateDir)
+	for _, e := range entries {
+		if pid := r.pid(e.Name()); pid > 0 {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "Uid:"); ok {
+					if f := strings.Fields(v); len(f) > 0 {
+						uid, _ := strconv.Atoi(f[0])
+						used[uid] = true
+					}
+				}
+			}
+		}
+	}
+	for uid := r.cfg.UIDBase; uid < r.cfg.UIDBase+r.cfg.UIDCount; uid++ {
+		if !used[uid] {
+			return uid, nil
+		}
+	}
+	return 0, fmt.Errorf("all %d QEMU uids from %d are in use: %w", r.cfg.UIDCount, r.cfg.UIDBase, errdefs.ErrResourceExhausted)
 }
 
 // waitAgent waits until the guest's agent answers its health check over
@@ -349,6 +435,9 @@ func (r *Runtime) waitAgent(ctx context.Context, id string) error {
 // consoleTail returns the end of the guest's console, for errors.
 func (r *Runtime) consoleTail(id string) string {
 	b, _ := os.ReadFile(filepath.Join(r.dir(id), "console.log"))
+	if q, _ := os.ReadFile(filepath.Join(r.dir(id), "qemu.log")); len(q) > 0 {
+		b = append(append(b, "\nqemu: "...), q...)
+	}
 	if len(b) > 1500 {
 		b = b[len(b)-1500:]
 	}
@@ -630,11 +719,55 @@ func (r *Runtime) baseDisk(ctx context.Context, lowers []string) (string, error)
 	if err := mkfs(ctx, img, size, "chaser-base", "-d", src, "-N", strconv.FormatInt(files+files/2+1024, 10)); err != nil {
 		return "", err
 	}
+	// The layers it was made of, for PruneDisks: written first, so no
+	// disk is ever without its list.
+	if err := os.WriteFile(strings.TrimSuffix(path, ".ext4")+".layers", []byte(strings.Join(lowers, "\n")+"\n"), 0o600); err != nil {
+		return "", err
+	}
 	if err := os.Rename(img, path); err != nil {
 		return "", err
 	}
 	r.log.Info("built base disk", "layers", len(lowers), "bytes", size)
 	return path, nil
+}
+
+// PruneDisks removes the base disks whose layers are gone (the image
+// cache's GC collected them: the image was removed) and reports how many
+// it removed. Running VMs keep theirs open, so they run on; a create
+// holds its layers (an image lease) until its VM has opened its disk.
+func (r *Runtime) PruneDisks(ctx context.Context) (int, error) {
+	r.build.Lock()
+	defer r.build.Unlock()
+	lists, err := filepath.Glob(filepath.Join(r.cfg.CacheDir, "base-*.layers"))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, list := range lists {
+		b, err := os.ReadFile(list)
+		if err != nil {
+			return n, err
+		}
+		gone := false
+		for _, l := range strings.Fields(string(b)) {
+			if _, err := os.Stat(l); errors.Is(err, fs.ErrNotExist) {
+				gone = true
+			}
+		}
+		if !gone {
+			continue
+		}
+		disk := strings.TrimSuffix(list, ".layers") + ".ext4"
+		if err := os.Remove(disk); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return n, err
+		}
+		if err := os.Remove(list); err != nil {
+			return n, err
+		}
+		n++
+		r.log.Info("base disk collected", "disk", filepath.Base(disk))
+	}
+	return n, nil
 }
 
 // treeSize sums the sizes of the files under dir and counts its entries.
