@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -253,5 +254,65 @@ func TestMicroVMRefusesHostImage(t *testing.T) {
 		if err == nil || !strings.Contains(string(out), "runs OCI images only") || !strings.Contains(string(out), "--default-image") {
 			t.Fatalf("serve %v: %v: %s; want a refusal naming --default-image", args, err, out)
 		}
+	}
+}
+
+// TestMicroVMPool: the warm pool serves microVM sessions too. The paid
+// tier runs microvm, the free one runc (the pool of --pool-size is the
+// default runtime's: one warm VM, for paid); a paid session is claimed
+// from the pool with its own identity in the guest, in far less than a boot; after a SIGKILL the
+// next server removes the unclaimed warm VM.
+func TestMicroVMPool(t *testing.T) {
+	kernel := guestKernel(t)
+	reg := imagetest.StartRegistry(t)
+	ref := reg.Push(t, "test/busybox:pool", imagetest.Image(t, v1.Config{Env: []string{"PATH=/bin"}}, imagetest.BusyboxLayer(t)))
+	s := newServer(t, "--runtime", "microvm", "--tier-runtime", "free=runc", "--pool-size", "1", "--default-image", ref, "--allow-registry", reg.Host)
+	// A TCG boot on a loaded host takes longer than waitPool allows.
+	deadline := time.Now().Add(3 * time.Minute)
+	for s.metric(t, "chaser_pool_sandboxes") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool did not fill in 3 minutes\n%s", s.Log())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	key := s.account(t, "paid")
+	c := s.Client(key)
+	start := time.Now()
+	sess, err := c.CreateSession(t.Context(), api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
+	if err != nil {
+		t.Fatalf("create: %v\n%s", err, s.Log())
+	}
+	claim := time.Since(start)
+	if got := s.metric(t, "chaser_pool_hits_total"); got != 1 || sess.Runtime != "microvm" {
+		t.Fatalf("pool hits %v, runtime %q: want a claimed microVM", got, sess.Runtime)
+	}
+	res, err := c.Exec(t.Context(), sess.ID, api.ExecRequest{Command: "echo $CHASER_SESSION_ID; uname -r"})
+	if err != nil || res.Stdout != sess.ID+"\n"+kernel+"\n" {
+		t.Fatalf("in the claimed VM: %+v, %v; want its session id and the guest kernel", res, err)
+	}
+	t.Logf("create from the pool (claim + agent init): %v", claim)
+	if err := c.DeleteSession(t.Context(), sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The pool refills; a SIGKILLed server leaves its warm VM behind, and
+	// its successor (no pool) finds it and removes it.
+	for s.metric(t, "chaser_pool_sandboxes") != 1 {
+		if time.Now().After(deadline.Add(3 * time.Minute)) {
+			t.Fatalf("the pool did not refill\n%s", s.Log())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.kill()
+	if out, _ := exec.Command("pgrep", "-f", "qemu-system.*"+s.DataDir).Output(); len(out) == 0 {
+		t.Fatal("no warm VM survived the SIGKILL: nothing to recover")
+	}
+	s2 := startServer(t, s.DataDir, "--runtime", "microvm", "--tier-runtime", "free=runc", "--pool-size", "0", "--default-image", ref, "--allow-registry", reg.Host)
+	defer s2.stop()
+	waitFor(t, func() bool {
+		out, _ := exec.Command("pgrep", "-f", "qemu-system.*"+s.DataDir).Output()
+		return len(out) == 0
+	})
+	if left, _ := filepath.Glob(filepath.Join(s.DataDir, "sandboxes-microvm", "p-*")); len(left) > 0 {
+		t.Fatalf("state of released VMs left: %v", left)
 	}
 }
