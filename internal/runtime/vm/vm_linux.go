@@ -312,6 +312,10 @@ func (r *Runtime) qemuArgs(dir, base, upper string, l runtime.Limits) []string {
 	)
 }
 
+// launchTimeout bounds QEMU's start up to its pid file and socket (well
+// under a second on an idle host).
+const launchTimeout = 30 * time.Second
+
 // launch starts QEMU detached from the server (a session of its own, so
 // it outlives a server's crash; the server reaps it while it runs) as an
 // unprivileged uid of its own (freeUID), and returns once QEMU wrote its
@@ -342,12 +346,18 @@ func (r *Runtime) launch(cmd *exec.Cmd, dir string) error {
 	go func() { exited <- cmd.Wait() }()
 	pidFile := filepath.Join(dir, "qemu.pid")
 	want := strconv.Itoa(cmd.Process.Pid)
+	deadline := time.Now().Add(launchTimeout)
 	for {
 		select {
 		case err := <-exited:
 			out, _ := os.ReadFile(logPath)
 			return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
 		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("no pid file and serial socket within %v", launchTimeout)
 		}
 		// QEMU writes its pid file before it makes the serial socket.
 		if b, err := os.ReadFile(pidFile); err == nil && strings.TrimSpace(string(b)) == want {
@@ -690,7 +700,12 @@ func (r *Runtime) baseDisk(ctx context.Context, lowers []string) (string, error)
 	path := filepath.Join(r.cfg.CacheDir, "base-"+hex.EncodeToString(h.Sum(nil))[:24]+".ext4")
 	r.build.Lock()
 	defer r.build.Unlock()
+	list := strings.TrimSuffix(path, ".ext4") + ".layers"
 	if _, err := os.Stat(path); err == nil {
+		if _, err := os.Stat(list); err != nil { // a disk made before PruneDisks
+			err = os.WriteFile(list, []byte(strings.Join(lowers, "\n")+"\n"), 0o600)
+			return path, err
+		}
 		return path, nil
 	}
 	tmp, err := os.MkdirTemp(r.cfg.CacheDir, "build-")
@@ -721,7 +736,7 @@ func (r *Runtime) baseDisk(ctx context.Context, lowers []string) (string, error)
 	}
 	// The layers it was made of, for PruneDisks: written first, so no
 	// disk is ever without its list.
-	if err := os.WriteFile(strings.TrimSuffix(path, ".ext4")+".layers", []byte(strings.Join(lowers, "\n")+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(list, []byte(strings.Join(lowers, "\n")+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	if err := os.Rename(img, path); err != nil {
