@@ -89,7 +89,7 @@ func TestMicroVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	var fbody string
-	waitFor(t, func() bool {
+	waitVM(t, func() bool {
 		var resp *http.Response
 		resp, fbody = fwd(t, s, "GET", "", "/s/"+sess.ID+"/forward/8080/hello.txt", key, nil)
 		return resp.StatusCode == 200
@@ -110,7 +110,7 @@ func TestMicroVM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	waitVM(t, func() bool {
 		resp, body := fwd(t, s, "POST", "", "/v1/sessions/"+sess.ID+"/exec", key, strings.NewReader(`{"command":"true"}`), "Content-Type", "application/json")
 		if resp.StatusCode != 200 && resp.StatusCode != 429 {
 			t.Fatalf("exec during the fork bomb: %d %s", resp.StatusCode, body)
@@ -120,7 +120,7 @@ func TestMicroVM(t *testing.T) {
 	if err := c.Signal(t.Context(), sess.ID, bomb, "KILL"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	waitVM(t, func() bool {
 		res, err := c.Exec(t.Context(), sess.ID, api.ExecRequest{Command: "true"}) // the signal went to the bomb's process group
 		return err == nil && res.ExitCode == 0
 	})
@@ -308,11 +308,23 @@ func TestMicroVMPool(t *testing.T) {
 	}
 	s2 := startServer(t, s.DataDir, "--runtime", "microvm", "--tier-runtime", "free=runc", "--pool-size", "0", "--default-image", ref, "--allow-registry", reg.Host)
 	defer s2.stop()
-	waitFor(t, func() bool {
+	waitVM(t, func() bool {
 		out, _ := exec.Command("pgrep", "-f", "qemu-system.*"+s.DataDir).Output()
 		return len(out) == 0
 	})
 	if left, _ := filepath.Glob(filepath.Join(s.DataDir, "sandboxes-microvm", "p-*")); len(left) > 0 {
 		t.Fatalf("state of released VMs left: %v", left)
+	}
+}
+
+// waitVM is waitFor with room for a TCG guest on a loaded host.
+func waitVM(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 2 minutes")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
