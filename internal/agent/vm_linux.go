@@ -43,6 +43,9 @@ func MainVM() error {
 	if err := loadEnv(VMEnvFile); err != nil {
 		return err
 	}
+	if err := limitPids(); err != nil {
+		return err
+	}
 	port, err := findPort(VMPort)
 	if err != nil {
 		return err
@@ -74,7 +77,11 @@ func vmMounts() error {
 		if err := os.MkdirAll(m.target, 0o755); err != nil {
 			return err
 		}
-		if err := unix.Mount(m.fstype, m.target, m.fstype, unix.MS_NOSUID|unix.MS_NODEV, m.data); err != nil {
+		flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
+		if m.fstype == "devpts" { // its terminals are device nodes: nodev would refuse to open them
+			flags = unix.MS_NOSUID | unix.MS_NOEXEC
+		}
+		if err := unix.Mount(m.fstype, m.target, m.fstype, flags, m.data); err != nil {
 			return fmt.Errorf("mount %s: %w", m.target, err)
 		}
 	}
@@ -206,3 +213,58 @@ type vmAddr struct{}
 
 func (vmAddr) Network() string { return "virtio-serial" }
 func (vmAddr) String() string  { return VMPort }
+
+// VMPidsParam is the kernel command line parameter that carries the
+// sandbox's process limit (its dot makes the kernel keep it from init's
+// environment).
+const VMPidsParam = "chaser.pids"
+
+// limitPids puts the agent, and so every process it starts, in a cgroup
+// of its own whose pids.max is the sandbox's process limit, when the
+// runtime passed one (VMPidsParam): a fork bomb is held as in a
+// container, where the agent shares the container's limit too. The
+// cgroup file system is unmounted again (the hierarchy lives on), so
+// the sandbox sees no cgroup of its own, as the stats expect; guest root
+// could mount it and lift the limit, which frees nothing beyond its own
+// VM.
+func limitPids() error {
+	b, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return err
+	}
+	var limit string
+	for _, f := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(f, VMPidsParam+"="); ok {
+			limit = v
+		}
+	}
+	if limit == "" {
+		return nil
+	}
+	const dir = "/sys/fs/cgroup"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("cgroup2", dir, "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount cgroup2: %w", err)
+	}
+	defer unix.Unmount(dir, unix.MNT_DETACH)
+	sandbox := filepath.Join(dir, "sandbox")
+	for _, w := range []struct{ path, value string }{
+		{filepath.Join(dir, "cgroup.subtree_control"), "+pids"},
+		{sandbox, ""},
+		{filepath.Join(sandbox, "pids.max"), limit},
+		{filepath.Join(sandbox, "cgroup.procs"), "0"}, // 0: the writer
+	} {
+		var err error
+		if w.value == "" {
+			err = os.Mkdir(w.path, 0o755)
+		} else {
+			err = os.WriteFile(w.path, []byte(w.value), 0)
+		}
+		if err != nil {
+			return fmt.Errorf("pids limit %s: %w", limit, err)
+		}
+	}
+	return nil
+}

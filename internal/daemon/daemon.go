@@ -36,6 +36,7 @@ import (
 	"github.com/chaserhq/chaser/internal/metrics"
 	"github.com/chaserhq/chaser/internal/netguard"
 	"github.com/chaserhq/chaser/internal/network"
+	"github.com/chaserhq/chaser/internal/runtime/vm"
 	"github.com/chaserhq/chaser/internal/sandbox"
 	"github.com/chaserhq/chaser/internal/server"
 	"github.com/chaserhq/chaser/internal/store/sqlite"
@@ -582,6 +583,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	runtimes, err := newRuntimes(cfg, tiers, inUse, log)
 	if err != nil {
 		return err
+	}
+	for _, rt := range runtimes {
+		if p, ok := rt.(*vm.Runtime); ok { // its base disks go with their layers
+			images.OnGC(func(ctx context.Context) {
+				if _, err := p.PruneDisks(ctx); err != nil {
+					log.Error("base disk GC", "runtime", rt.Name(), "err", err)
+				}
+			})
+		}
 	}
 	// The network exists when some tier's sandboxes may have egress, or
 	// some recorded session had it (its leftovers need the sweep).

@@ -62,8 +62,16 @@ func (s *Store) GC(ctx context.Context) (int, error) {
 		}
 		s.log.Info("layer collected", "layer", l.Digest, "dir", l.ID)
 	}
+	for _, f := range s.onGC {
+		f(ctx)
+	}
 	return len(victims), nil
 }
+
+// OnGC registers f to run after each GC that collected layers: caches
+// made from layers (the microvm runtime's base disks) collect theirs.
+// Call it before the store is used.
+func (s *Store) OnGC(f func(context.Context)) { s.onGC = append(s.onGC, f) }
 
 // RunGC collects layers every interval until ctx ends: layers of removed
 // images that running sandboxes held when they were removed.

@@ -86,6 +86,8 @@ type Store struct {
 	pulls   singleflight.Group // by canonical reference
 	layers  singleflight.Group // by compressed layer digest
 	flights sync.Map           // canonical reference -> *progress of a running pull
+
+	onGC []func(context.Context) // see OnGC
 }
 
 // Option configures a Store.

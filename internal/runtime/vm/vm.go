@@ -15,9 +15,10 @@
 // a unix socket STATE/ID/serial.sock; it carries a yamux session, and Dial
 // opens a stream on it, so many connections share the one port.
 //
-// QEMU daemonizes and writes STATE/ID/qemu.pid: VMs outlive a server
-// crash, and a new server finds them (List) by their state directories,
-// reconnects to their serial sockets or removes them.
+// QEMU runs detached from the server (its own session), as a uid of its
+// own under seccomp (-runas, -sandbox), and writes STATE/ID/qemu.pid: VMs
+// outlive a server crash, and a new server finds them (List) by their
+// state directories, reconnects to their serial sockets or removes them.
 package vm
 
 import (
@@ -41,7 +42,18 @@ type Config struct {
 	// Accel is "kvm", "tcg" or "" (kvm when /dev/kvm is usable).
 	Accel string
 	Log   *slog.Logger
+
+	// UIDBase and UIDCount are the host uids QEMU processes run as, one
+	// per running VM (default DefaultUIDBase, DefaultUIDCount: beyond
+	// the user namespace remap's default 100000:65536).
+	UIDBase, UIDCount int
 }
+
+// The default uids of QEMU processes; see Config.UIDBase.
+const (
+	DefaultUIDBase  = 300000
+	DefaultUIDCount = 65536
+)
 
 // DefaultKernelDir is where scripts/microvm.sh builds the guest kernel.
 const DefaultKernelDir = "/var/cache/chaser-microvm"

@@ -36,3 +36,4 @@ func (*Runtime) Dial(context.Context, string) (net.Conn, error) {
 func (*Runtime) Stats(context.Context, string) (runtime.Stats, error) {
 	return runtime.Stats{}, errdefs.ErrNotImplemented
 }
+func (*Runtime) PruneDisks(context.Context) (int, error) { return 0, nil }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/chaserhq/chaser/internal/runtime"
@@ -49,4 +50,34 @@ func qemuUnder(dir string) []string {
 		}
 	}
 	return out
+}
+
+// TestPruneDisks: base disks whose layers are gone are removed with their
+// layer lists; those whose layers remain stay.
+func TestPruneDisks(t *testing.T) {
+	cache, layers := t.TempDir(), t.TempDir()
+	kept := filepath.Join(layers, "kept")
+	if err := os.Mkdir(kept, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, lowers := range map[string]string{
+		"base-keep": kept + "\n",
+		"base-gone": kept + "\n" + filepath.Join(layers, "collected") + "\n",
+	} {
+		for ext, data := range map[string]string{".ext4": "disk", ".layers": lowers} {
+			if err := os.WriteFile(filepath.Join(cache, name+ext), []byte(data), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	r := &Runtime{cfg: Config{CacheDir: cache}, log: slog.New(slog.DiscardHandler)}
+	n, err := r.PruneDisks(t.Context())
+	if err != nil || n != 1 {
+		t.Fatalf("PruneDisks = %d, %v; want 1", n, err)
+	}
+	left, _ := filepath.Glob(filepath.Join(cache, "base-*"))
+	want := []string{filepath.Join(cache, "base-keep.ext4"), filepath.Join(cache, "base-keep.layers")}
+	if !slices.Equal(left, want) {
+		t.Fatalf("left %v, want %v", left, want)
+	}
 }
