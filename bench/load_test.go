@@ -169,8 +169,8 @@ func BenchmarkHostBash(b *testing.B) {
 // CHASER_BENCH_PROFILE_SECONDS (5) from now and is written to FILE.
 // Call the returned function after the measured loop, which should last
 // at least as long: it then also saves the server's blocking and mutex
-// contention profiles (counted since the server started) as FILE.block
-// and FILE.mutex.
+// contention profiles and its allocations (counted since the server
+// started) as FILE.block, FILE.mutex and FILE.allocs.
 func serverProfile(b *testing.B) (wait func()) {
 	addr, out := os.Getenv("CHASER_DEBUG_PPROF"), os.Getenv("CHASER_BENCH_PROFILE")
 	if addr == "" || out == "" {
@@ -201,6 +201,7 @@ func serverProfile(b *testing.B) (wait func()) {
 		<-done
 		save("block", out+".block")
 		save("mutex", out+".mutex")
+		save("allocs", out+".allocs")
 	}
 }
 
