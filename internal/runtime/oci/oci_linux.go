@@ -276,7 +276,7 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 	if r.cfg.Remap.Enabled() {
 		remapSpec(spec, s, dir, r.cfg.Remap)
 	}
-	cfg, err := json.MarshalIndent(spec, "", "  ")
+	cfg, err := json.Marshal(spec) // read by runc only: indenting was most of its CPU in the create profile
 	if err != nil {
 		return err
 	}
