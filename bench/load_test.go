@@ -168,31 +168,41 @@ func BenchmarkHostBash(b *testing.B) {
 // profiles there) and CHASER_BENCH_PROFILE=FILE: the profile covers the
 // CHASER_BENCH_PROFILE_SECONDS (5) from now and is written to FILE.
 // Call the returned function after the measured loop, which should last
-// at least as long.
+// at least as long: it then also saves the server's blocking and mutex
+// contention profiles and its allocations (counted since the server
+// started) as FILE.block, FILE.mutex and FILE.allocs.
 func serverProfile(b *testing.B) (wait func()) {
 	addr, out := os.Getenv("CHASER_DEBUG_PPROF"), os.Getenv("CHASER_BENCH_PROFILE")
 	if addr == "" || out == "" {
 		return func() {}
 	}
 	secs := envInt("CHASER_BENCH_PROFILE_SECONDS", 5)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
+	save := func(path, file string) {
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s", addr, path))
 		if err != nil {
 			b.Error(err)
 			return
 		}
 		defer resp.Body.Close()
-		f, err := os.Create(out)
+		f, err := os.Create(file)
 		if err != nil {
 			b.Error(err)
 			return
 		}
 		defer f.Close()
 		_, _ = io.Copy(f, resp.Body)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		save(fmt.Sprintf("profile?seconds=%d", secs), out)
 	}()
-	return func() { <-done }
+	return func() {
+		<-done
+		save("block", out+".block")
+		save("mutex", out+".mutex")
+		save("allocs", out+".allocs")
+	}
 }
 
 // cpuTime returns the user+system CPU time process pid used so far.

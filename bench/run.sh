@@ -27,6 +27,7 @@ bench() { # bench REGEX BENCHTIME
 	go test ./bench -run '^$' -bench "$1" -benchtime "$2" -count 1 -timeout 60m 2>&1 | tee -a "$out" | grep -E '^(Benchmark|---|FAIL|ok)' >&2 || true
 }
 bench '^BenchmarkCreate$/(chaser-create|runc-run)' "${n}x"
+bench '^BenchmarkCreatePooled$' "${n}x"
 bench '^BenchmarkExec$' "$((n * 10))x"
 bench '^BenchmarkPTYKeystrokeEcho$' 1000x
 bench '^BenchmarkFiles$/(upload|download)' 10x
@@ -54,6 +55,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
 
 cc=$(metric BenchmarkCreate/chaser-create+exec p50-ms)
 rr=$(metric BenchmarkCreate/runc-run p50-ms)
+cn=$(metric BenchmarkCreate/chaser-create+exec-noquota p50-ms)
+cp=$(metric BenchmarkCreatePooled/chaser-pooled-create+exec p50-ms)
 ce=$(metric BenchmarkExec/chaser-exec p50-ms)
 re=$(metric BenchmarkExec/runc-exec p50-ms)
 hb=$(metric BenchmarkExec/host-bash p50-ms)
@@ -99,7 +102,8 @@ echo
 echo "| | Chaser (runc) | bare | Chaser / bare | Chaser (runsc) |"
 echo "|---|---|---|---|---|"
 echo "| create + first command \`true\`, unpooled (p50) | $(num "$cc" " ms") | \`runc run\`: $(num "$rr" " ms") | $(ratio "$cc" "$rr") | $(ms "$sc") (mean) |"
-echo "| create + first command, pooled | n/a (no pool yet) | | | |"
+echo "| create + first command, unpooled, \`--no-disk-quota\` (p50) | $(num "$cn" " ms") | \`runc run\`: $(num "$rr" " ms") | $(ratio "$cn" "$rr") | |"
+echo "| create + first command, pooled (\`--pool-size 4\`, p50) | $(num "$cp" " ms") | \`runc run\`: $(num "$rr" " ms") | $(ratio "$cp" "$rr") | |"
 echo "| exec round trip of \`true\` (p50) | $(num "$ce" " ms") | \`runc exec\`: $(num "$re" " ms"); host \`bash -c true\`: $(num "$hb" " ms") | $(ratio "$ce" "$re") of runc exec, $(ratio "$ce" "$hb") of bash | $(ms "$se") (mean) |"
 echo "| PTY keystroke echo (p50) | $(num "$pty" " µs") | | | $(num "$sp" " µs") |"
 echo "| upload 1 MB / 15 MB | $(num "$up1" "") / $(num "$up15" " MB/s") | | | |"

@@ -42,7 +42,11 @@ docs/config.md. Flags win over the file for server-wide settings
 			if cmd.Flags().Changed("pool-size") {
 				cfg.PoolSizeSet = true
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			// Lines go to stderr from a goroutine of their own (see
+			// logWriter): up to 1 MiB of them may wait.
+			lw := newLogWriter(os.Stderr, 1<<20)
+			defer lw.Close()
+			log := slog.New(slog.NewTextHandler(lw, &slog.HandlerOptions{Level: level}))
 			if err := startPprof(log); err != nil {
 				return err
 			}

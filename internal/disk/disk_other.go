@@ -17,6 +17,9 @@ func Create(context.Context, string, int64, Options) error { return errLinux }
 // Mount needs Linux.
 func Mount(string, string) error { return errLinux }
 
+// MountNew is Mount of an image Create has just made.
+func MountNew(string, string) error { return errLinux }
+
 // Unmount needs Linux.
 func Unmount(string) error { return errLinux }
 

@@ -75,6 +75,15 @@ type DiskOwner interface{ OwnsDisk() }
 // built-in runtime is one since microvm VMs got a NIC.)
 type LoopbackOnly interface{ LoopbackOnly() }
 
+// PIDReader is implemented by runtimes that know the host pid of a
+// running sandbox's process (the PID State reports) without running their
+// CLI: the service watches that process from the moment a sandbox is
+// created, and a `runc state` there would compete with the sandbox's first
+// command for the CPU.
+type PIDReader interface {
+	PID(id string) (int, error)
+}
+
 // State is the lifecycle state of a sandbox as the runtime sees it.
 type State string
 

@@ -54,7 +54,7 @@ func (s *Service) mountDisk(ctx context.Context, id string, ws *store.Workspace,
 		}
 		return "", nil
 	}
-	img := ""
+	img, mount := "", disk.Mount
 	switch {
 	case ws != nil:
 		img = s.workspaceImage(ws.ID)
@@ -67,13 +67,13 @@ func (s *Service) mountDisk(ctx context.Context, id string, ws *store.Workspace,
 		if err := os.MkdirAll(s.cfg.DiskDir, 0o700); err != nil {
 			return "", err
 		}
-		img = s.diskImage(id)
+		img, mount = s.diskImage(id), disk.MountNew
 		if err := disk.Create(ctx, img, size, disk.Options{}); err != nil {
 			return "", fmt.Errorf("disk of session %s: %w", id, err)
 		}
 	}
 	mnt := s.diskMount(id)
-	if err := disk.Mount(img, mnt); err != nil {
+	if err := mount(img, mnt); err != nil {
 		s.releaseDisk(id)
 		return "", fmt.Errorf("disk of session %s: %w", id, err)
 	}

@@ -222,7 +222,10 @@ func (s *Service) claim(ctx context.Context, rt runtime.Runtime, img *image.Imag
 		p.claiming--
 		p.mu.Unlock()
 	}()
-	s.refill()
+	// The refill starts once the claim and the session's first command
+	// are likely done: making a sandbox takes tens of milliseconds of
+	// CPU (runc), which on a small host would be taken from them.
+	time.AfterFunc(refillDelay, s.refill)
 	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	err := sb.client.Init(ictx, agent.InitRequest{SessionID: sess.ID, Env: map[string]string{"CHASER_WORKSPACE_ID": ""}})
 	cancel()
@@ -245,6 +248,9 @@ func (s *Service) discard(ctx context.Context, sb *pooled) {
 		s.log.Error("pool: release sandbox", "sandbox", sb.id, "err", err)
 	}
 }
+
+// refillDelay is how long after a claim the refiller wakes.
+const refillDelay = 100 * time.Millisecond
 
 // refill wakes the refiller.
 func (s *Service) refill() {

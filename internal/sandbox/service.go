@@ -647,13 +647,14 @@ func (s *Service) attach(id, sandbox string, c *agent.Client, rt runtime.Runtime
 // memory cgroup counted an OOM kill, else died. (The runtime's state is
 // not asked whether it stopped: the exited process is a zombie until it
 // is reaped, and still looks alive.) Without a process to watch, the
-// health checks alone find the end.
+// health checks alone find the end. Every caller has just seen the
+// sandbox alive (its agent answered), so its pid file names its process.
 func (s *Service) watch(ctx context.Context, id, sandbox string, rt runtime.Runtime) {
-	in, err := rt.State(ctx, sandbox)
-	if err != nil || in.PID <= 0 {
+	pid := sandboxPID(ctx, rt, sandbox)
+	if pid <= 0 {
 		return
 	}
-	if err := waitExit(ctx, in.PID); err != nil {
+	if err := waitExit(ctx, pid); err != nil {
 		if ctx.Err() == nil {
 			s.log.Warn("cannot watch the sandbox's process; health checks will find its end", "session_id", id, "sandbox", sandbox, "err", err)
 		}
@@ -667,6 +668,22 @@ func (s *Service) watch(ctx context.Context, id, sandbox string, rt runtime.Runt
 		why = api.ReasonOOM
 	}
 	s.endLogged(ctx, id, why)
+}
+
+// sandboxPID is the host pid of sandbox's process: from the runtime's pid
+// file when it keeps one (runtime.PIDReader), else from its State; 0 when
+// neither tells.
+func sandboxPID(ctx context.Context, rt runtime.Runtime, sandbox string) int {
+	if r, ok := rt.(runtime.PIDReader); ok {
+		if pid, err := r.PID(sandbox); err == nil && pid > 0 {
+			return pid
+		}
+	}
+	in, err := rt.State(ctx, sandbox)
+	if err != nil {
+		return 0
+	}
+	return in.PID
 }
 
 func client(rt runtime.Runtime, id string) *agent.Client {

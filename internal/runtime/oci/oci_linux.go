@@ -276,7 +276,7 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 	if r.cfg.Remap.Enabled() {
 		remapSpec(spec, s, dir, r.cfg.Remap)
 	}
-	cfg, err := json.MarshalIndent(spec, "", "  ")
+	cfg, err := json.Marshal(spec) // read by runc only: indenting was most of its CPU in the create profile
 	if err != nil {
 		return err
 	}
@@ -768,7 +768,9 @@ func (r *Runtime) Stats(ctx context.Context, id string) (runtime.Stats, error) {
 	return runtime.Stats{MemoryBytes: ev.Data.Memory.Usage.Usage, Pids: ev.Data.Pids.Current}, nil
 }
 
-// PID returns the host pid of the sandbox's init, from its pid file.
+// PID implements runtime.PIDReader: the host pid of the sandbox's process
+// (runc: its init, the agent; runsc: gVisor's sandbox process), from the
+// pid file `run --pid-file` wrote before it returned.
 func (r *Runtime) PID(id string) (int, error) {
 	b, err := os.ReadFile(filepath.Join(r.dir(id), "pid"))
 	if err != nil {
