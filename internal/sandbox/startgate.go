@@ -14,8 +14,9 @@ import (
 // single task beside the server's and clients' threads, and a starved
 // sandbox stays starved for hundreds of milliseconds while others finish
 // in a few (docs/BENCHMARKS.md, "The tail under load"). Waiting here in
-// order instead, a command then runs with few others beside it: the same
-// throughput, p99 from ~270 ms to ~70 ms. Below 2 young commands per core
+// order instead, a command then runs with few others beside it: ExecLoad's
+// p99 from ~250 ms to ~65 ms at 7–10% less throughput. Below 2 young
+// commands per core
 // nobody waits. A long command holds its slot for hold only: it does not
 // keep others from starting.
 type startGate struct {
