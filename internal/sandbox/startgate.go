@@ -16,8 +16,7 @@ import (
 // in a few (docs/BENCHMARKS.md, "The tail under load"). Waiting here in
 // order instead, a command then runs with few others beside it: ExecLoad's
 // p99 from ~250 ms to ~65 ms at 7–10% less throughput. Below 2 young
-// commands per core
-// nobody waits. A long command holds its slot for hold only: it does not
+// commands per core nobody waits. A long command holds its slot for hold only: it does not
 // keep others from starting.
 type startGate struct {
 	size int           // slots; 0: gatePerCPU per core
