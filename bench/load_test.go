@@ -106,10 +106,19 @@ func BenchmarkExecLoad(b *testing.B) {
 	}
 	var next atomic.Int64
 	lat := make([][]time.Duration, nClients)
+	type sample struct {
+		at, client, server time.Duration
+		w                  int
+		id, cid            string
+		c                  *client.Client
+		t0, t1             time.Time
+	}
+	samples := make([][]sample, nClients)
 	var failed atomic.Int64
 	b.ResetTimer()
 	profiled := serverProfile(b)
 	cpu0 := cpuTime(b, s.Cmd.Process.Pid)
+	self0 := cpuTime(b, os.Getpid())
 	start := time.Now()
 	for w := range nClients {
 		wg.Add(1)
@@ -131,6 +140,7 @@ func BenchmarkExecLoad(b *testing.B) {
 					continue
 				}
 				lat[w] = append(lat[w], d)
+				samples[w] = append(samples[w], sample{t0.Sub(start), d, time.Duration(res.DurationMS) * time.Millisecond, w, t.id, res.CommandID, clients[w][t.c], t0, t0.Add(d)})
 			}
 		}()
 	}
@@ -138,6 +148,22 @@ func BenchmarkExecLoad(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	profiled()
+	// CHASER_BENCH_TRACE=1 prints the 60 slowest executions with where
+	// their time went: client send → the agent starting the process
+	// (server, agent, and the wait in the server's start gate), the
+	// process's own run (started_at → exited_at of the command, as the
+	// agent saw it), and its exit → the client's answer.
+	if os.Getenv("CHASER_BENCH_TRACE") != "" {
+		ss := slices.Concat(samples...)
+		slices.SortFunc(ss, func(a, b sample) int { return int(b.client - a.client) })
+		for _, x := range ss[:min(60, len(ss))] {
+			fmt.Fprintf(os.Stderr, "at %v client %v server %v worker %d sandbox %s", x.at.Round(time.Millisecond), x.client.Round(time.Millisecond), x.server, x.w, x.id)
+			if cmd, err := x.c.Command(ctx, x.id, x.cid); err == nil && cmd.ExitedAt != nil {
+				fmt.Fprintf(os.Stderr, " | send→start %v start→exit %v exit→client %v", cmd.StartedAt.Sub(x.t0), cmd.ExitedAt.Sub(cmd.StartedAt), x.t1.Sub(*cmd.ExitedAt))
+			}
+			fmt.Fprintln(os.Stderr)
+		}
+	}
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "exec/s")
@@ -146,6 +172,7 @@ func BenchmarkExecLoad(b *testing.B) {
 	b.ReportMetric(percentile(all, 1), "max-ms")
 	b.ReportMetric(float64(failed.Load()), "errors")
 	b.ReportMetric(float64((cpuTime(b, s.Cmd.Process.Pid)-cpu0).Microseconds())/float64(b.N), "server-CPU-µs/exec")
+	b.ReportMetric(float64((cpuTime(b, os.Getpid())-self0).Microseconds())/float64(b.N), "client-CPU-µs/exec")
 }
 
 // BenchmarkHostBash is the floor of an exec: the host's own fork+exec of

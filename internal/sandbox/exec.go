@@ -139,11 +139,16 @@ func (s *Service) run(ctx context.Context, acct store.Account, id string, req ap
 	if err != nil {
 		return api.Command{}, x, err
 	}
+	release, err := s.starts.acquire(ctx)
+	if err != nil {
+		return api.Command{}, x, err
+	}
 	cid, events, err := c.Run(ctx, req)
 	cmd := api.Command{ID: cid}
 	if err == nil {
 		err = readEvents(ctx, events, cid, emit)
 	}
+	release()
 	if err != nil && cid != "" {
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_ = c.Signal(kctx, cmd.ID, "KILL")

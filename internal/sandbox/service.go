@@ -139,6 +139,8 @@ type Service struct {
 	pool warmPool
 	// host serializes host-wide admission (admission.go).
 	host hostGate
+	// starts queues commands in order when many start at once (startgate.go).
+	starts startGate
 }
 
 // handle is the service's record of a running sandbox.
