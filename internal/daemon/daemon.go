@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -203,6 +205,26 @@ func AgentPath(self string) string {
 		return p
 	}
 	return self
+}
+
+// Interpreter returns the ELF interpreter (dynamic loader) the binary at
+// path asks for, "" for a static binary or one that cannot be read.
+func Interpreter(path string) string {
+	f, err := elf.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b := make([]byte, p.Filesz)
+			if _, err := p.ReadAt(b, 0); err != nil {
+				return "a dynamic loader"
+			}
+			return strings.TrimRight(string(b), "\x00")
+		}
+	}
+	return ""
 }
 
 // CgroupParent names the cgroup under which a server's sandboxes live:
@@ -570,6 +592,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	agentPath := AgentPath(self)
 	log.Info("sandbox agent", "path", agentPath)
+	if interp := Interpreter(agentPath); interp != "" {
+		// A cgo build needs the host's libc inside every sandbox: the host
+		// image has it, a minimal OCI image does not, and there the
+		// sandbox's init fails with "no such file or directory".
+		log.Warn("the sandbox agent is dynamically linked: sandboxes of images without "+interp+" will not start; build it with CGO_ENABLED=0 (see the README)", "path", agentPath, "interpreter", interp)
+	}
 	var sandboxes *sandbox.Service
 	m := metrics.New(func() float64 { return sandboxes.Running() })
 	var inUse []string
