@@ -3,8 +3,8 @@ package daemon
 import (
 	"os"
 	"os/exec"
-	"runtime"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
