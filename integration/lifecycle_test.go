@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/testserver"
 )
 
 // agentPID returns the host pid of a sandbox's init (the agent), as the
@@ -432,5 +433,79 @@ func TestShutdownWhileReaping(t *testing.T) {
 		if left := s.leaks(t, id); len(left) > 0 {
 			t.Fatalf("left behind: %v", left)
 		}
+	}
+}
+
+// TestAgentThatNeverServes: a create answers once the runtime has started
+// the sandbox's agent, without waiting for it to serve (issue 17: its Go
+// start overlaps the client's next request). So an agent that exits at
+// start, or starts and never serves, is found after the create by what
+// finds any agent's end: the exit watch (reason died) and the health
+// checks (agent_unresponsive). Either way the session ends, a command
+// sent meanwhile gets an error, not a hang, and nothing of it is left.
+func TestAgentThatNeverServes(t *testing.T) {
+	for _, tc := range []struct {
+		name, script, reason string
+	}{
+		{"exits", "echo 'agent: cannot start' >&2; exit 3", api.ReasonDied},
+		// sleep inherits the listening socket (fd 3): connections queue
+		// and nothing ever answers them.
+		{"hangs", "exec sleep 100000", api.ReasonAgentUnresponsive},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			bin := filepath.Join(dir, "chaser")
+			raw, err := os.ReadFile(binary)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(bin, raw, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "chaser-agent"), []byte("#!/bin/sh\n"+tc.script+"\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			ts, err := testserver.StartBinary(bin, "", append(runtimeArgs(), "--health-interval", "200ms")...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &Server{ts}
+			t.Cleanup(func() {
+				s.stop()
+				if t.Failed() {
+					t.Logf("server log:\n%s", s.Log())
+				}
+				release(s.DataDir)
+				os.RemoveAll(s.DataDir)
+			})
+			key := s.account(t, "free")
+			c := s.Client(key)
+			sess, err := c.CreateSession(t.Context(), api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
+			if err != nil {
+				t.Fatalf("create: %v (the runtime started the agent: the create succeeds)", err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.Exec(t.Context(), sess.ID, api.ExecRequest{Command: "true"})
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("a command ran in a sandbox whose agent never served")
+				}
+				t.Logf("exec: %v", err)
+			case <-time.After(60 * time.Second):
+				t.Fatal("exec still waits for an agent that never serves")
+			}
+			if got := s.waitEnded(t, key, sess.ID, 60*time.Second); got.Status != api.StatusFailed || got.Reason != tc.reason {
+				t.Fatalf("session ended as %s / %s, want failed / %s", got.Status, got.Reason, tc.reason)
+			}
+			status, body := s.do(t, key, "POST", "/v1/sessions/"+sess.ID+"/exec", `{"command":"true"}`)
+			if status < 400 || status >= 500 || !strings.Contains(string(body), tc.reason) {
+				t.Fatalf("exec after the end: %d %s, want a 4xx naming %s", status, body, tc.reason)
+			}
+			waitFor(t, func() bool { return len(s.leaks(t, sess.ID)) == 0 })
+		})
 	}
 }

@@ -398,7 +398,7 @@ func (s *Service) fillSlot(ctx context.Context, sl *poolSlot) error {
 	defer img.Release()
 	rt := s.cfg.Runtimes[sl.key.Runtime]
 	id := NewID("p")
-	c, err := s.boot(bctx, rt, id, PoolHostname, sandboxEnv(rt, img, PoolHostname), sl.key.Res, img, nil, sl.pol)
+	c, err := s.boot(bctx, rt, id, PoolHostname, sandboxEnv(rt, img, PoolHostname), sl.key.Res, img, nil, sl.pol, true)
 	if err != nil {
 		return err
 	}

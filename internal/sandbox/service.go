@@ -533,8 +533,8 @@ func (s *Service) reserve(ctx context.Context, acct store.Account, tier TierLimi
 // start makes the sandbox of session sess: its writable layer (workspace
 // w's disk when w is not nil, else a fresh one of sess.Resources.DiskMB),
 // then its network when its mode is internet (tier's allow list added),
-// then the sandbox, and waits for its agent. On error nothing of it is
-// left.
+// then the sandbox, without waiting for its agent to serve (see boot). On
+// error nothing of it is left.
 func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Session, img *image.Image, w *store.Workspace, tier TierLimits) error {
 	ws := ""
 	if sess.WorkspaceID != nil {
@@ -549,7 +549,7 @@ func (s *Service) start(ctx context.Context, rt runtime.Runtime, sess store.Sess
 		p := policy(tier, sess.Network)
 		pol = &p
 	}
-	c, err := s.boot(ctx, rt, sess.ID, sess.ID, env, sess.Resources, img, w, pol)
+	c, err := s.boot(ctx, rt, sess.ID, sess.ID, env, sess.Resources, img, w, pol, false)
 	if err != nil {
 		return err
 	}
@@ -572,10 +572,18 @@ func sandboxEnv(rt runtime.Runtime, img *image.Image, hostname string) []string 
 // boot makes sandbox id: its writable layer (workspace w's disk when w is
 // not nil, else a fresh one of res.DiskMB), its network namespace with
 // egress under pol when pol is not nil (else loopback only), then the
-// sandbox, and waits for its agent. Everything is keyed by the sandbox's
-// id, which differs from its session's for a sandbox of the warm pool.
-// On error nothing of it is left.
-func (s *Service) boot(ctx context.Context, rt runtime.Runtime, id, hostname string, env []string, res Resources, img *image.Image, w *store.Workspace, pol *network.Policy) (*agent.Client, error) {
+// sandbox. Everything is keyed by the sandbox's id, which differs from its
+// session's for a sandbox of the warm pool. On error nothing of it is left.
+//
+// With waitAgent, boot returns once the agent has answered a health check.
+// Without, it returns once the runtime has started the agent: every
+// runtime's Create returns with the agent's socket taking connections
+// (runc: the listening socket made before the sandbox, which queues them
+// until the agent serves), so the first request simply waits out the
+// agent's start (~2 ms of Go runtime start, which a create no longer adds
+// to the request that follows it). An agent that never serves is found as
+// any other: its exit by the watch, its silence by the health checks.
+func (s *Service) boot(ctx context.Context, rt runtime.Runtime, id, hostname string, env []string, res Resources, img *image.Image, w *store.Workspace, pol *network.Policy, waitAgent bool) (*agent.Client, error) {
 	diskBytes := res.DiskMB << 20
 	if _, ok := rt.(runtime.DiskOwner); ok {
 		diskBytes = 0 // the runtime's own disk image is the quota
@@ -604,6 +612,9 @@ func (s *Service) boot(ctx context.Context, rt runtime.Runtime, id, hostname str
 		return nil, err
 	}
 	c := client(rt, id)
+	if !waitAgent {
+		return c, nil
+	}
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if _, err := c.Health(hctx); err != nil {

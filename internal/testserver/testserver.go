@@ -76,13 +76,20 @@ func (s *Server) Log() string {
 // pool is off (--pool-size 0) unless args set --pool-size: tests that
 // count sandboxes or time creates say what pool they want.
 func Start(dataDir string, args ...string) (*Server, error) {
-	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--pool-size") }) {
-		args = append([]string{"--pool-size", "0"}, args...)
-	}
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
 	}
+	return StartBinary(bin, dataDir, args...)
+}
+
+// StartBinary is Start with the chaser binary bin (and the chaser-agent
+// beside it), e.g. a copy beside an agent a test broke on purpose.
+func StartBinary(bin, dataDir string, args ...string) (*Server, error) {
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--pool-size") }) {
+		args = append([]string{"--pool-size", "0"}, args...)
+	}
+	var err error
 	if dataDir == "" {
 		if dataDir, err = os.MkdirTemp("", "chaser-data-"); err != nil {
 			return nil, err

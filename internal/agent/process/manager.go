@@ -88,6 +88,19 @@ func NewManager(log *slog.Logger, shell string, reapAll bool) *Manager {
 	}
 }
 
+// Warm does, ahead of the first command, the one-time work Go's os package
+// does on its first process start: it checks once per process whether
+// pidfds work, which forks and reaps a child (~0.25 ms, paid by the first
+// command of every sandbox otherwise). The reaper's lock is held so that,
+// as PID 1, the SIGCHLD loop cannot reap that child before the check does.
+func (m *Manager) Warm() {
+	m.reaper.mu.Lock()
+	defer m.reaper.mu.Unlock()
+	if p, err := os.FindProcess(os.Getpid()); err == nil {
+		p.Release()
+	}
+}
+
 // Process is one started command.
 type Process struct {
 	ID        string
