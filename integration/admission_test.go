@@ -2,16 +2,19 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chaserhq/chaser/api"
+	"github.com/chaserhq/chaser/internal/daemon"
 )
 
 // createRaw posts a create and returns its status, Retry-After and body.
@@ -146,5 +149,64 @@ func TestHostAdmissionMemory(t *testing.T) {
 		if d, _ := os.ReadDir(filepath.Join(s.DataDir, "disks")); len(d) > 0 {
 			t.Errorf("disks left: %d", len(d))
 		}
+	}
+}
+
+// TestSchedulingWeights: the sandboxes' parent cgroup gets
+// host.sandboxes_cpu_shares (default 2048 per core) and the server runs at
+// host.server_nice (default -5), while a sandbox's agent and commands run
+// at nice 0 (they would inherit the server's through runc); a config file
+// sets both, 0 leaves the parent at the kernel's weight.
+func TestSchedulingWeights(t *testing.T) {
+	if testRuntime != "runc" {
+		t.Skip("checks runc's cgroup parent")
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cpu/cpu.shares"); err != nil {
+		t.Skip("no cgroup v1 cpu controller here")
+	}
+	if self, _ := os.ReadFile("/proc/self/cgroup"); !strings.Contains("\n"+string(self), ":cpu:/\n") && !strings.Contains(string(self), ",cpu:/\n") && !strings.Contains(string(self), ":cpu,cpuacct:/\n") {
+		t.Skip("the test does not run in the root CPU cgroup: the server leaves the weight alone there")
+	}
+	for _, tc := range []struct {
+		name, config string
+		shares, nice int
+	}{
+		{"defaults", "", 2048 * runtime.NumCPU(), -5},
+		{"config", "host: {sandboxes_cpu_shares: 3000, server_nice: -2}\n", 3000, -2},
+		{"off", "host: {sandboxes_cpu_shares: 0, server_nice: 0}\n", 1024, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var args []string
+			if tc.config != "" {
+				args = []string{"--config", writeConfig(t, tc.config)}
+			}
+			s := newServer(t, args...)
+			key := s.account(t, "free")
+			id := s.sandbox(t, key)
+			raw, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpu", daemon.CgroupParent(s.DataDir), "cpu.shares"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := strconv.Atoi(strings.TrimSpace(string(raw))); got != tc.shares {
+				t.Errorf("sandboxes' cpu.shares = %d, want %d", got, tc.shares)
+			}
+			// Every thread of the server.
+			tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", s.Cmd.Process.Pid))
+			for _, task := range tasks {
+				stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", s.Cmd.Process.Pid, task.Name()))
+				if err != nil {
+					continue // exited meanwhile
+				}
+				f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+				if nice, _ := strconv.Atoi(f[16]); nice != tc.nice {
+					t.Errorf("server thread %s at nice %d, want %d", task.Name(), nice, tc.nice)
+				}
+			}
+			// In the sandbox: the agent (pid 1, every thread) and a command.
+			out := s.run(t, key, id, "cat /proc/1/task/*/stat | awk '{print $19}' | sort -u; awk '{print $19}' /proc/self/stat")
+			if got := strings.Fields(out); len(got) != 2 || got[0] != "0" || got[1] != "0" {
+				t.Errorf("nice values in the sandbox (agent's threads, then a command's): %q, want 0 and 0", out)
+			}
+		})
 	}
 }

@@ -120,6 +120,7 @@ func Main(socketPath string) error {
 	if err := harden(); err != nil {
 		return fmt.Errorf("make the agent non-dumpable: %w", err)
 	}
+	resetNice()
 	log := newLog()
 	var l net.Listener
 	var err error

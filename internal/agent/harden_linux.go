@@ -1,6 +1,11 @@
 package agent
 
-import "golang.org/x/sys/unix"
+import (
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
 
 // harden puts the agent out of reach of the commands it runs. They share
 // its uid (root in the sandbox), which is all ptrace(2) and the ptrace-
@@ -15,4 +20,21 @@ import "golang.org/x/sys/unix"
 // still trace and debug their own processes (strace, gdb -p).
 func harden() error {
 	return unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+}
+
+// resetNice puts every thread of the agent back at nice 0. The server
+// runs at a raised priority (host.server_nice) and its children inherit
+// it, through runc, down to the agent; the commands the agent starts
+// inherit the agent's, and a sandbox's commands run at the host's
+// default. Raising a nice value needs no privilege. Linux keeps it per
+// thread, and a thread made meanwhile inherits its maker's: twice over.
+func resetNice() {
+	for range 2 {
+		tasks, _ := os.ReadDir("/proc/self/task")
+		for _, t := range tasks {
+			if tid, err := strconv.Atoi(t.Name()); err == nil {
+				_ = unix.Setpriority(unix.PRIO_PROCESS, tid, 0)
+			}
+		}
+	}
 }

@@ -93,6 +93,10 @@ func TestParseErrors(t *testing.T) {
 		{"zero host max", "host: {max_sandboxes: 0}\n", "host.max_sandboxes 0"},
 		{"negative reserve", "host: {min_free_memory_mb: -5}\n", "host.min_free_memory_mb -5"},
 		{"unknown host key", "host: {max: 3}\n", `unknown key "max" in host`},
+		{"shares too high", "host: {sandboxes_cpu_shares: 300000}\n", "host.sandboxes_cpu_shares 300000"},
+		{"shares of 1", "host: {sandboxes_cpu_shares: 1}\n", "host.sandboxes_cpu_shares 1"},
+		{"negative shares", "host: {sandboxes_cpu_shares: -2}\n", "sandboxes_cpu_shares"},
+		{"nice too low", "host: {server_nice: -21}\n", "host.server_nice -21"},
 		{"two documents", "tiers: {}\n---\ntiers: {}\n", "more than one YAML document"},
 	}
 	for _, tt := range tests {
@@ -152,5 +156,33 @@ func TestHostLimits(t *testing.T) {
 	var none *File
 	if got := none.HostLimits(); got != (sandbox.HostLimits{}) {
 		t.Errorf("nil file: %+v", got)
+	}
+}
+
+func TestScheduling(t *testing.T) {
+	for _, tc := range []struct {
+		yaml   string
+		cpus   int
+		shares uint64
+		nice   int
+	}{
+		{"", 2, 4096, -5},
+		{"", 1, 2048, -5},
+		{"", 512, 262144, -5}, // the kernel's most
+		{"host: {sandboxes_cpu_shares: 0, server_nice: 0}\n", 2, 0, 0},
+		{"host: {sandboxes_cpu_shares: 1024}\n", 8, 1024, -5},
+		{"host: {server_nice: -10}\n", 4, 8192, -10},
+	} {
+		f, err := Parse([]byte(tc.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if shares, nice := f.Scheduling(tc.cpus); shares != tc.shares || nice != tc.nice {
+			t.Errorf("%q on %d cores: Scheduling() = %d, %d; want %d, %d", tc.yaml, tc.cpus, shares, nice, tc.shares, tc.nice)
+		}
+	}
+	var none *File
+	if shares, nice := none.Scheduling(2); shares != 4096 || nice != DefaultServerNice {
+		t.Errorf("nil file: %d, %d", shares, nice)
 	}
 }

@@ -19,10 +19,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/chaserhq/chaser/client"
@@ -139,6 +141,9 @@ type Config struct {
 	// internal/userns.
 	UsernsRemap string
 	remap       userns.Remap // parsed by Validate
+	// sandboxesCPUShares is the config file's host.sandboxes_cpu_shares
+	// (set by Run; see config.File.Scheduling).
+	sandboxesCPUShares uint64
 	// MicrovmKernel is the directory of the microvm runtime's guest kernel
 	// and initramfs (CHASER_MICROVM_KERNEL, default vm.DefaultKernelDir,
 	// built by scripts/microvm.sh); MicrovmAccel is kvm, tcg or empty for
@@ -540,6 +545,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	var nice int
+	cfg.sandboxesCPUShares, nice = file.Scheduling(goruntime.NumCPU())
+	if err := renice(nice); err != nil {
+		log.Warn("server's nice value not set (host.server_nice)", "nice", nice, "err", err)
+	}
 	tiers, err := file.ApplyTiers(sandbox.DefaultTiers)
 	if err != nil {
 		return err
@@ -765,4 +775,25 @@ func hadEgress(ctx context.Context, st *sqlite.Store) bool {
 		}
 	}
 	return false
+}
+
+// renice sets the nice value of every thread of the server to n (Linux
+// keeps it per thread; threads made later inherit their maker's).
+// Processes it starts inherit it too: runc, and through it each
+// sandbox's agent, which resets its own to 0 (agent.harden).
+func renice(n int) error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, n); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -74,6 +74,7 @@ func newRuntime(cfg Config, name string, log *slog.Logger) (runtime.Runtime, err
 		StateDir:     filepath.Join(cfg.DataDir, "sandboxes"),
 		RootDir:      filepath.Join(cfg.DataDir, name),
 		CgroupParent: CgroupParent(cfg.DataDir),
+		CPUShares:    cfg.sandboxesCPUShares,
 		Log:          log,
 	}
 	if name == "runc" {

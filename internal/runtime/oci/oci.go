@@ -32,6 +32,9 @@ type Config struct {
 	RootDir string
 	// CgroupParent is the cgroup under which sandboxes are placed.
 	CgroupParent string
+	// CPUShares, when not 0, is the CPU weight New gives CgroupParent
+	// (cgroup v1 cpu.shares; see weighParent).
+	CPUShares uint64
 	// Remap, when enabled, runs runc sandboxes in a user namespace whose
 	// root is Remap.Base on the host (--userns-remap; userns_linux.go).
 	// The images they run must come from a store with the same remap.

@@ -84,7 +84,15 @@ func New(cfg Config) (*Runtime, error) {
 			return nil, err
 		}
 	}
-	return &Runtime{cfg: cfg, log: cfg.Log.With("component", "runtime/oci", "runtime", cfg.Name)}, nil
+	log := cfg.Log.With("component", "runtime/oci", "runtime", cfg.Name)
+	if cfg.CPUShares > 0 {
+		if err := weighParent(cfg.CgroupParent, cfg.CPUShares); err != nil {
+			log.Warn("sandboxes' CPU weight not set (host.sandboxes_cpu_shares)", "cgroup", cfg.CgroupParent, "err", err)
+		} else {
+			log.Info("sandboxes' CPU weight", "cgroup", cfg.CgroupParent, "cpu_shares", cfg.CPUShares)
+		}
+	}
+	return &Runtime{cfg: cfg, log: log}, nil
 }
 
 // checkRunsc fails with what to install when the runsc at path lacks
