@@ -26,7 +26,7 @@ bench() { # bench REGEX BENCHTIME
 	echo "== go test ./bench -bench '$1' -benchtime $2" >&2
 	go test ./bench -run '^$' -bench "$1" -benchtime "$2" -count 1 -timeout 60m 2>&1 | tee -a "$out" | grep -E '^(Benchmark|---|FAIL|ok)' >&2 || true
 }
-bench '^BenchmarkCreate$/(chaser-create|runc-run)' "${n}x"
+bench '^BenchmarkCreate$/(chaser-create|runc-run|noquota-interleaved)' "${n}x"
 bench '^BenchmarkCreatePooled$' "${n}x"
 bench '^BenchmarkExec$' "$((n * 10))x"
 bench '^BenchmarkPTYKeystrokeEcho$' 1000x
@@ -35,6 +35,7 @@ bench '^BenchmarkForward$' 2000x
 bench '^BenchmarkIdleMemory$' 1x
 bench '^BenchmarkParallelCreate$' 2x
 bench '^BenchmarkIdleHostMemory$' 3x
+bench '^BenchmarkExecLoad$' 6000x
 if [ -x "$(command -v runsc || echo /var/cache/chaser-runsc/runsc)" ]; then
 	bench '^BenchmarkRuntimes$' "${n}x"
 fi
@@ -57,6 +58,14 @@ cc=$(metric BenchmarkCreate/chaser-create+exec p50-ms)
 rr=$(metric BenchmarkCreate/runc-run p50-ms)
 cn=$(metric BenchmarkCreate/chaser-create+exec-noquota p50-ms)
 cp=$(metric BenchmarkCreatePooled/chaser-pooled-create+exec p50-ms)
+ia=$(metric BenchmarkCreate/noquota-interleaved argv-p50-ms)
+it=$(metric BenchmarkCreate/noquota-interleaved runc-true-p50-ms)
+il=$(metric BenchmarkCreate/noquota-interleaved command-p50-ms)
+ib=$(metric BenchmarkCreate/noquota-interleaved runc-bash-p50-ms)
+lx=$(metric BenchmarkExecLoad exec/s)
+l50=$(metric BenchmarkExecLoad p50-ms)
+l99=$(metric BenchmarkExecLoad p99-ms)
+lmax=$(metric BenchmarkExecLoad max-ms)
 ce=$(metric BenchmarkExec/chaser-exec p50-ms)
 re=$(metric BenchmarkExec/runc-exec p50-ms)
 hb=$(metric BenchmarkExec/host-bash p50-ms)
@@ -103,8 +112,11 @@ echo "| | Chaser (runc) | bare | Chaser / bare | Chaser (runsc) |"
 echo "|---|---|---|---|---|"
 echo "| create + first command \`true\`, unpooled (p50) | $(num "$cc" " ms") | \`runc run\`: $(num "$rr" " ms") | $(ratio "$cc" "$rr") | $(ms "$sc") (mean) |"
 echo "| create + first command, unpooled, \`--no-disk-quota\` (p50) | $(num "$cn" " ms") | \`runc run\`: $(num "$rr" " ms") | $(ratio "$cn" "$rr") | |"
+echo "| same, interleaved, like for like: argv \`/usr/bin/true\` (p50) | $(num "$ia" " ms") | \`runc run /usr/bin/true\`: $(num "$it" " ms") | $(ratio "$ia" "$it") | |"
+echo "| same, interleaved, like for like: command line \`true\` (\`bash -c\`, p50) | $(num "$il" " ms") | \`runc run /bin/bash -c true\`: $(num "$ib" " ms") | $(ratio "$il" "$ib") | |"
 echo "| create + first command, pooled (\`--pool-size 4\`, p50) | $(num "$cp" " ms") | \`runc run\`: $(num "$rr" " ms") | $(ratio "$cp" "$rr") | |"
 echo "| exec round trip of \`true\` (p50) | $(num "$ce" " ms") | \`runc exec\`: $(num "$re" " ms"); host \`bash -c true\`: $(num "$hb" " ms") | $(ratio "$ce" "$re") of runc exec, $(ratio "$ce" "$hb") of bash | $(ms "$se") (mean) |"
+echo "| 16 clients × 120 sandboxes, \`echo hi\`: exec/s, p50 / p99 / max | $(num "$lx" " exec/s"), $(num "$l50" "") / $(num "$l99" "") / $(num "$lmax" " ms") | | | |"
 echo "| PTY keystroke echo (p50) | $(num "$pty" " µs") | | | $(num "$sp" " µs") |"
 echo "| upload 1 MB / 15 MB | $(num "$up1" "") / $(num "$up15" " MB/s") | | | |"
 echo "| download 1 MB / 15 MB | $(num "$dn1" "") / $(num "$dn15" " MB/s") | | | |"
