@@ -25,12 +25,12 @@ import (
 	"github.com/chaserhq/chaser/internal/testserver"
 )
 
-func server(b *testing.B) (*testserver.Server, *client.Client) {
+func server(b *testing.B, args ...string) (*testserver.Server, *client.Client) {
 	b.Helper()
 	if os.Geteuid() != 0 {
 		b.Skip("skipping: benchmarks run real sandboxes and need root")
 	}
-	s, err := testserver.Start("")
+	s, err := testserver.Start("", args...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -135,15 +135,8 @@ func BenchmarkCreate(b *testing.B) {
 	ctx := context.Background()
 	b.Run("chaser-create+exec", func(b *testing.B) { createLoop(b, c) })
 	b.Run("chaser-create+exec-noquota", func(b *testing.B) {
-		nq, err := testserver.Start("", "--no-disk-quota")
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer func() {
-			nq.Stop()
-			os.RemoveAll(nq.DataDir)
-		}()
-		createLoop(b, client.New(nq.URL, nq.AdminKey))
+		_, nq := server(b, "--no-disk-quota")
+		createLoop(b, nq)
 	})
 	b.Run("noquota-interleaved", func(b *testing.B) { createInterleaved(b) })
 	ref, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
@@ -191,15 +184,7 @@ func BenchmarkCreate(b *testing.B) {
 // mounts) finish outside the next one's time. It reports the four medians.
 func createInterleaved(b *testing.B) {
 	const settle = 100 * time.Millisecond
-	nq, err := testserver.Start("", "--no-disk-quota")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		nq.Stop()
-		os.RemoveAll(nq.DataDir)
-	}()
-	c := client.New(nq.URL, nq.AdminKey)
+	nq, c := server(b, "--no-disk-quota")
 	ctx := context.Background()
 	ref, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
 	if err != nil {

@@ -198,14 +198,7 @@ func escapeServer(t *testing.T, rt string) (s *Server, key, id string) {
 		t.Fatal(err)
 	}
 	s = &Server{ts}
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			t.Logf("server log:\n%s", s.Log())
-		}
-		release(s.DataDir)
-		os.RemoveAll(s.DataDir)
-	})
+	s.stopAtEnd(t)
 	key = s.account(t, "paid")
 	c := s.Client(key)
 	sess, err := c.CreateSession(t.Context(), api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})

@@ -158,6 +158,13 @@ func startServer(t testing.TB, dataDir string, args ...string) *Server {
 // removed at the end of the test.
 func newServer(t *testing.T, args ...string) *Server {
 	s := startServer(t, "", args...)
+	s.stopAtEnd(t)
+	return s
+}
+
+// stopAtEnd stops s (SIGTERM) at the end of t, frees what its sandboxes
+// hold, removes its data dir, and logs its output if t failed.
+func (s *Server) stopAtEnd(t *testing.T) {
 	t.Cleanup(func() {
 		s.stop()
 		if t.Failed() {
@@ -166,7 +173,6 @@ func newServer(t *testing.T, args ...string) *Server {
 		release(s.DataDir)
 		os.RemoveAll(s.DataDir)
 	})
-	return s
 }
 
 var (

@@ -470,14 +470,7 @@ func TestAgentThatNeverServes(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := &Server{ts}
-			t.Cleanup(func() {
-				s.stop()
-				if t.Failed() {
-					t.Logf("server log:\n%s", s.Log())
-				}
-				release(s.DataDir)
-				os.RemoveAll(s.DataDir)
-			})
+			s.stopAtEnd(t)
 			key := s.account(t, "free")
 			c := s.Client(key)
 			sess, err := c.CreateSession(t.Context(), api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})

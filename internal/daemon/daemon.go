@@ -780,7 +780,7 @@ func hadEgress(ctx context.Context, st *sqlite.Store) bool {
 // renice sets the nice value of every thread of the server to n (Linux
 // keeps it per thread; threads made later inherit their maker's).
 // Processes it starts inherit it too: runc, and through it each
-// sandbox's agent, which resets its own to 0 (agent.harden).
+// sandbox's agent, which resets its own to 0 (agent.resetNice).
 func renice(n int) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
