@@ -14,11 +14,21 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/chaserhq/chaser/internal/agent"
 )
 
 func main() {
+	// One P: the agent mostly waits on sockets, pipes and children, and
+	// with more Ps each request woke idle threads to look for work. Agent
+	// CPU per exec of `true` fell from 550–750 to 350–450 µs
+	// (BenchmarkExec's agent-CPU-µs/op), exec latency, file and forward
+	// throughput unchanged (docs/BENCHMARKS.md). Blocking system calls
+	// still run beside it on threads of their own.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
 	args := os.Args[1:]
 	if len(args) > 0 && args[0] == "agent" {
 		args = args[1:] // the runtime starts every agent as `AGENT agent`

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/creack/pty"
 
@@ -65,8 +64,11 @@ func (m *Manager) StartTTY(spec TTYSpec) (*TTY, error) {
 		return nil, fmt.Errorf("open pseudo-terminal: %w", err)
 	}
 	defer slave.Close()
+	if master, err = pollable(master); err != nil {
+		return nil, fmt.Errorf("open pseudo-terminal: %w", err)
+	}
 	if spec.Cols > 0 && spec.Rows > 0 {
-		if err := pty.Setsize(master, &pty.Winsize{Cols: spec.Cols, Rows: spec.Rows}); err != nil {
+		if err := setWinsize(master, spec.Cols, spec.Rows); err != nil {
 			master.Close()
 			return nil, fmt.Errorf("set terminal size: %w", err)
 		}
@@ -145,16 +147,15 @@ func (t *TTY) ExitCode() int { return exitCode(t.status) }
 
 // Resize sets the terminal size; the foreground process gets SIGWINCH.
 func (t *TTY) Resize(cols, rows uint16) error {
-	return pty.Setsize(t.Master, &pty.Winsize{Cols: cols, Rows: rows})
+	return setWinsize(t.Master, cols, rows)
 }
 
 // SignalForeground sends sig to the terminal's foreground process group
 // (what Ctrl-C does), falling back to the session leader's group.
 func (t *TTY) SignalForeground(sig syscall.Signal) error {
 	pgrp := t.PID
-	var fg int32
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, t.Master.Fd(), syscall.TIOCGPGRP, uintptr(unsafe.Pointer(&fg))); e == 0 && fg > 0 {
-		pgrp = int(fg)
+	if fg, err := foregroundGroup(t.Master); err == nil && fg > 0 {
+		pgrp = fg
 	}
 	if err := syscall.Kill(-pgrp, sig); err != nil && err != syscall.ESRCH {
 		return err
