@@ -54,8 +54,8 @@ func TestConsoleKeyboard(t *testing.T) {
 	if st := res.step("signed out"); st["stored"] != nil {
 		t.Errorf("signed out by keyboard, the key is still stored: %v", st)
 	}
-	if st := res.step("unseen focus"); len(st["stops"].([]any)) > 0 {
-		t.Errorf("focus stops without a visible focus indicator: %v", st["stops"])
+	if stops, _ := res.step("unseen focus")["stops"].([]any); len(stops) > 0 {
+		t.Errorf("focus stops without a visible focus indicator: %v", stops)
 	}
 	if sess, err := s.Client(key).GetSession(t.Context(), id); err == nil && sess.Status == "running" {
 		t.Errorf("session %s still runs after the keyboard deleted it", id)
