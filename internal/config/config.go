@@ -396,9 +396,11 @@ func (f *File) Scheduling(cpus int) (shares uint64, nice int) {
 // tasks per core (2048 per core; the kernel gives a new cgroup 1024 in
 // all, one task's worth, however many cores). At the kernel's weight
 // 16 clients running `echo hi` across 120 sandboxes left the sandboxes
-// short of CPU beside the server's and clients' threads: 620–670 exec/s,
-// p99 63–81 ms; with this and DefaultServerNice 720–790 exec/s, p99
-// 47–55 ms (docs/BENCHMARKS.md, "The tail under load").
+// short of CPU beside the server's and clients' threads: 596–671 exec/s,
+// p99 63–81 ms; with this and DefaultServerNice 629–655 exec/s, p99
+// 55–66 ms. Heavier weights did better under that load but let a tenant
+// spinning on every core slow the API (docs/BENCHMARKS.md, "The tail under
+// load").
 func DefaultSandboxesCPUShares(cpus int) uint64 {
 	return min(2048*uint64(max(cpus, 1)), 262144)
 }
