@@ -132,6 +132,18 @@ func TestMicroVM(t *testing.T) {
 	if uid := strings.Fields(status1["Uid"]); len(uid) == 0 || uid[0] == "0" || status1["Seccomp"] != "2" {
 		t.Fatalf("QEMU %d runs with Uid %q Seccomp %q; want an unprivileged uid and seccomp filter mode 2", qemu, status1["Uid"], status1["Seccomp"])
 	}
+	// And at the host's default priority, not the server's raised one
+	// (host.server_nice): its vCPUs are the tenant's.
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", qemu))
+	for _, task := range tasks {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", qemu, task.Name()))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		if f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:])); f[16] != "0" {
+			t.Errorf("QEMU %d thread %s runs at nice %s, want 0", qemu, task.Name(), f[16])
+		}
+	}
 
 	// A killed server: its successor reconnects to the VM's serial socket
 	// and the guest starts a new session for it.
