@@ -25,19 +25,14 @@ import (
 	"github.com/chaserhq/chaser/internal/testserver"
 )
 
+// server starts a server of the benchmark's own with args (startArgs)
+// and returns it with an admin client; it skips unless run as root.
 func server(b *testing.B, args ...string) (*testserver.Server, *client.Client) {
 	b.Helper()
 	if os.Geteuid() != 0 {
 		b.Skip("skipping: benchmarks run real sandboxes and need root")
 	}
-	s, err := testserver.Start("", args...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		s.Stop()
-		os.RemoveAll(s.DataDir)
-	})
+	s := startArgs(b, args...)
 	return s, client.New(s.URL, s.AdminKey)
 }
 

@@ -35,6 +35,19 @@ func createRaw(t *testing.T, s *Server, key, body string) (int, string, []byte) 
 	return resp.StatusCode, resp.Header.Get("Retry-After"), b
 }
 
+// waitPoolRefused waits until host admission has refused the pool of s a
+// refill (the refiller is woken every PoolRetry).
+func waitPoolRefused(t *testing.T, s *Server) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.metric(t, `chaser_host_admission_refusals_total{who="pool"}`) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pool was never held back by host admission")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // sandboxDirs lists the sandboxes on the host of s (runc's state dirs:
 // sessions' and pooled ones).
 func sandboxDirs(s *Server) []string {
@@ -52,14 +65,8 @@ func TestHostAdmission(t *testing.T) {
 	cfg := writeConfig(t, "host: {max_sandboxes: 4}\n")
 	s := newServer(t, "--config", cfg, "--pool-size", "2")
 	s.waitPool(t, 3)
-	// It stays there: the refiller, woken every PoolRetry, is refused.
-	deadline := time.Now().Add(5 * time.Second)
-	for s.metric(t, `chaser_host_admission_refusals_total{who="pool"}`) < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the pool was never held back by host admission")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	// It stays there: the refiller is refused.
+	waitPoolRefused(t, s)
 	if n := s.metric(t, "chaser_pool_sandboxes"); n != 3 {
 		t.Fatalf("pool has %v sandboxes, want its share 3", n)
 	}
@@ -132,13 +139,7 @@ func TestHostAdmissionMemory(t *testing.T) {
 	if secs, err := strconv.Atoi(ra); err != nil || secs < 1 {
 		t.Fatalf("Retry-After %q, want whole seconds", ra)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for s.metric(t, `chaser_host_admission_refusals_total{who="pool"}`) < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the pool was never held back by host admission")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitPoolRefused(t, s)
 	if n := s.metric(t, "chaser_pool_sandboxes"); n != 0 {
 		t.Errorf("pool holds %v sandboxes below the memory reserve", n)
 	}
