@@ -105,9 +105,12 @@ func TestMicroVM(t *testing.T) {
 	if res, err := c.Exec(t.Context(), sess.ID, api.ExecRequest{Command: "cat /proc/self/cgroup"}); err != nil || res.Stdout != "0::/sandbox\n" {
 		t.Fatalf("cgroup of a command in the guest: %+v, %v", res, err)
 	}
-	// busybox sh exits when it cannot fork: the outer loop starts the
-	// bomb again in the slot the last one freed, so the slots stay taken.
-	bomb, err := c.StartBackground(t.Context(), sess.ID, api.ExecRequest{Command: "while :; do sh -c 'while :; do sleep 600 & done' 2>/dev/null; done"})
+	// A non-interactive busybox sh exits when it cannot fork, freeing its
+	// slot (a loop restarting it raced the polls below for that slot and,
+	// on a loaded host, lost it for good: CI failed so). An interactive
+	// one reports the error and reads the next line, so it holds its slot
+	// and takes back any the polls free.
+	bomb, err := c.StartBackground(t.Context(), sess.ID, api.ExecRequest{Command: "yes 'while :; do sleep 600 & done' | sh -i >/dev/null 2>&1"})
 	if err != nil {
 		t.Fatal(err)
 	}
