@@ -62,10 +62,18 @@ ia=$(metric BenchmarkCreate/noquota-interleaved argv-p50-ms)
 it=$(metric BenchmarkCreate/noquota-interleaved runc-true-p50-ms)
 il=$(metric BenchmarkCreate/noquota-interleaved command-p50-ms)
 ib=$(metric BenchmarkCreate/noquota-interleaved runc-bash-p50-ms)
-lx=$(metric BenchmarkExecLoad exec/s)
-l50=$(metric BenchmarkExecLoad p50-ms)
-l99=$(metric BenchmarkExecLoad p99-ms)
-lmax=$(metric BenchmarkExecLoad max-ms)
+lx=$(metric BenchmarkExecLoad/closed exec/s)
+l50=$(metric BenchmarkExecLoad/closed p50-ms)
+l99=$(metric BenchmarkExecLoad/closed p99-ms)
+lmax=$(metric BenchmarkExecLoad/closed max-ms)
+# The paced run's name carries its rate (paced-RATEps: CHASER_BENCH_RATE, 612 by default).
+paced=$(awk '$1 ~ /^BenchmarkExecLoad\/paced-/ { n = $1; sub(/-[0-9]+$/, "", n); print n; exit }' "$out")
+prate=${paced#BenchmarkExecLoad/paced-}; prate=${prate%ps}
+pcx=$(metric "$paced" exec/s)
+pc50=$(metric "$paced" p50-ms)
+pc99=$(metric "$paced" p99-ms)
+pcmax=$(metric "$paced" max-ms)
+pclate=$(metric "$paced" late-%)
 ce=$(metric BenchmarkExec/chaser-exec p50-ms)
 re=$(metric BenchmarkExec/runc-exec p50-ms)
 hb=$(metric BenchmarkExec/host-bash p50-ms)
@@ -116,7 +124,8 @@ echo "| same, interleaved, like for like: argv \`/usr/bin/true\` (p50) | $(num "
 echo "| same, interleaved, like for like: command line \`true\` (\`bash -c\`, p50) | $(num "$il" " ms") | \`runc run /bin/bash -c true\`: $(num "$ib" " ms") | $(ratio "$il" "$ib") | |"
 echo "| create + first command, pooled (\`--pool-size 4\`, p50) | $(num "$cp" " ms") | \`runc run\`: $(num "$rr" " ms") | $(ratio "$cp" "$rr") | |"
 echo "| exec round trip of \`true\` (p50) | $(num "$ce" " ms") | \`runc exec\`: $(num "$re" " ms"); host \`bash -c true\`: $(num "$hb" " ms") | $(ratio "$ce" "$re") of runc exec, $(ratio "$ce" "$hb") of bash | $(ms "$se") (mean) |"
-echo "| 16 clients × 120 sandboxes, \`echo hi\`: exec/s, p50 / p99 / max | $(num "$lx" " exec/s"), $(num "$l50" "") / $(num "$l99" "") / $(num "$lmax" " ms") | | | |"
+echo "| 16 clients × 120 sandboxes, \`echo hi\`, flat out: exec/s, p50 / p99 / max | $(num "$lx" " exec/s"), $(num "$l50" "") / $(num "$l99" "") / $(num "$lmax" " ms") | | | |"
+echo "| same, paced at ${prate:-—} exec/s: exec/s, p50 / p99 / max, late | $(num "$pcx" " exec/s"), $(num "$pc50" "") / $(num "$pc99" "") / $(num "$pcmax" " ms"), $(num "$pclate" "% late") | | | |"
 echo "| PTY keystroke echo (p50) | $(num "$pty" " µs") | | | $(num "$sp" " µs") |"
 echo "| upload 1 MB / 15 MB | $(num "$up1" "") / $(num "$up15" " MB/s") | | | |"
 echo "| download 1 MB / 15 MB | $(num "$dn1" "") / $(num "$dn15" " MB/s") | | | |"
