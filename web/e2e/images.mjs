@@ -27,8 +27,19 @@ await run(work, shots, async (ctx) => {
     await page.$eval('#image-ref', (e) => { e.value = ''; });
     await page.type('#image-ref', ref);
     await page.click('#image-pull');
-    await page.waitForFunction(() => document.querySelector('#image-ref').form.getAttribute('aria-busy') === null &&
-      /Pulled|Could not/.test(document.querySelector('#images-msg').textContent), { timeout: 60000 });
+    try {
+      await page.waitForFunction(() => document.querySelector('#image-ref').form.getAttribute('aria-busy') === null &&
+        /Pulled|Could not/.test(document.querySelector('#images-msg').textContent), { timeout: 60000 });
+    } catch (e) {
+      // Say where it stuck: never submitted (the field empty, no busy
+      // state) or submitted and waiting for the server.
+      step('pull stuck', { ref, ...(await page.evaluate(() => ({
+        value: document.querySelector('#image-ref')?.value, busy: document.querySelector('#image-ref')?.form.getAttribute('aria-busy'),
+        msg: document.querySelector('#images-msg')?.textContent, focus: document.activeElement?.id || document.activeElement?.tagName,
+        hash: location.hash, seen: window.seen,
+      }))) });
+      throw e;
+    }
     return page.$eval('#images-msg', (e) => ({ text: e.textContent, cls: e.className }));
   };
   for (const ref of refs) step('pulled', { ref, ...(await pull(ref)) });

@@ -424,6 +424,13 @@ func (r *Runtime) waitAgent(ctx context.Context, id string) error {
 	done := make(chan error, 1)
 	go func() {
 		c, err := r.Dial(ctx, id)
+		// The socket's file exists from QEMU's bind(2); connect is
+		// refused until its listen(2), a moment later (CI's loaded host
+		// once got there first).
+		for errors.Is(err, syscall.ECONNREFUSED) && ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+			c, err = r.Dial(ctx, id)
+		}
 		if err != nil {
 			done <- err
 			return
@@ -490,7 +497,7 @@ func (r *Runtime) session(id string) (*yamux.Session, error) {
 		if errors.As(err, &op) {
 			err = op.Err // no host paths in errors
 		}
-		return nil, fmt.Errorf("sandbox %s agent: %v: %w", id, err, errdefs.ErrUnavailable)
+		return nil, fmt.Errorf("sandbox %s agent: %w: %w", id, err, errdefs.ErrUnavailable)
 	}
 	cfg := yamux.DefaultConfig()
 	cfg.LogOutput = io.Discard
