@@ -652,7 +652,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Egress: cfg.Egress, Network: networker,
 		Runtimes: runtimes, DefaultRuntime: cfg.Runtime, Images: images, Store: st, AgentPath: agentPath,
 		DefaultImage: cfg.DefaultImage, WorkspaceDir: filepath.Join(cfg.DataDir, "workspaces"), Log: log, Metrics: m,
-		DiskDir: filepath.Join(cfg.DataDir, "disks"), NoDiskQuota: cfg.NoDiskQuota,
+		DiskDir: filepath.Join(cfg.DataDir, "disks"), DiskTemplates: filepath.Join(cfg.DataDir, "disk-templates"), NoDiskQuota: cfg.NoDiskQuota,
 		MaxFileSize: int64(cfg.MaxFileSize), Tiers: tiers, Pools: pools(file, cfg),
 		Host: file.HostLimits(),
 	})

@@ -28,6 +28,14 @@ type Options struct {
 	// ephemeral sandbox's layer dies with the sandbox and goes faster
 	// without.
 	Journal bool
+	// Templates, when not empty, is a directory of formatted images, one
+	// per size and journal setting: Create copies the one it needs (made
+	// by mkfs.ext4 the first time) instead of formatting. Copying a 10
+	// GiB image's ~4 MiB of metadata takes ~2 ms, mkfs ~10 ms. Copies
+	// share the template's UUID and directory-hash seed: fine for images
+	// that only their own sandbox mounts, not for images kept apart and
+	// mounted side by side by tools that tell file systems by UUID.
+	Templates string
 }
 
 // ErrInUse is returned by Grow for a mounted image this process cannot

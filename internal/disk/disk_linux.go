@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,11 +28,184 @@ import (
 const mountOptions = "discard,noinit_itable"
 
 // Create makes a sparse image file of size bytes at path and formats it
-// ext4. path must not exist. On error nothing is left behind.
-func Create(ctx context.Context, path string, size int64, o Options) (err error) {
+// ext4 (or copies o.Templates' image of that size). path must not exist.
+// On error nothing is left behind.
+func Create(ctx context.Context, path string, size int64, o Options) error {
 	if err := checkSize(size); err != nil {
 		return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
+	if o.Templates == "" {
+		return format(ctx, path, size, o)
+	}
+	for try := 0; ; try++ {
+		tpl, err := template(ctx, size, o)
+		if err != nil {
+			return err
+		}
+		// Another create may have pruned it in between: make it again.
+		if err := clone(tpl, path, size); !errors.Is(err, errTemplateGone) || try > 0 {
+			return err
+		}
+	}
+}
+
+// errTemplateGone: the template was removed before it was opened.
+var errTemplateGone = errors.New("disk template removed")
+
+// maxTemplates bounds the formatted images kept in Options.Templates:
+// the least recently used beyond it are removed.
+const maxTemplates = 8
+
+// template returns the path of the formatted image of size bytes (and
+// o's journal setting) in o.Templates, formatting it first if missing.
+// A template is formatted under a temporary name, synced and then
+// renamed: a crash never leaves a half-written one under its name.
+func template(ctx context.Context, size int64, o Options) (string, error) {
+	name := fmt.Sprintf("ext4-%d.img", size)
+	if o.Journal {
+		name = fmt.Sprintf("ext4-journal-%d.img", size)
+	}
+	path := filepath.Join(o.Templates, name)
+	now := time.Now()
+	if err := os.Chtimes(path, now, now); err == nil { // used: kept by prune
+		return path, nil
+	}
+	if err := os.MkdirAll(o.Templates, 0o700); err != nil {
+		return "", err
+	}
+	tmp := fmt.Sprintf("%s.%d-%d.tmp", path, os.Getpid(), now.UnixNano())
+	if err := format(ctx, tmp, size, Options{Journal: o.Journal}); err != nil {
+		return "", err
+	}
+	if err := syncFile(tmp); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	// Two creates may format the same template at once: the last rename
+	// wins, and both are whole images.
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	pruneTemplates(o.Templates)
+	return path, nil
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// pruneTemplates removes the least recently used templates in dir beyond
+// maxTemplates, and temporary files a crash left (older than a minute).
+func pruneTemplates(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	type tpl struct {
+		path string
+		used time.Time
+	}
+	var tpls []tpl
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			if time.Since(fi.ModTime()) > time.Minute {
+				os.Remove(p)
+			}
+			continue
+		}
+		tpls = append(tpls, tpl{p, fi.ModTime()})
+	}
+	slices.SortFunc(tpls, func(a, b tpl) int { return b.used.Compare(a.used) })
+	for _, t := range tpls[min(len(tpls), maxTemplates):] {
+		os.Remove(t.path)
+	}
+}
+
+// clone copies template, a sparse image of size bytes, to a new sparse
+// image at path: only the template's data ranges (SEEK_DATA/SEEK_HOLE),
+// by copy_file_range where the file system allows it.
+func clone(template, path string, size int64) (err error) {
+	src, err := os.Open(template)
+	if errors.Is(err, os.ErrNotExist) {
+		return errTemplateGone
+	}
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	if fi, err := src.Stat(); err != nil {
+		return err
+	} else if fi.Size() != size {
+		return fmt.Errorf("disk template %s is %d bytes, want %d", filepath.Base(template), fi.Size(), size)
+	}
+	dst, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := dst.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(path)
+		}
+	}()
+	if err := dst.Truncate(size); err != nil {
+		return err
+	}
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(int(src.Fd()), off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // no data after off
+		}
+		if err != nil {
+			return fmt.Errorf("read disk template: %w", err)
+		}
+		hole, err := unix.Seek(int(src.Fd()), data, unix.SEEK_HOLE)
+		if err != nil {
+			return fmt.Errorf("read disk template: %w", err)
+		}
+		if err := copyRange(src, dst, data, hole-data); err != nil {
+			return fmt.Errorf("copy disk template: %w", err)
+		}
+		off = hole
+	}
+	return nil
+}
+
+// copyRange copies n bytes at off from src to the same offset in dst.
+func copyRange(src, dst *os.File, off, n int64) error {
+	for n > 0 {
+		roff, woff := off, off
+		c, err := unix.CopyFileRange(int(src.Fd()), &roff, int(dst.Fd()), &woff, int(n), 0)
+		if err != nil {
+			if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL) {
+				_, err = io.Copy(io.NewOffsetWriter(dst, off), io.NewSectionReader(src, off, n))
+			}
+			return err
+		}
+		if c == 0 {
+			return io.ErrUnexpectedEOF
+		}
+		off, n = off+int64(c), n-int64(c)
+	}
+	return nil
+}
+
+// format makes a sparse image file of size bytes at path and formats it
+// ext4. On error nothing is left behind.
+func format(ctx context.Context, path string, size int64, o Options) (err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err

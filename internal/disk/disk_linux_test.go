@@ -1,8 +1,11 @@
 package disk
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -170,5 +173,86 @@ func TestCreateTooSmall(t *testing.T) {
 func TestUnescape(t *testing.T) {
 	if got := unescape(`/a\040b\134c`); got != `/a b\c` {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// TestTemplates checks images copied from Options.Templates: one template
+// per size, each copy sparse and a whole file system of its own (two
+// mounted at once, writes to one seen in neither the other nor the
+// template, full at its size, clean under e2fsck), and at most
+// maxTemplates kept.
+func TestTemplates(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	tpls := filepath.Join(dir, "templates")
+	o := Options{Templates: tpls}
+	a, b := filepath.Join(dir, "a.img"), filepath.Join(dir, "b.img")
+	for _, img := range []string{a, b} {
+		if err := Create(t.Context(), img, 32<<20, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Create(t.Context(), a, 32<<20, o); err == nil {
+		t.Fatal("Create over an existing image succeeded")
+	}
+	entries, _ := os.ReadDir(tpls)
+	if len(entries) != 1 || entries[0].Name() != "ext4-33554432.img" {
+		t.Fatalf("templates after two creates of one size: %v", entries)
+	}
+	tpl := filepath.Join(tpls, entries[0].Name())
+	before, err := os.ReadFile(tpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(a, &st); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(a); fi.Size() != 32<<20 || st.Blocks*512 > 8<<20 {
+		t.Fatalf("copy: %d bytes, %d of them on the host; want 32 MiB, sparse", fi.Size(), st.Blocks*512)
+	}
+	ma, mb := filepath.Join(dir, "ma"), filepath.Join(dir, "mb")
+	if err := MountNew(a, ma); err != nil {
+		t.Fatal(err)
+	}
+	defer Unmount(ma)
+	if err := MountNew(b, mb); err != nil {
+		t.Fatalf("a second copy beside the first: %v", err)
+	}
+	defer Unmount(mb)
+	if err := os.WriteFile(filepath.Join(ma, "only-a"), []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(mb, "only-a")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a file written to one copy shows in the other: %v", err)
+	}
+	if n, err := fill(t, filepath.Join(mb, "big"), 64<<20); !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("writing 64 MiB into a 32 MiB copy: wrote %d, err %v; want ENOSPC", n, err)
+	}
+	for _, m := range []string{ma, mb} {
+		if err := Unmount(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, img := range []string{a, b} {
+		if out, err := exec.Command("e2fsck", "-fn", img).CombinedOutput(); err != nil {
+			t.Fatalf("e2fsck -fn of a copy after use: %v\n%s", err, out)
+		}
+	}
+	if after, _ := os.ReadFile(tpl); !bytes.Equal(before, after) {
+		t.Fatal("writing to the copies changed the template")
+	}
+
+	// More sizes than are kept: the least recently used go.
+	for i := range maxTemplates + 2 {
+		if err := Create(t.Context(), filepath.Join(dir, fmt.Sprintf("s%d.img", i)), int64(40+i)<<20, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if entries, _ := os.ReadDir(tpls); len(entries) != maxTemplates {
+		t.Fatalf("%d templates kept, want %d", len(entries), maxTemplates)
+	}
+	if _, err := os.Stat(tpl); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the least recently used template was kept: %v", err)
 	}
 }

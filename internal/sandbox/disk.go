@@ -18,7 +18,8 @@ import (
 // Disk layout (see docs/ARCHITECTURE.md, "Disk quotas"):
 //
 //	DiskDir/<sandbox>      mount point of the sandbox's writable layer
-//	DiskDir/<sandbox>.img  image of an ephemeral sandbox (deleted with it)
+//	DiskDir/<sandbox>.img  image of an ephemeral sandbox (deleted with it),
+//	                       a copy of DiskTemplates/ext4-<bytes>.img
 //	WorkspaceDir/<ws>.img  image of a workspace (kept between sessions)
 //	WorkspaceDir/<ws>/     plain directory of a workspace made before
 //	                       quotas: still used as is, with no quota
@@ -68,7 +69,7 @@ func (s *Service) mountDisk(ctx context.Context, id string, ws *store.Workspace,
 			return "", err
 		}
 		img, mount = s.diskImage(id), disk.MountNew
-		if err := disk.Create(ctx, img, size, disk.Options{}); err != nil {
+		if err := disk.Create(ctx, img, size, disk.Options{Templates: s.cfg.DiskTemplates}); err != nil {
 			return "", fmt.Errorf("disk of session %s: %w", id, err)
 		}
 	}

@@ -88,6 +88,10 @@ type Config struct {
 	// DiskDir holds the disk images of ephemeral sandboxes and the mount
 	// points of every sandbox's writable layer. Empty: no disk quotas.
 	DiskDir string
+	// DiskTemplates holds a formatted image per disk size that ephemeral
+	// sandboxes' images are copied from (disk.Options.Templates); empty:
+	// each is formatted by mkfs.ext4.
+	DiskTemplates string
 	// Pools are the warm pools to keep (pool.go); none: every sandbox is
 	// made at its create.
 	Pools []PoolSpec
