@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/fsnotify/fsnotify"
 
@@ -78,9 +79,18 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, errdefs.New(errdefs.ErrUnavailable, "cannot watch "+root+": "+err.Error()))
 		return
 	}
-	addTree := func(dir string) {
+	// addTree watches the directories under dir and returns what it found
+	// under dir: entries made before their directory was watched, whose
+	// creation no event told.
+	addTree := func(dir string) (found []string) {
 		_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || !d.IsDir() {
+			if err != nil {
+				return nil
+			}
+			if p != dir {
+				found = append(found, p)
+			}
+			if !d.IsDir() {
 				return nil
 			}
 			if skipped(p) && p != root {
@@ -93,6 +103,7 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 			}
 			return nil
 		})
+		return found
 	}
 	if recursive {
 		addTree(root)
@@ -102,6 +113,12 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	enc := json.NewEncoder(w)
+	// A directory made while a recursive watch runs is watched once its
+	// create event arrives; what was made in it before that (mkdir d &&
+	// echo > d/f) is reported as created then, and the kernel's own
+	// create event for it, if the watch came first after all, dropped.
+	// That event is queued by then: a second later nothing is kept.
+	told := map[string]time.Time{}
 	for {
 		select {
 		case <-r.Context().Done():
@@ -119,10 +136,17 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 			if err != nil || rel == "." {
 				continue
 			}
+			var found []string
 			if recursive && ev.Has(fsnotify.Create) {
 				if st, err := os.Lstat(ev.Name); err == nil && st.IsDir() {
-					addTree(ev.Name)
+					found = addTree(ev.Name)
 				}
+			}
+			if _, ok := told[ev.Name]; ok && ev.Has(fsnotify.Create) {
+				ev.Op &^= fsnotify.Create
+			}
+			if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+				delete(told, ev.Name)
 			}
 			for _, o := range []struct {
 				op   fsnotify.Op
@@ -132,6 +156,23 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 					continue
 				}
 				if err := enc.Encode(WatchEvent{Name: filepath.ToSlash(rel), Op: o.name}); err != nil {
+					return
+				}
+			}
+			if len(told) > 4096 {
+				for p, at := range told {
+					if time.Since(at) > time.Second {
+						delete(told, p)
+					}
+				}
+			}
+			for _, p := range found {
+				if _, ok := told[p]; ok {
+					continue // found, and told, under a parent's create already
+				}
+				told[p] = time.Now()
+				rel, _ := filepath.Rel(root, p)
+				if err := enc.Encode(WatchEvent{Name: filepath.ToSlash(rel), Op: WatchCreate}); err != nil {
 					return
 				}
 			}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -50,6 +51,55 @@ func TestWatch(t *testing.T) {
 		}
 		if ev.Name == want[0] && (ev.Op == WatchCreate || ev.Op == WatchWrite) {
 			want = want[1:]
+		}
+	}
+}
+
+// TestWatchNewTree checks that a recursive watch reports what was made in
+// a new directory before the agent could watch it (mkdir d && echo > d/f,
+// nested), each creation once.
+func TestWatchNewTree(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	c := serveTest(t, Config{})
+	dir := t.TempDir()
+	ws, err := c.Watch(ctx, dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	const n = 20
+	for i := range n {
+		d := filepath.Join(dir, fmt.Sprintf("d%d", i), "deep")
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "f"), []byte("f"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A marker after them all: once it is seen, every earlier event is in.
+	if err := os.WriteFile(filepath.Join(dir, "done"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	creates := map[string]int{}
+	for {
+		ev, err := ws.Next()
+		if err != nil {
+			t.Fatalf("next: %v (creates so far %v)", err, creates)
+		}
+		if ev.Op == WatchCreate {
+			creates[ev.Name]++
+		}
+		if ev.Name == "done" {
+			break
+		}
+	}
+	for i := range n {
+		for _, p := range []string{fmt.Sprintf("d%d", i), fmt.Sprintf("d%d/deep", i), fmt.Sprintf("d%d/deep/f", i)} {
+			if creates[p] != 1 {
+				t.Errorf("%s created %d times in the events, want 1 (all: %v)", p, creates[p], creates)
+			}
 		}
 	}
 }
