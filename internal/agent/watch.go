@@ -142,11 +142,9 @@ func (a *Agent) watch(w http.ResponseWriter, r *http.Request) {
 					found = addTree(ev.Name)
 				}
 			}
-			if _, ok := told[ev.Name]; ok && ev.Has(fsnotify.Create) {
-				ev.Op &^= fsnotify.Create
-			}
-			if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+			if _, ok := told[ev.Name]; ok && ev.Has(fsnotify.Create|fsnotify.Remove|fsnotify.Rename) {
 				delete(told, ev.Name)
+				ev.Op &^= fsnotify.Create
 			}
 			for _, o := range []struct {
 				op   fsnotify.Op
