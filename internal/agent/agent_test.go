@@ -21,7 +21,7 @@ func TestImportsStaySmall(t *testing.T) {
 	}
 	allowed := []string{"github.com/chaserhq/chaser/api", "github.com/chaserhq/chaser/internal/errdefs",
 		"github.com/chaserhq/chaser/internal/httpjson", "github.com/chaserhq/chaser/internal/agent",
-		"github.com/chaserhq/chaser/internal/passwd",
+		"github.com/chaserhq/chaser/internal/passwd", "github.com/chaserhq/chaser/internal/nice",
 		"github.com/creack/pty", "github.com/coder/websocket", "golang.org/x/sys",
 		// yamux: the VM mode's one serial stream carries many connections.
 		"github.com/hashicorp/yamux",

@@ -1,10 +1,9 @@
 package agent
 
 import (
-	"os"
-	"strconv"
-
 	"golang.org/x/sys/unix"
+
+	"github.com/chaserhq/chaser/internal/nice"
 )
 
 // harden puts the agent out of reach of the commands it runs. They share
@@ -26,15 +25,10 @@ func harden() error {
 // runs at a raised priority (host.server_nice) and its children inherit
 // it, through runc, down to the agent; the commands the agent starts
 // inherit the agent's, and a sandbox's commands run at the host's
-// default. Raising a nice value needs no privilege. Linux keeps it per
-// thread, and a thread made meanwhile inherits its maker's: twice over.
+// default. Twice: a thread the runtime made meanwhile inherited the old
+// value.
 func resetNice() {
 	for range 2 {
-		tasks, _ := os.ReadDir("/proc/self/task")
-		for _, t := range tasks {
-			if tid, err := strconv.Atoi(t.Name()); err == nil {
-				_ = unix.Setpriority(unix.PRIO_PROCESS, tid, 0)
-			}
-		}
+		_ = nice.Set(0, 0)
 	}
 }

@@ -24,7 +24,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/chaserhq/chaser/client"
@@ -40,6 +39,7 @@ import (
 	"github.com/chaserhq/chaser/internal/metrics"
 	"github.com/chaserhq/chaser/internal/netguard"
 	"github.com/chaserhq/chaser/internal/network"
+	nicepkg "github.com/chaserhq/chaser/internal/nice"
 	"github.com/chaserhq/chaser/internal/runtime/vm"
 	"github.com/chaserhq/chaser/internal/sandbox"
 	"github.com/chaserhq/chaser/internal/server"
@@ -547,7 +547,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	var nice int
 	cfg.sandboxesCPUShares, nice = file.Scheduling(goruntime.NumCPU())
-	if err := renice(nice); err != nil {
+	// Every server thread; processes it starts inherit it too: runc, and
+	// through it each sandbox's agent, which resets its own to 0.
+	if err := nicepkg.Set(0, nice); err != nil {
 		log.Warn("server's nice value not set (host.server_nice)", "nice", nice, "err", err)
 	}
 	tiers, err := file.ApplyTiers(sandbox.DefaultTiers)
@@ -775,25 +777,4 @@ func hadEgress(ctx context.Context, st *sqlite.Store) bool {
 		}
 	}
 	return false
-}
-
-// renice sets the nice value of every thread of the server to n (Linux
-// keeps it per thread; threads made later inherit their maker's).
-// Processes it starts inherit it too: runc, and through it each
-// sandbox's agent, which resets its own to 0 (agent.resetNice).
-func renice(n int) error {
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
-		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, n); err != nil {
-			return err
-		}
-	}
-	return nil
 }

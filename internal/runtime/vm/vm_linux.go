@@ -27,6 +27,7 @@ import (
 
 	"github.com/chaserhq/chaser/internal/agent"
 	"github.com/chaserhq/chaser/internal/errdefs"
+	"github.com/chaserhq/chaser/internal/nice"
 	"github.com/chaserhq/chaser/internal/runtime"
 )
 
@@ -347,7 +348,11 @@ func (r *Runtime) launch(cmd *exec.Cmd, dir string) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	resetNice(cmd.Process.Pid)
+	// QEMU (the tenant's vCPUs) runs at the host's default priority, not
+	// the server's raised one it inherited (host.server_nice); it may not
+	// change it itself (-sandbox resourcecontrol=deny), and threads it
+	// makes later inherit their maker's.
+	_ = nice.Set(cmd.Process.Pid, 0)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	pidFile := filepath.Join(dir, "qemu.pid")
@@ -368,23 +373,9 @@ func (r *Runtime) launch(cmd *exec.Cmd, dir string) error {
 		// QEMU writes its pid file before it makes the serial socket.
 		if b, err := os.ReadFile(pidFile); err == nil && strings.TrimSpace(string(b)) == want {
 			if _, err := os.Stat(filepath.Join(dir, "serial.sock")); err == nil {
-				resetNice(cmd.Process.Pid) // threads made before the first pass
+				_ = nice.Set(cmd.Process.Pid, 0) // threads made before the first pass
 				return nil
 			}
-		}
-	}
-}
-
-// resetNice puts every thread of process pid (a QEMU, the sandbox itself)
-// at nice 0: it inherits the server's raised priority (host.server_nice),
-// which is for the control plane, not for a tenant's vCPUs. QEMU may not
-// change it itself (-sandbox resourcecontrol=deny); threads it makes
-// later inherit their maker's, already reset.
-func resetNice(pid int) {
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	for _, t := range tasks {
-		if tid, err := strconv.Atoi(t.Name()); err == nil {
-			_ = syscall.Setpriority(syscall.PRIO_PROCESS, tid, 0)
 		}
 	}
 }
