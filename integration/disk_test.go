@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -371,5 +372,60 @@ func TestLegacyWorkspace(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(files, "new")); err != nil || string(b) != "new\n" {
 		t.Fatalf("write to the legacy workspace: %q %v", b, err)
+	}
+}
+
+// TestDiskTemplate checks the formatted templates sandbox disks are copied
+// from: one per size in DATA/disk-templates; a template damaged on the
+// host's disk fails one create (a clear error, nothing left behind) and is
+// formatted anew for the next; a template a killed server was writing is
+// removed by its successor.
+func TestDiskTemplate(t *testing.T) {
+	s := newDiskServer(t)
+	key := s.account(t, "free")
+	c := s.Client(key)
+	id := s.sandbox(t, key)
+	tpl := filepath.Join(s.DataDir, "disk-templates", "ext4-"+strconv.Itoa(diskMB<<20)+".img")
+	if _, err := os.Stat(tpl); err != nil {
+		t.Fatalf("no template after a create: %v", err)
+	}
+	if err := c.DeleteSession(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	// Zero the superblock (ext4's is at byte 1024): a copy will not mount.
+	f, err := os.OpenFile(tpl, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(make([]byte, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := c.CreateSession(t.Context(), api.CreateSessionRequest{Type: "sandbox", Ephemeral: true}); err == nil {
+		t.Fatal("a create on a damaged template succeeded")
+	}
+	if entries, _ := os.ReadDir(filepath.Join(s.DataDir, "disks")); len(entries) != 0 {
+		t.Fatalf("the failed create left %v in DATA/disks", entries)
+	}
+	id = s.sandbox(t, key)
+	if res, err := c.Exec(t.Context(), id, api.ExecRequest{Command: "echo ok > /tmp/x && cat /tmp/x"}); err != nil || res.Stdout != "ok\n" {
+		t.Fatalf("after the template was made again: %+v %v", res, err)
+	}
+	if got := dfMB(t, c, id, "/tmp"); got < diskMB-8 || got > diskMB {
+		t.Fatalf("disk of %d MiB, want about %d", got, diskMB)
+	}
+
+	// What a killed server was formatting goes at the next start.
+	stale := tpl + ".1-1.tmp"
+	if err := os.WriteFile(stale, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(stale, old, old)
+	s.kill()
+	s2 := startServer(t, s.DataDir, "--disk-size", strconv.Itoa(diskMB)+"MiB")
+	defer s2.stop()
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a stale template file outlived a restart: %v", err)
 	}
 }

@@ -61,11 +61,7 @@ const maxTemplates = 8
 // A template is formatted under a temporary name, synced and then
 // renamed: a crash never leaves a half-written one under its name.
 func template(ctx context.Context, size int64, o Options) (string, error) {
-	name := fmt.Sprintf("ext4-%d.img", size)
-	if o.Journal {
-		name = fmt.Sprintf("ext4-journal-%d.img", size)
-	}
-	path := filepath.Join(o.Templates, name)
+	path := filepath.Join(o.Templates, templateName(size, o))
 	now := time.Now()
 	if err := os.Chtimes(path, now, now); err == nil { // used: kept by prune
 		return path, nil
@@ -98,6 +94,36 @@ func syncFile(path string) error {
 	}
 	defer f.Close()
 	return f.Sync()
+}
+
+// ForgetTemplate removes the template Create copies for images of size
+// bytes with o: the next Create formats it again. For a copy that would
+// not mount (a template damaged on the host's disk).
+func ForgetTemplate(size int64, o Options) error {
+	if o.Templates == "" {
+		return nil
+	}
+	err := os.Remove(filepath.Join(o.Templates, templateName(size, o)))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// PruneTemplates removes what a killed process left in o.Templates (a
+// template it was formatting) and the least recently used templates
+// beyond those kept; for a server's start.
+func PruneTemplates(o Options) {
+	if o.Templates != "" {
+		pruneTemplates(o.Templates)
+	}
+}
+
+func templateName(size int64, o Options) string {
+	if o.Journal {
+		return fmt.Sprintf("ext4-journal-%d.img", size)
+	}
+	return fmt.Sprintf("ext4-%d.img", size)
 }
 
 // pruneTemplates removes the least recently used templates in dir beyond

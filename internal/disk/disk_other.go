@@ -40,3 +40,9 @@ func UsageOf(string) (Usage, error) { return Usage{}, errLinux }
 
 // CanGrowOnline is false outside Linux.
 func CanGrowOnline() bool { return false }
+
+// ForgetTemplate is a no-op off Linux.
+func ForgetTemplate(int64, Options) error { return nil }
+
+// PruneTemplates is a no-op off Linux.
+func PruneTemplates(Options) {}

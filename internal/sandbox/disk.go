@@ -69,16 +69,29 @@ func (s *Service) mountDisk(ctx context.Context, id string, ws *store.Workspace,
 			return "", err
 		}
 		img, mount = s.diskImage(id), disk.MountNew
-		if err := disk.Create(ctx, img, size, disk.Options{Templates: s.cfg.DiskTemplates}); err != nil {
+		if err := disk.Create(ctx, img, size, s.diskOptions()); err != nil {
 			return "", fmt.Errorf("disk of session %s: %w", id, err)
 		}
 	}
 	mnt := s.diskMount(id)
 	if err := mount(img, mnt); err != nil {
 		s.releaseDisk(id)
+		if ws == nil {
+			// A template damaged on the host's disk would fail every
+			// create of its size: the next one formats it anew.
+			if ferr := disk.ForgetTemplate(size, s.diskOptions()); ferr != nil {
+				s.log.Warn("forget disk template", "err", ferr)
+			}
+		}
 		return "", fmt.Errorf("disk of session %s: %w", id, err)
 	}
 	return mnt, nil
+}
+
+// diskOptions are the options of an ephemeral sandbox's image: no
+// journal, copied from the server's templates.
+func (s *Service) diskOptions() disk.Options {
+	return disk.Options{Templates: s.cfg.DiskTemplates}
 }
 
 // releaseDisk unmounts the writable layer of session id (its loop device
@@ -104,6 +117,7 @@ func (s *Service) releaseOrphanDisks() error {
 	if !s.quotas() {
 		return nil
 	}
+	disk.PruneTemplates(s.diskOptions())
 	entries, err := os.ReadDir(s.cfg.DiskDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
