@@ -224,10 +224,19 @@ func TestE2BSDK(t *testing.T) {
 	if watched(got.Watched, "sub/g", "create") {
 		t.Errorf("a watch that is not recursive saw sub/g: %+v", got.Watched)
 	}
-	for _, w := range []struct{ name, typ string }{{"sub/h", "create"}, {"f", "rename"}, {"f2", "chmod"}, {"f2", "remove"}} {
+	for _, w := range []struct{ name, typ string }{{"sub/h", "create"}, {"new", "create"}, {"new/deep", "create"}, {"new/deep/n", "create"}, {"f", "rename"}, {"f2", "chmod"}, {"f2", "remove"}} {
 		if !watched(got.WatchedRecursive, w.name, w.typ) {
 			t.Errorf("recursive watchDir saw %+v, want %s of %s", got.WatchedRecursive, w.typ, w.name)
 		}
+	}
+	creates := 0
+	for _, e := range got.WatchedRecursive {
+		if e.Name == "new/deep/n" && e.Type == "create" {
+			creates++
+		}
+	}
+	if creates != 1 {
+		t.Errorf("recursive watchDir saw new/deep/n created %d times: %+v", creates, got.WatchedRecursive)
 	}
 	if got.EndAtInS < 100 || got.EndAtInS > 125 {
 		t.Errorf("after setTimeout(120 s) the sandbox ends in %d s", got.EndAtInS)

@@ -139,7 +139,9 @@ try {
   out.watched = seen
   const seenR = []
   const whR = await sbx.files.watchDir('/tmp/e2b/w', (ev) => seenR.push({ name: ev.name, type: ev.type }), { recursive: true })
-  await sbx.commands.run('echo z > /tmp/e2b/w/sub/h && mv /tmp/e2b/w/f /tmp/e2b/w/f2 && chmod 600 /tmp/e2b/w/f2 && rm /tmp/e2b/w/f2')
+  // A directory and a file in it made back to back: the file may exist
+  // before the agent watches the new directory.
+  await sbx.commands.run('echo z > /tmp/e2b/w/sub/h && mkdir -p /tmp/e2b/w/new/deep && echo n > /tmp/e2b/w/new/deep/n && mv /tmp/e2b/w/f /tmp/e2b/w/f2 && chmod 600 /tmp/e2b/w/f2 && rm /tmp/e2b/w/f2')
   for (let i = 0; i < 50 && !seenR.some((e) => e.type === 'remove'); i++) await new Promise((r) => setTimeout(r, 100))
   await whR.stop()
   out.watchedRecursive = seenR
