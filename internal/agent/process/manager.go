@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -139,23 +140,37 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 	if fi, err := os.Stat(spec.Cwd); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("cwd %s is not a directory in the sandbox: %w", spec.Cwd, errdefs.ErrInvalidArgument)
 	}
+	return m.start(spec, true)
+}
+
+// start starts spec; tryDirect lets a plain command line skip bash (see
+// directCommand), falling back to bash when that exec fails.
+func (m *Manager) start(spec Spec, tryDirect bool) (*Process, error) {
 	argv := spec.Argv
+	var d direct
+	isDirect := false
 	if len(argv) == 0 {
 		shell := spec.Shell
 		if shell == "" {
 			shell = m.shell
 		}
 		argv = []string{shell, "-c", spec.Command}
+		if tryDirect && filepath.Base(shell) == "bash" {
+			d, isDirect = directCommand(spec.Command, spec.Cwd, spec.Env)
+		}
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	if len(spec.Argv) > 0 {
-		// exec.Command resolved argv[0] with the agent's PATH; resolve it
-		// with the command's own environment instead.
-		cmd.Path = lookPath(argv[0], spec.Env)
-		cmd.Err = nil
+	var cmd *exec.Cmd
+	switch {
+	case isDirect:
+		cmd = &exec.Cmd{Path: d.path, Args: d.argv, Env: d.env}
+	case len(spec.Argv) > 0:
+		// Resolved with the command's own environment, not the agent's.
+		cmd = &exec.Cmd{Path: lookPath(argv[0], spec.Env), Args: argv, Env: spec.Env}
+	default:
+		cmd = exec.Command(argv[0], argv[1:]...)
+		cmd.Env = spec.Env
 	}
 	cmd.Dir = spec.Cwd
-	cmd.Env = spec.Env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: spec.User.Credential}
 
 	p := &Process{
@@ -219,6 +234,12 @@ func (m *Manager) Start(spec Spec) (*Process, error) {
 		errR.Close()
 		if inW != nil {
 			inW.Close()
+		}
+		if isDirect {
+			// The exec failed (not executable for this user, no
+			// interpreter line, …): bash says why, or runs it its way.
+			m.log.Debug("direct exec failed, running bash", "path", d.path, "err", err)
+			return m.start(spec, false)
 		}
 		return nil, startError(err, argv[0], cmd.Path, spec.User)
 	}
