@@ -135,7 +135,7 @@ func findProgram(name string, env []string) (string, bool) {
 		case err == nil && fi.IsDir():
 			continue // bash skips directories too
 		case err == nil:
-			return f, plainProgram(f)
+			return f, plainMode(fi)
 		case !os.IsNotExist(err):
 			return "", false
 		}
@@ -146,7 +146,11 @@ func findProgram(name string, env []string) (string, bool) {
 // plainProgram reports whether path is a regular file everyone may run.
 func plainProgram(path string) bool {
 	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 == 0o111
+	return err == nil && plainMode(fi)
+}
+
+func plainMode(fi os.FileInfo) bool {
+	return fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 == 0o111
 }
 
 // bashSpecial are the variables bash reads at its start or sets, rewrites
