@@ -61,6 +61,7 @@ cp=$(metric BenchmarkCreatePooled/chaser-pooled-create+exec p50-ms)
 ia=$(metric BenchmarkCreate/noquota-interleaved argv-p50-ms)
 it=$(metric BenchmarkCreate/noquota-interleaved runc-true-p50-ms)
 il=$(metric BenchmarkCreate/noquota-interleaved command-p50-ms)
+is=$(metric BenchmarkCreate/noquota-interleaved shell-p50-ms)
 ib=$(metric BenchmarkCreate/noquota-interleaved runc-bash-p50-ms)
 lx=$(metric BenchmarkExecLoad/closed exec/s)
 l50=$(metric BenchmarkExecLoad/closed p50-ms)
@@ -77,6 +78,7 @@ pclate=$(metric "$paced" late-%)
 ce=$(metric BenchmarkExec/chaser-exec p50-ms)
 re=$(metric BenchmarkExec/runc-exec p50-ms)
 hb=$(metric BenchmarkExec/host-bash p50-ms)
+cb=$(metric BenchmarkExec/chaser-exec-bash p50-ms)
 pty=$(metric BenchmarkPTYKeystrokeEcho p50-µs)
 up1=$(metric BenchmarkFiles/upload-1MB MB/s)
 up15=$(metric BenchmarkFiles/upload-15MB MB/s)
@@ -121,9 +123,11 @@ echo "|---|---|---|---|---|"
 echo "| create + first command \`true\`, unpooled (p50) | $(num "$cc" " ms") | \`runc run\`: $(num "$rr" " ms") | $(ratio "$cc" "$rr") | $(ms "$sc") (mean) |"
 echo "| create + first command, unpooled, \`--no-disk-quota\` (p50) | $(num "$cn" " ms") | \`runc run\`: $(num "$rr" " ms") | $(ratio "$cn" "$rr") | |"
 echo "| same, interleaved, like for like: argv \`/usr/bin/true\` (p50) | $(num "$ia" " ms") | \`runc run /usr/bin/true\`: $(num "$it" " ms") | $(ratio "$ia" "$it") | |"
-echo "| same, interleaved, like for like: command line \`true\` (\`bash -c\`, p50) | $(num "$il" " ms") | \`runc run /bin/bash -c true\`: $(num "$ib" " ms") | $(ratio "$il" "$ib") | |"
+echo "| same, interleaved: command line \`true\` (exec'd directly, p50) | $(num "$il" " ms") | \`runc run /usr/bin/true\`: $(num "$it" " ms") | $(ratio "$il" "$it") | |"
+echo "| same, interleaved, like for like: command line \`:\` (\`bash -c :\`, p50) | $(num "$is" " ms") | \`runc run /bin/bash -c :\`: $(num "$ib" " ms") | $(ratio "$is" "$ib") | |"
 echo "| create + first command, pooled (\`--pool-size 4\`, p50) | $(num "$cp" " ms") | \`runc run\`: $(num "$rr" " ms") | $(ratio "$cp" "$rr") | |"
 echo "| exec round trip of \`true\` (p50) | $(num "$ce" " ms") | \`runc exec\`: $(num "$re" " ms"); host \`bash -c true\`: $(num "$hb" " ms") | $(ratio "$ce" "$re") of runc exec, $(ratio "$ce" "$hb") of bash | $(ms "$se") (mean) |"
+echo "| exec round trip of a command line through bash (\`:\`, p50) | $(num "$cb" " ms") | host \`bash -c true\`: $(num "$hb" " ms") | $(ratio "$cb" "$hb") of bash | |"
 echo "| 16 clients × 120 sandboxes, \`echo hi\`, flat out: exec/s, p50 / p99 / max | $(num "$lx" " exec/s"), $(num "$l50" "") / $(num "$l99" "") / $(num "$lmax" " ms") | | | |"
 echo "| same, paced at ${prate:-—} exec/s: exec/s, p50 / p99 / max, late | $(num "$pcx" " exec/s"), $(num "$pc50" "") / $(num "$pc99" "") / $(num "$pcmax" " ms"), $(num "$pclate" "% late") | | | |"
 echo "| PTY keystroke echo (p50) | $(num "$pty" " µs") | | | $(num "$sp" " µs") |"
