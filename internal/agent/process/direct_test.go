@@ -57,6 +57,18 @@ func TestDirectName(t *testing.T) {
 	}
 }
 
+// bashManager is a manager whose shell is bash, the one the direct exec
+// stands in for.
+func bashManager(t *testing.T) *Manager {
+	t.Helper()
+	if _, err := os.Stat("/bin/bash"); err != nil {
+		t.Fatal("this test compares with bash: /bin/bash is missing")
+	}
+	m := NewManager(slog.New(slog.DiscardHandler), "/bin/bash", false)
+	t.Cleanup(m.KillAll)
+	return m
+}
+
 // run starts spec on m, through bash or (when it is plain) directly, and
 // returns what the command did.
 func run(t *testing.T, m *Manager, spec Spec, tryDirect bool) (code int, stdout, stderr string) {
@@ -88,11 +100,7 @@ func sortedLines(s string) string {
 // tell it from bash's.
 func TestDirectLikeBash(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat("/bin/bash"); err != nil {
-		t.Fatal("this test compares with bash: /bin/bash is missing")
-	}
-	m := NewManager(slog.New(slog.DiscardHandler), "/bin/bash", false)
-	t.Cleanup(m.KillAll)
+	m := bashManager(t)
 
 	dir := t.TempDir()
 	work := filepath.Join(dir, "work")
@@ -214,11 +222,7 @@ func TestDirectLikeBash(t *testing.T) {
 // print what bash's would.
 func TestDirectEnvNames(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat("/bin/bash"); err != nil {
-		t.Fatal("this test compares with bash: /bin/bash is missing")
-	}
-	m := NewManager(slog.New(slog.DiscardHandler), "/bin/bash", false)
-	t.Cleanup(m.KillAll)
+	m := bashManager(t)
 	names := strings.Fields(`BASH BASHOPTS BASHPID BASH_ARGV0 BASH_COMPAT BASH_ENV
 		BASH_VERSION BASH_XTRACEFD CDPATH COLUMNS COMP_WORDBREAKS DIRSTACK ENV
 		EPOCHREALTIME EPOCHSECONDS EUID EXECIGNORE FCEDIT FIGNORE FUNCNAME
