@@ -74,6 +74,9 @@ func plainWords(s string) ([]string, bool) {
 // the same with these arguments.
 func directName(argv []string) bool {
 	name := argv[0]
+	if strings.HasPrefix(name, "%") {
+		return false // a job: bash runs `fg %1` for `%1`
+	}
 	switch name {
 	case "true", "false":
 		return len(argv) == 1 // the programs take --help, --version

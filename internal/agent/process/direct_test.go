@@ -45,7 +45,7 @@ func TestDirectName(t *testing.T) {
 		{"true --help", false}, {"false x", false}, {"echo -n hi", false}, {"echo --version", false},
 		{"cd /tmp", false}, {"exit 3", false}, {"export A=1", false}, {"printf x", false},
 		{"test -e /", false}, {"kill 1", false}, {"pwd", false}, {"time ls", false},
-		{"if", false}, {"exec ls", false}, {"source f", false}, {". f", false}, {"ls", true},
+		{"if", false}, {"exec ls", false}, {"%1", false}, {"ls %1", true}, {"source f", false}, {". f", false}, {"ls", true},
 	} {
 		argv, ok := plainWords(c.line)
 		if !ok {
