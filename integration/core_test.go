@@ -8,6 +8,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -137,6 +138,45 @@ func TestExecInSession(t *testing.T) {
 	if err != nil || !strings.HasSuffix(res.Stdout, "kept\n") {
 		t.Fatalf("%+v %v", res, err)
 	}
+
+	// A plain command line is exec'd without bash (docs/ARCHITECTURE.md,
+	// "Exec"); with a `;` bash runs it and, for one command, execs it
+	// itself. Nobody may tell the two apart: status, output, environment
+	// (as a set: bash passes it in its own order).
+	t.Run("plain like bash", func(t *testing.T) {
+		for _, line := range []string{"env", "ls -l /etc/hostname /usr/bin/true", "cat /nonexistent", "id", "printenv PWD SHLVL _ FOO", "true", "echo hi"} {
+			for _, user := range []string{"", "nobody"} {
+				run := func(command string) api.ExecResult {
+					res, err := c.Exec(ctx, id, api.ExecRequest{Command: command, Cwd: "/tmp", User: user, Env: map[string]string{"FOO": "bar"}})
+					if err != nil {
+						t.Fatalf("%q as %q: %v", command, user, err)
+					}
+					if line == "env" {
+						l := strings.Split(res.Stdout, "\n")
+						slices.Sort(l)
+						res.Stdout = strings.Join(l, "\n")
+					}
+					return res
+				}
+				plain, viaBash := run(line), run(line+";")
+				if plain.ExitCode != viaBash.ExitCode || plain.Stdout != viaBash.Stdout || plain.Stderr != viaBash.Stderr {
+					t.Errorf("%q as %q:\n plain: %d %q %q\n bash:  %d %q %q", line, user,
+						plain.ExitCode, plain.Stdout, plain.Stderr, viaBash.ExitCode, viaBash.Stdout, viaBash.Stderr)
+				}
+			}
+		}
+	})
+
+	// The host image sets USER=root: a command run as another user gets
+	// that user's name (as su gives it), none for a uid without a name.
+	t.Run("USER of the user", func(t *testing.T) {
+		for user, want := range map[string]string{"": "root /root", "root": "root /root", "nobody": "nobody /nonexistent", "1234": "- /"} {
+			res, err := c.Exec(ctx, id, api.ExecRequest{Command: `echo "${USER--}" "$HOME"`, User: user})
+			if err != nil || strings.TrimSpace(res.Stdout) != want {
+				t.Errorf("as %q: %+v %v, want %q", user, res, err, want)
+			}
+		}
+	})
 
 	t.Run("stream", func(t *testing.T) {
 		var events []api.Event

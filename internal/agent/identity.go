@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -86,6 +87,9 @@ type identity struct {
 	// home is the HOME the command gets; empty keeps the sandbox's
 	// (the image's Env, or its user's passwd home, set by the server).
 	home string
+	// name is the passwd name of a user the request named, "" for a
+	// uid without an entry (and for the image's user).
+	name string
 }
 
 func (id identity) uid() uint32 {
@@ -158,6 +162,7 @@ func (a *Agent) resolveUser(spec string) (identity, error) {
 	return identity{
 		user: process.User{Name: u.String(), Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: groups}},
 		home: u.Home,
+		name: u.Name,
 	}, nil
 }
 
@@ -239,11 +244,20 @@ func hasACL(p string) bool {
 }
 
 // commandEnv is the environment of a command of id: the sandbox's, HOME
-// of a user the request named, then the request's own variables.
+// (and USER, where the sandbox sets one, as su does) of a user the request
+// named, then the request's own variables.
 func (a *Agent) commandEnv(id identity, extra map[string]string) []string {
 	env := a.environ()
 	if id.home != "" {
-		env = mergeEnv(env, map[string]string{"HOME": id.home})
+		env = mergeEnv(env, map[string]string{"HOME": id.home}) // a copy
+		// A uid without a passwd entry has no name: no USER then.
+		if i := slices.IndexFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "USER=") }); i >= 0 {
+			if id.name != "" {
+				env[i] = "USER=" + id.name
+			} else {
+				env = slices.Delete(env, i, i+1)
+			}
+		}
 	}
 	return mergeEnv(env, extra)
 }
