@@ -124,7 +124,9 @@ func bareBundleIn(b *testing.B, s *testserver.Server, sandboxID, cgroup string, 
 // command, against `runc run` of the same rootfs and config: with the
 // server's defaults (a disk image per sandbox as its quota), and on a
 // second server with --no-disk-quota (the writable layer a directory, as
-// in the bare run). Neither has egress (test servers run CHASER_EGRESS=none).
+// in the bare run). Neither has egress (test servers run CHASER_EGRESS=none):
+// chaser-create+exec-egress is the server's real defaults, a disk quota and
+// egress (each sandbox's network namespace, veth, address and rules).
 func BenchmarkCreate(b *testing.B) {
 	s, c := server(b)
 	ctx := context.Background()
@@ -132,6 +134,10 @@ func BenchmarkCreate(b *testing.B) {
 	b.Run("chaser-create+exec-noquota", func(b *testing.B) {
 		_, nq := server(b, "--no-disk-quota")
 		createLoop(b, nq)
+	})
+	b.Run("chaser-create+exec-egress", func(b *testing.B) {
+		_, eg := server(b, "--egress", "internet")
+		createLoop(b, eg)
 	})
 	b.Run("noquota-interleaved", func(b *testing.B) { createInterleaved(b) })
 	ref, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
@@ -261,21 +267,22 @@ func createLoop(b *testing.B, c *client.Client) {
 
 // BenchmarkCreatePooled measures creating a sandbox and running its first
 // command when the sandbox comes from the warm pool (--pool-size 4), and
-// reports the median (p50-ms) beside the mean: each iteration waits,
-// untimed, until the pool is full again, so every create is a hit.
-// Compare with BenchmarkCreate's chaser-create+exec (pool off) and runc-run.
+// reports the median (p50-ms): each iteration waits, untimed, until the
+// pool is full again, so every create is a hit. The -egress run is the
+// server's real defaults (egress on: warm sandboxes are made with their
+// network). Compare with BenchmarkCreate's chaser-create+exec (pool off)
+// and runc-run.
 func BenchmarkCreatePooled(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("skipping: benchmarks run real sandboxes and need root")
 	}
-	s, err := testserver.Start("", "--pool-size", "4")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		s.Stop()
-		os.RemoveAll(s.DataDir)
-	})
+	b.Run("chaser-pooled-create+exec", func(b *testing.B) { pooledLoop(b) })
+	b.Run("chaser-pooled-create+exec-egress", func(b *testing.B) { pooledLoop(b, "--egress", "internet") })
+}
+
+// pooledLoop runs BenchmarkCreatePooled on a server started with args.
+func pooledLoop(b *testing.B, args ...string) {
+	s := startArgs(b, append([]string{"--pool-size", "4"}, args...)...)
 	c := client.New(s.URL, s.AdminKey)
 	ctx := context.Background()
 	// Full: the size stops growing for a second (one slot per tier).
@@ -288,32 +295,31 @@ func BenchmarkCreatePooled(b *testing.B) {
 			b.Fatalf("pool did not fill: %v", full)
 		}
 	}
-	b.Run("chaser-pooled-create+exec", func(b *testing.B) {
-		var took []time.Duration
-		for i := 0; i < b.N; i++ {
-			b.StopTimer()
-			for poolSize(b, s) < full {
-				time.Sleep(20 * time.Millisecond)
-			}
-			b.StartTimer()
-			begin := time.Now()
-			sess, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if res, err := c.Exec(ctx, sess.ID, api.ExecRequest{Command: "true"}); err != nil || res.ExitCode != 0 {
-				b.Fatal(res, err)
-			}
-			took = append(took, time.Since(begin))
-			b.StopTimer()
-			if err := c.DeleteSession(ctx, sess.ID); err != nil {
-				b.Fatal(err)
-			}
-			b.StartTimer()
+	var took []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		for poolSize(b, s) < full {
+			time.Sleep(20 * time.Millisecond)
 		}
-		slices.Sort(took)
-		b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
-	})
+		b.StartTimer()
+		begin := time.Now()
+		sess, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res, err := c.Exec(ctx, sess.ID, api.ExecRequest{Command: "true"}); err != nil || res.ExitCode != 0 {
+			b.Fatal(res, err)
+		}
+		took = append(took, time.Since(begin))
+		b.StopTimer()
+		if err := c.DeleteSession(ctx, sess.ID); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
 }
 
 // poolSize reads chaser_pool_sandboxes from the server's /metrics.

@@ -58,6 +58,8 @@ cc=$(metric BenchmarkCreate/chaser-create+exec p50-ms)
 rr=$(metric BenchmarkCreate/runc-run p50-ms)
 cn=$(metric BenchmarkCreate/chaser-create+exec-noquota p50-ms)
 cp=$(metric BenchmarkCreatePooled/chaser-pooled-create+exec p50-ms)
+cg_=$(metric BenchmarkCreate/chaser-create+exec-egress p50-ms)
+cpg=$(metric BenchmarkCreatePooled/chaser-pooled-create+exec-egress p50-ms)
 ia=$(metric BenchmarkCreate/noquota-interleaved argv-p50-ms)
 it=$(metric BenchmarkCreate/noquota-interleaved runc-true-p50-ms)
 il=$(metric BenchmarkCreate/noquota-interleaved command-p50-ms)
@@ -125,7 +127,9 @@ echo "| create + first command, unpooled, \`--no-disk-quota\` (p50) | $(num "$cn
 echo "| same, interleaved, like for like: argv \`/usr/bin/true\` (p50) | $(num "$ia" " ms") | \`runc run /usr/bin/true\`: $(num "$it" " ms") | $(ratio "$ia" "$it") | |"
 echo "| same, interleaved: command line \`true\` (exec'd directly, p50) | $(num "$il" " ms") | \`runc run /usr/bin/true\`: $(num "$it" " ms") | $(ratio "$il" "$it") | |"
 echo "| same, interleaved, like for like: command line \`:\` (\`bash -c :\`, p50) | $(num "$is" " ms") | \`runc run /bin/bash -c :\`: $(num "$ib" " ms") | $(ratio "$is" "$ib") | |"
+echo "| create + first command, unpooled, disk quota and egress (the server's defaults, p50) | $(num "$cg_" " ms") | \`runc run\`: $(num "$rr" " ms") | $(ratio "$cg_" "$rr") | |"
 echo "| create + first command, pooled (\`--pool-size 4\`, p50) | $(num "$cp" " ms") | \`runc run\`: $(num "$rr" " ms") | $(ratio "$cp" "$rr") | |"
+echo "| create + first command, pooled, egress on (\`--pool-size 4 --egress internet\`, p50) | $(num "$cpg" " ms") | \`runc run\`: $(num "$rr" " ms") | $(ratio "$cpg" "$rr") | |"
 echo "| exec round trip of \`true\` (p50) | $(num "$ce" " ms") | \`runc exec\`: $(num "$re" " ms"); host \`bash -c true\`: $(num "$hb" " ms") | $(ratio "$ce" "$re") of runc exec, $(ratio "$ce" "$hb") of bash | $(ms "$se") (mean) |"
 echo "| exec round trip of a command line through bash (\`:\`, p50) | $(num "$cb" " ms") | host \`bash -c true\`: $(num "$hb" " ms") | $(ratio "$cb" "$hb") of bash | |"
 echo "| 16 clients × 120 sandboxes, \`echo hi\`, flat out: exec/s, p50 / p99 / max | $(num "$lx" " exec/s"), $(num "$l50" "") / $(num "$l99" "") / $(num "$lmax" " ms") | | | |"
