@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -160,6 +161,13 @@ func parallelWaves(b *testing.B, s *testserver.Server, creates, accts int) {
 			}
 		}
 		b.StartTimer()
+	}
+	if failed > 0 { // the cause is in the server's log, which goes with it
+		for _, l := range strings.Split(s.Log(), "\n") {
+			if strings.Contains(l, "ERROR") || strings.Contains(l, "level=ERROR") || strings.Contains(l, " 500 ") {
+				b.Log(l)
+			}
+		}
 	}
 	slices.Sort(lat)
 	b.ReportMetric(percentile(lat, 0.5), "p50-ms")
