@@ -32,7 +32,9 @@ func server(b *testing.B, args ...string) (*testserver.Server, *client.Client) {
 	if os.Geteuid() != 0 {
 		b.Skip("skipping: benchmarks run real sandboxes and need root")
 	}
-	s := startArgs(b, args...)
+	// CHASER_BENCH_SERVER_ARGS adds flags, e.g. "--health-interval 1h"
+	// to see what the background health checks cost a benchmark.
+	s := startArgs(b, append(args, strings.Fields(os.Getenv("CHASER_BENCH_SERVER_ARGS"))...)...)
 	return s, client.New(s.URL, s.AdminKey)
 }
 

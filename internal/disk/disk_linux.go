@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -319,6 +320,13 @@ func mount(image, dir string) error {
 	return nil
 }
 
+// attachMu makes this process's loop attaches one at a time:
+// LOOP_CTL_GET_FREE hands every concurrent caller the same free device and
+// all but one lose it (EBUSY), again and again — 50 parallel creates ran
+// one out of its retries (TestAttachParallel). Other processes may still
+// take a device between the two calls: the retries are for them.
+var attachMu sync.Mutex
+
 // attach binds image to a free loop device and returns the device's path
 // and an open file of it.
 func attach(image string) (string, *os.File, error) {
@@ -337,6 +345,8 @@ func attach(image string) (string, *os.File, error) {
 	copy(cfg.Info.File_name[:len(cfg.Info.File_name)-1], image)
 	// Another process may take the free device between the two calls
 	// (EBUSY): ask again.
+	attachMu.Lock()
+	defer attachMu.Unlock()
 	for try := 0; ; try++ {
 		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
 		if err != nil {
@@ -352,8 +362,11 @@ func attach(image string) (string, *os.File, error) {
 			return dev, f, nil
 		}
 		f.Close()
-		if !errors.Is(err, unix.EBUSY) || try >= 20 {
+		if !errors.Is(err, unix.EBUSY) || try >= 50 {
 			return "", nil, fmt.Errorf("attach %s to %s: %w", filepath.Base(image), dev, err)
+		}
+		if try >= 5 { // another process keeps winning: let it finish
+			time.Sleep(time.Duration(try) * time.Millisecond)
 		}
 	}
 }

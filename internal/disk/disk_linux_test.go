@@ -256,3 +256,49 @@ func TestTemplates(t *testing.T) {
 		t.Fatalf("the least recently used template was kept: %v", err)
 	}
 }
+
+// TestAttachParallel attaches many images at once, as parallel creates
+// do, in rounds: every one gets a loop device. LOOP_CTL_GET_FREE gives
+// them all the same free device and all but one lose it (EBUSY); 50
+// parallel creates once ran one out of its retries (a 500).
+func TestAttachParallel(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	const n = 48
+	var imgs []string
+	for i := range n {
+		img := filepath.Join(dir, fmt.Sprintf("img%d", i))
+		if err := os.WriteFile(img, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(img, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		imgs = append(imgs, img)
+	}
+	for round := range 10 {
+		start := make(chan struct{})
+		type result struct {
+			f   *os.File
+			err error
+		}
+		results := make(chan result, n)
+		for _, img := range imgs {
+			go func() {
+				<-start
+				_, f, err := attach(img)
+				results <- result{f, err}
+			}()
+		}
+		close(start)
+		for range n {
+			r := <-results
+			if r.err != nil {
+				t.Errorf("round %d: %v", round, r.err)
+			}
+			if r.f != nil {
+				defer r.f.Close() // autoclear: the device goes with its last user
+			}
+		}
+	}
+}
