@@ -1204,18 +1204,44 @@ func (s *Service) Reap(ctx context.Context) {
 // oom when the OOM killer struck) and those whose agent missed
 // MaxHealthMisses checks in a row while its sandbox still runs or is paused
 // (reason agent_unresponsive: frozen or hung; calls to it would hang).
-func (s *Service) CheckHealth(ctx context.Context) {
+// The probes are spread evenly over the duration over (at most parallel at
+// a time): all at once, 120 sandboxes' probes were a burst of CPU every
+// round that every command in flight felt (docs/BENCHMARKS.md, "Sixth
+// round").
+func (s *Service) CheckHealth(ctx context.Context, over time.Duration) {
 	s.mu.Lock()
 	ids := make([]string, 0, len(s.live))
 	for id := range s.live {
 		ids = append(ids, id)
 	}
 	s.mu.Unlock()
-	each(ids, func(id string) {
-		if why := s.probe(ctx, id); why != "" {
-			s.endLogged(ctx, id, why)
+	var gap time.Duration
+	if len(ids) > 1 {
+		gap = over / time.Duration(len(ids)-1)
+	}
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		if i > 0 && gap > 0 {
+			t := time.NewTimer(gap)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
 		}
-	})
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if why := s.probe(ctx, id); why != "" {
+				s.endLogged(ctx, id, why)
+			}
+		})
+	}
+	wg.Wait()
 	s.checkPool(ctx) // the warm pool's sandboxes (pool.go)
 }
 
@@ -1294,9 +1320,10 @@ func (s *Service) RunReaper(ctx context.Context, interval time.Duration) {
 	every(ctx, interval, s.Reap)
 }
 
-// RunHealth calls CheckHealth every interval until ctx ends.
+// RunHealth calls CheckHealth every interval until ctx ends, its probes
+// spread over half of it.
 func (s *Service) RunHealth(ctx context.Context, interval time.Duration) {
-	every(ctx, interval, s.CheckHealth)
+	every(ctx, interval, func(ctx context.Context) { s.CheckHealth(ctx, interval/2) })
 }
 
 // every calls f every interval until ctx ends; a slow round delays the
