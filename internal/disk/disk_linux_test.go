@@ -291,14 +291,18 @@ func TestAttachParallel(t *testing.T) {
 			}()
 		}
 		close(start)
+		var files []*os.File
 		for range n {
 			r := <-results
 			if r.err != nil {
 				t.Errorf("round %d: %v", round, r.err)
 			}
 			if r.f != nil {
-				defer r.f.Close() // autoclear: the device goes with its last user
+				files = append(files, r.f)
 			}
+		}
+		for _, f := range files {
+			f.Close() // autoclear: the device goes with its last user
 		}
 	}
 }
