@@ -132,14 +132,14 @@ func bareBundleIn(b *testing.B, s *testserver.Server, sandboxID, cgroup string, 
 func BenchmarkCreate(b *testing.B) {
 	s, c := server(b)
 	ctx := context.Background()
-	b.Run("chaser-create+exec", func(b *testing.B) { createLoop(b, c) })
+	b.Run("chaser-create+exec", func(b *testing.B) { createLoop(b, c, nil) })
 	b.Run("chaser-create+exec-noquota", func(b *testing.B) {
 		_, nq := server(b, "--no-disk-quota")
-		createLoop(b, nq)
+		createLoop(b, nq, nil)
 	})
 	b.Run("chaser-create+exec-egress", func(b *testing.B) {
 		_, eg := server(b, "--egress", "internet")
-		createLoop(b, eg)
+		createLoop(b, eg, nil)
 	})
 	b.Run("noquota-interleaved", func(b *testing.B) { createInterleaved(b) })
 	ref, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
@@ -243,11 +243,16 @@ func createInterleaved(b *testing.B) {
 
 // createLoop creates b.N sandboxes one after the other, each followed by
 // its first command (`true`), and reports the median of the two together.
-// Deleting each is not timed.
-func createLoop(b *testing.B, c *client.Client) {
+// Deleting each is not timed, nor wait (when not nil), called before each.
+func createLoop(b *testing.B, c *client.Client, wait func()) {
 	ctx := context.Background()
 	var lat []time.Duration
 	for i := 0; i < b.N; i++ {
+		if wait != nil {
+			b.StopTimer()
+			wait()
+			b.StartTimer()
+		}
 		t0 := time.Now()
 		sess, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
 		if err != nil {
@@ -286,7 +291,6 @@ func BenchmarkCreatePooled(b *testing.B) {
 func pooledLoop(b *testing.B, args ...string) {
 	s := startArgs(b, append([]string{"--pool-size", "4"}, args...)...)
 	c := client.New(s.URL, s.AdminKey)
-	ctx := context.Background()
 	// Full: the size stops growing for a second (one slot per tier).
 	full, since := 0.0, time.Now()
 	for deadline := time.Now().Add(time.Minute); full == 0 || time.Since(since) < time.Second; time.Sleep(100 * time.Millisecond) {
@@ -297,31 +301,12 @@ func pooledLoop(b *testing.B, args ...string) {
 			b.Fatalf("pool did not fill: %v", full)
 		}
 	}
-	var took []time.Duration
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
+	createLoop(b, c, func() { // every create a hit
 		for poolSize(b, s) < full {
 			time.Sleep(20 * time.Millisecond)
 		}
-		b.StartTimer()
-		begin := time.Now()
-		sess, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if res, err := c.Exec(ctx, sess.ID, api.ExecRequest{Command: "true"}); err != nil || res.ExitCode != 0 {
-			b.Fatal(res, err)
-		}
-		took = append(took, time.Since(begin))
-		b.StopTimer()
-		if err := c.DeleteSession(ctx, sess.ID); err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
-	}
-	slices.Sort(took)
-	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
+	})
 }
 
 // poolSize reads chaser_pool_sandboxes from the server's /metrics.
