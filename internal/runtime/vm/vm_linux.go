@@ -99,28 +99,23 @@ func New(cfg Config) (*Runtime, error) {
 
 // kvmUsable tells whether QEMU can run KVM guests here. /dev/kvm may
 // exist and answer yet fail to run a vCPU (nested virtualization without
-// the MSRs QEMU sets: it aborts at once), so a paused QEMU is started with
-// KVM: if it still runs after a moment, KVM works.
+// the MSRs QEMU sets: QEMU aborts while it resets the machine, after its
+// QMP greeting), so a paused QEMU is started with KVM and asked over QMP
+// to negotiate and quit: it answers only once the machine is made and
+// reset. Waiting a fixed time instead took a QEMU that a loaded host had
+// not brought that far for a working one (then every VM aborted).
 func kvmUsable(qemu string) bool {
 	fd, err := unix.Open("/dev/kvm", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false
 	}
 	unix.Close(fd)
-	cmd := exec.Command(qemu, "-M", "microvm", "-accel", "kvm", "-cpu", "host", "-nodefaults", "-no-user-config", "-display", "none", "-S")
-	if err := cmd.Start(); err != nil {
-		return false
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-		return false
-	case <-time.After(1500 * time.Millisecond):
-		cmd.Process.Kill()
-		<-done
-		return true
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, qemu, "-M", "microvm", "-accel", "kvm", "-cpu", "host", "-nodefaults", "-no-user-config", "-display", "none", "-S", "-qmp", "stdio")
+	cmd.Stdin = strings.NewReader(`{"execute":"qmp_capabilities"}` + "\n" + `{"execute":"quit"}` + "\n")
+	out, err := cmd.Output()
+	return err == nil && bytes.Contains(out, []byte(`"return"`))
 }
 
 // Name implements runtime.Runtime.
