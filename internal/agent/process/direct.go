@@ -116,12 +116,7 @@ func findProgram(name string, env []string) (string, bool) {
 	if strings.Contains(name, "/") {
 		return name, name[0] == '/' && plainProgram(name)
 	}
-	path, ok := "", false
-	for _, kv := range env {
-		if v, found := strings.CutPrefix(kv, "PATH="); found {
-			path, ok = v, true
-		}
-	}
+	path, ok := envPath(env)
 	if !ok {
 		return "", false
 	}

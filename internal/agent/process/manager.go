@@ -591,16 +591,24 @@ func newID() string {
 	return "c-" + idEncoding.EncodeToString(b)
 }
 
+// envPath is env's PATH: the last one, the one os/exec passes on.
+func envPath(env []string) (path string, ok bool) {
+	for _, kv := range env {
+		if v, found := strings.CutPrefix(kv, "PATH="); found {
+			path, ok = v, true
+		}
+	}
+	return path, ok
+}
+
 // lookPath finds file in the PATH of env, or returns file unchanged.
 func lookPath(file string, env []string) string {
 	if strings.Contains(file, "/") {
 		return file
 	}
-	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			path = v
-		}
+	path, ok := envPath(env)
+	if !ok {
+		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	}
 	for _, dir := range strings.Split(path, ":") {
 		if dir == "" {
