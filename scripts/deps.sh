@@ -28,6 +28,10 @@ install_deps() {
   local e2b
   e2b="$(dirname "${BASH_SOURCE[0]}")/../integration/testdata/e2b"
   [ -d "$e2b/node_modules/e2b" ] || (cd "$e2b" && npm ci --no-audit --no-fund)
+  # The MCP test's npm project: the official MCP TypeScript SDK, pinned.
+  local mcp
+  mcp="$(dirname "${BASH_SOURCE[0]}")/../integration/testdata/mcp"
+  [ -d "$mcp/node_modules/@modelcontextprotocol/sdk" ] || (cd "$mcp" && npm ci --no-audit --no-fund)
   # The web console's npm project: vite (its build), xterm.js, and
   # puppeteer-core for its end-to-end test.
   local web
