@@ -182,12 +182,33 @@ var (
 
 // sharedServer is one server for the tests that need nothing special. Each
 // test makes its own account on it.
+// When the test fails, the server's log since the call is logged with it
+// (the log of a request's 500 has its cause).
 func sharedServer(t *testing.T) *Server {
 	sharedOnce.Do(func() { shared = startServer(t, "") })
 	if shared == nil {
 		t.Fatal("shared server did not start")
 	}
+	from := len(shared.Log())
+	t.Cleanup(func() {
+		if t.Failed() {
+			time.Sleep(200 * time.Millisecond) // a request's log line follows its answer
+			t.Logf("shared server log since the test began:\n%s", tail(shared.Log()[from:], 64<<10))
+		}
+	})
 	return shared
+}
+
+// tail returns the last n bytes of s, from a line start.
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[len(s)-n:]
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return "[…]\n" + s
 }
 
 // release frees what sandboxes of a stopped server's data dir still hold:

@@ -632,18 +632,40 @@ func (s *Service) boot(ctx context.Context, rt runtime.Runtime, id, hostname str
 }
 
 // deleteSandbox deletes sandbox id of rt and then releases its disk.
+// A step slower than slowRelease is logged with its time: a release that
+// drags (a fork storm slow to die, a busy netlink) shows where.
 func (s *Service) deleteSandbox(ctx context.Context, rt runtime.Runtime, id string) error {
-	if err := rt.Delete(ctx, id); err != nil {
+	start := time.Now()
+	err := rt.Delete(ctx, id)
+	s.slow(start, "delete sandbox", id)
+	if err != nil {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
 	var errs []error
 	if s.cfg.Network != nil {
+		start = time.Now()
 		if err := s.cfg.Network.Release(id); err != nil {
 			errs = append(errs, fmt.Errorf("release network of sandbox %s: %w", id, err))
 		}
+		s.slow(start, "release network", id)
 	}
 	// Only now: the sandbox's mounts held the disk until it was deleted.
-	return errors.Join(append(errs, s.releaseDisk(id))...)
+	start = time.Now()
+	errs = append(errs, s.releaseDisk(id))
+	s.slow(start, "release disk", id)
+	return errors.Join(errs...)
+}
+
+// slowRelease is the time past which a step of a sandbox's release is
+// logged.
+const slowRelease = 2 * time.Second
+
+// slow logs step of sandbox id's release when it took longer than
+// slowRelease since start.
+func (s *Service) slow(start time.Time, step, id string) {
+	if d := time.Since(start); d > slowRelease {
+		s.log.Warn("slow release", "step", step, "sandbox", id, "ms", d.Milliseconds())
+	}
 }
 
 // attach records session id as running on sandbox sandbox (its own id,

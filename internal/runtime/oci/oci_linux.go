@@ -418,8 +418,18 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 		return fmt.Errorf("sandbox id %q: %w", id, errdefs.ErrInvalidArgument)
 	}
 	var errs []error
+	if !r.gvisor() {
+		// Every process at once, before runc kills the init alone and
+		// waits for the kernel to kill the rest (a fork storm keeps
+		// forking meanwhile, and runc gives up after 10 s).
+		r.killAll(id)
+	}
+	start := time.Now()
 	if _, err := r.run(ctx, "delete", "--force", id); err != nil && !notExist(err) {
 		errs = append(errs, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		r.log.Warn("slow runtime delete", "sandbox", id, "ms", d.Milliseconds())
 	}
 	// runc kills the sandbox's init and waits for it, but its other
 	// processes leave their cgroups only once they have exited, which a
@@ -679,6 +689,33 @@ func (r *Runtime) removeCgroups(ctx context.Context, id string) error {
 		}
 		delay = min(2*delay, 200*time.Millisecond)
 	}
+}
+
+// killAll SIGKILLs every process of sandbox id through its cgroup v2
+// cgroup.kill (Linux 5.14; on a hybrid host, the unified hierarchy has
+// the sandbox's cgroup too): the kernel kills them all at once, forks
+// under way included. Without cgroup.kill it freezes the v1 freezer
+// cgroup, kills what it lists and thaws it, as runc's kill --all does.
+// Best effort: runc's delete and removeCgroups follow.
+func (r *Runtime) killAll(id string) {
+	for _, d := range r.cgroupDirs(id) {
+		if err := os.WriteFile(filepath.Join(d, "cgroup.kill"), []byte("1"), 0); err == nil {
+			return
+		}
+	}
+	freezer := filepath.Join("/sys/fs/cgroup/freezer", r.cfg.CgroupParent, id)
+	state := filepath.Join(freezer, "freezer.state")
+	if os.WriteFile(state, []byte("FROZEN"), 0) != nil {
+		return
+	}
+	defer os.WriteFile(state, []byte("THAWED"), 0)
+	for range 100 { // FREEZING until every task has stopped
+		if b, err := os.ReadFile(state); err != nil || strings.TrimSpace(string(b)) == "FROZEN" {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	killProcs(freezer)
 }
 
 // killProcs sends SIGKILL to every process listed in cgroup dir.
