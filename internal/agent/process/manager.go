@@ -9,12 +9,14 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -464,10 +466,27 @@ func (p *Process) Exited() bool {
 	}
 }
 
-// Signal sends sig to the process group. It returns
-// errdefs.ErrFailedPrecondition when the process has exited.
+// Signal sends sig to the process group. After the process itself has
+// exited, the processes it left in its group (a job it put in the
+// background, a fork storm filling the sandbox's pids limit, which only a
+// signal can end then: nothing new can start) still get it. It returns
+// errdefs.ErrFailedPrecondition when the process and its whole group have
+// exited.
 func (p *Process) Signal(sig syscall.Signal) error {
 	if p.Exited() {
+		// The group's number is the process's pid, which stays taken
+		// while any member of the group lives. Once the group has
+		// emptied, a new process may get that pid and lead a group of
+		// its own: with a process of that pid alive nothing is sent.
+		// (A new group whose leader took the pid and exited in turn
+		// would still get the signal; the kernel hands pids out in
+		// turn, so that needs the sandbox to run through every pid
+		// first.)
+		if _, err := os.Stat("/proc/" + strconv.Itoa(p.PID)); errors.Is(err, fs.ErrNotExist) {
+			if err := syscall.Kill(-p.PID, sig); err == nil {
+				return nil
+			}
+		}
 		return fmt.Errorf("command %s has exited: %w", p.ID, errdefs.ErrFailedPrecondition)
 	}
 	if err := syscall.Kill(-p.PID, sig); err != nil && !errors.Is(err, syscall.ESRCH) {

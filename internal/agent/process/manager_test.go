@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -128,6 +129,39 @@ func TestTimeoutKillsGroup(t *testing.T) {
 			t.Fatalf("grandchild %d survived the timeout", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSignalGroupAfterExit: a command that left a job in its process
+// group and exited still takes a signal, sent to that job; once the
+// group is empty too, the signal answers ErrFailedPrecondition.
+func TestSignalGroupAfterExit(t *testing.T) {
+	m := newManager(t)
+	p, err := m.Start(Spec{Command: "sleep 1000 >/dev/null 2>&1 & echo $!"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, p)
+	out, _ := output(p)
+	job, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	defer syscall.Kill(job, syscall.SIGKILL)
+	if err := p.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("signal to the group of an exited command with a job left: %v", err)
+	}
+	// Until the job is reaped (by the host's init: it is an orphan) it
+	// is still a member of the group.
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(-p.PID, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the group of job %d is still there after the signal", job)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := p.Signal(syscall.SIGKILL); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("signal once the group is empty = %v", err)
 	}
 }
 
