@@ -155,10 +155,7 @@ func serve(l net.Listener, log *slog.Logger, poweroff func()) error {
 	if err := prepareDirs(a.user, a.cwd, DefaultCwd); err != nil {
 		log.Warn("default directories", "err", err)
 	}
-	go func() { // beside the first request, not in front of it
-		a.procs.Warm()
-		spareThreads(SpareThreads)
-	}()
+	a.procs.Warm() // beside the first request, not in front of it
 	log.Info("agent serving", "pid", os.Getpid(), "shell", a.shell, "cwd", a.cwd, "user", a.user.user)
 	return a.Serve(ctx, l)
 }

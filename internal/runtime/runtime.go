@@ -84,6 +84,13 @@ type PIDReader interface {
 	PID(id string) (int, error)
 }
 
+// AgentLogReader is implemented by runtimes that keep a sandbox's agent's
+// own output (its stderr: a Go runtime's fatal error, a panic): the last
+// of it says why a sandbox's process exited.
+type AgentLogReader interface {
+	AgentLogTail(id string) string
+}
+
 // State is the lifecycle state of a sandbox as the runtime sees it.
 type State string
 

@@ -702,9 +702,16 @@ func (s *Service) watch(ctx context.Context, id, sandbox string, rt runtime.Runt
 	if ctx.Err() != nil {
 		return // released meanwhile: its end is recorded already
 	}
+	var last string // the agent's last words (a Go runtime's fatal error, a panic), before a release removes them
+	if r, ok := rt.(runtime.AgentLogReader); ok {
+		last = r.AgentLogTail(sandbox)
+	}
 	why := api.ReasonDied
 	if in, err := rt.State(ctx, sandbox); err == nil && in.OOMKilled {
 		why = api.ReasonOOM
+	}
+	if why == api.ReasonDied {
+		s.log.Warn("sandbox's process exited", "session_id", id, "sandbox", sandbox, "agent_log", last)
 	}
 	s.endLogged(ctx, id, why)
 }

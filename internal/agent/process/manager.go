@@ -91,17 +91,23 @@ func NewManager(log *slog.Logger, shell string, reapAll bool) *Manager {
 	}
 }
 
-// Warm does, ahead of the first command, the one-time work Go's os package
-// does on its first process start: it checks once per process whether
-// pidfds work, which forks and reaps a child (~0.25 ms, paid by the first
-// command of every sandbox otherwise). The reaper's lock is held so that,
-// as PID 1, the SIGCHLD loop cannot reap that child before the check does.
+// Warm does, in the background and ahead of the first command, the
+// one-time work of the agent's process: Go's os package checks once per
+// process whether pidfds work, which forks and reaps a child (~0.25 ms,
+// paid by the first command of every sandbox otherwise), and the spare
+// threads (spareThreads). It takes the reaper's lock before it returns,
+// so every process start waits until both are done: as PID 1 the SIGCHLD
+// loop cannot reap the check's child before the check does, and no
+// command of the sandbox can fill its pids limit before the spares exist.
 func (m *Manager) Warm() {
 	m.reaper.mu.Lock()
-	defer m.reaper.mu.Unlock()
-	if p, err := os.FindProcess(os.Getpid()); err == nil {
-		p.Release()
-	}
+	go func() {
+		defer m.reaper.mu.Unlock()
+		if p, err := os.FindProcess(os.Getpid()); err == nil {
+			p.Release()
+		}
+		spareThreads(SpareThreads)
+	}()
 }
 
 // Process is one started command.

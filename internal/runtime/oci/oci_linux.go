@@ -813,6 +813,15 @@ func (r *Runtime) Stats(ctx context.Context, id string) (runtime.Stats, error) {
 	return runtime.Stats{MemoryBytes: ev.Data.Memory.Usage.Usage, Pids: ev.Data.Pids.Current}, nil
 }
 
+// AgentLogTail implements runtime.AgentLogReader: the last 2000 bytes of
+// the agent's log ("" without one, or for an invalid id).
+func (r *Runtime) AgentLogTail(id string) string {
+	if !validID(id) {
+		return ""
+	}
+	return tail(filepath.Join(r.dir(id), "agent.log"))
+}
+
 // PID implements runtime.PIDReader: the host pid of the sandbox's process
 // (runc: its init, the agent; runsc: gVisor's sandbox process), from the
 // pid file `run --pid-file` wrote before it returned.
