@@ -181,9 +181,9 @@ var (
 )
 
 // sharedServer is one server for the tests that need nothing special. Each
-// test makes its own account on it.
-// When the test fails, the server's log since the call is logged with it
-// (the log of a request's 500 has its cause).
+// test makes its own account on it. When the test fails, the server's log
+// since the call is logged with it (the log of a request's 500 has its
+// cause).
 func sharedServer(t *testing.T) *Server {
 	sharedOnce.Do(func() { shared = startServer(t, "") })
 	if shared == nil {
