@@ -95,6 +95,10 @@ type e2bFlow struct {
 	}
 	UnknownUser, UnknownUserRead string
 	RateLimited                  string
+	// A fork storm at the pids limit.
+	StormRunning, StormKilled bool
+	StormRun, StormConnect    string
+	StormKillMs               float64
 }
 
 // TestE2BSDK drives a Chaser server with the unmodified `e2b` npm SDK,
@@ -181,11 +185,19 @@ func TestE2BSDK(t *testing.T) {
 		{"commands.run as an unknown user", got.UnknownUser, "InvalidArgumentError"},
 		{"files.read as an unknown user", got.UnknownUserRead, "InvalidArgumentError"},
 		{"create beyond the tier's sandboxes", got.RateLimited, "RateLimitError"},
+		{"isRunning during a fork storm at the pids limit", got.StormRunning, true},
+		{"kill of the storm's sandbox", got.StormKilled, true},
+		{"connect to it after", got.StormConnect, "SandboxNotFoundError"},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
 			t.Errorf("%s: got %#v, want %#v", c.what, c.got, c.want)
 		}
+	}
+	// A command during the storm gets a free slot now and then; otherwise
+	// the SDK raises the 429's message.
+	if got.StormRun != "hi\n" && !strings.Contains(got.StormRun, "no free process slots") {
+		t.Errorf("commands.run during the storm: %q", got.StormRun)
 	}
 	if len(got.List) != 1 || got.List[0].Name != "hello.txt" || got.List[0].Type != "file" || got.List[0].Path != "/tmp/e2b/hello.txt" {
 		t.Errorf("files.list = %+v", got.List)

@@ -159,6 +159,29 @@ try {
   out.pausedListed = (await Sandbox.list({ query: { state: ['paused'] } }).nextItems()).length
   await sbx2.kill()
 
+  // A fork storm at the pids limit: the sandbox lives on, and kill
+  // ends it whole (every process at once, then the runtime's delete).
+  step('fork storm')
+  const storm = await Sandbox.create({ metadata: { run: RUN, storm: '1' } })
+  await storm.commands.run('bomb(){ bomb | bomb & }; bomb', { background: true })
+  await new Promise((r) => setTimeout(r, 3000))
+  out.stormRunning = await storm.isRunning()
+  try {
+    const r = await storm.commands.run('echo hi')
+    out.stormRun = r.stdout
+  } catch (e) {
+    out.stormRun = `${name(e)}: ${e.message}`
+  }
+  const tk = performance.now()
+  out.stormKilled = await storm.kill()
+  out.stormKillMs = ms(tk)
+  try {
+    await Sandbox.connect(storm.sandboxId)
+    out.stormConnect = 'no error'
+  } catch (e) {
+    out.stormConnect = name(e)
+  }
+
   step('a Chaser session')
   const everything = []
   const all = Sandbox.list()

@@ -13,7 +13,7 @@ func threads(t *testing.T) int {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		t.Skip("no /proc/self/status:", err)
+		t.Fatal(err) // the agent runs on Linux only
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
