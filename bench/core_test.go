@@ -22,6 +22,7 @@ import (
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/client"
 	"github.com/chaserhq/chaser/internal/daemon"
+	"github.com/chaserhq/chaser/internal/runtime/oci"
 	"github.com/chaserhq/chaser/internal/testserver"
 )
 
@@ -43,7 +44,11 @@ func runc(dataDir string, args ...string) *exec.Cmd {
 }
 
 // bareBundle makes a runc bundle with the same config and rootfs as a
-// running Chaser sandbox, but running argv instead of the agent.
+// running Chaser sandbox, but running argv instead of the agent. Its
+// config has the sandbox's seccomp profile: a Chaser sandbox's config
+// lacks it once the server has read the compiled filter (its agent
+// installs that: internal/runtime/oci, seccomp_linux.go), and a bare run
+// gets the same isolation only by having runc compile the profile.
 func bareBundle(b *testing.B, s *testserver.Server, sandboxID string, argv ...string) string {
 	return bareBundleIn(b, s, sandboxID, "/chaser-bench/bare", argv...)
 }
@@ -86,6 +91,13 @@ func bareBundleIn(b *testing.B, s *testserver.Server, sandboxID, cgroup string, 
 	spec["root"] = map[string]any{"path": filepath.Join(src, "rootfs")}
 	linux := spec["linux"].(map[string]any)
 	linux["cgroupsPath"] = cgroup
+	if linux["seccomp"] == nil {
+		profile, err := oci.SeccompProfile(false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		linux["seccomp"] = profile
+	}
 	// runc removes a container's own cgroup, never its parents: remove
 	// the baseline's parent (e.g. /chaser-bench) once the benchmark ends.
 	b.Cleanup(func() { removeCgroupTree(strings.Split(strings.TrimPrefix(cgroup, "/"), "/")[0]) })
@@ -115,6 +127,28 @@ func bareBundleIn(b *testing.B, s *testserver.Server, sandboxID, cgroup string, 
 			opts[j] = strings.Join(parts, ",")
 		}
 	}
+	out, _ := json.Marshal(spec)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), out, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
+
+// withoutSeccomp returns a copy of bundle (bareBundleIn's) whose config
+// has no seccomp profile: runc's cost without compiling one.
+func withoutSeccomp(b *testing.B, bundle string) string {
+	raw, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		b.Fatal(err)
+	}
+	linux := spec["linux"].(map[string]any)
+	delete(linux, "seccomp")
+	linux["cgroupsPath"] = linux["cgroupsPath"].(string) + "-noseccomp"
+	dir := b.TempDir()
 	out, _ := json.Marshal(spec)
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), out, 0o600); err != nil {
 		b.Fatal(err)
@@ -182,11 +216,13 @@ func BenchmarkCreate(b *testing.B) {
 // first command is the command line "true" (which the agent execs
 // directly, as bash would: docs/ARCHITECTURE.md, "Exec"), a create whose
 // first command is the command line ":" (a builtin: the agent runs bash -c
-// :), and a bare `runc run` of /bin/bash -c :; the bare runs use a
-// sandbox's own config and rootfs. Interleaving puts the machine's drift
-// into all five alike, and a pause after each lets the kernel's deferred
-// teardown of the one before (network namespace, mounts) finish outside
-// the next one's time. It reports the five medians.
+// :), a bare `runc run` of /bin/bash -c :, and a bare `runc run` of
+// /usr/bin/true without the seccomp profile (what runc costs when it
+// compiles none); the bare runs use a sandbox's own config (with its
+// seccomp profile: bareBundle) and rootfs. Interleaving puts the
+// machine's drift into all six alike, and a pause after each lets the
+// kernel's deferred teardown of the one before (network namespace,
+// mounts) finish outside the next one's time. It reports the six medians.
 func createInterleaved(b *testing.B) {
 	const settle = 100 * time.Millisecond
 	nq, c := server(b, "--no-disk-quota")
@@ -197,6 +233,7 @@ func createInterleaved(b *testing.B) {
 	}
 	bareTrue := bareBundleIn(b, nq, ref.ID, "/chaser-bench/bare-true", "/usr/bin/true")
 	bareBash := bareBundleIn(b, nq, ref.ID, "/chaser-bench/bare-bash", "/bin/bash", "-c", ":")
+	bareNoSC := withoutSeccomp(b, bareTrue)
 	chaser := func(req api.ExecRequest) time.Duration {
 		t0 := time.Now()
 		sess, err := c.CreateSession(ctx, api.CreateSessionRequest{Type: "sandbox", Ephemeral: true})
@@ -222,7 +259,7 @@ func createInterleaved(b *testing.B) {
 		time.Sleep(settle)
 		return took
 	}
-	var argv, line, shell, rTrue, rBash []time.Duration
+	var argv, line, shell, rTrue, rBash, rNoSC []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		argv = append(argv, chaser(api.ExecRequest{Argv: []string{"/usr/bin/true"}}))
@@ -230,8 +267,9 @@ func createInterleaved(b *testing.B) {
 		line = append(line, chaser(api.ExecRequest{Command: "true"}))
 		shell = append(shell, chaser(api.ExecRequest{Command: ":"}))
 		rBash = append(rBash, bare(bareBash, fmt.Sprintf("bare-bash-%d", i)))
+		rNoSC = append(rNoSC, bare(bareNoSC, fmt.Sprintf("bare-noseccomp-%d", i)))
 	}
-	for _, l := range [][]time.Duration{argv, line, shell, rTrue, rBash} {
+	for _, l := range [][]time.Duration{argv, line, shell, rTrue, rBash, rNoSC} {
 		slices.Sort(l)
 	}
 	b.ReportMetric(percentile(argv, 0.5), "argv-p50-ms")
@@ -239,6 +277,7 @@ func createInterleaved(b *testing.B) {
 	b.ReportMetric(percentile(line, 0.5), "command-p50-ms")
 	b.ReportMetric(percentile(shell, 0.5), "shell-p50-ms")
 	b.ReportMetric(percentile(rBash, 0.5), "runc-bash-p50-ms")
+	b.ReportMetric(percentile(rNoSC, 0.5), "runc-true-noseccomp-p50-ms")
 }
 
 // createLoop creates b.N sandboxes one after the other, each followed by

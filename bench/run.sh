@@ -65,6 +65,7 @@ it=$(metric BenchmarkCreate/noquota-interleaved runc-true-p50-ms)
 il=$(metric BenchmarkCreate/noquota-interleaved command-p50-ms)
 is=$(metric BenchmarkCreate/noquota-interleaved shell-p50-ms)
 ib=$(metric BenchmarkCreate/noquota-interleaved runc-bash-p50-ms)
+inos=$(metric BenchmarkCreate/noquota-interleaved runc-true-noseccomp-p50-ms)
 lx=$(metric BenchmarkExecLoad/closed exec/s)
 l50=$(metric BenchmarkExecLoad/closed p50-ms)
 l99=$(metric BenchmarkExecLoad/closed p99-ms)
@@ -127,6 +128,7 @@ echo "| create + first command, unpooled, \`--no-disk-quota\` (p50) | $(num "$cn
 echo "| same, interleaved, like for like: argv \`/usr/bin/true\` (p50) | $(num "$ia" " ms") | \`runc run /usr/bin/true\`: $(num "$it" " ms") | $(ratio "$ia" "$it") | |"
 echo "| same, interleaved: command line \`true\` (exec'd directly, p50) | $(num "$il" " ms") | \`runc run /usr/bin/true\`: $(num "$it" " ms") | $(ratio "$il" "$it") | |"
 echo "| same, interleaved, like for like: command line \`:\` (\`bash -c :\`, p50) | $(num "$is" " ms") | \`runc run /bin/bash -c :\`: $(num "$ib" " ms") | $(ratio "$is" "$ib") | |"
+echo "| same, interleaved: argv \`/usr/bin/true\` against a bare run without the seccomp profile (less isolation, p50) | $(num "$ia" " ms") | \`runc run /usr/bin/true\`, no seccomp: $(num "$inos" " ms") | $(ratio "$ia" "$inos") | |"
 echo "| create + first command, unpooled, disk quota and egress (the server's defaults, p50) | $(num "$cg_" " ms") | \`runc run\`: $(num "$rr" " ms") | $(ratio "$cg_" "$rr") | |"
 echo "| create + first command, pooled (\`--pool-size 4\`, p50) | $(num "$cp" " ms") | \`runc run\`: $(num "$rr" " ms") | $(ratio "$cp" "$rr") | |"
 echo "| create + first command, pooled, egress on (\`--pool-size 4 --egress internet\`, p50) | $(num "$cpg" " ms") | \`runc run\`: $(num "$rr" " ms") | $(ratio "$cpg" "$rr") | |"

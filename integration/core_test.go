@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -329,7 +330,7 @@ func TestIsolation(t *testing.T) {
 		name, cmd, want string
 	}{
 		{"hostname is the session id", "hostname", id + "\n"},
-		{"agent is PID 1", "cat /proc/1/cmdline | tr '\\0' ' '; echo", "/.chaser/agent agent \n"},
+		{"agent is PID 1", "tr '\\0' ' ' < /proc/1/cmdline | cut -d' ' -f1,2", "/.chaser/agent agent\n"},
 		{"own pid namespace", "ls /proc | grep -c '^[0-9]' | awk '{print ($1 < 10)}'", "1\n"},
 		{"loopback only", "ls /sys/class/net | tr '\\n' ' '; echo", "lo \n"},
 		{"no_new_privs", "grep NoNewPrivs /proc/self/status | awk '{print $2}'", "1\n"},
@@ -367,6 +368,70 @@ func TestIsolation(t *testing.T) {
 	res, _ := c.Exec(t.Context(), other, api.ExecRequest{Command: "test -e /usr/chaser-probe && echo shared || echo separate"})
 	if res.Stdout != "separate\n" {
 		t.Fatalf("second sandbox sees the first one's files: %q", res.Stdout)
+	}
+}
+
+// TestSeccompByAgent checks runc sandboxes made after the server read the
+// compiled seccomp filter (internal/runtime/oci, seccomp_linux.go): runc
+// gets no profile, the agent installs the filter on all its threads
+// before it serves, and commands run filtered (unshare of a user
+// namespace refused, as Docker's profile does without CAP_SYS_ADMIN).
+func TestSeccompByAgent(t *testing.T) {
+	if testRuntime != "runc" {
+		t.Fatalf("runs under runc only (runsc filters with the profile itself); CHASER_TEST_RUNTIME=%s", testRuntime)
+	}
+	s := sharedServer(t)
+	key := s.account(t, "free")
+	c := s.Client(key)
+	var id string
+	var cfg struct {
+		Process struct{ Args []string }
+		Linux   struct{ Seccomp *json.RawMessage }
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		id = s.sandbox(t, key)
+		b, err := os.ReadFile(filepath.Join(s.stateDir(id), "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		decodeJSON(t, b, &cfg)
+		if cfg.Linux.Seccomp == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sandboxes still get the profile through runc 30 s on; server log:\n%s", s.Log())
+		}
+		c.DeleteSession(t.Context(), id)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := strings.Join(cfg.Process.Args, " "); got != "/.chaser/agent agent --seccomp-fd 4" {
+		t.Fatalf("agent args %q", got)
+	}
+	res, err := c.Exec(t.Context(), id, api.ExecRequest{Command: "grep ^Seccomp /proc/self/status; unshare -U true 2>/dev/null && echo unshared || echo refused; ls /proc/self/fd | wc -l"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// fds: 0, 1, 2 and ls's own directory; the filter's pipe is not
+	// passed on.
+	if res.Stdout != "Seccomp:\t2\nSeccomp_filters:\t1\nrefused\n4\n" {
+		t.Fatalf("in the sandbox: %q (stderr %q)", res.Stdout, res.Stderr)
+	}
+	pidB, err := os.ReadFile(filepath.Join(s.stateDir(id), "pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks, _ := filepath.Glob(filepath.Join("/proc", strings.TrimSpace(string(pidB)), "task", "*", "status"))
+	if len(tasks) < 2 {
+		t.Fatalf("agent threads: %v", tasks)
+	}
+	for _, st := range tasks {
+		b, _ := os.ReadFile(st)
+		if !strings.Contains(string(b), "\nSeccomp:\t2\n") {
+			t.Fatalf("agent thread %s is not filtered", st)
+		}
+	}
+	if !strings.Contains(s.Log(), "seccomp filter read from a probe sandbox") {
+		t.Fatal("the server did not log reading the filter")
 	}
 }
 

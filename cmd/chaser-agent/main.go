@@ -5,7 +5,7 @@
 // code. Being small (the agent's imports only, not the server's) halves the
 // memory an idle sandbox costs.
 //
-// Usage: chaser-agent [agent] [--socket PATH | --vm]. Without --socket it
+// Usage: chaser-agent [agent] [--socket PATH | --vm] [--seccomp-fd N]. Without --socket it
 // serves on the listening socket inherited as fd 3; with --vm, as a
 // microVM's init, on a yamux session over the virtio-serial port.
 package main
@@ -36,8 +36,9 @@ func main() {
 	fs := flag.NewFlagSet("chaser-agent", flag.ExitOnError)
 	socket := fs.String("socket", "", "listen on this unix socket instead of the inherited fd 3")
 	vm := fs.Bool("vm", false, "run as a microVM's init: serve on the virtio-serial port (runtime microvm)")
+	seccompFD := fs.Int("seccomp-fd", -1, "first install the seccomp filter program read from this fd (runtime runc)")
 	_ = fs.Parse(args)
-	run := func() error { return agent.Main(*socket) }
+	run := func() error { return agent.Main(*socket, *seccompFD) }
 	if *vm {
 		run = agent.MainVM
 	}

@@ -112,11 +112,21 @@ func (a *Agent) Serve(ctx context.Context, l net.Listener) error {
 }
 
 // Main is the entry point of `chaser agent`. It serves on the listening
-// socket at fd 3 (passed by the runtime) or on socketPath when set.
+// socket at fd 3 (passed by the runtime) or on socketPath when set. With
+// seccompFD ≥ 0 it first installs the seccomp filter read from that fd
+// (installSeccomp), or fails.
 //
 // The agent hardens itself first, before it starts any command (see
 // harden), and logs to stderr capped at LogLimit bytes.
-func Main(socketPath string) error {
+func Main(socketPath string, seccompFD int) error {
+	if seccompFD >= 0 {
+		// First: what runc would have installed before starting the
+		// agent. Refusing to serve without it is what keeps sandboxes
+		// filtered (the server is told by the sandbox ending).
+		if err := installSeccomp(seccompFD); err != nil {
+			return err
+		}
+	}
 	if err := harden(); err != nil {
 		return fmt.Errorf("make the agent non-dumpable: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 func newAgent() *cobra.Command {
 	var socket string
 	var vm bool
+	seccompFD := -1
 	cmd := &cobra.Command{
 		Use:    "agent",
 		Short:  "Run the in-sandbox agent (started by the server)",
@@ -19,10 +20,11 @@ func newAgent() *cobra.Command {
 			if vm {
 				return agent.MainVM()
 			}
-			return agent.Main(socket)
+			return agent.Main(socket, seccompFD)
 		},
 	}
 	cmd.Flags().BoolVar(&vm, "vm", false, "run as a microVM's init: serve on the virtio-serial port")
+	cmd.Flags().IntVar(&seccompFD, "seccomp-fd", -1, "first install the seccomp filter program read from this fd (runtime runc)")
 	cmd.Flags().StringVar(&socket, "socket", "", "listen on this unix socket instead of the inherited fd 3")
 	return cmd
 }

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -26,6 +28,15 @@ import (
 type Runtime struct {
 	cfg Config
 	log *slog.Logger
+
+	filter struct { // the runc sandboxes' compiled seccomp filter (seccomp_linux.go)
+		prog    atomic.Pointer[[]byte]
+		mu      sync.Mutex
+		probing bool
+		tries   int
+		wg      sync.WaitGroup
+	}
+	closed bool // by Close; under filter.mu
 }
 
 // sentryTasks is how many tasks gVisor's own sentry, gofer and their
@@ -200,7 +211,21 @@ func validID(id string) bool {
 }
 
 // Create implements runtime.Runtime.
-func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
+func (r *Runtime) Create(ctx context.Context, s runtime.Spec) error {
+	prog := r.seccompProgram()
+	if err := r.create(ctx, s, prog); err != nil {
+		return err
+	}
+	if prog == nil {
+		r.startProbe(s.AgentPath)
+	}
+	return nil
+}
+
+// create makes sandbox s. With a compiled seccomp filter prog (runc only)
+// its config has no seccomp profile: the agent installs prog instead,
+// read from its fd 4 (seccomp_linux.go).
+func (r *Runtime) create(ctx context.Context, s runtime.Spec, prog []byte) (err error) {
 	if s.Network != nil && r.cfg.Remap.Enabled() {
 		// The server keeps such sessions at mode none (daemon.loopbackTiers).
 		return fmt.Errorf("sandbox %s: egress with --userns-remap: runc cannot mount /sys in a user namespace that does not own the network namespace it joins: %w", s.ID, errdefs.ErrFailedPrecondition)
@@ -284,6 +309,10 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 	if r.cfg.Remap.Enabled() {
 		remapSpec(spec, s, dir, r.cfg.Remap)
 	}
+	if prog != nil {
+		spec.Linux.Seccomp = nil
+		spec.Process.Args = append(spec.Process.Args, "--seccomp-fd", "4")
+	}
 	cfg, err := json.Marshal(spec) // read by runc only: indenting was most of its CPU in the create profile
 	if err != nil {
 		return err
@@ -318,7 +347,15 @@ func (r *Runtime) Create(ctx context.Context, s runtime.Spec) (err error) {
 		}
 		defer lf.Close()
 		extra = []*os.File{lf}
-		args = append(args, "--preserve-fds", "1")
+		if prog != nil {
+			pf, err := filterPipe(prog)
+			if err != nil {
+				return err
+			}
+			defer pf.Close()
+			extra = append(extra, pf)
+		}
+		args = append(args, "--preserve-fds", strconv.Itoa(len(extra)))
 	}
 	cmd := exec.CommandContext(ctx, r.cfg.Binary, append(args, s.ID)...)
 	cmd.ExtraFiles = extra
@@ -737,6 +774,10 @@ func killProcs(dir string) {
 // bind mount at ROOT/null-netns, shared by the sandboxes of one --root
 // (possibly stacked, by concurrent creates).
 func (r *Runtime) Close() error {
+	r.filter.mu.Lock()
+	r.closed = true
+	r.filter.mu.Unlock()
+	r.filter.wg.Wait() // a probe sandbox is deleted before the cgroup parent below
 	var errs []error
 	if r.gvisor() {
 		if err := unmountUnder(filepath.Join(r.cfg.RootDir, "null-netns")); err != nil {

@@ -3,6 +3,7 @@ package oci
 import (
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -161,15 +162,41 @@ func bundleSpec(s runtime.Spec, dir, cgroupParent string, gvisor bool) (*specs.S
 		specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: filepath.Join(dir, "etc", "hosts"), Options: []string{"bind", "ro"}},
 		specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: filepath.Join(dir, "etc", "resolv.conf"), Options: []string{"bind", "ro"}},
 	)
-	sc, err := seccomp.GetDefaultProfile(spec)
+	sc, err := SeccompProfile(gvisor)
 	if err != nil {
 		return nil, err
 	}
-	if gvisor {
-		enosysByTrace(sc)
-	}
 	spec.Linux.Seccomp = sc
 	return spec, nil
+}
+
+var profiles struct {
+	once       sync.Once
+	runc, gvsr *specs.LinuxSeccomp
+	err        error
+}
+
+// SeccompProfile returns the seccomp profile of every sandbox of a runtime
+// (gvisor: runsc's): Docker's default for the capabilities sandboxes get
+// (defaultCaps), which is all it depends on. It is built once; callers
+// must not change it.
+func SeccompProfile(gvisor bool) (*specs.LinuxSeccomp, error) {
+	profiles.once.Do(func() {
+		spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{
+			Bounding: defaultCaps, Effective: defaultCaps, Permitted: defaultCaps,
+		}}}
+		if profiles.runc, profiles.err = seccomp.GetDefaultProfile(spec); profiles.err != nil {
+			return
+		}
+		if profiles.gvsr, profiles.err = seccomp.GetDefaultProfile(spec); profiles.err != nil {
+			return
+		}
+		enosysByTrace(profiles.gvsr)
+	})
+	if gvisor {
+		return profiles.gvsr, profiles.err
+	}
+	return profiles.runc, profiles.err
 }
 
 // enosysByTrace rewrites the rules of profile sc that answer ENOSYS
