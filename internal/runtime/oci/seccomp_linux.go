@@ -154,11 +154,13 @@ func readSeccomp(pid int) ([]byte, error) {
 	if err := unix.PtraceInterrupt(pid); err != nil {
 		return nil, fmt.Errorf("ptrace interrupt %d: %w", pid, err)
 	}
-	// Bounded: a tracee that never stops (it cannot while, say, it waits
-	// uninterruptibly) must not hang the probe; it stays traced until
-	// this thread ends.
+	// The interrupt is repeated, and the wait bounded: once in ~280
+	// probes here (a --userns-remap runtime's, reading the agent runc had
+	// just exec'd; cause not found) the tracee never stopped and a plain
+	// wait hung. A tracee that cannot stop stays traced until this
+	// thread ends.
 	var ws unix.WaitStatus
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	for i, deadline := 1, time.Now().Add(5*time.Second); ; i++ {
 		got, err := unix.Wait4(pid, &ws, unix.WALL|unix.WNOHANG, nil)
 		if err != nil && err != unix.EINTR {
 			return nil, fmt.Errorf("wait for %d to stop: %w", pid, err)
@@ -171,6 +173,9 @@ func readSeccomp(pid int) ([]byte, error) {
 			return nil, fmt.Errorf("process %d did not stop in 5 s (%s)", pid, strings.TrimSpace(string(st)))
 		}
 		time.Sleep(time.Millisecond)
+		if i%50 == 0 {
+			_ = unix.PtraceInterrupt(pid)
+		}
 	}
 	if !ws.Stopped() {
 		return nil, fmt.Errorf("process %d did not stop (%v)", pid, ws)

@@ -2,6 +2,7 @@ package oci
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -31,19 +32,29 @@ func TestSeccompFromProbe(t *testing.T) {
 	if _, err := exec.LookPath("runc"); err != nil {
 		t.Fatal("runc is not installed: apt-get install -y runc")
 	}
-	dir := t.TempDir()
-	rt, err := New(Config{Name: "runc", StateDir: filepath.Join(dir, "state"), RootDir: filepath.Join(dir, "runc"), CgroupParent: "chaser-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rt.Close() })
+	t.Run("plain", func(t *testing.T) {
+		dir := t.TempDir()
+		rt, err := New(Config{Name: "runc", StateDir: filepath.Join(dir, "state"), RootDir: filepath.Join(dir, "runc"), CgroupParent: "chaser-test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rt.Close() })
+		seccompFromProbe(t, rt, userns.Remap{})
+	})
+	t.Run("userns-remap", func(t *testing.T) {
+		rt, _ := newRemapped(t)
+		seccompFromProbe(t, rt, testRemap)
+	})
+}
+
+func seccompFromProbe(t *testing.T, rt *Runtime, m userns.Remap) {
 	ctx := t.Context()
 
-	first := runtimetest.Spec(t, userns.Remap{}, "sc-first")
+	first := runtimetest.Spec(t, m, "sc-first")
 	if err := rt.Create(ctx, first); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { rt.Delete(ctx, first.ID) })
+	t.Cleanup(func() { rt.Delete(context.Background(), first.ID) })
 	if cfg := config(t, rt, first.ID); cfg.Linux.Seccomp == nil || len(cfg.Process.Args) != 2 {
 		t.Fatalf("first sandbox: seccomp %v, args %q; want the profile through runc", cfg.Linux.Seccomp != nil, cfg.Process.Args)
 	}
@@ -55,12 +66,18 @@ func TestSeccompFromProbe(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	prog := rt.seccompProgram()
+	rt.filter.mu.Lock()
+	tries := rt.filter.tries
+	rt.filter.mu.Unlock()
+	if tries != 1 {
+		t.Fatalf("the filter was read at try %d: the first probe failed", tries)
+	}
 
-	second := runtimetest.Spec(t, userns.Remap{}, "sc-second")
+	second := runtimetest.Spec(t, m, "sc-second")
 	if err := rt.Create(ctx, second); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { rt.Delete(ctx, second.ID) })
+	t.Cleanup(func() { rt.Delete(context.Background(), second.ID) })
 	if cfg := config(t, rt, second.ID); cfg.Linux.Seccomp != nil || !strings.Contains(strings.Join(cfg.Process.Args, " "), "--seccomp-fd 4") {
 		t.Fatalf("second sandbox: seccomp %v, args %q; want the agent to install it", cfg.Linux.Seccomp != nil, cfg.Process.Args)
 	}
