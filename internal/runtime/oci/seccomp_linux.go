@@ -109,13 +109,12 @@ func (r *Runtime) probeSeccomp(agentPath string) ([]byte, error) {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	id := "seccomp-probe-" + hex.EncodeToString(b[:])
-	pids := int64(64)
 	err := r.create(ctx, runtime.Spec{
 		ID:        id,
 		Hostname:  "seccomp-probe",
 		Rootfs:    runtime.Rootfs{Overlays: []runtime.Overlay{{Target: "/", Lower: []string{lower}}}},
 		AgentPath: agentPath,
-		Limits:    runtime.Limits{MemoryBytes: 64 << 20, Pids: pids},
+		Limits:    runtime.Limits{MemoryBytes: 64 << 20, Pids: 64},
 	}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("probe sandbox: %w", err)
