@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -31,6 +33,10 @@ type ptyWS struct {
 	c    *websocket.Conn
 	open api.PTYMessage
 	got  int64
+	// agentLog is the end of the sandbox agent's log (its stderr on the
+	// host), for failures: it is gone once the test's cleanup deletes the
+	// session.
+	agentLog func() string
 }
 
 func (s *Server) wsURL(id string, q url.Values) string {
@@ -56,7 +62,10 @@ func (s *Server) dialWS(t *testing.T, key, id string, q url.Values) *ptyWS {
 	}
 	c.SetReadLimit(16 << 20)
 	t.Cleanup(func() { c.CloseNow() })
-	w := &ptyWS{t: t, c: c}
+	w := &ptyWS{t: t, c: c, agentLog: func() string {
+		b, _ := os.ReadFile(filepath.Join(s.stateDir(id), "agent.log"))
+		return tail(string(b), 4<<10)
+	}}
 	typ, data, err := c.Read(ctx)
 	if err != nil || typ != websocket.MessageText {
 		t.Fatalf("first frame: %v %v", typ, err)
@@ -125,7 +134,7 @@ func (w *ptyWS) untilOutput(want string) string {
 	for !strings.Contains(out.String(), want) {
 		mt, data, err := w.c.Read(ctx)
 		if err != nil {
-			w.t.Fatalf("waiting for %q: %v (output so far %q)", want, err, out.String())
+			w.t.Fatalf("waiting for %q: %v (output so far %q); the agent's log:\n%s", want, err, out.String(), w.agentLog())
 		}
 		w.got += int64(len(data))
 		if mt == websocket.MessageBinary {

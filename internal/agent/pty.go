@@ -706,7 +706,7 @@ func (t *terminal) handleInput(typ websocket.MessageType, data []byte) error {
 			return errdefs.New(errdefs.ErrInvalidArgument, "resize rows: "+err.Error())
 		}
 		if err := t.tty.Resize(cols, rows); err != nil {
-			t.log.Debug("resize", "err", err)
+			t.log.Warn("terminal resize failed", "terminal", t.id, "cols", cols, "rows", rows, "err", err)
 		}
 		return nil
 	case api.PTYRun:
