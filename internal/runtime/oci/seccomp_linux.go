@@ -225,20 +225,28 @@ func encodeFilter(prog []unix.SockFilter) []byte {
 	return b
 }
 
-// filterPipe returns the read end of a pipe holding prog, for the agent
-// (at most 32 KiB: it fits the pipe's buffer).
+// filterPipe returns the read end of a pipe holding prog, for the agent.
+// prog (at most 32 KiB) must fit the pipe's buffer, as nothing reads it
+// before runc has started the agent: the buffer is grown to 64 KiB (a
+// pipe made past the user's pipe-user-pages-soft gets 8 KiB; root is
+// exempt, but a write that still does not fit fails after a second
+// instead of waiting for a reader).
 func filterPipe(prog []byte) (*os.File, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
+	if rc, cerr := pw.SyscallConn(); cerr == nil { // not Fd: it would make the pipe blocking
+		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 1<<16) })
+	}
+	_ = pw.SetWriteDeadline(time.Now().Add(time.Second))
 	_, err = pw.Write(prog)
 	if cerr := pw.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		pr.Close()
-		return nil, err
+		return nil, fmt.Errorf("hand the seccomp filter to the agent: %w", err)
 	}
 	return pr, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -212,4 +213,22 @@ func seccompData(nr, arch uint32, arg0 uint64) []byte {
 	binary.BigEndian.PutUint32(b[16:], uint32(arg0))
 	binary.BigEndian.PutUint32(b[20:], uint32(arg0>>32))
 	return b
+}
+
+// TestFilterPipe checks the largest program the kernel takes reaches the
+// agent's end whole, with nothing reading the pipe meanwhile.
+func TestFilterPipe(t *testing.T) {
+	prog := make([]byte, 8*maxFilterInsns)
+	for i := range prog {
+		prog[i] = byte(i)
+	}
+	pr, err := filterPipe(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	got, err := io.ReadAll(pr)
+	if err != nil || !bytes.Equal(got, prog) {
+		t.Fatalf("read %d bytes (%v), want the %d written", len(got), err, len(prog))
+	}
 }
