@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/chaserhq/chaser/api"
 	"github.com/chaserhq/chaser/client"
 	"github.com/chaserhq/chaser/internal/daemon"
+	"github.com/chaserhq/chaser/internal/runtime/runtimetest"
 )
 
 // TestQuickstart drives the CLI the way the seed page shows: create a
@@ -420,16 +422,11 @@ func TestSeccompByAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tasks, _ := filepath.Glob(filepath.Join("/proc", strings.TrimSpace(string(pidB)), "task", "*", "status"))
-	if len(tasks) < 2 {
-		t.Fatalf("agent threads: %v", tasks)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(pidB)))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, st := range tasks {
-		b, _ := os.ReadFile(st)
-		if !strings.Contains(string(b), "\nSeccomp:\t2\n") {
-			t.Fatalf("agent thread %s is not filtered", st)
-		}
-	}
+	runtimetest.AllThreadsFiltered(t, pid)
 	if !strings.Contains(s.Log(), "seccomp filter read from a probe sandbox") {
 		t.Fatal("the server did not log reading the filter")
 	}

@@ -98,6 +98,7 @@ type e2bFlow struct {
 	// A fork storm at the pids limit.
 	StormRunning, StormKilled bool
 	StormRun, StormConnect    string
+	StormSeccomp              string
 	StormKillMs               float64
 }
 
@@ -185,6 +186,7 @@ func TestE2BSDK(t *testing.T) {
 		{"commands.run as an unknown user", got.UnknownUser, "InvalidArgumentError"},
 		{"files.read as an unknown user", got.UnknownUserRead, "InvalidArgumentError"},
 		{"create beyond the tier's sandboxes", got.RateLimited, "RateLimitError"},
+		{"a later sandbox's agent filtered by the compiled seccomp program", got.StormSeccomp, "/.chaser/agent agent --seccomp-fd 4 \nSeccomp:\t2\nrefused\n"},
 		{"isRunning during a fork storm at the pids limit", got.StormRunning, true},
 		{"kill of the storm's sandbox", got.StormKilled, true},
 		{"connect to it after", got.StormConnect, "SandboxNotFoundError"},

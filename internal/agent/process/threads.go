@@ -18,10 +18,10 @@ import (
 // loop waking for each SIGCHLD of the storm's orphans did it), and it
 // takes an idle one first: it never lets an idle thread go. Four spares
 // cover the agent's usual blocking calls at once (a fork, a file read, a
-// wait, the signal loop), for ~40 KiB each of an idle sandbox's memory
-// (kernel and Go stacks, the task: BenchmarkIdleMemory's cgroup MB per
-// idle sandbox 1.82 before, 1.71 and 1.98 after; eight spares made it
-// 2.1).
+// wait, the signal loop). What they cost was not measured apart from the
+// noise: BenchmarkIdleMemory's cgroup MB per idle sandbox was 1.82
+// before, 1.71 and 1.98 after (eight spares made it 2.1); in the kernel
+// a thread is a 16 KiB stack and a 5.9 KiB task_struct here (slabinfo).
 const SpareThreads = 4
 
 // spareThreads makes the Go runtime start n OS threads more and leave

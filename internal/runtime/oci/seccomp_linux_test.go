@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -93,17 +92,11 @@ func seccompFromProbe(t *testing.T, rt *Runtime, m userns.Remap) {
 	if got := filterOf(t, rt, second.ID); !bytes.Equal(got, prog) {
 		t.Fatalf("second sandbox's filter (%d bytes) is not the one read (%d bytes)", len(got), len(prog))
 	}
-	pid, _ := rt.PID(second.ID)
-	tasks, _ := filepath.Glob(filepath.Join("/proc", fmt.Sprint(pid), "task", "*", "status"))
-	if len(tasks) < 2 {
-		t.Fatalf("agent threads: %v", tasks)
+	pid, err := rt.PID(second.ID)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, st := range tasks {
-		b, _ := os.ReadFile(st)
-		if !strings.Contains(string(b), "\nSeccomp:\t2\n") {
-			t.Fatalf("%s: not filtered", st)
-		}
-	}
+	runtimetest.AllThreadsFiltered(t, pid)
 	list, err := rt.List(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -450,5 +451,22 @@ func (o Options) testRemnants(t *testing.T, newRuntime Factory) {
 	}
 	if m := mountsUnder(state); len(m) > 0 {
 		t.Fatalf("mounts left: %v", m)
+	}
+}
+
+// AllThreadsFiltered fails t unless host process pid (a runc sandbox's
+// agent) has several threads and every one of them holds a seccomp
+// filter, as the agent's TSYNC install promises.
+func AllThreadsFiltered(t *testing.T, pid int) {
+	t.Helper()
+	tasks, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*", "status"))
+	if len(tasks) < 2 {
+		t.Fatalf("agent threads: %v", tasks)
+	}
+	for _, st := range tasks {
+		b, _ := os.ReadFile(st)
+		if !strings.Contains(string(b), "\nSeccomp:\t2\n") {
+			t.Fatalf("agent thread %s is not filtered", st)
+		}
 	}
 }
